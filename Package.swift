@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+// lqlora: NormalFloat / LQ-LoRA quantization and LoRA finetuning of Hugging Face checkpoints.
+import PackageDescription
+
+let package = Package(
+    name: "lqlora",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "lqlora", targets: ["lqlora"]),
+        .library(name: "LQTensor", targets: ["LQTensor"]),
+        .library(name: "LQFormats", targets: ["LQFormats"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries, found through pkg-config; the providers say what to install when missing.
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"]), .brew(["openblas"])]),
+        .systemLibrary(
+            name: "CLAPACKE", path: "Sources/CLAPACKE", pkgConfig: "lapacke",
+            providers: [.apt(["liblapacke-dev"]), .brew(["lapack"])]),
+        .systemLibrary(
+            name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]),
+
+        // Hand-written kernels: scalar references plus SIMD paths chosen at run time.
+        .target(
+            name: "CKernels", path: "Sources/CKernels",
+            cSettings: [.unsafeFlags(["-O3", "-std=c11"])]),
+
+        // fp32 tensors over owned or memory-mapped buffers, BLAS/LAPACK, randomized SVD, parallel loops.
+        .target(name: "LQTensor", dependencies: ["CBLAS", "CLAPACKE", "CKernels"]),
+        // Checkpoint files: safetensors (single and sharded).
+        .target(name: "LQFormats", dependencies: ["LQTensor", "CKernels", "CZlib"]),
+        // The subcommands, kept in a library so tests can drive them.
+        .target(
+            name: "LQCLI",
+            dependencies: [
+                "LQTensor", "LQFormats", "CKernels", "CBLAS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .executableTarget(name: "lqlora", dependencies: ["LQCLI"]),
+
+        .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
+        .testTarget(name: "LQTensorTests", dependencies: ["LQTensor"]),
+        .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQCLI"]),
+    ],
+    // Swift 5 mode: the kernels hand raw buffers to concurrent loops, which Swift 6's
+    // checker cannot see are disjoint.
+    swiftLanguageModes: [.v5]
+)

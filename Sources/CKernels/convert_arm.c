@@ -1,0 +1,53 @@
+// NEON conversion kernels for arm64.
+#if defined(__aarch64__)
+#include <arm_neon.h>
+
+#include "convert_impl.h"
+
+void lq_f16_to_f32_neon(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(src + i));
+        vst1q_f32(dst + i, vcvt_f32_f16(vget_low_f16(h)));
+        vst1q_f32(dst + i + 4, vcvt_high_f32_f16(h));
+    }
+    for (; i < n; i++) dst[i] = lq_f16_to_f32_ref(src[i]);
+}
+
+void lq_bf16_to_f32_neon(const uint16_t *src, float *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16x8_t h = vld1q_u16(src + i);
+        vst1q_u32((uint32_t *)(dst + i), vshll_n_u16(vget_low_u16(h), 16));
+        vst1q_u32((uint32_t *)(dst + i + 4), vshll_high_n_u16(h, 16));
+    }
+    for (; i < n; i++) dst[i] = lq_bf16_to_f32_ref(src[i]);
+}
+
+void lq_f32_to_f16_neon(const float *src, uint16_t *dst, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        float16x4_t lo = vcvt_f16_f32(vld1q_f32(src + i));
+        float16x8_t h = vcvt_high_f16_f32(lo, vld1q_f32(src + i + 4));
+        vst1q_u16(dst + i, vreinterpretq_u16_f16(h));
+    }
+    for (; i < n; i++) dst[i] = lq_f32_to_f16_ref(src[i]);
+}
+
+void lq_f32_to_bf16_neon(const float *src, uint16_t *dst, size_t n) {
+    const uint32x4_t bias = vdupq_n_u32(0x7fff);
+    const uint32x4_t one = vdupq_n_u32(1);
+    const uint32x4_t inf = vdupq_n_u32(0x7f800000);
+    const uint32x4_t quiet = vdupq_n_u32(0x00400000);
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32x4_t x = vld1q_u32((const uint32_t *)(src + i));
+        uint32x4_t lsb = vandq_u32(vshrq_n_u32(x, 16), one);
+        uint32x4_t rounded = vaddq_u32(x, vaddq_u32(bias, lsb));
+        uint32x4_t is_nan = vcgtq_u32(vandq_u32(x, vdupq_n_u32(0x7fffffff)), inf);
+        uint32x4_t v = vbslq_u32(is_nan, vorrq_u32(x, quiet), rounded);
+        vst1_u16(dst + i, vshrn_n_u32(v, 16));
+    }
+    for (; i < n; i++) dst[i] = lq_f32_to_bf16_ref(src[i]);
+}
+#endif

@@ -1,0 +1,50 @@
+// Level dispatch for the conversion kernels.
+#include "convert_impl.h"
+
+#if defined(__x86_64__)
+#define LQ_PICK(level, name, ...)                                              \
+    do {                                                                       \
+        if ((level) == LQ_LEVEL_AVX2 && lq_best_level() == LQ_LEVEL_AVX2) {    \
+            name##_avx2(__VA_ARGS__);                                          \
+            return;                                                            \
+        }                                                                      \
+        name##_scalar(__VA_ARGS__);                                            \
+    } while (0)
+#elif defined(__aarch64__)
+#define LQ_PICK(level, name, ...)                                              \
+    do {                                                                       \
+        if ((level) == LQ_LEVEL_NEON) {                                        \
+            name##_neon(__VA_ARGS__);                                          \
+            return;                                                            \
+        }                                                                      \
+        name##_scalar(__VA_ARGS__);                                            \
+    } while (0)
+#else
+#define LQ_PICK(level, name, ...) name##_scalar(__VA_ARGS__)
+#endif
+
+void lq_f16_to_f32_level(lq_level level, const uint16_t *src, float *dst, size_t n) {
+    LQ_PICK(level, lq_f16_to_f32, src, dst, n);
+}
+void lq_bf16_to_f32_level(lq_level level, const uint16_t *src, float *dst, size_t n) {
+    LQ_PICK(level, lq_bf16_to_f32, src, dst, n);
+}
+void lq_f32_to_f16_level(lq_level level, const float *src, uint16_t *dst, size_t n) {
+    LQ_PICK(level, lq_f32_to_f16, src, dst, n);
+}
+void lq_f32_to_bf16_level(lq_level level, const float *src, uint16_t *dst, size_t n) {
+    LQ_PICK(level, lq_f32_to_bf16, src, dst, n);
+}
+
+void lq_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    lq_f16_to_f32_level(lq_active_level(), src, dst, n);
+}
+void lq_bf16_to_f32(const uint16_t *src, float *dst, size_t n) {
+    lq_bf16_to_f32_level(lq_active_level(), src, dst, n);
+}
+void lq_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
+    lq_f32_to_f16_level(lq_active_level(), src, dst, n);
+}
+void lq_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
+    lq_f32_to_bf16_level(lq_active_level(), src, dst, n);
+}

@@ -1,0 +1,3 @@
+// Umbrella header of the C kernel target.
+#include "lq_cpu.h"
+#include "lq_convert.h"

@@ -1,0 +1,2 @@
+// LAPACK's C interface (sgesdd, sgeqrf, spotrf, strtri, ...).
+#include <lapacke.h>

@@ -1,0 +1,2 @@
+// zlib, for reading and writing .gz data files.
+#include <zlib.h>

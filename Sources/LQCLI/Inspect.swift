@@ -1,0 +1,105 @@
+import ArgumentParser
+import Foundation
+import LQFormats
+
+/// What `lqlora inspect` reports about a checkpoint.
+public struct InspectReport: Codable, Equatable {
+    public struct TensorRow: Codable, Equatable {
+        public let name: String
+        public let dtype: String
+        public let shape: [Int]
+        public let bytes: Int
+    }
+
+    public let num_tensors: Int
+    public let num_parameters: Int
+    public let bytes: Int
+    public let tensors: [TensorRow]
+
+    public init(checkpoint: Checkpoint) {
+        let entries = checkpoint.entries.sorted { $0.name < $1.name }
+        tensors = entries.map { TensorRow(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
+        num_tensors = entries.count
+        num_parameters = entries.reduce(0) { $0 + $1.count }
+        bytes = entries.reduce(0) { $0 + $1.byteCount }
+    }
+
+    /// The `--json` form: one object, keys sorted.
+    public func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
+    /// The human form: a table of tensors, then totals.
+    public func text() -> String {
+        let rows = tensors.map { t in
+            [t.name, t.dtype, "[" + t.shape.map(String.init).joined(separator: ", ") + "]",
+             Format.grouped(t.shape.reduce(1, *)), Format.grouped(t.bytes)]
+        }
+        let table = Format.table(header: ["tensor", "dtype", "shape", "parameters", "bytes"], rows: rows, rightAligned: [3, 4])
+        return table + "\n\n\(num_tensors) tensors, \(Format.grouped(num_parameters)) parameters, \(Format.bytes(bytes))"
+    }
+}
+
+/// A few lines about config.json: what kind of model this is.
+func configSummary(_ config: [String: Any]) -> String {
+    let keys: [(String, String)] = [
+        ("model_type", "model type"), ("architectures", "architectures"), ("hidden_size", "hidden size"),
+        ("intermediate_size", "intermediate size"), ("num_hidden_layers", "layers"),
+        ("num_attention_heads", "attention heads"), ("num_key_value_heads", "key/value heads"),
+        ("vocab_size", "vocabulary"), ("max_position_embeddings", "max positions"),
+        ("torch_dtype", "torch dtype"), ("tie_word_embeddings", "tied embeddings"),
+    ]
+    var lines: [String] = []
+    for (key, label) in keys {
+        guard let value = config[key] else { continue }
+        let text: String
+        switch value {
+        case let list as [Any]: text = list.map { "\($0)" }.joined(separator: ", ")
+        case let n as NSNumber where String(cString: n.objCType) == "c": text = n.boolValue ? "true" : "false"
+        default: text = "\(value)"
+        }
+        lines.append("  \(label): \(text)")
+    }
+    if let q = config["quantization_config"] as? [String: Any] {
+        let method = q["quant_method"] as? String ?? "?"
+        let type = q["bnb_4bit_quant_type"] as? String
+        lines.append("  quantization: \(method)\(type.map { " " + $0 } ?? "")")
+    }
+    return lines.isEmpty ? "" : "config.json\n" + lines.joined(separator: "\n")
+}
+
+/// `lqlora inspect PATH [--json]`.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the tensors of a safetensors file or model directory (single or sharded).")
+
+    @Argument(help: "A .safetensors file or a model directory.")
+    var path: String
+
+    @Flag(help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() throws {
+        let checkpoint: Checkpoint
+        let config: [String: Any]?
+        do {
+            checkpoint = try Checkpoint(path: path)
+            config = try checkpoint.config()
+        } catch {
+            printError("lqlora inspect: error: \(error)")
+            throw ExitCode.failure
+        }
+        let report = InspectReport(checkpoint: checkpoint)
+        if json {
+            print(try report.json())
+            return
+        }
+        print(report.text())
+        if let config {
+            let summary = configSummary(config)
+            if !summary.isEmpty { print("\n" + summary) }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+import LQTensor
+
+/// The `lqlora` command tree.
+public struct LQLoRA: ParsableCommand {
+    public static let version = "0.1.0"
+
+    public static let configuration = CommandConfiguration(
+        commandName: "lqlora",
+        abstract: "Compress and finetune Hugging Face language models: NormalFloat, LQ-LoRA, LoRA.",
+        version: version,
+        subcommands: [Inspect.self, Bench.self, Env.self])
+
+    public init() {}
+}

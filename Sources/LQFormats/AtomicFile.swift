@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Writes a file through a temporary sibling that is renamed into place only after every byte
+/// is written and synced: a killed run leaves the old file (or none), never a torn one.
+public final class AtomicFileWriter {
+    public let path: String
+    public let temporaryPath: String
+    private var fd: Int32
+    private var finished = false
+
+    public init(path: String) throws {
+        self.path = path
+        let url = URL(fileURLWithPath: path)
+        temporaryPath = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        fd = open(temporaryPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        if fd < 0 { throw SafeTensorsError.writeFailed(path: path, reason: String(cString: strerror(errno))) }
+    }
+
+    deinit { if !finished { abandon() } }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard var p = bytes.baseAddress else { return }
+        var left = bytes.count
+        while left > 0 {
+            let n = Glibc.write(fd, p, left)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SafeTensorsError.writeFailed(path: path, reason: String(cString: strerror(errno)))
+            }
+            p += n
+            left -= n
+        }
+    }
+
+    public func write(_ data: Data) throws { try data.withUnsafeBytes { try write($0) } }
+
+    /// Syncs, closes and renames the temporary file into place.
+    public func commit() throws {
+        precondition(!finished, "commit twice")
+        finished = true
+        if fsync(fd) != 0 || close(fd) != 0 {
+            let reason = String(cString: strerror(errno))
+            unlink(temporaryPath)
+            throw SafeTensorsError.writeFailed(path: path, reason: reason)
+        }
+        if rename(temporaryPath, path) != 0 {
+            let reason = String(cString: strerror(errno))
+            unlink(temporaryPath)
+            throw SafeTensorsError.writeFailed(path: path, reason: reason)
+        }
+    }
+
+    /// Removes the temporary file; the destination is untouched.
+    public func abandon() {
+        if finished { return }
+        finished = true
+        close(fd)
+        unlink(temporaryPath)
+    }
+}
+
+extension Data {
+    /// Writes the data to `path` atomically (temporary file, fsync, rename).
+    public func writeAtomically(to path: String) throws {
+        let w = try AtomicFileWriter(path: path)
+        try w.write(self)
+        try w.commit()
+    }
+}

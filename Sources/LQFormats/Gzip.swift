@@ -1,0 +1,50 @@
+import CZlib
+import Foundation
+
+public enum GzipError: Error, CustomStringConvertible {
+    case cannotOpen(path: String)
+    case corrupt(path: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .cannotOpen(path): return "\(path): cannot open"
+        case let .corrupt(path, detail): return "\(path): corrupt gzip data: \(detail)"
+        }
+    }
+}
+
+/// Reads and writes gzip files through zlib, for `.jsonl.gz` and `.txt.gz` data.
+public enum Gzip {
+    /// The whole decompressed content. zlib's gzread also passes plain files through unchanged.
+    public static func read(path: String) throws -> Data {
+        guard let file = gzopen(path, "rb") else { throw GzipError.cannotOpen(path: path) }
+        defer { gzclose(file) }
+        var out = Data()
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { gzread(file, $0.baseAddress, UInt32($0.count)) }
+            if n < 0 {
+                var code: Int32 = 0
+                let message = gzerror(file, &code).map { String(cString: $0) } ?? "read error"
+                throw GzipError.corrupt(path: path, detail: message)
+            }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<Int(n)])
+        }
+        return out
+    }
+
+    /// Writes `data` gzip-compressed.
+    public static func write(_ data: Data, to path: String) throws {
+        guard let file = gzopen(path, "wb") else { throw GzipError.cannotOpen(path: path) }
+        let written = data.withUnsafeBytes { gzwrite(file, $0.baseAddress, UInt32($0.count)) }
+        let closed = gzclose(file)
+        if Int(written) != data.count || closed != Z_OK { throw GzipError.corrupt(path: path, detail: "write failed") }
+    }
+
+    /// Reads a data file, decompressing when its name ends in `.gz`.
+    public static func readMaybeCompressed(path: String) throws -> Data {
+        if path.hasSuffix(".gz") { return try read(path: path) }
+        do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch { throw GzipError.cannotOpen(path: path) }
+    }
+}

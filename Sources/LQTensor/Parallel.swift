@@ -1,0 +1,34 @@
+import Dispatch
+import Foundation
+
+/// Our own parallel loops. The thread count comes from `LQLORA_NUM_THREADS` or the number of
+/// active cores; `configure` also sizes OpenBLAS so one does not oversubscribe the other.
+public enum Parallel {
+    nonisolated(unsafe) public private(set) static var threadCount: Int = defaultThreadCount()
+
+    public static func defaultThreadCount() -> Int {
+        if let s = ProcessInfo.processInfo.environment["LQLORA_NUM_THREADS"], let n = Int(s), n > 0 { return n }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Sets our thread count and OpenBLAS's to `threads` (default: `defaultThreadCount()`).
+    public static func configure(threads: Int? = nil) {
+        threadCount = max(1, threads ?? defaultThreadCount())
+        BLASThreads.set(threadCount)
+    }
+
+    /// Calls `body` on disjoint chunks covering 0..<count, in parallel when there is enough work.
+    /// Chunks hold at least `minChunk` items so tiny loops stay on the calling thread.
+    public static func forEach(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        if count <= 0 { return }
+        let chunks = min(threadCount, max(1, count / max(1, minChunk)))
+        if chunks == 1 {
+            body(0..<count)
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = count * c / chunks, hi = count * (c + 1) / chunks
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+}

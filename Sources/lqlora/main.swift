@@ -1,0 +1,2 @@
+import LQCLI
+LQLoRA.main()
