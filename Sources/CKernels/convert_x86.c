@@ -20,12 +20,13 @@ LQ_AVX2 void lq_f16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
 
 LQ_AVX2 void lq_bf16_to_f32_avx2(const uint16_t *src, float *dst, size_t n) {
     size_t i = 0;
+    const __m256i zero = _mm256_setzero_si256();
     for (; i + 16 <= n; i += 16) {
-        __m256i h = _mm256_loadu_si256((const __m256i *)(src + i));
-        __m256i lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(h));
-        __m256i hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1));
-        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_slli_epi32(lo, 16));
-        _mm256_storeu_si256((__m256i *)(dst + i + 8), _mm256_slli_epi32(hi, 16));
+        // Interleaving zeros below each 16-bit value is the shift by 16; the permute puts
+        // elements 0-7 in the low halves of both lanes so the unpacks keep element order.
+        __m256i h = _mm256_permute4x64_epi64(_mm256_loadu_si256((const __m256i *)(src + i)), 0xd8);
+        _mm256_storeu_si256((__m256i *)(dst + i), _mm256_unpacklo_epi16(zero, h));
+        _mm256_storeu_si256((__m256i *)(dst + i + 8), _mm256_unpackhi_epi16(zero, h));
     }
     for (; i < n; i++) dst[i] = lq_bf16_to_f32_ref(src[i]);
 }

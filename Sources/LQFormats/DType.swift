@@ -1,4 +1,5 @@
-/// Element types of safetensors files, with the names the format uses.
+/// Element types of safetensors files, with the names the format uses, declared in the
+/// reference implementation's order (its writer sorts tensors by this order, descending).
 public enum DType: String, CaseIterable, Sendable {
     case bool = "BOOL"
     case f4 = "F4"
@@ -16,6 +17,7 @@ public enum DType: String, CaseIterable, Sendable {
     case i32 = "I32"
     case u32 = "U32"
     case f32 = "F32"
+    case c64 = "C64"
     case f64 = "F64"
     case i64 = "I64"
     case u64 = "U64"
@@ -28,9 +30,12 @@ public enum DType: String, CaseIterable, Sendable {
         case .bool, .u8, .i8, .f8e5m2, .f8e4m3, .f8e8m0: return 8
         case .i16, .u16, .f16, .bf16: return 16
         case .i32, .u32, .f32: return 32
-        case .f64, .i64, .u64: return 64
+        case .c64, .f64, .i64, .u64: return 64
         }
     }
+
+    /// Position in the reference declaration order.
+    public var order: Int { Self.allCases.firstIndex(of: self)! }
 
     /// Whether values of this type can be read as fp32 here; the rest are listed, not loaded.
     public var isSupported: Bool {

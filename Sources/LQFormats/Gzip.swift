@@ -28,7 +28,13 @@ public enum Gzip {
                 let message = gzerror(file, &code).map { String(cString: $0) } ?? "read error"
                 throw GzipError.corrupt(path: path, detail: message)
             }
-            if n == 0 { break }
+            if n == 0 {
+                // A truncated stream ends like a complete one; zlib reports it through gzerror.
+                var code: Int32 = 0
+                let message = gzerror(file, &code).map { String(cString: $0) } ?? ""
+                if code != Z_OK && code != Z_STREAM_END { throw GzipError.corrupt(path: path, detail: message) }
+                break
+            }
             out.append(contentsOf: chunk[0..<Int(n)])
         }
         return out

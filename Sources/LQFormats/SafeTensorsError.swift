@@ -5,7 +5,6 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
     case headerTooLarge(path: String, length: UInt64)
     case headerPastEnd(path: String, length: UInt64, fileSize: Int)
     case headerNotUTF8(path: String)
-    case headerStart(path: String)
     case headerNotJSON(path: String)
     case headerShape(path: String, detail: String)
     case metadataNotStrings(path: String, key: String)
@@ -34,8 +33,6 @@ public enum SafeTensorsError: Error, CustomStringConvertible, Equatable {
             return "\(path): header length \(length) runs past the end of the \(fileSize)-byte file"
         case let .headerNotUTF8(path):
             return "\(path): header is not valid UTF-8"
-        case let .headerStart(path):
-            return "\(path): header does not start with '{'"
         case let .headerNotJSON(path):
             return "\(path): header is not valid JSON"
         case let .headerShape(path, detail):

@@ -50,7 +50,7 @@ public final class SafeTensorsFile: @unchecked Sendable {
         -> ([TensorEntry], [String: String]?)
     {
         guard String(validating: header, as: UTF8.self) != nil else { throw SafeTensorsError.headerNotUTF8(path: path) }
-        guard header.first == UInt8(ascii: "{") else { throw SafeTensorsError.headerStart(path: path) }
+        // The reference does not (yet) insist on '{' first: leading JSON whitespace is accepted.
         let json: Any
         do {
             json = try JSONSerialization.jsonObject(with: Data(header), options: [])

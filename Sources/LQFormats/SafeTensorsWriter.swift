@@ -38,15 +38,16 @@ public struct PendingTensor {
     }
 }
 
-/// Writes safetensors files as the reference implementation does: tensors ordered by
-/// element size (largest first) then name, so each is aligned to its element size; the
+/// Writes safetensors files byte for byte as the reference implementation does: tensors ordered
+/// by dtype (the reference's declaration order, descending: wide types first, so each tensor is
+/// aligned to its element size) then name; the
 /// header padded with spaces to a multiple of 8; `__metadata__` `{"format": "pt"}`.
 public enum SafeTensorsWriter {
     public static let defaultMetadata = ["format": "pt"]
 
-    /// The reference order: by dtype size descending, then name.
+    /// The reference order: by dtype descending, then name.
     public static func ordered(_ tensors: [PendingTensor]) -> [PendingTensor] {
-        tensors.sorted { ($0.dtype.bitSize, $1.name) > ($1.dtype.bitSize, $0.name) }
+        tensors.sorted { ($0.dtype.order, $1.name) > ($1.dtype.order, $0.name) }
     }
 
     /// Writes one file atomically.

@@ -155,3 +155,14 @@ public struct MatrixRef: @unchecked Sendable {
         return t
     }
 }
+
+extension Tensor {
+    /// The transpose of a matrix, as a new tensor.
+    public func transposed() -> Tensor {
+        precondition(rank == 2, "transpose expects a matrix")
+        let m = shape[0], n = shape[1]
+        let out = Tensor(zeros: [n, m])
+        for i in 0..<m { for j in 0..<n { out.pointer[j * m + i] = pointer[i * n + j] } }
+        return out
+    }
+}

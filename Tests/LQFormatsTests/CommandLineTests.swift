@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+/// Runs the built `lqlora` binary as a user would.
+struct CommandLineTests {
+    /// The executable sits beside the test bundle in the build directory.
+    static let binary: String? = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("lqlora").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }()
+
+    static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary!)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func malformedFileExitsOneWithANamedError() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let path = dir.file("broken.safetensors")
+        try craftSafetensors(header: #"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}}"#, buffer: [0, 0, 0, 0])
+            .write(to: URL(fileURLWithPath: path))
+        let result = try Self.run(["inspect", path])
+        #expect(result.status == 1)
+        #expect(result.stdout.isEmpty)
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.count == 1)
+        #expect(result.stderr.contains(path) && result.stderr.contains("'w'"))
+    }
+
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func inspectJSONAndVersion() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let path = dir.file("ok.safetensors")
+        try craftSafetensors(header: #"{"w":{"dtype":"U8","shape":[2,3],"data_offsets":[0,6]}}"#, buffer: [1, 2, 3, 4, 5, 6])
+            .write(to: URL(fileURLWithPath: path))
+        let result = try Self.run(["inspect", path, "--json"])
+        #expect(result.status == 0)
+        let json = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as! [String: Any]
+        #expect(json["num_tensors"] as? Int == 1 && json["num_parameters"] as? Int == 6 && json["bytes"] as? Int == 6)
+        let version = try Self.run(["--version"])
+        #expect(version.status == 0 && version.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "0.1.0")
+        let missing = try Self.run(["inspect", dir.file("nope")])
+        #expect(missing.status == 1 && missing.stderr.contains("nope"))
+    }
+}

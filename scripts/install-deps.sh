@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the system libraries lqlora links (OpenBLAS, LAPACKE, zlib) when pkg-config cannot find them.
+set -euo pipefail
+missing=()
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev)
+pkg-config --exists lapacke 2>/dev/null || missing+=(liblapacke-dev)
+pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+  pkg-config libopenblas-dev liblapacke-dev zlib1g-dev >/dev/null
