@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "lqlora", targets: ["lqlora"]),
         .library(name: "LQTensor", targets: ["LQTensor"]),
         .library(name: "LQFormats", targets: ["LQFormats"]),
+        .library(name: "LQQuant", targets: ["LQQuant"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -34,18 +35,21 @@ let package = Package(
         .target(name: "LQTensor", dependencies: ["CBLAS", "CLAPACKE", "CKernels"]),
         // Checkpoint files: safetensors (single and sharded).
         .target(name: "LQFormats", dependencies: ["LQTensor", "CKernels", "CZlib"]),
+        // NormalFloat formats, the quantizer, quantized matrices (dequantize, GEMV, GEMM).
+        .target(name: "LQQuant", dependencies: ["LQTensor", "CKernels", "CBLAS"]),
         // The subcommands, kept in a library so tests can drive them.
         .target(
             name: "LQCLI",
             dependencies: [
-                "LQTensor", "LQFormats", "CKernels", "CBLAS",
+                "LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "lqlora", dependencies: ["LQCLI"]),
 
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor"]),
-        .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQCLI"]),
+        .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQCLI"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to concurrent loops, which Swift 6's
     // checker cannot see are disjoint.

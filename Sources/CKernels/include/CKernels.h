@@ -1,3 +1,4 @@
 // Umbrella header of the C kernel target.
 #include "lq_cpu.h"
 #include "lq_convert.h"
+#include "lq_quant.h"

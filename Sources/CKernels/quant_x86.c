@@ -1,0 +1,124 @@
+// AVX2 + FMA NormalFloat kernels. Each group of 8 codes is read as one big-endian word, the 8
+// indices come out of one variable shift, and the codebook lookup is a lane permute (≤ 8 codes),
+// two permutes and a blend (16 codes) or a gather (256 codes).
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant_impl.h"
+
+#define LQ_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/// The big-endian word holding codes [8g, 8g + 8) of a packed b-bit stream (b ∈ {2, 3, 4}).
+static inline uint32_t group_word(const uint8_t *p, int bits, int64_t g) {
+    switch (bits) {
+        case 4: { uint32_t w; memcpy(&w, p + 4 * g, 4); return __builtin_bswap32(w); }
+        case 3: { const uint8_t *q = p + 3 * g; return ((uint32_t)q[0] << 16) | ((uint32_t)q[1] << 8) | q[2]; }
+        default: { uint16_t w; memcpy(&w, p + 2 * g, 2); return __builtin_bswap16(w); }
+    }
+}
+
+typedef struct {
+    __m256i shifts, mask;
+    __m256 lo, hi;  // codebook entries 0-7 and 8-15
+    int bits;
+} decoder;
+
+LQ_AVX2 static inline decoder make_decoder(const lq_qtensor *t) {
+    decoder d;
+    int b = t->format.bits;
+    d.bits = b;
+    d.shifts = _mm256_setr_epi32(7 * b, 6 * b, 5 * b, 4 * b, 3 * b, 2 * b, b, 0);
+    d.mask = _mm256_set1_epi32((1 << (b < 8 ? b : 8)) - 1);
+    float lo[8] = {0}, hi[8] = {0};
+    int n = b >= 8 ? 0 : 1 << b;
+    for (int i = 0; i < n && i < 8; i++) lo[i] = t->codebook[i];
+    for (int i = 8; i < n && i < 16; i++) hi[i - 8] = t->codebook[i];
+    d.lo = _mm256_loadu_ps(lo);
+    d.hi = _mm256_loadu_ps(hi);
+    return d;
+}
+
+/// Values of codes [8g, 8g + 8).
+LQ_AVX2 static inline __m256 decode8(const decoder *d, const lq_qtensor *t, int64_t g) {
+    if (d->bits == 8) {
+        __m256i idx = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(t->codes + 8 * g)));
+        return _mm256_i32gather_ps(t->codebook, idx, 4);
+    }
+    __m256i w = _mm256_set1_epi32((int)group_word(t->codes, d->bits, g));
+    __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(w, d->shifts), d->mask);
+    if (d->bits < 4) return _mm256_permutevar8x32_ps(d->lo, idx);
+    __m256 a = _mm256_permutevar8x32_ps(d->lo, idx);
+    __m256 b = _mm256_permutevar8x32_ps(d->hi, idx);
+    return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+enum { SCALE_BATCH = 256 };
+
+LQ_AVX2 void lq_dequantize_avx2(const lq_qtensor *t, int64_t start, int64_t count, float *out) {
+    const int64_t bs = t->format.block_size;
+    int64_t i = start, end = start + count;
+    // Scalar up to the first block boundary that is also a multiple of 8 (block sizes are).
+    int64_t head_end = ((i + bs - 1) / bs) * bs;
+    if (head_end > end) head_end = end;
+    if (head_end > i) {
+        lq_dequantize_scalar(t, i, head_end - i, out);
+        i = head_end;
+    }
+    const decoder d = make_decoder(t);
+    float scales[SCALE_BATCH];
+    while (end - i >= bs) {
+        int64_t b0 = i / bs;
+        int64_t nb = (end - i) / bs;
+        if (nb > SCALE_BATCH) nb = SCALE_BATCH;
+        lq_block_scales(t, b0, nb, scales);
+        for (int64_t k = 0; k < nb; k++, i += bs) {
+            __m256 s = _mm256_set1_ps(scales[k]);
+            for (int64_t j = 0; j < bs; j += 8) {
+                _mm256_storeu_ps(out + (i - start) + j, _mm256_mul_ps(decode8(&d, t, (i + j) >> 3), s));
+            }
+        }
+    }
+    if (i < end) lq_dequantize_scalar(t, i, end - i, out + (i - start));
+}
+
+LQ_AVX2 static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+LQ_AVX2 void lq_gemv_avx2(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t row_end,
+                          const float *x, float *y) {
+    const int64_t bs = t->format.block_size;
+    if (cols % bs != 0) {  // blocks straddle rows: rare, take the reference path
+        lq_gemv_scalar(t, cols, row_begin, row_end, x, y);
+        return;
+    }
+    const decoder d = make_decoder(t);
+    const int64_t blocks_per_row = cols / bs;
+    float scales[SCALE_BATCH];
+    for (int64_t r = row_begin; r < row_end; r++) {
+        __m256 acc = _mm256_setzero_ps();
+        int64_t first_block = r * blocks_per_row;
+        for (int64_t kb = 0; kb < blocks_per_row; kb += SCALE_BATCH) {
+            int64_t nb = blocks_per_row - kb < SCALE_BATCH ? blocks_per_row - kb : SCALE_BATCH;
+            lq_block_scales(t, first_block + kb, nb, scales);
+            for (int64_t k = 0; k < nb; k++) {
+                int64_t col = (kb + k) * bs;
+                int64_t g = (r * cols + col) >> 3;
+                __m256 p0 = _mm256_setzero_ps(), p1 = _mm256_setzero_ps();
+                int64_t j = 0;
+                for (; j + 16 <= bs; j += 16, g += 2) {
+                    p0 = _mm256_fmadd_ps(decode8(&d, t, g), _mm256_loadu_ps(x + col + j), p0);
+                    p1 = _mm256_fmadd_ps(decode8(&d, t, g + 1), _mm256_loadu_ps(x + col + j + 8), p1);
+                }
+                for (; j < bs; j += 8, g++) p0 = _mm256_fmadd_ps(decode8(&d, t, g), _mm256_loadu_ps(x + col + j), p0);
+                acc = _mm256_fmadd_ps(_mm256_add_ps(p0, p1), _mm256_set1_ps(scales[k]), acc);
+            }
+        }
+        y[r] = hsum(acc);
+    }
+}
+#endif

@@ -1,0 +1,169 @@
+import CBLAS
+import CKernels
+import Foundation
+import LQTensor
+
+public enum QuantError: Error, CustomStringConvertible, Equatable {
+    case nonFinite(tensor: String, index: Int, value: Float)
+    case notDivisible(tensor: String, count: Int, multiple: Int, config: String)
+    case invalidConfig(String)
+    case notAMatrix(tensor: String, shape: [Int])
+
+    public var description: String {
+        switch self {
+        case let .nonFinite(tensor, index, value):
+            return "tensor '\(tensor)' holds \(value) at flat index \(index); quantization needs finite weights"
+        case let .notDivisible(tensor, count, multiple, config):
+            return "tensor '\(tensor)' has \(count) values, not a multiple of \(multiple) as \(config) needs"
+        case let .invalidConfig(name):
+            return "unsupported quantization configuration \(name)"
+        case let .notAMatrix(tensor, shape):
+            return "tensor '\(tensor)' has shape \(shape); quantization needs a matrix"
+        }
+    }
+}
+
+/// A matrix in one of the NormalFloat formats: packed codes plus its scale storage. It computes
+/// with the C kernels directly (dequantize, fused GEMV, panel GEMM) and never keeps an fp32 copy.
+public final class QuantizedMatrix: @unchecked Sendable {
+    public let config: QuantConfig
+    public let rows: Int
+    public let cols: Int
+    /// Packed codes (layout in lq_quant.h).
+    public let codes: [UInt8]
+    public let codebook: [Float]
+    /// `.fp32` scales: one absmax per block.
+    public let absmax: [Float]
+    /// Double-quantized scales: one code per block (packed for `.uint`).
+    public let scaleCodes: [UInt8]
+    /// Double-quantized scales: one absmax per group of blocks, as fp32 (already rounded to its storage dtype).
+    public let groupAbsmax: [Float]
+    public let scaleOffset: Float
+
+    public var count: Int { rows * cols }
+    public var blockCount: Int { (count + config.blockSize - 1) / config.blockSize }
+
+    public init(config: QuantConfig, rows: Int, cols: Int, codes: [UInt8], absmax: [Float] = [],
+                scaleCodes: [UInt8] = [], groupAbsmax: [Float] = [], scaleOffset: Float = 0) {
+        self.config = config
+        self.rows = rows
+        self.cols = cols
+        self.codes = codes
+        codebook = NormalFloat.codebook(bits: config.bits)
+        self.absmax = absmax
+        self.scaleCodes = scaleCodes
+        self.groupAbsmax = groupAbsmax
+        self.scaleOffset = scaleOffset
+        let n = rows * cols
+        precondition(codes.count == lq_packed_bytes(Int32(config.bits), Int64(n)), "codes do not fit \(rows)x\(cols) at \(config.bits) bits")
+    }
+
+    /// Calls `body` with the C view of this matrix.
+    public func withCView<R>(_ body: (UnsafePointer<lq_qtensor>) throws -> R) rethrows -> R {
+        try codes.withUnsafeBufferPointer { c in
+            try codebook.withUnsafeBufferPointer { cb in
+                try absmax.withUnsafeBufferPointer { a in
+                    try scaleCodes.withUnsafeBufferPointer { sc in
+                        try bitsandbytesDynamicMap.withUnsafeBufferPointer { map in
+                            try groupAbsmax.withUnsafeBufferPointer { g in
+                                var t = lq_qtensor(format: config.cFormat, numel: Int64(count), codes: c.baseAddress,
+                                                   codebook: cb.baseAddress, absmax: a.baseAddress,
+                                                   scale_codes: sc.baseAddress, scale_map: map.baseAddress,
+                                                   group_absmax: g.baseAddress, scale_offset: scaleOffset)
+                                return try body(&t)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The fp32 absmax of every block, as the kernels see it.
+    public func blockScales() -> [Float] {
+        var out = [Float](repeating: 0, count: blockCount)
+        withCView { t in out.withUnsafeMutableBufferPointer { lq_block_scales(t, 0, Int64(blockCount), $0.baseAddress) } }
+        return out
+    }
+
+    /// Rows [range) dequantized into `out` (row-major, `range.count × cols`).
+    public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>, level: lq_level = lq_active_level()) {
+        withCView { t in lq_dequantize_level(level, t, Int64(range.lowerBound * cols), Int64(range.count * cols), out) }
+    }
+
+    /// The whole matrix as fp32 (parallel over row ranges).
+    public func dequantize(level: lq_level = lq_active_level()) -> Tensor {
+        let out = Tensor(zeros: [rows, cols])
+        let base = out.pointer
+        withCView { t in
+            let tp = UnsafeRawPointer(t)
+            // Chunks start on block boundaries so the SIMD path stays on its fast loop.
+            let bs = config.blockSize
+            let blocks = blockCount
+            Parallel.forEach(blocks, minChunk: max(1, 16384 / bs)) { range in
+                let start = range.lowerBound * bs, end = min(range.upperBound * bs, count)
+                lq_dequantize_level(level, tp.assumingMemoryBound(to: lq_qtensor.self), Int64(start), Int64(end - start), base + start)
+            }
+        }
+        return out
+    }
+
+    /// y = W · x for one vector (x: cols, y: rows), fused: W is decoded in registers. Parallel over rows.
+    public func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, level: lq_level = lq_active_level()) {
+        withCView { t in
+            let tp = UnsafeRawPointer(t)
+            Parallel.forEach(rows, minChunk: max(1, 32768 / max(cols, 1))) { range in
+                lq_gemv_level(level, tp.assumingMemoryBound(to: lq_qtensor.self), Int64(cols),
+                              Int64(range.lowerBound), Int64(range.upperBound), x, y)
+            }
+        }
+    }
+
+    /// Rows of x at or below this count go through the fused GEMV; more go through panel GEMM.
+    public static let gemvRowLimit = 8
+
+    /// X · Wᵀ for X [n, cols] → [n, rows], the product a linear layer computes. Few rows use the
+    /// fused GEMV; many rows dequantize cache-sized panels of W (one thread each) feeding sgemm.
+    public func matmul(_ x: Tensor) -> Tensor {
+        precondition(x.rank == 2 && x.shape[1] == cols, "matmul: x \(x.shape) against W [\(rows), \(cols)]")
+        let n = x.shape[0]
+        let out = Tensor(zeros: [n, rows])
+        if n <= Self.gemvRowLimit {
+            let column = UnsafeMutablePointer<Float>.allocate(capacity: rows)
+            defer { column.deallocate() }
+            for i in 0..<n {
+                gemv(x.pointer + i * cols, column)
+                (out.pointer + i * rows).update(from: column, count: rows)
+            }
+            return out
+        }
+        // Panels of about 1 MiB of fp32 weights, whole blocks of rows.
+        let panelRows = max(1, min(rows, (1 << 18) / max(cols, 1)))
+        let panels = (rows + panelRows - 1) / panelRows
+        let xm = x.matrix, om = out.matrix
+        BLASThreads.with(1) {
+            Parallel.forEach(panels) { range in
+                let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * cols)
+                defer { buffer.deallocate() }
+                for p in range {
+                    let r0 = p * panelRows, r1 = min(rows, r0 + panelRows)
+                    dequantize(rows: r0..<r1, into: buffer)
+                    let w = MatrixRef(base: buffer, rows: r1 - r0, cols: cols, ld: cols)
+                    gemm(xm, w, transposeB: true, into: om.block(rows: 0..<n, cols: r0..<r1))
+                }
+            }
+        }
+        return out
+    }
+
+    /// Bytes of storage (codes and scales as stored; group absmax at its storage width).
+    public var storageBytes: Int {
+        var bytes = codes.count + absmax.count * 4 + scaleCodes.count
+        switch config.scale {
+        case .fp32: break
+        case .dynamic8: bytes += groupAbsmax.count * 4 + 4
+        case let .uint(_, _, d): bytes += groupAbsmax.count * d.bitCount / 8 + 4
+        }
+        return bytes
+    }
+}
