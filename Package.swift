@@ -35,8 +35,8 @@ let package = Package(
         .target(name: "LQTensor", dependencies: ["CBLAS", "CLAPACKE", "CKernels"]),
         // Checkpoint files: safetensors (single and sharded).
         .target(name: "LQFormats", dependencies: ["LQTensor", "CKernels", "CZlib"]),
-        // NormalFloat formats, the quantizer, quantized matrices (dequantize, GEMV, GEMM).
-        .target(name: "LQQuant", dependencies: ["LQTensor", "CKernels", "CBLAS"]),
+        // NormalFloat formats, the quantizer, quantized matrices (dequantize, GEMV, GEMM), their file layouts.
+        .target(name: "LQQuant", dependencies: ["LQTensor", "LQFormats", "CKernels", "CBLAS"]),
         // The subcommands, kept in a library so tests can drive them.
         .target(
             name: "LQCLI",
@@ -48,7 +48,7 @@ let package = Package(
 
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor"]),
-        .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQCLI"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQCLI"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to concurrent loops, which Swift 6's

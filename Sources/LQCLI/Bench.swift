@@ -22,7 +22,7 @@ enum Timing {
     }
 }
 
-/// One benchmark figure with its anchor.
+/// One benchmark figure with its anchor. For times (ms) the ratio is anchor / value: > 1 is faster.
 struct BenchFigure: Codable {
     let name: String
     let value: Double
@@ -51,7 +51,7 @@ func printFigures(_ figures: [BenchFigure], json: Bool) throws {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: each figure is reported beside its anchor measured in the same run.",
-        subcommands: [BenchBLAS.self])
+        subcommands: [BenchBLAS.self, BenchQuant.self])
 }
 
 struct BenchOptions: ParsableArguments {

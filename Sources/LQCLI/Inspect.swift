@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LQFormats
+import LQQuant
 
 /// What `lqlora inspect` reports about a checkpoint.
 public struct InspectReport: Codable, Equatable {
@@ -11,17 +12,40 @@ public struct InspectReport: Codable, Equatable {
         public let bytes: Int
     }
 
+    public struct QuantizedRow: Codable, Equatable {
+        public let name: String
+        public let shape: [Int]
+        public let config: String
+        public let bits_per_param: Double
+    }
+
     public let num_tensors: Int
     public let num_parameters: Int
     public let bytes: Int
     public let tensors: [TensorRow]
+    /// Quantized weights, when the checkpoint holds any (absent otherwise).
+    public let quantized: [QuantizedRow]?
+    /// Average storage bits per parameter of the quantized weights.
+    public let average_bits: Double?
 
-    public init(checkpoint: Checkpoint) {
+    public init(checkpoint: Checkpoint) throws {
         let entries = checkpoint.entries.sorted { $0.name < $1.name }
         tensors = entries.map { TensorRow(name: $0.name, dtype: $0.dtype.rawValue, shape: $0.shape, bytes: $0.byteCount) }
         num_tensors = entries.count
-        num_parameters = entries.reduce(0) { $0 + $1.count }
         bytes = entries.reduce(0) { $0 + $1.byteCount }
+        let weights = QuantizedStorage.quantizedWeights(in: checkpoint)
+        let weightSet = Set(weights)
+        let rows = try weights.map { name -> QuantizedRow in
+            let (config, shape) = try QuantizedStorage.describe(name, in: checkpoint)
+            return QuantizedRow(name: name, shape: shape, config: config.name, bits_per_param: config.bitsPerParameter)
+        }
+        // Parameters: the logical count, so a quantized weight counts its matrix, not its parts.
+        let plain = entries.filter { QuantizedStorage.owner(of: $0.name, in: weightSet) == nil }.reduce(0) { $0 + $1.count }
+        let quantizedParams = rows.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        num_parameters = plain + quantizedParams
+        quantized = rows.isEmpty ? nil : rows
+        average_bits = rows.isEmpty ? nil
+            : rows.reduce(0.0) { $0 + $1.bits_per_param * Double($1.shape.reduce(1, *)) } / Double(quantizedParams)
     }
 
     /// The `--json` form: one object, keys sorted.
@@ -38,7 +62,16 @@ public struct InspectReport: Codable, Equatable {
              Format.grouped(t.shape.reduce(1, *)), Format.grouped(t.bytes)]
         }
         let table = Format.table(header: ["tensor", "dtype", "shape", "parameters", "bytes"], rows: rows, rightAligned: [3, 4])
-        return table + "\n\n\(num_tensors) tensors, \(Format.grouped(num_parameters)) parameters, \(Format.bytes(bytes))"
+        var text = table + "\n\n\(num_tensors) tensors, \(Format.grouped(num_parameters)) parameters, \(Format.bytes(bytes))"
+        if let quantized, let average_bits {
+            let qrows = quantized.map { [$0.name, $0.config, "[" + $0.shape.map(String.init).joined(separator: ", ") + "]",
+                                         String(format: "%.3f", $0.bits_per_param)] }
+            text += "\n\nquantized weights\n" + Format.table(header: ["weight", "format", "shape", "bits/param"], rows: qrows, rightAligned: [3])
+            let count = quantized.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            text += "\n\n\(quantized.count) quantized weights, \(Format.grouped(count)) parameters at "
+                + String(format: "%.3f", average_bits) + " bits per parameter"
+        }
+        return text
     }
 }
 
@@ -91,7 +124,11 @@ struct Inspect: ParsableCommand {
             printError("lqlora inspect: error: \(error)")
             throw ExitCode.failure
         }
-        let report = InspectReport(checkpoint: checkpoint)
+        let report: InspectReport
+        do { report = try InspectReport(checkpoint: checkpoint) } catch {
+            printError("lqlora inspect: error: \(error)")
+            throw ExitCode.failure
+        }
         if json {
             print(try report.json())
             return

@@ -79,7 +79,7 @@ struct CheckpointTests {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
         try CheckpointWriter.write(Self.tensors(), toDirectory: dir.path, maxShardBytes: 3100)
-        let report = InspectReport(checkpoint: try Checkpoint(path: dir.path))
+        let report = try InspectReport(checkpoint: try Checkpoint(path: dir.path))
         #expect(report.num_tensors == 13 && report.num_parameters == 12 * 256 + 8 && report.bytes == 12 * 1024 + 16)
         let json = try JSONSerialization.jsonObject(with: Data(report.json().utf8)) as! [String: Any]
         #expect(Set(json.keys) == ["num_tensors", "num_parameters", "bytes", "tensors"])
@@ -109,7 +109,7 @@ struct RealCheckpointTests {
     @Test(.enabled(if: available, "all-MiniLM-L6-v2 not fetched: run scripts/fetch-minilm.sh"))
     func inspectsAllMiniLM() throws {
         let checkpoint = try Checkpoint(path: Self.miniLM)
-        let report = InspectReport(checkpoint: checkpoint)
+        let report = try InspectReport(checkpoint: checkpoint)
         #expect(report.num_tensors == 104)
         #expect(report.num_parameters == 22_713_728)
         #expect(try checkpoint.config()?["model_type"] as? String == "bert")

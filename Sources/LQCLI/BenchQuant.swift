@@ -1,0 +1,78 @@
+import ArgumentParser
+import CKernels
+import Foundation
+import LQQuant
+import LQTensor
+
+/// `lqlora bench quant`: dequantization against memcpy, fused GEMV against sgemv on the dense
+/// matrix, panel GEMM against sgemm, for NF4 (bitsandbytes layout), NF3 and NF2.
+struct BenchQuant: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quant",
+        abstract: "NormalFloat kernels beside memcpy, cblas_sgemv and cblas_sgemm in the same run.")
+
+    @OptionGroup var options: BenchOptions
+
+    @Option(help: "Rows of x for the GEMM figure.")
+    var gemmRows = 512
+
+    @Flag(help: "Skip the slow GEMM figures.")
+    var noGemm = false
+
+    func run() throws {
+        Parallel.configure(threads: options.threads)
+        let threads = Parallel.threadCount
+        var figures: [BenchFigure] = []
+        var rng = SeededGenerator(seed: 3)
+        let formats: [(String, QuantConfig)] = [("nf4", .nf4DoubleQuant), ("nf3", .qlora(bits: 3)), ("nf2", .qlora(bits: 2))]
+        let square = Tensor.gaussian([4096, 4096], using: &rng, scale: 0.02)
+
+        // Dequantization, one thread, against memcpy of the same output size.
+        let n = square.count
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { out.deallocate() }
+        let tCopy = Timing.median(repeats: options.repeats) { memcpy(out, square.pointer, n * 4) }
+        let copyGBs = Double(n * 4) / tCopy / 1e9
+        figures.append(BenchFigure(name: "memcpy 64 MiB, 1 thread", value: copyGBs, unit: "GB/s", anchor: nil, anchor_value: nil, ratio: nil))
+        for (label, config) in formats {
+            let q = try Quantizer.quantize(square, config: config)
+            let t = Timing.median(repeats: options.repeats) { q.dequantize(rows: 0..<4096, into: out) }
+            let gbs = Double(n * 4) / t / 1e9
+            figures.append(BenchFigure(name: "\(label) dequantize 4096², 1 thread", value: gbs, unit: "GB/s",
+                                       anchor: "memcpy", anchor_value: copyGBs, ratio: gbs / copyGBs))
+        }
+
+        // Fused GEMV against sgemv on the dense fp32 matrix, same thread count.
+        for (rows, cols) in [(4096, 4096), (11008, 4096)] {
+            let w = rows == 4096 ? square : Tensor.gaussian([rows, cols], using: &rng, scale: 0.02)
+            let x = Tensor.gaussian([cols], using: &rng)
+            let y = Tensor(zeros: [rows])
+            let tDense = Timing.median(repeats: options.repeats) { gemv(w.matrix, x: x.pointer, y: y.pointer) }
+            figures.append(BenchFigure(name: "sgemv \(rows)x\(cols) fp32, \(threads) threads", value: tDense * 1e3, unit: "ms",
+                                       anchor: nil, anchor_value: nil, ratio: nil))
+            for (label, config) in formats {
+                let q = try Quantizer.quantize(w, config: config)
+                let t = Timing.median(repeats: options.repeats) { q.gemv(x.pointer, y.pointer) }
+                figures.append(BenchFigure(name: "\(label) gemv \(rows)x\(cols), \(threads) threads", value: t * 1e3, unit: "ms",
+                                           anchor: "sgemv", anchor_value: tDense * 1e3, ratio: tDense / t))
+            }
+        }
+
+        if !noGemm {
+            let x = Tensor.gaussian([gemmRows, 4096], using: &rng)
+            let c = Tensor(zeros: [gemmRows, 4096])
+            let tDense = Timing.median(repeats: max(1, options.repeats / 2)) {
+                gemm(x.matrix, square.matrix, transposeB: true, into: c.matrix)
+            }
+            figures.append(BenchFigure(name: "sgemm \(gemmRows)x4096x4096, \(threads) threads", value: tDense * 1e3, unit: "ms",
+                                       anchor: nil, anchor_value: nil, ratio: nil))
+            for (label, config) in formats {
+                let q = try Quantizer.quantize(square, config: config)
+                let t = Timing.median(repeats: max(1, options.repeats / 2)) { _ = q.matmul(x) }
+                figures.append(BenchFigure(name: "\(label) gemm \(gemmRows)x4096x4096, \(threads) threads", value: t * 1e3, unit: "ms",
+                                           anchor: "sgemm", anchor_value: tDense * 1e3, ratio: tDense / t))
+            }
+        }
+        try printFigures(figures, json: options.json)
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import LQFormats
+import LQQuant
+import LQTensor
+
+/// `lqlora dequantize`: a dense checkpoint back from a quantized one.
+struct Dequantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a dense checkpoint from a quantized one (each matrix dequantized in turn).")
+
+    @Option(help: "The quantized model directory.")
+    var model: String
+
+    @Option(help: "The output directory.")
+    var out: String
+
+    @Option(help: "bf16, f16 or f32 for the dequantized matrices (default: their original dtype).")
+    var dtype: String?
+
+    @Flag(help: "Replace --out if it exists.")
+    var overwrite = false
+
+    func validate() throws {
+        if let dtype, !["bf16", "f16", "f32"].contains(dtype) { throw ValidationError("--dtype must be bf16, f16 or f32") }
+    }
+
+    func run() throws {
+        do {
+            try dequantize()
+        } catch {
+            printError("lqlora dequantize: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    func dequantize() throws {
+        Parallel.configure()
+        let checkpoint = try Checkpoint(path: model)
+        let weights = QuantizedStorage.quantizedWeights(in: checkpoint)
+        guard !weights.isEmpty else { throw CLIError("\(checkpoint.path) holds no quantized weights") }
+        let weightSet = Set(weights)
+        let output = try StagedDirectory(destination: out, overwrite: overwrite)
+        var committed = false
+        defer { if !committed { output.abandon() } }
+        let forced: DType? = dtype.map { ["bf16": .bf16, "f16": .f16, "f32": .f32][$0]! }
+
+        var pending: [PendingTensor] = []
+        var emitted = Set<String>()
+        for name in checkpoint.tensorNames {
+            if let weight = QuantizedStorage.owner(of: name, in: weightSet) {
+                // The first part met stands for the whole weight.
+                guard emitted.insert(weight).inserted else { continue }
+                let (q, original) = try QuantizedStorage.load(weight, from: checkpoint)
+                let target = forced ?? (original == .f16 || original == .bf16 ? original : .f32)
+                pending.append(PendingTensor(name: weight, dtype: target, shape: [q.rows, q.cols]) { raw in
+                    let dense = q.dequantize()
+                    DTypeConversion.fromFloat32(UnsafeBufferPointer(dense.buffer), dtype: target, into: raw)
+                })
+            } else {
+                let (file, entry) = try checkpoint.locate(name)
+                pending.append(ModelFiles.copied(entry, from: file))
+            }
+        }
+        // Plain checkpoints carry no lqlora metadata; weight names come from the quantized ones.
+        try CheckpointWriter.write(pending, toDirectory: output.staging)
+        var config = try checkpoint.config() ?? [:]
+        config.removeValue(forKey: "quantization_config")
+        try ModelFiles.writeJSON(config, to: output.path("config.json"))
+        try ModelFiles.copySideFiles(from: checkpoint.directory, to: output.staging)
+        try output.commit()
+        committed = true
+        print("dequantized \(weights.count) matrices → \(output.destination)")
+    }
+}

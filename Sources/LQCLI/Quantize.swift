@@ -1,0 +1,182 @@
+import ArgumentParser
+import Foundation
+import LQFormats
+import LQQuant
+import LQTensor
+
+/// Which weights a command quantizes or adapts.
+enum Targets {
+    static let decoderProjections = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+    /// Matrices `X.weight` where X is a target or ends in "." + target, in checkpoint order.
+    /// With `strict` (targets the user named) every target must match a matrix; otherwise at least one must.
+    static func select(in checkpoint: Checkpoint, targets: [String], strict: Bool) throws -> [String] {
+        var used = Set<String>()
+        var out: [String] = []
+        for name in checkpoint.tensorNames where name.hasSuffix(".weight") {
+            guard let entry = try? checkpoint.entry(name), entry.shape.count == 2 else { continue }
+            let module = String(name.dropLast(".weight".count))
+            if let t = targets.first(where: { module == $0 || module.hasSuffix("." + $0) }) {
+                used.insert(t)
+                out.append(name)
+            }
+        }
+        if out.isEmpty && !strict {
+            throw CLIError("none of the default targets (\(targets.joined(separator: ","))) matches a matrix in \(checkpoint.path); name modules with --targets")
+        }
+        if strict, let missing = targets.first(where: { !used.contains($0) }) {
+            throw CLIError("target '\(missing)' matches no matrix in \(checkpoint.path) (targets name modules such as q_proj or mlp.down_proj)")
+        }
+        return out
+    }
+}
+
+/// The configuration's fields as quant_report.json lists them.
+func reportFields(_ c: QuantConfig) -> [String: Any] {
+    var out: [String: Any] = ["name": c.name, "bits": c.bits, "block_size": c.blockSize]
+    switch c.scale {
+    case .fp32:
+        out["scale_bits"] = 32; out["scale_block_size"] = NSNull(); out["scale_dtype"] = "fp32"
+    case .dynamic8:
+        out["scale_bits"] = 8; out["scale_block_size"] = 256; out["scale_dtype"] = "fp32"; out["scale_map"] = "bitsandbytes-dynamic"
+    case let .uint(sb, g, d):
+        out["scale_bits"] = sb; out["scale_block_size"] = g; out["scale_dtype"] = d.rawValue
+    }
+    return out
+}
+
+/// `lqlora quantize`.
+struct Quantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Quantize a model's linear layers to NormalFloat (NF4 as bitsandbytes stores it, NF2/NF3/NF8).",
+        discussion: """
+        Each target matrix is read from the memory-mapped checkpoint, quantized and released before the next;
+        embeddings, norms and lm_head are copied unchanged. The output directory is written in full beside
+        --out and renamed into place at the end. NF4 with blocks of 64 uses the transformers + bitsandbytes
+        layout; other formats use lqlora's own, described in the file's metadata.
+        """)
+
+    @Option(help: "The model directory (config.json + safetensors).")
+    var model: String
+
+    @Option(help: "The output directory.")
+    var out: String
+
+    @Option(help: "nf4, nf3, nf2 or nf8.")
+    var method: String = "nf4"
+
+    @Option(help: "Values per absmax block.")
+    var blockSize = 64
+
+    @Flag(inversion: .prefixedNo, help: "Quantize the block absmax values too (QLoRA's double quantization).")
+    var doubleQuant = true
+
+    @Option(help: "An exact configuration instead of --method, e.g. nf3-b64-s8g256-fp32 (see quant_report.json).")
+    var config: String?
+
+    @Option(help: "Comma-separated modules to quantize (default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).")
+    var targets: String?
+
+    @Flag(help: "Replace --out if it exists.")
+    var overwrite = false
+
+    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    func chosenConfig() throws -> QuantConfig {
+        if let config {
+            guard let c = QuantConfig.parse(config), c.isValid else { throw ValidationError("unknown --config '\(config)'") }
+            return c
+        }
+        guard method.hasPrefix("nf"), let bits = Int(method.dropFirst(2)), [2, 3, 4, 8].contains(bits) else {
+            throw ValidationError("unknown --method '\(method)' (expected nf4, nf3, nf2 or nf8)")
+        }
+        guard [16, 32, 64, 128, 256].contains(blockSize) else { throw ValidationError("--block-size must be 16, 32, 64, 128 or 256") }
+        if !doubleQuant { return .plain(bits: bits, blockSize: blockSize) }
+        if bits == 4 { return QuantConfig(bits: 4, blockSize: blockSize, scale: .dynamic8) }
+        return QuantConfig(bits: bits, blockSize: blockSize, scale: .uint(bits: 8, groupSize: 256, dtype: .fp32))
+    }
+
+    func validate() throws { _ = try chosenConfig() }
+
+    func run() throws {
+        do {
+            try quantize()
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            printError("lqlora quantize: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    func quantize() throws {
+        Parallel.configure(threads: threads)
+        let config = try chosenConfig()
+        let start = Timing.now()
+        let checkpoint = try Checkpoint(path: model)
+        let modelConfig = try checkpoint.config() ?? [:]
+        let targetList = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        let selected = try Targets.select(in: checkpoint, targets: targetList ?? Targets.decoderProjections, strict: targetList != nil)
+        let output = try StagedDirectory(destination: out, overwrite: overwrite)
+        var committed = false
+        defer { if !committed { output.abandon() } }
+
+        var quantized: [String: (QuantizedMatrix, DType)] = [:]
+        var rows: [[String: Any]] = []
+        var totalBits = 0.0, totalParams = 0
+        let progress = Progress(total: selected.count, label: "quantize")
+        for (i, name) in selected.enumerated() {
+            let (file, entry) = try checkpoint.locate(name)
+            let w = try file.floatTensor(entry)
+            let q = try Quantizer.quantize(w, config: config, name: name)
+            let relError = relativeError(q, w)
+            quantized[name] = (q, entry.dtype)
+            totalBits += config.bitsPerParameter * Double(q.count)
+            totalParams += q.count
+            rows.append(["name": name, "shape": [q.rows, q.cols], "config": reportFields(config),
+                         "bits_per_param": config.bitsPerParameter, "rel_error": relError])
+            progress.update(i + 1, detail: "\(name) rel_error \(String(format: "%.4f", relError))")
+        }
+
+        // Weights: quantized parts in place of each target, every other tensor copied as it is.
+        var pending: [PendingTensor] = []
+        var metadata = SafeTensorsWriter.defaultMetadata
+        for name in checkpoint.tensorNames {
+            if let (q, original) = quantized[name] {
+                pending += QuantizedStorage.tensors(for: q, name: name, original: original)
+                metadata.merge(QuantizedStorage.metadata(for: q, name: name, original: original)) { a, _ in a }
+            } else {
+                let (file, entry) = try checkpoint.locate(name)
+                pending.append(ModelFiles.copied(entry, from: file))
+            }
+        }
+        try CheckpointWriter.write(pending, toDirectory: output.staging, metadata: metadata)
+
+        var newConfig = modelConfig
+        let computeDType = quantized.values.first?.1 ?? .f32
+        newConfig["quantization_config"] = QuantizedStorage.quantizationConfig(configs: [config], computeDType: computeDType, skipped: [])
+        try ModelFiles.writeJSON(newConfig, to: output.path("config.json"))
+        try ModelFiles.copySideFiles(from: checkpoint.directory, to: output.staging)
+        let seconds = Timing.now() - start
+        try ModelFiles.writeJSON(["method": config.name, "average_bits": totalParams > 0 ? totalBits / Double(totalParams) : 0,
+                                  "parameters_quantized": totalParams, "seconds": seconds, "matrices": rows],
+                                 to: output.path("quant_report.json"))
+        try output.commit()
+        committed = true
+        print("quantized \(selected.count) matrices (\(Format.grouped(totalParams)) parameters) to \(config.name), "
+              + String(format: "%.3f bits per parameter, %.1f s", config.bitsPerParameter, seconds) + " → \(output.destination)")
+    }
+}
+
+/// ‖W − Ŵ‖_F / ‖W‖_F, dequantizing one matrix.
+func relativeError(_ q: QuantizedMatrix, _ w: Tensor) -> Double {
+    let d = q.dequantize()
+    var num = 0.0
+    for i in 0..<w.count {
+        let e = Double(w.pointer[i]) - Double(d.pointer[i])
+        num += e * e
+    }
+    let den = w.frobeniusNorm
+    return den > 0 ? num.squareRoot() / den : 0
+}
