@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs the system libraries lqlora links (OpenBLAS, LAPACKE, zlib) when pkg-config cannot find them.
+# With --cross, also the arm64 cross compiler and qemu-user that run the NEON kernel tests.
 set -euo pipefail
 missing=()
+if [ "${1:-}" = "--cross" ]; then
+  command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
+fi
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev)
 pkg-config --exists lapacke 2>/dev/null || missing+=(liblapacke-dev)
@@ -14,4 +19,4 @@ sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-  pkg-config libopenblas-dev liblapacke-dev zlib1g-dev >/dev/null
+  pkg-config libopenblas-dev liblapacke-dev zlib1g-dev "${missing[@]}" >/dev/null

@@ -53,26 +53,31 @@ int64_t lq_num_blocks(int64_t numel, int32_t block_size) { return (numel + block
 
 void lq_block_scales(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
     const lq_qformat *f = &t->format;
-    switch (f->scale_kind) {
-        case LQ_SCALES_F32:
-            memcpy(out, t->absmax + first, (size_t)count * sizeof(float));
-            break;
-        case LQ_SCALES_DYNAMIC8:
-            for (int64_t k = 0; k < count; k++) {
-                int64_t b = first + k;
-                out[k] = t->scale_map[t->scale_codes[b]] * t->group_absmax[b / f->scale_block_size] + t->scale_offset;
+    if (f->scale_kind == LQ_SCALES_F32) {
+        memcpy(out, t->absmax + first, (size_t)count * sizeof(float));
+        return;
+    }
+    // Walk group by group: one division per group, not per block (this runs once per row in GEMV).
+    const int64_t group = f->scale_block_size, end = first + count;
+    const float max_q = (float)((1 << f->scale_bits) - 1);
+    int64_t b = first;
+    while (b < end) {
+        const int64_t g = b / group;
+        const int64_t group_end = (g + 1) * group < end ? (g + 1) * group : end;
+        const float ga = t->group_absmax[g], offset = t->scale_offset;
+        if (f->scale_kind == LQ_SCALES_DYNAMIC8) {
+            for (; b < group_end; b++) out[b - first] = t->scale_map[t->scale_codes[b]] * ga + offset;
+        } else {
+            const float step = max_q / ga;  // pytorch-quantization's scale = max_bound / amax
+            const int live = ga > 0x1p-24f;
+            if (f->scale_bits == 8) {
+                for (; b < group_end; b++) out[b - first] = (live ? (float)t->scale_codes[b] / step : 0.0f) + offset;
+            } else {
+                for (; b < group_end; b++) {
+                    float q = (float)lq_get_code(t->scale_codes, f->scale_bits, b);
+                    out[b - first] = (live ? q / step : 0.0f) + offset;
+                }
             }
-            break;
-        case LQ_SCALES_UINT: {
-            const float max_q = (float)((1 << f->scale_bits) - 1);
-            for (int64_t k = 0; k < count; k++) {
-                int64_t b = first + k;
-                float g = t->group_absmax[b / f->scale_block_size];
-                float step = max_q / g;  // pytorch-quantization's scale = max_bound / amax
-                float q = (float)lq_get_code(t->scale_codes, f->scale_bits, b);
-                out[k] = (g > 0x1p-24f ? q / step : 0.0f) + t->scale_offset;
-            }
-            break;
         }
     }
 }

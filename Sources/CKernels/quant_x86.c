@@ -3,6 +3,7 @@
 // two permutes and a blend (16 codes) or a gather (256 codes).
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant_impl.h"
@@ -82,6 +83,7 @@ LQ_AVX2 void lq_dequantize_avx2(const lq_qtensor *t, int64_t start, int64_t coun
     if (i < end) lq_dequantize_scalar(t, i, end - i, out + (i - start));
 }
 
+
 LQ_AVX2 static inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -89,11 +91,111 @@ LQ_AVX2 static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/// NF4 GEMV core: 64 weights (32 bytes) at a time. The codebook is split into four byte planes
+/// looked up with vpshufb and re-interleaved into floats, which leaves the 64 values in a fixed
+/// permuted order; x is permuted the same way once per call (see nf4_slot_element).
+typedef struct {
+    __m256i plane[4];
+} nf4_tables;
+
+LQ_AVX2 static inline nf4_tables make_nf4_tables(const float *codebook) {
+    nf4_tables t;
+    uint8_t bytes[4][32];
+    for (int c = 0; c < 16; c++) {
+        uint32_t u;
+        memcpy(&u, codebook + c, 4);
+        for (int p = 0; p < 4; p++) bytes[p][c] = bytes[p][c + 16] = (uint8_t)(u >> (8 * p));
+    }
+    for (int p = 0; p < 4; p++) t.plane[p] = _mm256_loadu_si256((const __m256i *)bytes[p]);
+    return t;
+}
+
+/// Element (0..63) of a 64-weight group that decoded slot s (0..63) holds: slot = (half·4 + r)·8 + j,
+/// where half 0 holds the high nibbles (even elements), r the register, j the lane.
+static inline int nf4_slot_element(int s) {
+    int half = s / 32, r = (s / 8) % 4, j = s % 8;
+    int k = j < 4 ? 4 * r + j : 16 + 4 * r + (j - 4);  // byte within the 32-byte group
+    return 2 * k + half;
+}
+
+/// The 8-float registers of one nibble plane: out[r] holds slots r·8 .. r·8+7 of that half.
+LQ_AVX2 static inline void nf4_decode_half(const nf4_tables *t, __m256i idx, __m256 out[4]) {
+    __m256i b0 = _mm256_shuffle_epi8(t->plane[0], idx), b1 = _mm256_shuffle_epi8(t->plane[1], idx);
+    __m256i b2 = _mm256_shuffle_epi8(t->plane[2], idx), b3 = _mm256_shuffle_epi8(t->plane[3], idx);
+    __m256i w01l = _mm256_unpacklo_epi8(b0, b1), w01h = _mm256_unpackhi_epi8(b0, b1);
+    __m256i w23l = _mm256_unpacklo_epi8(b2, b3), w23h = _mm256_unpackhi_epi8(b2, b3);
+    out[0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(w01l, w23l));
+    out[1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(w01l, w23l));
+    out[2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(w01h, w23h));
+    out[3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(w01h, w23h));
+}
+
+/// Rows [r0, r1) of an NF4 matrix with cols % 64 == 0 and block size 16, 32 or a multiple of 64.
+LQ_AVX2 static void gemv_nf4_avx2(const lq_qtensor *t, int64_t cols, int64_t r0, int64_t r1, const float *x, float *y) {
+    const int64_t bs = t->format.block_size;
+    const nf4_tables tables = make_nf4_tables(t->codebook);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    float stack_xp[4096];
+    float *xp = cols <= 4096 ? stack_xp : (float *)malloc((size_t)cols * sizeof(float));
+    for (int64_t g = 0; g < cols; g += 64) {
+        for (int s = 0; s < 64; s++) xp[g + s] = x[g + nf4_slot_element(s)];
+    }
+    const int64_t groups = cols / 64;
+    const int64_t blocks_per_row = cols / bs;
+    float scales[SCALE_BATCH];
+    for (int64_t r = r0; r < r1; r++) {
+        __m256 acc = _mm256_setzero_ps();
+        const uint8_t *codes = t->codes + r * cols / 2;
+        for (int64_t g0 = 0; g0 < groups; g0 += SCALE_BATCH / 4) {
+            int64_t g1 = g0 + SCALE_BATCH / 4 < groups ? g0 + SCALE_BATCH / 4 : groups;
+            // Scales of the blocks these groups cover (at most 4 per group).
+            int64_t b_first = r * blocks_per_row + g0 * 64 / bs;
+            int64_t b_count = ((g1 - g0) * 64 + bs - 1) / bs;
+            lq_block_scales(t, b_first, b_count, scales);
+            for (int64_t g = g0; g < g1; g++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * g));
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), lo = _mm256_and_si256(v, low4);
+                __m256 f[8];
+                nf4_decode_half(&tables, hi, f);
+                nf4_decode_half(&tables, lo, f + 4);
+                const float *xg = xp + 64 * g;
+                __m256 p0 = _mm256_mul_ps(f[0], _mm256_loadu_ps(xg));
+                __m256 p1 = _mm256_mul_ps(f[1], _mm256_loadu_ps(xg + 8));
+                __m256 q0 = _mm256_mul_ps(f[2], _mm256_loadu_ps(xg + 16));
+                __m256 q1 = _mm256_mul_ps(f[3], _mm256_loadu_ps(xg + 24));
+                p0 = _mm256_fmadd_ps(f[4], _mm256_loadu_ps(xg + 32), p0);
+                p1 = _mm256_fmadd_ps(f[5], _mm256_loadu_ps(xg + 40), p1);
+                q0 = _mm256_fmadd_ps(f[6], _mm256_loadu_ps(xg + 48), q0);
+                q1 = _mm256_fmadd_ps(f[7], _mm256_loadu_ps(xg + 56), q1);
+                // Registers 0-1 hold bytes 0-7 | 16-23 of the group, registers 2-3 bytes 8-15 | 24-31.
+                const float *s = scales + (g - g0) * 64 / bs;
+                __m256 sp, sq;
+                if (bs >= 64) {
+                    sp = sq = _mm256_set1_ps(scales[((g - g0) * 64) / bs]);
+                } else if (bs == 32) {
+                    sp = sq = _mm256_setr_ps(s[0], s[0], s[0], s[0], s[1], s[1], s[1], s[1]);
+                } else {  // 16: blocks 0..3 of the group
+                    sp = _mm256_setr_ps(s[0], s[0], s[0], s[0], s[2], s[2], s[2], s[2]);
+                    sq = _mm256_setr_ps(s[1], s[1], s[1], s[1], s[3], s[3], s[3], s[3]);
+                }
+                acc = _mm256_fmadd_ps(_mm256_add_ps(p0, p1), sp, acc);
+                acc = _mm256_fmadd_ps(_mm256_add_ps(q0, q1), sq, acc);
+            }
+        }
+        y[r] = hsum(acc);
+    }
+    if (xp != stack_xp) free(xp);
+}
+
 LQ_AVX2 void lq_gemv_avx2(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t row_end,
                           const float *x, float *y) {
     const int64_t bs = t->format.block_size;
     if (cols % bs != 0) {  // blocks straddle rows: rare, take the reference path
         lq_gemv_scalar(t, cols, row_begin, row_end, x, y);
+        return;
+    }
+    if (t->format.bits == 4 && cols % 64 == 0 && (bs == 16 || bs == 32 || bs % 64 == 0)) {
+        gemv_nf4_avx2(t, cols, row_begin, row_end, x, y);
         return;
     }
     const decoder d = make_decoder(t);

@@ -47,8 +47,6 @@ enum ModelFiles {
         for name in try fm.contentsOfDirectory(atPath: source) {
             if name.hasSuffix(".safetensors") || name == Checkpoint.indexFileName || name == "config.json" || name.hasPrefix(".") { continue }
             if name == "quant_report.json" || name == "adapter" { continue }
-            var isDir: ObjCBool = false
-            fm.fileExists(atPath: source + "/" + name, isDirectory: &isDir)
             try fm.copyItem(atPath: source + "/" + name, toPath: dir + "/" + name)
         }
     }

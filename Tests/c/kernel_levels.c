@@ -1,0 +1,113 @@
+// Standalone C test of the kernels: every SIMD level against the scalar reference on random data
+// of awkward sizes. Runs natively (AVX2 on x86-64) and, cross-compiled, under qemu-aarch64 (NEON),
+// where the Swift toolchain is not needed. Built by scripts/test-kernels-c.sh.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "CKernels.h"
+
+static int passed = 0, failed = 0;
+static void check(int ok, const char *what) {
+    if (ok) passed++;
+    else { failed++; fprintf(stderr, "FAIL: %s\n", what); }
+}
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state >> 16);
+}
+static float rndf(void) { return (float)(rnd() % 2000001) / 1000000.0f - 1.0f; }
+static int cmp_float(const void *a, const void *b) { float x = *(const float *)a, y = *(const float *)b; return (x > y) - (x < y); }
+
+static void test_conversions(lq_level level) {
+    static uint16_t in[65536];
+    static float a[65536], b[65536];
+    for (int i = 0; i < 65536; i++) in[i] = (uint16_t)i;
+    lq_f16_to_f32_level(LQ_LEVEL_SCALAR, in, a, 65536);
+    lq_f16_to_f32_level(level, in, b, 65536);
+    int ok = 1;
+    for (int i = 0; i < 65536; i++) ok &= (isnan(a[i]) && isnan(b[i])) || memcmp(a + i, b + i, 4) == 0;
+    check(ok, "f16 -> f32, all patterns");
+    lq_bf16_to_f32_level(LQ_LEVEL_SCALAR, in, a, 65536);
+    lq_bf16_to_f32_level(level, in, b, 65536);
+    check(memcmp(a, b, sizeof a) == 0, "bf16 -> f32, all patterns");
+    static uint16_t x[100003], y[100003];
+    static float f[100003];
+    for (int i = 0; i < 100003; i++) { uint32_t u = rnd() << 16 | rnd(); memcpy(f + i, &u, 4); }
+    lq_f32_to_f16_level(LQ_LEVEL_SCALAR, f, x, 100003);
+    lq_f32_to_f16_level(level, f, y, 100003);
+    ok = 1;
+    for (int i = 0; i < 100003; i++) ok &= x[i] == y[i] || (isnan(f[i]) && (x[i] & 0x7c00) == 0x7c00 && (y[i] & 0x7c00) == 0x7c00);
+    check(ok, "f32 -> f16, random bits");
+    lq_f32_to_bf16_level(LQ_LEVEL_SCALAR, f, x, 100003);
+    lq_f32_to_bf16_level(level, f, y, 100003);
+    check(memcmp(x, y, sizeof x) == 0, "f32 -> bf16, random bits");
+}
+
+static void test_format(lq_level level, int bits, int block, int kind, int scale_bits, int group) {
+    const int64_t rows = 24, cols = 3 * block + (kind == LQ_SCALES_F32 ? 0 : 0);
+    const int64_t n = rows * cols;
+    const int64_t blocks = (n + block - 1) / block, groups = kind == LQ_SCALES_F32 ? 0 : (blocks + group - 1) / group;
+    size_t code_bytes = lq_packed_bytes(bits, n);
+    uint8_t *codes = malloc(code_bytes + 64);
+    for (size_t i = 0; i < code_bytes; i++) codes[i] = (uint8_t)rnd();
+    int ncodes = 1 << bits;
+    float *codebook = malloc(sizeof(float) * ncodes);
+    for (int i = 0; i < ncodes; i++) codebook[i] = rndf();
+    qsort(codebook, ncodes, sizeof(float), cmp_float);
+    float *absmax = malloc(sizeof(float) * blocks), *group_absmax = malloc(sizeof(float) * (groups + 1));
+    float map[256];
+    for (int i = 0; i < 256; i++) map[i] = rndf();
+    uint8_t *scale_codes = calloc(blocks + 8, 1);
+    for (int64_t b = 0; b < blocks; b++) {
+        absmax[b] = 0.01f + (float)(rnd() % 1000) / 1000.0f;
+        if (kind == LQ_SCALES_DYNAMIC8) scale_codes[b] = (uint8_t)rnd();
+        if (kind == LQ_SCALES_UINT) lq_put_code(scale_codes, scale_bits, b, rnd() % (1u << scale_bits));
+    }
+    for (int64_t g = 0; g < groups; g++) group_absmax[g] = 0.1f + (float)(rnd() % 1000) / 500.0f;
+    lq_qtensor t = {{bits, block, kind, scale_bits, group}, n, codes, codebook, absmax, scale_codes, map, group_absmax, 0.05f};
+    char what[160];
+
+    float *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    const int64_t ranges[][2] = {{0, n}, {5, n - 11}, {block, 2 * block + 3}, {n - 9, 9}};
+    for (int r = 0; r < 4; r++) {
+        lq_dequantize_level(LQ_LEVEL_SCALAR, &t, ranges[r][0], ranges[r][1], ref);
+        lq_dequantize_level(level, &t, ranges[r][0], ranges[r][1], got);
+        snprintf(what, sizeof what, "dequantize bits %d block %d kind %d/%d/%d range %lld+%lld", bits, block, kind, scale_bits,
+                 group, (long long)ranges[r][0], (long long)ranges[r][1]);
+        check(memcmp(ref, got, sizeof(float) * ranges[r][1]) == 0, what);
+    }
+    float *x = malloc(sizeof(float) * cols), *y0 = malloc(sizeof(float) * rows), *y1 = malloc(sizeof(float) * rows);
+    for (int64_t j = 0; j < cols; j++) x[j] = rndf();
+    lq_gemv_level(LQ_LEVEL_SCALAR, &t, cols, 0, rows, x, y0);
+    lq_gemv_level(level, &t, cols, 0, rows, x, y1);
+    lq_dequantize_level(LQ_LEVEL_SCALAR, &t, 0, n, ref);
+    int ok = 1;
+    for (int64_t r = 0; r < rows; r++) {
+        double mag = 0;
+        for (int64_t j = 0; j < cols; j++) mag += fabs((double)ref[r * cols + j] * x[j]);
+        ok &= fabs((double)y0[r] - y1[r]) <= 1e-5 * mag + 1e-30;
+    }
+    snprintf(what, sizeof what, "gemv bits %d block %d kind %d/%d/%d", bits, block, kind, scale_bits, group);
+    check(ok, what);
+    free(codes); free(codebook); free(absmax); free(group_absmax); free(scale_codes); free(ref); free(got); free(x); free(y0); free(y1);
+}
+
+int main(void) {
+    lq_level level = lq_best_level();
+    printf("kernel_levels: comparing %s with scalar\n", lq_level_name(level));
+    test_conversions(level);
+    const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64};
+    for (int b = 0; b < 4; b++)
+        for (int k = 0; k < 3; k++) {
+            test_format(level, bits[b], blocks[k], LQ_SCALES_F32, 32, 0);
+            test_format(level, bits[b], blocks[k], LQ_SCALES_DYNAMIC8, 8, 256);
+            test_format(level, bits[b], blocks[k], LQ_SCALES_UINT, 3, 16);
+            test_format(level, bits[b], blocks[k], LQ_SCALES_UINT, 8, 4);
+        }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the C kernels with the standalone test Tests/c/kernel_levels.c and runs it natively and,
+# when an aarch64 cross compiler and qemu-aarch64 are installed (apt: gcc-aarch64-linux-gnu
+# libc6-dev-arm64-cross qemu-user), as an arm64 binary under emulation so the NEON paths are
+# checked against the scalar reference on an x86-64 machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+src=(Sources/CKernels/*.c Tests/c/kernel_levels.c)
+flags=(-O2 -std=c11 -ISources/CKernels/include -ISources/CKernels)
+cc "${flags[@]}" "${src[@]}" -lm -o "$out/native"
+echo "== native ($(uname -m))"
+"$out/native"
+if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
+  aarch64-linux-gnu-gcc "${flags[@]}" -static "${src[@]}" -lm -o "$out/arm64"
+  echo "== arm64 under qemu"
+  qemu-aarch64 "$out/arm64"
+else
+  echo "test-kernels-c: no aarch64 cross compiler or qemu-aarch64; NEON paths not run here"
+fi
