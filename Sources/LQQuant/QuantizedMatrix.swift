@@ -137,21 +137,22 @@ public final class QuantizedMatrix: @unchecked Sendable {
             }
             return out
         }
-        // Panels of about 1 MiB of fp32 weights, whole blocks of rows.
-        let panelRows = max(1, min(rows, (1 << 18) / max(cols, 1)))
-        let panels = (rows + panelRows - 1) / panelRows
+        // Panels of about 8 MiB of fp32 weights: large enough that sgemm runs near its peak,
+        // small enough to stay in cache. Each panel is dequantized and multiplied with all threads.
+        let panelRows = max(1, min(rows, (1 << 21) / max(cols, 1)))
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * cols)
+        defer { buffer.deallocate() }
         let xm = x.matrix, om = out.matrix
-        BLASThreads.with(1) {
-            Parallel.forEach(panels) { range in
-                let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * cols)
-                defer { buffer.deallocate() }
-                for p in range {
-                    let r0 = p * panelRows, r1 = min(rows, r0 + panelRows)
-                    dequantize(rows: r0..<r1, into: buffer)
-                    let w = MatrixRef(base: buffer, rows: r1 - r0, cols: cols, ld: cols)
-                    gemm(xm, w, transposeB: true, into: om.block(rows: 0..<n, cols: r0..<r1))
-                }
+        var r0 = 0
+        while r0 < rows {
+            let r1 = min(rows, r0 + panelRows)
+            let base = buffer, start = r0
+            Parallel.forEach(r1 - r0, minChunk: 16) { range in
+                self.dequantize(rows: (start + range.lowerBound)..<(start + range.upperBound), into: base + range.lowerBound * self.cols)
             }
+            let w = MatrixRef(base: buffer, rows: r1 - r0, cols: cols, ld: cols)
+            gemm(xm, w, transposeB: true, into: om.block(rows: 0..<n, cols: r0..<r1))
+            r0 = r1
         }
         return out
     }
