@@ -37,11 +37,13 @@ let package = Package(
         .target(name: "LQFormats", dependencies: ["LQTensor", "CKernels", "CZlib"]),
         // NormalFloat formats, the quantizer, quantized matrices (dequantize, GEMV, GEMM), their file layouts.
         .target(name: "LQQuant", dependencies: ["LQTensor", "LQFormats", "CKernels", "CBLAS"]),
+        // Llama-family models: configuration, GGUF import, tokenizer, forward pass.
+        .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS"]),
         // The subcommands, kept in a library so tests can drive them.
         .target(
             name: "LQCLI",
             dependencies: [
-                "LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS",
+                "LQTensor", "LQFormats", "LQQuant", "LQModel", "CKernels", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "lqlora", dependencies: ["LQCLI"]),
@@ -49,6 +51,7 @@ let package = Package(
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor"]),
         .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQCLI"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to concurrent loops, which Swift 6's
