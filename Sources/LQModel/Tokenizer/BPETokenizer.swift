@@ -1,0 +1,250 @@
+import Foundation
+
+/// Byte-level BPE as the `tokenizers` library runs it (GPT-2, SmolLM, Llama 3, Qwen2 families):
+/// added tokens split out first, then the pre-tokenizer (ByteLevel's GPT-2 regex, optionally after
+/// individual Digits or a Split regex), then merges by rank within each pre-token.
+public final class BPETokenizer: Tokenizer, @unchecked Sendable {
+    enum PreTokenizer {
+        case byteLevel(regex: Bool)
+        case digitsThenByteLevel(regex: Bool)
+        case splitThenByteLevel(NSRegularExpression)
+    }
+
+    struct AddedToken {
+        let content: String
+        let id: Int
+        let special: Bool
+    }
+
+    let path: String
+    let vocab: [String: Int]
+    let tokens: [String]
+    /// (left id, right id) → (rank, merged id)
+    let merges: [Int64: (rank: Int, id: Int)]
+    let pre: PreTokenizer
+    let ignoreMerges: Bool
+    let added: [AddedToken]
+    let specialIds: Set<Int>
+    let prefix: [Int], suffix: [Int]
+    private var cache: [String: [Int]] = [:]
+    private let lock = NSLock()
+
+    public var vocabularySize: Int { tokens.count }
+
+    public convenience init(path: String) throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw TokenizerError.unreadable(path: path, detail: "cannot read")
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TokenizerError.unreadable(path: path, detail: "not a JSON object")
+        }
+        try self.init(json: json, path: path)
+    }
+
+    public init(json: [String: Any], path: String) throws {
+        self.path = path
+        guard let model = json["model"] as? [String: Any] else { throw TokenizerError.unreadable(path: path, detail: "no 'model'") }
+        let type = model["type"] as? String ?? "?"
+        guard type == "BPE" else { throw TokenizerError.unsupported(path: path, what: "model type '\(type)'") }
+        guard let v = model["vocab"] as? [String: Any] else { throw TokenizerError.unreadable(path: path, detail: "no 'model.vocab'") }
+        if (model["byte_fallback"] as? Bool) == true {
+            throw TokenizerError.unsupported(path: path, what: "BPE with byte_fallback (SentencePiece style)")
+        }
+        var vocab: [String: Int] = [:]
+        for (k, id) in v { vocab[k] = (id as? NSNumber)?.intValue ?? 0 }
+
+        // Added tokens may lie outside the model vocabulary.
+        var added: [AddedToken] = []
+        for t in json["added_tokens"] as? [[String: Any]] ?? [] {
+            guard let content = t["content"] as? String, let id = (t["id"] as? NSNumber)?.intValue else { continue }
+            added.append(AddedToken(content: content, id: id, special: t["special"] as? Bool ?? false))
+            vocab[content] = id
+        }
+        let size = (vocab.values.max() ?? -1) + 1
+        var tokens = [String](repeating: "", count: size)
+        for (k, id) in vocab { tokens[id] = k }
+        self.vocab = vocab
+        self.tokens = tokens
+        self.added = added.sorted { $0.content.count > $1.content.count }
+        specialIds = Set(added.filter(\.special).map(\.id))
+
+        var merges: [Int64: (Int, Int)] = [:]
+        for (rank, m) in (model["merges"] as? [Any] ?? []).enumerated() {
+            let pair: [String]
+            if let s = m as? String { pair = s.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false).map(String.init) }
+            else { pair = (m as? [String]) ?? [] }
+            guard pair.count == 2, let a = vocab[pair[0]], let b = vocab[pair[1]], let merged = vocab[pair[0] + pair[1]] else {
+                throw TokenizerError.unreadable(path: path, detail: "merge \(rank) (\(m)) names tokens not in the vocabulary")
+            }
+            let key = Int64(a) << 32 | Int64(b)
+            if merges[key] == nil { merges[key] = (rank, merged) }
+        }
+        self.merges = merges
+        ignoreMerges = model["ignore_merges"] as? Bool ?? false
+
+        if let normalizer = json["normalizer"] as? [String: Any] {
+            throw TokenizerError.unsupported(path: path, what: "normalizer '\(normalizer["type"] as? String ?? "?")'")
+        }
+        pre = try Self.parsePre(json["pre_tokenizer"], path: path)
+        (prefix, suffix) = Self.parsePost(json["post_processor"], vocab: vocab)
+    }
+
+    static func parsePre(_ value: Any?, path: String) throws -> PreTokenizer {
+        guard let p = value as? [String: Any], let type = p["type"] as? String else {
+            throw TokenizerError.unsupported(path: path, what: "a byte-level BPE without a pre_tokenizer")
+        }
+        func regexFlag(_ d: [String: Any]) -> Bool { d["use_regex"] as? Bool ?? true }
+        if type == "ByteLevel" { return .byteLevel(regex: regexFlag(p)) }
+        if type == "Sequence", let list = p["pretokenizers"] as? [[String: Any]], list.count == 2,
+           let last = list.last, last["type"] as? String == "ByteLevel" {
+            let first = list[0]
+            if first["type"] as? String == "Digits", first["individual_digits"] as? Bool == true {
+                return .digitsThenByteLevel(regex: regexFlag(last))
+            }
+            if first["type"] as? String == "Split", let pattern = (first["pattern"] as? [String: Any])?["Regex"] as? String,
+               first["behavior"] as? String == "Isolated", let regex = try? NSRegularExpression(pattern: pattern) {
+                return .splitThenByteLevel(regex)
+            }
+        }
+        throw TokenizerError.unsupported(path: path, what: "pre_tokenizer \(type)")
+    }
+
+    /// Special tokens a TemplateProcessing post-processor puts around a single sequence.
+    static func parsePost(_ value: Any?, vocab: [String: Int]) -> ([Int], [Int]) {
+        guard let p = value as? [String: Any] else { return ([], []) }
+        let processors = p["type"] as? String == "Sequence" ? (p["processors"] as? [[String: Any]] ?? []) : [p]
+        for proc in processors where proc["type"] as? String == "TemplateProcessing" {
+            var before: [Int] = [], after: [Int] = []
+            var seenSequence = false
+            for piece in proc["single"] as? [[String: Any]] ?? [] {
+                if piece["Sequence"] != nil { seenSequence = true; continue }
+                if let special = piece["SpecialToken"] as? [String: Any], let id = (special["id"] as? String).flatMap({ vocab[$0] }) {
+                    if seenSequence { after.append(id) } else { before.append(id) }
+                }
+            }
+            return (before, after)
+        }
+        return ([], [])
+    }
+
+    public func id(of token: String) -> Int? { vocab[token] }
+
+    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+        var ids: [Int] = addSpecialTokens ? prefix : []
+        for segment in splitAdded(text) {
+            switch segment {
+            case let .token(id): ids.append(id)
+            case let .text(s): encodeText(s, into: &ids)
+            }
+        }
+        if addSpecialTokens { ids += suffix }
+        return ids
+    }
+
+    enum Segment { case text(Substring), token(Int) }
+
+    /// Splits out added tokens (longest first at each position).
+    func splitAdded(_ text: String) -> [Segment] {
+        if added.isEmpty { return [.text(text[...])] }
+        var out: [Segment] = []
+        var start = text.startIndex, i = text.startIndex
+        while i < text.endIndex {
+            if let t = added.first(where: { text[i...].hasPrefix($0.content) }) {
+                if start < i { out.append(.text(text[start..<i])) }
+                out.append(.token(t.id))
+                i = text.index(i, offsetBy: t.content.count)
+                start = i
+            } else {
+                i = text.index(after: i)
+            }
+        }
+        if start < text.endIndex { out.append(.text(text[start..<text.endIndex])) }
+        return out
+    }
+
+    func encodeText(_ text: Substring, into ids: inout [Int]) {
+        let scalars = text.unicodeScalars
+        func byteLevel(_ piece: Substring.UnicodeScalarView, regex: Bool) {
+            if regex {
+                for r in ByteLevel.split(piece) { encodeWord(ByteLevel.encode(piece[r]), into: &ids) }
+            } else {
+                encodeWord(ByteLevel.encode(piece), into: &ids)
+            }
+        }
+        switch pre {
+        case let .byteLevel(regex):
+            byteLevel(scalars, regex: regex)
+        case let .digitsThenByteLevel(regex):
+            var start = scalars.startIndex, i = start
+            while i < scalars.endIndex {
+                if ByteLevel.isNumber(scalars[i]) {
+                    if start < i { byteLevel(scalars[start..<i], regex: regex) }
+                    let j = scalars.index(after: i)
+                    byteLevel(scalars[i..<j], regex: regex)
+                    start = j
+                    i = j
+                } else {
+                    i = scalars.index(after: i)
+                }
+            }
+            if start < scalars.endIndex { byteLevel(scalars[start..<scalars.endIndex], regex: regex) }
+        case let .splitThenByteLevel(regex):
+            let s = String(text)
+            let ns = s as NSString
+            var last = 0
+            var pieces: [String] = []
+            for m in regex.matches(in: s, range: NSRange(location: 0, length: ns.length)) {
+                if m.range.location > last { pieces.append(ns.substring(with: NSRange(location: last, length: m.range.location - last))) }
+                pieces.append(ns.substring(with: m.range))
+                last = m.range.location + m.range.length
+            }
+            if last < ns.length { pieces.append(ns.substring(from: last)) }
+            for p in pieces where !p.isEmpty { encodeWord(ByteLevel.encode(p[...].unicodeScalars), into: &ids) }
+        }
+    }
+
+    /// BPE on one pre-token (already in byte-level characters).
+    func encodeWord(_ word: String, into ids: inout [Int]) {
+        lock.lock()
+        if let cached = cache[word] { lock.unlock(); ids += cached; return }
+        lock.unlock()
+        var result: [Int]
+        if ignoreMerges, let whole = vocab[word] {
+            result = [whole]
+        } else {
+            var parts = word.unicodeScalars.map { vocab[String($0)] ?? 0 }
+            while parts.count > 1 {
+                var best: (rank: Int, at: Int, id: Int)? = nil
+                for k in 0..<(parts.count - 1) {
+                    if let m = merges[Int64(parts[k]) << 32 | Int64(parts[k + 1])], best == nil || m.rank < best!.rank {
+                        best = (m.rank, k, m.id)
+                    }
+                }
+                guard let b = best else { break }
+                parts[b.at] = b.id
+                parts.remove(at: b.at + 1)
+            }
+            result = parts
+        }
+        lock.lock()
+        if cache.count < 200_000 { cache[word] = result }
+        lock.unlock()
+        ids += result
+    }
+
+    public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
+        var bytes: [UInt8] = []
+        for id in ids where id >= 0 && id < tokens.count {
+            if specialIds.contains(id) {
+                if !skipSpecialTokens { bytes += Array(tokens[id].utf8) }
+                continue
+            }
+            if added.contains(where: { $0.id == id }) { bytes += Array(tokens[id].utf8); continue }
+            for s in tokens[id].unicodeScalars {
+                if let b = ByteLevel.scalarToByte[s.value] { bytes.append(b) } else { bytes += Array(String(s).utf8) }
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

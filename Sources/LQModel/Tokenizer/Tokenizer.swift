@@ -1,0 +1,31 @@
+import Foundation
+
+public enum TokenizerError: Error, CustomStringConvertible, Equatable {
+    case unreadable(path: String, detail: String)
+    case unsupported(path: String, what: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, detail): return "\(path): \(detail)"
+        case let .unsupported(path, what): return "\(path): \(what) is not supported yet"
+        }
+    }
+}
+
+/// Text ↔ token ids. Tests substitute small fakes; models load `tokenizer.json`.
+public protocol Tokenizer: Sendable {
+    var vocabularySize: Int { get }
+    /// Ids for `text`, with the post-processor's special tokens (BOS, ...) when `addSpecialTokens`.
+    func encode(_ text: String, addSpecialTokens: Bool) -> [Int]
+    func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String
+    func id(of token: String) -> Int?
+}
+
+/// Loads the tokenizer of a model directory (tokenizer.json).
+public func loadTokenizer(directory: String) throws -> any Tokenizer {
+    let path = directory + "/tokenizer.json"
+    guard FileManager.default.fileExists(atPath: path) else {
+        throw TokenizerError.unreadable(path: directory, detail: "no tokenizer.json")
+    }
+    return try BPETokenizer(path: path)
+}

@@ -1,0 +1,43 @@
+import Foundation
+import LQModel
+import Testing
+
+/// Byte-level BPE against huggingface/tokenizers (scripts/make-tokenizer-fixtures.py).
+struct TokenizerTests {
+    struct Expected: Decodable {
+        let texts: [String]
+        let ids: [String: [[Int]]]
+    }
+    static let dir = modelFixtures + "/tokenizers"
+    static let expected = try! JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/expected.json")))
+
+    @Test(arguments: ["gpt2", "smollm", "llama3"])
+    func idsMatchTheTokenizersLibrary(variant: String) throws {
+        let tok = try BPETokenizer(path: Self.dir + "/\(variant).json")
+        for (text, ids) in zip(Self.expected.texts, Self.expected.ids[variant]!) {
+            #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(variant): \(text.debugDescription)")
+            #expect(tok.decode(tok.encode(text, addSpecialTokens: false)) == text, "\(variant) round trip: \(text.debugDescription)")
+        }
+    }
+
+    static let smolLM2 = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("models/SmolLM2-135M-Instruct").path
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: smolLM2 + "/tokenizer.json"),
+                   "SmolLM2 not converted: run scripts/fetch-smollm2.sh"))
+    func smolLM2TokenizerMatches() throws {
+        let tok = try loadTokenizer(directory: Self.smolLM2)
+        #expect(tok.vocabularySize == 49152)
+        for (text, ids) in zip(Self.expected.texts, Self.expected.ids["smollm2"]!) {
+            #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(text.debugDescription)")
+            #expect(tok.decode(ids, skipSpecialTokens: false) == text)
+        }
+    }
+
+    @Test func unsupportedTokenizersAreNamed() throws {
+        let json: [String: Any] = ["model": ["type": "Unigram", "vocab": [:]]]
+        #expect(throws: TokenizerError.unsupported(path: "t.json", what: "model type 'Unigram'")) {
+            try BPETokenizer(json: json, path: "t.json")
+        }
+    }
+}
