@@ -1,0 +1,81 @@
+import Foundation
+import LQFormats
+import LQTensor
+
+/// A PEFT LoRA adapter's settings (adapter_config.json).
+public struct AdapterConfig: Sendable, Equatable {
+    public var rank: Int
+    public var alpha: Double
+    public var targetModules: [String]
+    public var useRSLoRA: Bool
+
+    public init(rank: Int, alpha: Double, targetModules: [String], useRSLoRA: Bool = false) {
+        self.rank = rank
+        self.alpha = alpha
+        self.targetModules = targetModules
+        self.useRSLoRA = useRSLoRA
+    }
+
+    /// PEFT's scaling: alpha / r, or alpha / √r with rsLoRA.
+    public var scale: Float { Float(useRSLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank)) }
+
+    public init(directory: String) throws {
+        let path = directory + "/adapter_config.json"
+        guard let data = FileManager.default.contents(atPath: path),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { throw ModelError.badConfig(path: path, key: "(file)", detail: "is missing or not a JSON object") }
+        guard (json["peft_type"] as? String ?? "LORA") == "LORA" else {
+            throw ModelError.unsupported(path: path, what: "peft_type '\(json["peft_type"] ?? "?")'")
+        }
+        guard let r = (json["r"] as? NSNumber)?.intValue, r > 0 else { throw ModelError.badConfig(path: path, key: "r", detail: "must be a positive integer") }
+        rank = r
+        alpha = (json["lora_alpha"] as? NSNumber)?.doubleValue ?? Double(r)
+        useRSLoRA = json["use_rslora"] as? Bool ?? false
+        if let list = json["target_modules"] as? [String] { targetModules = list }
+        else if let one = json["target_modules"] as? String { targetModules = [one] }
+        else { throw ModelError.badConfig(path: path, key: "target_modules", detail: "must be a list of module names") }
+        if let bias = json["bias"] as? String, bias != "none" { throw ModelError.unsupported(path: path, what: "bias '\(bias)'") }
+        if (json["rank_pattern"] as? [String: Any])?.isEmpty == false || (json["alpha_pattern"] as? [String: Any])?.isEmpty == false {
+            throw ModelError.unsupported(path: path, what: "rank_pattern / alpha_pattern")
+        }
+    }
+}
+
+extension LlamaModel {
+    /// PEFT's key for a LoRA matrix of layer `i`'s module (e.g. "self_attn.q_proj").
+    public static func adapterKey(layer i: Int, module: String, matrix: String) -> String {
+        "base_model.model.model.layers.\(i).\(module).lora_\(matrix).weight"
+    }
+
+    /// Attaches a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) to the
+    /// matching linears; every adapted module must have both matrices with the right shapes.
+    @discardableResult
+    public func loadAdapter(directory: String) throws -> AdapterConfig {
+        let config = try AdapterConfig(directory: directory)
+        let file = try SafeTensorsFile(path: directory + "/adapter_model.safetensors")
+        var attached = 0
+        for (i, layer) in layers.enumerated() {
+            for (module, linear) in layer.linears {
+                let short = String(module.split(separator: ".").last!)
+                guard config.targetModules.contains(short) || config.targetModules.contains(module) else { continue }
+                let aKey = Self.adapterKey(layer: i, module: module, matrix: "A"), bKey = Self.adapterKey(layer: i, module: module, matrix: "B")
+                guard file.contains(aKey), file.contains(bKey) else {
+                    throw ModelError.missingWeight(path: file.path, tensor: file.contains(aKey) ? bKey : aKey)
+                }
+                let a = try file.floatTensor(aKey).copy(), b = try file.floatTensor(bKey).copy()
+                guard a.shape == [config.rank, linear.inFeatures] else {
+                    throw ModelError.badShape(path: file.path, tensor: aKey, expected: [config.rank, linear.inFeatures], actual: a.shape)
+                }
+                guard b.shape == [linear.outFeatures, config.rank] else {
+                    throw ModelError.badShape(path: file.path, tensor: bKey, expected: [linear.outFeatures, config.rank], actual: b.shape)
+                }
+                linear.lora = LoRA(a: a, b: b, scale: config.scale)
+                attached += 1
+            }
+        }
+        if attached == 0 {
+            throw ModelError.unsupported(path: directory, what: "an adapter whose target_modules \(config.targetModules) match no layer")
+        }
+        return config
+    }
+}

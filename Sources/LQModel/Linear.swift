@@ -1,0 +1,68 @@
+import LQQuant
+import LQTensor
+
+/// A LoRA adapter on a linear layer: y += scale · B(A x), A [r, in], B [out, r].
+public struct LoRA: @unchecked Sendable {
+    public var a: Tensor
+    public var b: Tensor
+    public var scale: Float
+
+    public init(a: Tensor, b: Tensor, scale: Float) {
+        self.a = a
+        self.b = b
+        self.scale = scale
+    }
+
+    public var rank: Int { a.shape[0] }
+}
+
+/// One linear layer with three faces: dense fp32, quantized (any NormalFloat configuration,
+/// computed with its kernels), and either of those plus a LoRA adapter.
+public final class Linear: @unchecked Sendable {
+    public enum Base {
+        case dense(Tensor)  // [out, in]
+        case quantized(QuantizedMatrix)
+    }
+
+    public let base: Base
+    public let bias: Tensor?
+    public var lora: LoRA?
+
+    public init(base: Base, bias: Tensor? = nil, lora: LoRA? = nil) {
+        self.base = base
+        self.bias = bias
+        self.lora = lora
+    }
+
+    public var outFeatures: Int {
+        switch base {
+        case let .dense(w): return w.shape[0]
+        case let .quantized(q): return q.rows
+        }
+    }
+
+    public var inFeatures: Int {
+        switch base {
+        case let .dense(w): return w.shape[1]
+        case let .quantized(q): return q.cols
+        }
+    }
+
+    /// x [n, in] → [n, out].
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y: Tensor
+        switch base {
+        case let .dense(w): y = matmul(x, w, transposeB: true)
+        case let .quantized(q): y = q.matmul(x)
+        }
+        if let bias {
+            let n = y.shape[0], out = y.shape[1]
+            for i in 0..<n { for j in 0..<out { y.pointer[i * out + j] += bias.pointer[j] } }
+        }
+        if let lora {
+            let ax = matmul(x, lora.a, transposeB: true)  // [n, r]
+            gemm(ax.matrix, lora.b.matrix, transposeB: true, into: y.matrix, alpha: lora.scale, beta: 1)
+        }
+        return y
+    }
+}

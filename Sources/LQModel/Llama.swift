@@ -1,0 +1,244 @@
+import CBLAS
+import Foundation
+import LQFormats
+import LQQuant
+import LQTensor
+
+/// One decoder block's weights.
+public final class LlamaLayer: @unchecked Sendable {
+    public let inputNorm: Tensor, postNorm: Tensor
+    public let q: Linear, k: Linear, v: Linear, o: Linear
+    public let gate: Linear, up: Linear, down: Linear
+
+    init(inputNorm: Tensor, postNorm: Tensor, q: Linear, k: Linear, v: Linear, o: Linear, gate: Linear, up: Linear, down: Linear) {
+        self.inputNorm = inputNorm
+        self.postNorm = postNorm
+        self.q = q; self.k = k; self.v = v; self.o = o
+        self.gate = gate; self.up = up; self.down = down
+    }
+
+    /// The seven projections by their checkpoint names.
+    public var linears: [(String, Linear)] {
+        [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v), ("self_attn.o_proj", o),
+         ("mlp.gate_proj", gate), ("mlp.up_proj", up), ("mlp.down_proj", down)]
+    }
+}
+
+/// Keys and values of earlier positions, per sequence and layer, for incremental decoding.
+public final class KVCache {
+    public let capacity: Int
+    public private(set) var length = 0
+    var keys: [[Tensor]]  // [batch][layer] → [capacity, kvHeads·headDim]
+    var values: [[Tensor]]
+
+    public init(config: LlamaConfig, batch: Int, capacity: Int) {
+        self.capacity = capacity
+        let width = config.kvHeadCount * config.headDim
+        keys = (0..<batch).map { _ in (0..<config.layerCount).map { _ in Tensor(zeros: [capacity, width]) } }
+        values = (0..<batch).map { _ in (0..<config.layerCount).map { _ in Tensor(zeros: [capacity, width]) } }
+    }
+
+    func advance(by n: Int) { length += n }
+}
+
+/// A Llama-family causal language model computing exactly what transformers' LlamaForCausalLM
+/// computes, in fp32: RMSNorm, rotate-half RoPE (with linear or llama3 scaling), grouped-query
+/// causal attention, SwiGLU MLP, tied or separate LM head. Weights stay as stored: dense fp32
+/// (views of the mapping for F32 files, converted once from BF16/F16) or quantized.
+public final class LlamaModel: @unchecked Sendable {
+    public let config: LlamaConfig
+    public let embed: Tensor  // [vocab, hidden]
+    public let layers: [LlamaLayer]
+    public let norm: Tensor
+    /// nil when tied to the embeddings.
+    public let lmHead: Linear?
+    let rope: RotaryTable
+
+    public init(config: LlamaConfig, embed: Tensor, layers: [LlamaLayer], norm: Tensor, lmHead: Linear?) {
+        self.config = config
+        self.embed = embed
+        self.layers = layers
+        self.norm = norm
+        self.lmHead = lmHead
+        rope = RotaryTable(config: config)
+    }
+
+    /// Loads a model directory: config.json plus dense or quantized safetensors.
+    public convenience init(directory: String) throws {
+        let config = try LlamaConfig(directory: directory)
+        let checkpoint = try Checkpoint(path: directory)
+        let quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
+        let path = checkpoint.path
+        func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
+            guard checkpoint.contains(name) else { throw ModelError.missingWeight(path: path, tensor: name) }
+            let t = try checkpoint.floatTensor(name)
+            guard t.shape == shape else { throw ModelError.badShape(path: path, tensor: name, expected: shape, actual: t.shape) }
+            return t
+        }
+        func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false) throws -> Linear {
+            let weight = name + ".weight"
+            let base: Linear.Base
+            if quantized.contains(weight) {
+                let q = try QuantizedStorage.load(weight, from: checkpoint).matrix
+                guard q.rows == out && q.cols == inFeatures else {
+                    throw ModelError.badShape(path: path, tensor: weight, expected: [out, inFeatures], actual: [q.rows, q.cols])
+                }
+                base = .quantized(q)
+            } else {
+                base = .dense(try tensor(weight, [out, inFeatures]))
+            }
+            return Linear(base: base, bias: bias ? try tensor(name + ".bias", [out]) : nil)
+        }
+        let h = config.hiddenSize, qd = config.headCount * config.headDim, kvd = config.kvHeadCount * config.headDim
+        var layers: [LlamaLayer] = []
+        for i in 0..<config.layerCount {
+            let p = "model.layers.\(i)."
+            layers.append(LlamaLayer(
+                inputNorm: try tensor(p + "input_layernorm.weight", [h]),
+                postNorm: try tensor(p + "post_attention_layernorm.weight", [h]),
+                q: try linear(p + "self_attn.q_proj", out: qd, in: h, bias: config.qkvBias),
+                k: try linear(p + "self_attn.k_proj", out: kvd, in: h, bias: config.qkvBias),
+                v: try linear(p + "self_attn.v_proj", out: kvd, in: h, bias: config.qkvBias),
+                o: try linear(p + "self_attn.o_proj", out: h, in: qd),
+                gate: try linear(p + "mlp.gate_proj", out: config.intermediateSize, in: h),
+                up: try linear(p + "mlp.up_proj", out: config.intermediateSize, in: h),
+                down: try linear(p + "mlp.down_proj", out: h, in: config.intermediateSize)))
+        }
+        let tied = config.tieWordEmbeddings || !checkpoint.contains("lm_head.weight")
+        self.init(config: config, embed: try tensor("model.embed_tokens.weight", [config.vocabSize, h]), layers: layers,
+                  norm: try tensor("model.norm.weight", [h]),
+                  lmHead: tied ? nil : try linear("lm_head", out: config.vocabSize, in: h))
+    }
+
+    /// Logits [batch·length, vocab] for `tokens` (batch sequences of equal length), continuing
+    /// after `cache.length` earlier positions when a cache is given (and appending to it).
+    public func forward(_ tokens: [[Int]], cache: KVCache? = nil) -> Tensor {
+        let hidden = hiddenStates(tokens, cache: cache)
+        return logits(hidden)
+    }
+
+    /// The final normalised hidden states [batch·length, hidden].
+    public func hiddenStates(_ tokens: [[Int]], cache: KVCache? = nil) -> Tensor {
+        let batch = tokens.count, length = tokens.first?.count ?? 0
+        precondition(tokens.allSatisfy { $0.count == length }, "sequences in a batch must have equal length")
+        let h = config.hiddenSize
+        let start = cache?.length ?? 0
+        let x = Tensor(zeros: [batch * length, h])
+        for (b, seq) in tokens.enumerated() {
+            for (t, id) in seq.enumerated() {
+                precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
+                (x.pointer + (b * length + t) * h).update(from: embed.pointer + id * h, count: h)
+            }
+        }
+        rope.ensure(positions: start + length)
+        for (l, layer) in layers.enumerated() {
+            let normed = rmsNorm(x, layer.inputNorm, eps: config.rmsNormEps)
+            let attn = attention(layer, normed, batch: batch, length: length, start: start, layerIndex: l, cache: cache)
+            add(x, attn)
+            let n2 = rmsNorm(x, layer.postNorm, eps: config.rmsNormEps)
+            let g = layer.gate(n2), u = layer.up(n2)
+            swiglu(g, u)
+            add(x, layer.down(g))
+        }
+        cache?.advance(by: length)
+        return rmsNorm(x, norm, eps: config.rmsNormEps)
+    }
+
+    /// Hidden states → logits through the LM head (or the tied embeddings).
+    public func logits(_ hidden: Tensor) -> Tensor {
+        if let lmHead { return lmHead(hidden) }
+        return matmul(hidden, embed, transposeB: true)
+    }
+
+    func attention(_ layer: LlamaLayer, _ x: Tensor, batch: Int, length: Int, start: Int, layerIndex: Int, cache: KVCache?) -> Tensor {
+        let c = config
+        let hd = c.headDim, nh = c.headCount, nkv = c.kvHeadCount
+        let q = layer.q(x), k = layer.k(x), v = layer.v(x)
+        rope.apply(q, heads: nh, headDim: hd, batch: batch, length: length, start: start)
+        rope.apply(k, heads: nkv, headDim: hd, batch: batch, length: length, start: start)
+        let total = start + length
+        // Keys and values for every position of each sequence: the cache's, or this call's.
+        var keys: [Tensor] = [], values: [Tensor] = []
+        for b in 0..<batch {
+            let kb = k.rows((b * length)..<((b + 1) * length)), vb = v.rows((b * length)..<((b + 1) * length))
+            if let cache {
+                precondition(total <= cache.capacity, "KV cache of \(cache.capacity) positions is full")
+                let ck = cache.keys[b][layerIndex], cv = cache.values[b][layerIndex]
+                (ck.pointer + start * kb.shape[1]).update(from: kb.pointer, count: kb.count)
+                (cv.pointer + start * vb.shape[1]).update(from: vb.pointer, count: vb.count)
+                keys.append(ck)
+                values.append(cv)
+            } else {
+                keys.append(kb)
+                values.append(vb)
+            }
+        }
+        let out = Tensor(zeros: [batch * length, nh * hd])
+        let scale = 1 / Float(hd).squareRoot()
+        let group = nh / nkv
+        let window = c.slidingWindow
+        BLASThreads.with(1) {
+            Parallel.forEach(batch * nh) { range in
+                let scores = Tensor(zeros: [length, total])
+                for job in range {
+                    let b = job / nh, head = job % nh, kvHead = head / group
+                    let qm = q.block(rows: (b * length)..<((b + 1) * length), cols: (head * hd)..<((head + 1) * hd))
+                    let km = keys[b].block(rows: 0..<total, cols: (kvHead * hd)..<((kvHead + 1) * hd))
+                    let vm = values[b].block(rows: 0..<total, cols: (kvHead * hd)..<((kvHead + 1) * hd))
+                    gemm(qm, km, transposeB: true, into: scores.matrix, alpha: scale)
+                    for t in 0..<length {
+                        let row = scores.pointer + t * total
+                        let last = start + t  // causal: attend to positions ≤ last
+                        let first = window.map { max(0, last - $0 + 1) } ?? 0
+                        softmaxRow(row, valid: first...last, width: total)
+                    }
+                    gemm(scores.matrix, vm, into: out.block(rows: (b * length)..<((b + 1) * length), cols: (head * hd)..<((head + 1) * hd)))
+                }
+            }
+        }
+        return layer.o(out)
+    }
+}
+
+/// Softmax over row[valid] in float32 (max-subtracted); everything outside `valid` becomes 0.
+@inline(__always)
+func softmaxRow(_ row: UnsafeMutablePointer<Float>, valid: ClosedRange<Int>, width: Int) {
+    var m = -Float.infinity
+    for j in valid { m = max(m, row[j]) }
+    var sum: Float = 0
+    for j in valid {
+        let e = expf(row[j] - m)
+        row[j] = e
+        sum += e
+    }
+    let inv = 1 / sum
+    for j in 0..<width { row[j] = valid.contains(j) ? row[j] * inv : 0 }
+}
+
+/// RMSNorm as transformers computes it in fp32: w · (x · rsqrt(mean(x²) + eps)).
+func rmsNorm(_ x: Tensor, _ weight: Tensor, eps: Float) -> Tensor {
+    let n = x.shape[0], h = x.shape[1]
+    let out = Tensor(zeros: x.shape)
+    Parallel.forEach(n, minChunk: 64) { range in
+        for i in range {
+            let src = x.pointer + i * h, dst = out.pointer + i * h
+            var ss: Float = 0
+            for j in 0..<h { ss += src[j] * src[j] }
+            let r = 1 / (ss / Float(h) + eps).squareRoot()
+            for j in 0..<h { dst[j] = weight.pointer[j] * (src[j] * r) }
+        }
+    }
+    return out
+}
+
+func add(_ x: Tensor, _ y: Tensor) {
+    for i in 0..<x.count { x.pointer[i] += y.pointer[i] }
+}
+
+/// g ← silu(g) · u.
+func swiglu(_ g: Tensor, _ u: Tensor) {
+    for i in 0..<g.count {
+        let a = g.pointer[i]
+        g.pointer[i] = a / (1 + expf(-a)) * u.pointer[i]
+    }
+}
