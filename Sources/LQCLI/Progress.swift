@@ -6,9 +6,9 @@ import Foundation
 /// A progress line on stderr: redrawn in place on a terminal, printed as plain lines (at most one
 /// a second, plus the last) when stderr is a file or pipe.
 final class Progress {
-    private let total: Int
+    private var total: Int
     private let label: String
-    private let start = Timing.now()
+    let startTime = Timing.now()
     private var lastPrint = -Double.infinity
     private let interactive = isatty(STDERR_FILENO) != 0
 
@@ -17,13 +17,16 @@ final class Progress {
         self.label = label
     }
 
+    /// Changes the total once it is known.
+    func retotal(_ n: Int) { total = n }
+
     /// Reports `done` of `total` items, with a short detail such as the current item.
     func update(_ done: Int, detail: String = "") {
         let now = Timing.now()
         let finished = done >= total
         if !finished && now - lastPrint < (interactive ? 0.1 : 1.0) { return }
         lastPrint = now
-        let elapsed = now - start
+        let elapsed = now - startTime
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
         let fraction = total > 0 ? Double(done) / Double(total) : 1
         var line = "\(label) \(done)/\(total)"

@@ -44,6 +44,9 @@ public struct LlamaConfig: Sendable, Equatable {
     public var qkvBias: Bool
     /// Mistral's sliding attention window, if any.
     public var slidingWindow: Int?
+    public var bosTokenID: Int?
+    /// Whether the tokenizer puts BOS first (tokenizer_config.json `add_bos_token`), for llama.cpp's protocol.
+    public var addsBOS = false
 
     public init(json: [String: Any], path: String) throws {
         func bad(_ key: String, _ detail: String) -> ModelError { .badConfig(path: path, key: key, detail: detail) }
@@ -83,6 +86,7 @@ public struct LlamaConfig: Sendable, Equatable {
         tieWordEmbeddings = json["tie_word_embeddings"] as? Bool ?? false
         qkvBias = modelType == "qwen2" ? true : (json["attention_bias"] as? Bool ?? false)
         slidingWindow = modelType == "mistral" ? (json["sliding_window"] as? NSNumber)?.intValue : nil
+        bosTokenID = (json["bos_token_id"] as? NSNumber)?.intValue
         guard headCount % kvHeadCount == 0 else { throw bad("num_key_value_heads", "must divide num_attention_heads (\(headCount))") }
         guard headDim % 2 == 0 else { throw bad("head_dim", "must be even for rotary embeddings") }
         if let act = json["hidden_act"] as? String, act != "silu" { throw ModelError.unsupported(path: path, what: "hidden_act '\(act)'") }
@@ -112,6 +116,10 @@ public struct LlamaConfig: Sendable, Equatable {
               let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { throw ModelError.badConfig(path: path, key: "(file)", detail: "is missing or not a JSON object") }
         try self.init(json: json, path: path)
+        if let t = FileManager.default.contents(atPath: directory + "/tokenizer_config.json"),
+           let tc = try? JSONSerialization.jsonObject(with: t) as? [String: Any] {
+            addsBOS = tc["add_bos_token"] as? Bool ?? false
+        }
     }
 }
 

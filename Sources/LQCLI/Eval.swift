@@ -1,0 +1,122 @@
+import ArgumentParser
+import Foundation
+import LQFormats
+import LQModel
+import LQTensor
+
+/// Text for evaluation: .txt, or .jsonl with a `text` field per line (joined by blank lines), either
+/// gzipped. Line endings are read as Python reads text files (universal newlines: \r\n and \r become
+/// \n), so token counts and perplexities agree with scripts that `open()` the same file.
+func readEvaluationText(_ path: String) throws -> String {
+    let data = try Gzip.readMaybeCompressed(path: path)
+    var bytes = [UInt8]()
+    bytes.reserveCapacity(data.count)
+    var previousCR = false
+    for b in data {
+        if b == 0x0D { bytes.append(0x0A); previousCR = true; continue }
+        if b == 0x0A && previousCR { previousCR = false; continue }
+        previousCR = false
+        bytes.append(b)
+    }
+    let text = String(decoding: bytes, as: UTF8.self)
+    let base = path.hasSuffix(".gz") ? String(path.dropLast(3)) : path
+    guard base.hasSuffix(".jsonl") else { return text }
+    var parts: [String] = []
+    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let t = obj["text"] as? String else {
+            throw CLIError("\(path):\(n + 1): expected a JSON object with a \"text\" string")
+        }
+        parts.append(t)
+    }
+    return parts.joined(separator: "\n\n")
+}
+
+/// Model and adapter options shared by the commands that run a model.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "The model directory (dense or quantized).")
+    var model: String
+
+    @Option(help: "A PEFT LoRA adapter directory to apply.")
+    var adapter: String?
+
+    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    func load() throws -> (LlamaModel, any Tokenizer) {
+        Parallel.configure(threads: threads)
+        let m = try LlamaModel(directory: model)
+        if let adapter { try m.loadAdapter(directory: adapter) }
+        return (m, try loadTokenizer(directory: model))
+    }
+}
+
+/// `lqlora eval`.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Perplexity of a model (optionally with an adapter) on a text file, as transformers or llama.cpp measure it.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "A .txt or .jsonl (\"text\" field) file, optionally .gz.")
+    var data: String
+
+    @Option(help: "Tokens per window.")
+    var ctx = 512
+
+    @Option(help: "Window stride for the transformers method (default: ctx, disjoint windows).")
+    var stride: Int?
+
+    @Option(help: "Evaluate only the first N tokens.")
+    var maxTokens: Int?
+
+    @Option(help: "Evaluate only the first N characters (Unicode code points, as Python counts) of the text.")
+    var maxChars: Int?
+
+    @Option(help: "Windows per forward pass.")
+    var batch = 1
+
+    @Option(help: "transformers (sliding window) or llamacpp (second half of disjoint chunks).")
+    var method = "transformers"
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func validate() throws {
+        guard ctx >= 2 else { throw ValidationError("--ctx must be at least 2") }
+        if let stride, stride < 1 || stride > ctx { throw ValidationError("--stride must be between 1 and --ctx") }
+        guard ["transformers", "llamacpp"].contains(method) else { throw ValidationError("--method must be transformers or llamacpp") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+    }
+
+    func run() throws {
+        do {
+            let (model, tokenizer) = try modelOptions.load()
+            var text = try readEvaluationText(data)
+            if let maxChars { text = String(String.UnicodeScalarView(text.unicodeScalars.prefix(maxChars))) }
+            var tokens = tokenizer.encode(text, addSpecialTokens: true)
+            if let maxTokens { tokens = Array(tokens.prefix(maxTokens)) }
+            let m: PerplexityMethod = method == "llamacpp"
+                ? .llamaCpp(context: ctx, bos: model.config.addsBOS ? model.config.bosTokenID : nil)
+                : .huggingFace(context: ctx, stride: stride ?? ctx)
+            let progress = Progress(total: 1, label: "eval")
+            let result = try Perplexity.evaluate(model, tokens: tokens, method: m, batch: batch) { done, total, processed in
+                progress.retotal(total)
+                progress.update(done, detail: String(format: "%.0f tokens/s", Double(processed) / max(Timing.now() - progress.startTime, 1e-9)))
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(result), as: UTF8.self))
+            } else {
+                print(String(format: "perplexity: %.4f ± %.4f", result.perplexity, result.perplexity_error))
+                print(String(format: "nll %.5f over %d tokens, %.1f s, %.0f tokens/s", result.nll, result.tokens, result.seconds,
+                             result.tokens_per_second))
+            }
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            printError("lqlora eval: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}

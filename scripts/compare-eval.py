@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Perplexity of the same checkpoint with transformers and with `lqlora eval`, side by side.
+
+Usage: .venv-ref/bin/python scripts/compare-eval.py MODEL_DIR TEXT_FILE [--max-chars N] [--ctx 512] [--threads 2]
+
+transformers runs the sliding-window protocol of its docs ("Perplexity of fixed-length models") in
+fp32 on CPU with torch limited to the same number of threads; lqlora runs `lqlora eval --json`.
+Prints both perplexities, their relative difference, and tokens/s of each (the speed ratio is
+lqlora / PyTorch, measured in this run).
+"""
+import argparse
+import json
+import math
+import subprocess
+import time
+
+import torch
+import transformers
+
+p = argparse.ArgumentParser()
+p.add_argument("model"); p.add_argument("text")
+p.add_argument("--max-chars", type=int, default=60000); p.add_argument("--ctx", type=int, default=512)
+p.add_argument("--threads", type=int, default=2); p.add_argument("--lqlora", default=".build/release/lqlora")
+a = p.parse_args()
+torch.set_num_threads(a.threads)
+
+text = open(a.text, encoding="utf-8").read()[: a.max_chars]
+tok = transformers.AutoTokenizer.from_pretrained(a.model)
+model = transformers.AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).eval()
+ids = tok(text, return_tensors="pt").input_ids
+seq_len = ids.size(1)
+nll_sum, n_tokens, prev_end = 0.0, 0, 0
+start = time.time()
+with torch.no_grad():
+    for begin in range(0, seq_len, a.ctx):
+        end = min(begin + a.ctx, seq_len)
+        trg_len = end - prev_end
+        input_ids = ids[:, begin:end]
+        target = input_ids.clone()
+        target[:, :-trg_len] = -100
+        loss = model(input_ids, labels=target).loss
+        valid = (target != -100).sum().item() - target.size(0)
+        nll_sum += loss.item() * valid
+        n_tokens += valid
+        prev_end = end
+        if end == seq_len:
+            break
+torch_seconds = time.time() - start
+torch_ppl = math.exp(nll_sum / n_tokens)
+
+out = subprocess.run([a.lqlora, "eval", "--model", a.model, "--data", a.text, "--max-chars", str(a.max_chars), "--ctx", str(a.ctx),
+                      "--threads", str(a.threads), "--json"], capture_output=True, text=True, check=True)
+ours = json.loads(out.stdout)
+print(json.dumps({
+    "tokens": seq_len, "transformers_ppl": torch_ppl, "lqlora_ppl": ours["perplexity"],
+    "relative_difference": abs(ours["perplexity"] - torch_ppl) / torch_ppl,
+    "transformers_tokens_per_second": seq_len / torch_seconds, "lqlora_tokens_per_second": ours["tokens_per_second"],
+    "speed_ratio": ours["tokens_per_second"] / (seq_len / torch_seconds),
+    "transformers": transformers.__version__, "torch": torch.__version__}, indent=1))
