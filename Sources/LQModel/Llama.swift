@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Foundation
 import LQFormats
 import LQQuant
@@ -203,16 +204,9 @@ public final class LlamaModel: @unchecked Sendable {
 /// Softmax over row[valid] in float32 (max-subtracted); everything outside `valid` becomes 0.
 @inline(__always)
 func softmaxRow(_ row: UnsafeMutablePointer<Float>, valid: ClosedRange<Int>, width: Int) {
-    var m = -Float.infinity
-    for j in valid { m = max(m, row[j]) }
-    var sum: Float = 0
-    for j in valid {
-        let e = expf(row[j] - m)
-        row[j] = e
-        sum += e
-    }
-    let inv = 1 / sum
-    for j in 0..<width { row[j] = valid.contains(j) ? row[j] * inv : 0 }
+    if valid.lowerBound > 0 { row.update(repeating: 0, count: valid.lowerBound) }
+    lq_softmax(row + valid.lowerBound, Int64(valid.count))
+    if valid.upperBound + 1 < width { (row + valid.upperBound + 1).update(repeating: 0, count: width - valid.upperBound - 1) }
 }
 
 /// RMSNorm as transformers computes it in fp32: w · (x · rsqrt(mean(x²) + eps)).
@@ -237,8 +231,8 @@ func add(_ x: Tensor, _ y: Tensor) {
 
 /// g ← silu(g) · u.
 func swiglu(_ g: Tensor, _ u: Tensor) {
-    for i in 0..<g.count {
-        let a = g.pointer[i]
-        g.pointer[i] = a / (1 + expf(-a)) * u.pointer[i]
+    let n = g.count
+    Parallel.forEach(n, minChunk: 1 << 15) { r in
+        lq_silu_mul(g.pointer + r.lowerBound, u.pointer + r.lowerBound, Int64(r.count))
     }
 }

@@ -45,6 +45,8 @@ public struct LlamaConfig: Sendable, Equatable {
     /// Mistral's sliding attention window, if any.
     public var slidingWindow: Int?
     public var bosTokenID: Int?
+    /// config.json's `eos_token_id` (a number or a list).
+    public var eosTokenIDs: [Int] = []
     /// Whether the tokenizer puts BOS first (tokenizer_config.json `add_bos_token`), for llama.cpp's protocol.
     public var addsBOS = false
 
@@ -87,6 +89,8 @@ public struct LlamaConfig: Sendable, Equatable {
         qkvBias = modelType == "qwen2" ? true : (json["attention_bias"] as? Bool ?? false)
         slidingWindow = modelType == "mistral" ? (json["sliding_window"] as? NSNumber)?.intValue : nil
         bosTokenID = (json["bos_token_id"] as? NSNumber)?.intValue
+        if let one = json["eos_token_id"] as? NSNumber { eosTokenIDs = [one.intValue] }
+        else if let many = json["eos_token_id"] as? [NSNumber] { eosTokenIDs = many.map(\.intValue) }
         guard headCount % kvHeadCount == 0 else { throw bad("num_key_value_heads", "must divide num_attention_heads (\(headCount))") }
         guard headDim % 2 == 0 else { throw bad("head_dim", "must be even for rotary embeddings") }
         if let act = json["hidden_act"] as? String, act != "silu" { throw ModelError.unsupported(path: path, what: "hidden_act '\(act)'") }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import LQTensor
 
@@ -121,14 +122,14 @@ extension LlamaModel {
         while r < rows.upperBound {
             let r1 = min(rows.upperBound, r + chunk)
             let logits = self.logits(hidden.rows(r..<r1).copy())
-            for i in 0..<(r1 - r) {
-                let row = logits.pointer + i * vocab
-                var m = -Float.infinity
-                for v in 0..<vocab { m = max(m, row[v]) }
-                var s = 0.0
-                for v in 0..<vocab { s += Double(expf(row[v] - m)) }
-                let target = targets[r - rows.lowerBound + i]
-                out[r - rows.lowerBound + i] = Double(m) + log(s) - Double(row[target])
+            let base = r - rows.lowerBound
+            out.withUnsafeMutableBufferPointer { o in
+                Parallel.forEach(r1 - r, minChunk: 8) { range in
+                    for i in range {
+                        let row = logits.pointer + i * vocab
+                        o[base + i] = lq_logsumexp(row, Int64(vocab)) - Double(row[targets[base + i]])
+                    }
+                }
             }
             r = r1
         }

@@ -96,10 +96,38 @@ static void test_format(lq_level level, int bits, int block, int kind, int scale
     free(codes); free(codebook); free(absmax); free(group_absmax); free(scale_codes); free(ref); free(got); free(x); free(y0); free(y1);
 }
 
+static void test_activations(lq_level level) {
+    const int64_t sizes[] = {1, 7, 8, 31, 33, 512, 49152};
+    for (int k = 0; k < 7; k++) {
+        int64_t n = sizes[k];
+        float *a = malloc(sizeof(float) * n), *b = malloc(sizeof(float) * n), *u = malloc(sizeof(float) * n);
+        for (int64_t i = 0; i < n; i++) { a[i] = b[i] = 12.0f * rndf(); u[i] = rndf(); }
+        char what[96];
+        double la = lq_logsumexp_level(LQ_LEVEL_SCALAR, a, n), lb = lq_logsumexp_level(level, a, n);
+        snprintf(what, sizeof what, "logsumexp n=%lld", (long long)n);
+        check(fabs(la - lb) <= 2e-6 * fmax(1.0, fabs(la)), what);
+        lq_softmax_level(LQ_LEVEL_SCALAR, a, n);
+        lq_softmax_level(level, b, n);
+        int ok = 1;
+        for (int64_t i = 0; i < n; i++) ok &= fabsf(a[i] - b[i]) <= 3e-6f * a[i] + 1e-30f;  // sums in another order
+        snprintf(what, sizeof what, "softmax n=%lld", (long long)n);
+        check(ok, what);
+        for (int64_t i = 0; i < n; i++) a[i] = b[i] = 20.0f * rndf();
+        lq_silu_mul_level(LQ_LEVEL_SCALAR, a, u, n);
+        lq_silu_mul_level(level, b, u, n);
+        ok = 1;
+        for (int64_t i = 0; i < n; i++) ok &= fabsf(a[i] - b[i]) <= 4e-7f * fabsf(a[i]) + 1e-30f;
+        snprintf(what, sizeof what, "silu_mul n=%lld", (long long)n);
+        check(ok, what);
+        free(a); free(b); free(u);
+    }
+}
+
 int main(void) {
     lq_level level = lq_best_level();
     printf("kernel_levels: comparing %s with scalar\n", lq_level_name(level));
     test_conversions(level);
+    test_activations(level);
     const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64};
     for (int b = 0; b < 4; b++)
         for (int k = 0; k < 3; k++) {

@@ -2,3 +2,4 @@
 #include "lq_cpu.h"
 #include "lq_convert.h"
 #include "lq_quant.h"
+#include "lq_activations.h"

@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import LQModel
+import LQTensor
+
+/// `lqlora generate`: streams a continuation of a prompt.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text from a prompt, streaming tokens as they are made.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "The prompt (the user's message with --chat).")
+    var prompt: String
+
+    @Option(help: "Most new tokens.")
+    var maxTokens = 128
+
+    @Option(help: "Sampling temperature; 0 picks the most likely token.")
+    var temperature: Float = 0
+
+    @Option(help: "Nucleus sampling: keep the smallest set of tokens with this much probability.")
+    var topP: Float = 1
+
+    @Option(help: "Random seed for sampling.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Format the prompt with the model's chat template.")
+    var chat = false
+
+    @Option(help: "A system message for --chat (default: the template's own, if any).")
+    var system: String?
+
+    func validate() throws {
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
+        guard temperature >= 0, topP > 0, topP <= 1 else { throw ValidationError("--temperature must be ≥ 0 and --top-p in (0, 1]") }
+    }
+
+    func run() throws {
+        do {
+            let (model, tokenizer) = try modelOptions.load()
+            var text = prompt
+            var stops = Set<Int>()
+            stops.formUnion(model.config.eosTokenIDs)
+            if chat {
+                let template = try ChatTemplate(template: chatTemplate(directory: modelOptions.model))
+                var messages: [ChatTemplate.Message] = []
+                if let system { messages.append(.init(role: "system", content: system)) }
+                messages.append(.init(role: "user", content: prompt))
+                text = template.render(messages)
+                for t in template.stopTokens { if let id = tokenizer.id(of: t) { stops.insert(id) } }
+            }
+            var ids = tokenizer.encode(text, addSpecialTokens: !chat)
+            let capacity = min(model.config.maxPositions, ids.count + maxTokens)
+            guard ids.count < capacity else { throw CLIError("the prompt (\(ids.count) tokens) fills the model's \(model.config.maxPositions) positions") }
+            let cache = KVCache(config: model.config, batch: 1, capacity: capacity)
+            var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
+            let promptCount = ids.count
+            let t0 = Timing.now()
+            var hidden = model.hiddenStates([ids], cache: cache)
+            let t1 = Timing.now()
+            var generated: [Int] = []
+            var printed = ""
+            while generated.count < maxTokens && cache.length < capacity {
+                let last = model.logits(hidden.rows((hidden.shape[0] - 1)..<hidden.shape[0]).copy())
+                let next = sampler.next(UnsafeBufferPointer(last.buffer))
+                if stops.contains(next) { break }
+                generated.append(next)
+                ids.append(next)
+                // Print whatever new text is complete (a token can end mid-character).
+                let decoded = tokenizer.decode(generated, skipSpecialTokens: true)
+                if !decoded.hasSuffix("\u{FFFD}"), decoded.count > printed.count, decoded.hasPrefix(printed) {
+                    FileHandle.standardOutput.write(Data(String(decoded.dropFirst(printed.count)).utf8))
+                    printed = decoded
+                }
+                if cache.length >= capacity { break }
+                hidden = model.hiddenStates([[next]], cache: cache)
+            }
+            let t2 = Timing.now()
+            print("")
+            printError(String(format: "%d prompt tokens at %.1f tokens/s, %d new tokens at %.1f tokens/s", promptCount,
+                              Double(promptCount) / max(t1 - t0, 1e-9), generated.count, Double(generated.count) / max(t2 - t1, 1e-9)))
+        } catch let error as ValidationError {
+            throw error
+        } catch {
+            printError("lqlora generate: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    func chatTemplate(directory: String) -> String? {
+        guard let data = FileManager.default.contents(atPath: directory + "/tokenizer_config.json"),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+        return json["chat_template"] as? String
+    }
+}
