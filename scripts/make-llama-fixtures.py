@@ -52,6 +52,7 @@ for name, (cls, extra) in variants.items():
                 if "lora_B" in n:
                     p.normal_(0, 0.05)
         peft_model.save_pretrained(os.path.join(out_dir, "adapter"))
+        os.remove(os.path.join(out_dir, "adapter", "README.md"))
         with torch.no_grad():
             expected["logits_adapter"] = peft_model(input_ids=ids).logits.float().contiguous()
     save_file(expected, os.path.join(out_dir, "expected.safetensors"))
@@ -59,3 +60,41 @@ for name, (cls, extra) in variants.items():
         if f == "generation_config.json":
             os.remove(os.path.join(out_dir, f))
 print("wrote", root, "transformers", transformers.__version__, "torch", torch.__version__)
+
+# ---- perplexity protocols on the mha model, 50 tokens ----
+import math
+model = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(root, "mha"), dtype=torch.float32).eval()
+stream = torch.randint(0, 128, (1, 50))
+ppl = {}
+for ctx, stride in [(16, 16), (16, 6), (50, 50)]:
+    nll_sum, n_tokens, prev_end = 0.0, 0, 0
+    for begin in range(0, stream.size(1), stride):
+        end = min(begin + ctx, stream.size(1))
+        trg_len = end - prev_end
+        input_ids = stream[:, begin:end]
+        target = input_ids.clone()
+        target[:, :-trg_len] = -100
+        with torch.no_grad():
+            loss = model(input_ids, labels=target).loss
+        valid = (target != -100).sum().item() - target.size(0)
+        nll_sum += loss.item() * valid
+        n_tokens += valid
+        prev_end = end
+        if end == stream.size(1):
+            break
+    ppl[f"hf_{ctx}_{stride}"] = math.exp(nll_sum / n_tokens)
+# llama.cpp: chunks of n_ctx, score positions n_ctx/2 .. n_ctx-2 (predicting the next token), no BOS.
+nlls = []
+ctx = 16
+for c in range(stream.size(1) // ctx):
+    chunk = stream[:, c * ctx:(c + 1) * ctx]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(chunk).logits[0].double(), dim=-1)
+    for p in range(ctx // 2, ctx - 1):
+        nlls.append(-logp[p, chunk[0, p + 1]].item())
+mean = sum(nlls) / len(nlls)
+ppl["llamacpp_16"] = math.exp(mean)
+ppl["llamacpp_16_error"] = math.exp(mean) * math.sqrt((sum(x * x for x in nlls) / len(nlls) - mean * mean) / (len(nlls) - 1))
+save_file({"tokens": stream.to(torch.int64), **{k: torch.tensor([v], dtype=torch.float64) for k, v in ppl.items()}},
+          os.path.join(root, "perplexity.safetensors"))
+print(ppl)

@@ -1,0 +1,36 @@
+import Foundation
+import LQFormats
+import LQModel
+import Testing
+
+/// Perplexity protocols against transformers' documented sliding window and a transcription of
+/// llama.cpp's scoring, both run with PyTorch on the tiny model (scripts/make-llama-fixtures.py).
+struct PerplexityTests {
+    static let file = try! SafeTensorsFile(path: LlamaTests.dir + "/perplexity.safetensors")
+
+    func reference(_ key: String) throws -> Double {
+        let e = try Self.file.entry(key)
+        return Self.file.bytes(of: e).loadUnaligned(as: Double.self)
+    }
+
+    @Test(arguments: [(16, 16), (16, 6), (50, 50)])
+    func huggingFaceSlidingWindow(ctx: Int, stride: Int) throws {
+        let model = try LlamaModel(directory: LlamaTests.dir + "/mha")
+        let tokens = try Self.file.floatTensor("tokens").array.map { Int($0) }
+        for batch in [1, 3] {
+            let result = try Perplexity.evaluate(model, tokens: tokens, method: .huggingFace(context: ctx, stride: stride), batch: batch)
+            let expected = try reference("hf_\(ctx)_\(stride)")
+            #expect(abs(result.perplexity - expected) / expected < 1e-5, "ctx \(ctx) stride \(stride) batch \(batch): \(result.perplexity) vs \(expected)")
+        }
+    }
+
+    @Test func llamaCppProtocol() throws {
+        let model = try LlamaModel(directory: LlamaTests.dir + "/mha")
+        let tokens = try Self.file.floatTensor("tokens").array.map { Int($0) }
+        let result = try Perplexity.evaluate(model, tokens: tokens, method: .llamaCpp(context: 16, bos: nil))
+        #expect(result.tokens == 3 * 7)
+        #expect(abs(result.perplexity - (try reference("llamacpp_16"))) / result.perplexity < 1e-5)
+        #expect(abs(result.perplexity_error - (try reference("llamacpp_16_error"))) / result.perplexity_error < 1e-4)
+        #expect(throws: ModelError.self) { try Perplexity.evaluate(model, tokens: Array(tokens.prefix(20)), method: .llamaCpp(context: 16, bos: nil)) }
+    }
+}
