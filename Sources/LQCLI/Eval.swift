@@ -4,33 +4,6 @@ import LQFormats
 import LQModel
 import LQTensor
 
-/// Text for evaluation: .txt, or .jsonl with a `text` field per line (joined by blank lines), either
-/// gzipped. Line endings are read as Python reads text files (universal newlines: \r\n and \r become
-/// \n), so token counts and perplexities agree with scripts that `open()` the same file.
-func readEvaluationText(_ path: String) throws -> String {
-    let data = try Gzip.readMaybeCompressed(path: path)
-    var bytes = [UInt8]()
-    bytes.reserveCapacity(data.count)
-    var previousCR = false
-    for b in data {
-        if b == 0x0D { bytes.append(0x0A); previousCR = true; continue }
-        if b == 0x0A && previousCR { previousCR = false; continue }
-        previousCR = false
-        bytes.append(b)
-    }
-    let text = String(decoding: bytes, as: UTF8.self)
-    let base = path.hasSuffix(".gz") ? String(path.dropLast(3)) : path
-    guard base.hasSuffix(".jsonl") else { return text }
-    var parts: [String] = []
-    for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
-        guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let t = obj["text"] as? String else {
-            throw CLIError("\(path):\(n + 1): expected a JSON object with a \"text\" string")
-        }
-        parts.append(t)
-    }
-    return parts.joined(separator: "\n\n")
-}
-
 /// Model and adapter options shared by the commands that run a model.
 struct ModelOptions: ParsableArguments {
     @Option(help: "The model directory (dense or quantized).")
@@ -91,7 +64,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         do {
             let (model, tokenizer) = try modelOptions.load()
-            var text = try readEvaluationText(data)
+            var text = try EvaluationText.read(path: data)
             if let maxChars { text = String(String.UnicodeScalarView(text.unicodeScalars.prefix(maxChars))) }
             var tokens = tokenizer.encode(text, addSpecialTokens: true)
             if let maxTokens { tokens = Array(tokens.prefix(maxTokens)) }

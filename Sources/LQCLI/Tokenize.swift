@@ -27,7 +27,10 @@ struct Tokenize: ParsableCommand {
     func run() throws {
         do {
             let tokenizer = try loadTokenizer(directory: model)
-            guard var input = try text ?? file.map(readEvaluationText) else { throw CLIError("give --text or --file") }
+            var input: String
+            if let text { input = text } else if let file { input = try EvaluationText.read(path: file) } else {
+                throw CLIError("give --text or --file")
+            }
             if let maxChars { input = String(String.UnicodeScalarView(input.unicodeScalars.prefix(maxChars))) }
             let ids = tokenizer.encode(input, addSpecialTokens: !noSpecialTokens)
             if pieces {

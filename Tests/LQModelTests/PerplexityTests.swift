@@ -34,3 +34,26 @@ struct PerplexityTests {
         #expect(throws: ModelError.self) { try Perplexity.evaluate(model, tokens: Array(tokens.prefix(20)), method: .llamaCpp(context: 16, bos: nil)) }
     }
 }
+
+/// The real model: SmolLM2-135M-Instruct converted from its GGUF, against transformers' perplexity
+/// on the same checkpoint (scripts/compare-eval.py wrote the reference).
+struct SmolLM2PerplexityTests {
+    struct Reference: Decodable { let max_chars: Int; let ctx: Int; let tokens: Int; let transformers_ppl: Double }
+    static let wikitext = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/wikitext-2-raw-test.txt").path
+    static let available = FileManager.default.fileExists(atPath: TokenizerTests.smolLM2 + "/model.safetensors")
+        && FileManager.default.fileExists(atPath: wikitext)
+
+    @Test(.enabled(if: available, "SmolLM2 not converted (scripts/fetch-smollm2.sh) or ../shared/data missing"))
+    func perplexityMatchesTransformers() throws {
+        let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixtures + "/smollm2-wikitext-ppl.json")))
+        let model = try LlamaModel(directory: TokenizerTests.smolLM2)
+        let tokenizer = try loadTokenizer(directory: TokenizerTests.smolLM2)
+        let text = String(String.UnicodeScalarView(try EvaluationText.read(path: Self.wikitext).unicodeScalars.prefix(ref.max_chars)))
+        let tokens = tokenizer.encode(text, addSpecialTokens: true)
+        #expect(tokens.count == ref.tokens)
+        let result = try Perplexity.evaluate(model, tokens: tokens, method: .huggingFace(context: ref.ctx, stride: ref.ctx))
+        let relative = abs(result.perplexity - ref.transformers_ppl) / ref.transformers_ppl
+        #expect(relative < 1e-3, "lqlora \(result.perplexity) vs transformers \(ref.transformers_ppl)")
+    }
+}
