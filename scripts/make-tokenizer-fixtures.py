@@ -5,7 +5,8 @@ Usage: .venv-ref/bin/pip install tokenizers && .venv-ref/bin/python scripts/make
 
 Trains three small byte-level BPE tokenizers on the start of WikiText-2 (GPT-2 style ByteLevel,
 SmolLM style Digits + ByteLevel, Llama-3 style Split regex + ByteLevel with ignore_merges) and writes
-each tokenizer.json with the ids `tokenizers` gives for a set of awkward texts. With the converted
+each tokenizer.json with the ids `tokenizers` gives for a set of awkward texts; the ids of
+all-MiniLM-L6-v2's WordPiece tokenizer (scripts/fetch-minilm.sh) for the same texts. With the converted
 SmolLM2 directory (lqlora convert --from-gguf), also the ids of its real tokenizer for those texts.
 Output: Tests/LQModelTests/Fixtures/tokenizers/.
 """
@@ -52,6 +53,12 @@ for name, (pre, ignore) in variants.items():
     tok.train_from_iterator([corpus[i:i + 2000] for i in range(0, len(corpus), 2000)], trainer)
     tok.save(os.path.join(out, f"{name}.json"))
     expected[name] = [tok.encode(t).ids for t in TEXTS]
+minilm = os.path.join(root, "models", "all-MiniLM-L6-v2", "tokenizer.json")
+if os.path.exists(minilm):
+    wordpiece = Tokenizer.from_file(minilm)
+    wordpiece.no_padding()  # its file pads to 128 for sentence-transformers; ids alone are compared
+    wordpiece.no_truncation()
+    expected["minilm"] = [wordpiece.encode(t).ids for t in TEXTS]
 if len(sys.argv) > 1:
     smol = Tokenizer.from_file(os.path.join(sys.argv[1], "tokenizer.json"))
     expected["smollm2"] = [smol.encode(t).ids for t in TEXTS]

@@ -41,3 +41,18 @@ struct TokenizerTests {
         }
     }
 }
+
+/// BERT WordPiece (all-MiniLM-L6-v2's tokenizer.json) against huggingface/tokenizers.
+struct WordPieceTests {
+    static let miniLM = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("models/all-MiniLM-L6-v2").path
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: miniLM + "/tokenizer.json"), "all-MiniLM-L6-v2 not fetched: run scripts/fetch-minilm.sh"))
+    func idsMatchTheTokenizersLibrary() throws {
+        let tok = try loadTokenizer(directory: Self.miniLM)
+        #expect(tok is WordPieceTokenizer)
+        for (text, ids) in zip(TokenizerTests.expected.texts, TokenizerTests.expected.ids["minilm"]!) {
+            #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(text.debugDescription)")
+        }
+    }
+}

@@ -27,5 +27,12 @@ public func loadTokenizer(directory: String) throws -> any Tokenizer {
     guard FileManager.default.fileExists(atPath: path) else {
         throw TokenizerError.unreadable(path: directory, detail: "no tokenizer.json")
     }
-    return try BPETokenizer(path: path)
+    guard let data = FileManager.default.contents(atPath: path),
+          let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw TokenizerError.unreadable(path: path, detail: "not a JSON object")
+    }
+    switch (json["model"] as? [String: Any])?["type"] as? String {
+    case "WordPiece": return try WordPieceTokenizer(json: json, path: path)
+    default: return try BPETokenizer(json: json, path: path)
+    }
 }
