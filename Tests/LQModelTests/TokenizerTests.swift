@@ -56,3 +56,23 @@ struct WordPieceTests {
         }
     }
 }
+
+/// Chat formatting against transformers' apply_chat_template on SmolLM2's template.
+struct ChatTemplateTests {
+    struct Fixture: Decodable {
+        struct Case: Decodable { let messages: [[String: String]]; let expected: String }
+        let template: String
+        let cases: [Case]
+    }
+
+    @Test func chatMLMatchesTransformers() throws {
+        let f = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixtures + "/chatml-smollm2.json")))
+        let template = try ChatTemplate(template: f.template)
+        #expect(template == .chatML(defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
+        for c in f.cases {
+            let messages = c.messages.map { ChatTemplate.Message(role: $0["role"]!, content: $0["content"]!) }
+            #expect(template.render(messages) == c.expected)
+        }
+        #expect(throws: ModelError.self) { try ChatTemplate(template: "{{ messages }}") }
+    }
+}
