@@ -26,7 +26,7 @@ struct TensorTests {
         var owner: Owner? = Owner()
         for i in 0..<4 { owner!.p[i] = Float(i) }
         let storage = TensorStorage(wrapping: UnsafeMutableRawPointer(owner!.p), byteCount: 16, owner: owner)
-        weak var weakOwner = owner
+        weak let weakOwner = owner
         owner = nil
         let t = Tensor(shape: [2, 2], storage: storage)
         #expect(weakOwner != nil)
