@@ -52,6 +52,9 @@ public final class Linear: @unchecked Sendable {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let y: Tensor
         switch base {
+        case let .dense(w) where x.shape[0] == 1:  // decoding: sgemv reads W once, sgemm with M = 1 does not
+            y = Tensor(zeros: [1, w.shape[0]])
+            gemv(w.matrix, x: x.pointer, y: y.pointer)
         case let .dense(w): y = matmul(x, w, transposeB: true)
         case let .quantized(q): y = q.matmul(x)
         }

@@ -148,7 +148,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// Hidden states → logits through the LM head (or the tied embeddings).
     public func logits(_ hidden: Tensor) -> Tensor {
         if let lmHead { return lmHead(hidden) }
-        return matmul(hidden, embed, transposeB: true)
+        return Linear(base: .dense(embed))(hidden)
     }
 
     func attention(_ layer: LlamaLayer, _ x: Tensor, batch: Int, length: Int, start: Int, layerIndex: Int, cache: KVCache?) -> Tensor {
