@@ -10,8 +10,10 @@ public enum Quantizer {
         guard config.isValid else { throw QuantError.invalidConfig(config.name) }
         guard w.rank == 2 else { throw QuantError.notAMatrix(tensor: name, shape: w.shape) }
         let rows = w.shape[0], cols = w.shape[1], n = rows * cols
-        if case let .uint(_, groupSize, _) = config.scale, n % (config.blockSize * groupSize) != 0 {
-            throw QuantError.notDivisible(tensor: name, count: n, multiple: config.blockSize * groupSize, config: config.name)
+        // LQ-LoRA's grid needs whole blocks; the last group of blocks may be short (the reference
+        // implementation reshapes to whole groups and cannot quantize, e.g., SmolLM2's 192×576 k_proj).
+        if case .uint = config.scale, n % config.blockSize != 0 {
+            throw QuantError.notDivisible(tensor: name, count: n, multiple: config.blockSize, config: config.name)
         }
         let values = UnsafeBufferPointer(w.buffer)
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
