@@ -76,7 +76,7 @@ struct Generate: ParsableCommand {
                 hidden = model.hiddenStates([[next]], cache: cache)
             }
             let t2 = Timing.now()
-            print("")
+            FileHandle.standardOutput.write(Data("\n".utf8))  // unbuffered, so it precedes the stderr summary
             printError(String(format: "%d prompt tokens at %.1f tokens/s, %d new tokens at %.1f tokens/s", promptCount,
                               Double(promptCount) / max(t1 - t0, 1e-9), generated.count, Double(generated.count) / max(t2 - t1, 1e-9)))
         } catch let error as ValidationError {
