@@ -65,3 +65,32 @@ if len(sys.argv) > 1:
 with open(os.path.join(out, "expected.json"), "w", encoding="utf-8") as f:
     json.dump({"texts": TEXTS, "ids": expected}, f, ensure_ascii=False)
 print("wrote", out, {k: sum(map(len, v)) for k, v in expected.items()})
+
+# ---- SentencePiece-style BPE with byte fallback (Llama 2 layout), legacy normalizer and Metaspace ----
+from tokenizers import normalizers, processors
+
+def sentencepiece(name, legacy):
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    if legacy:
+        tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    else:
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=True)
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+    byte_tokens = [f"<0x{i:02X}>" for i in range(256)]
+    trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=["<unk>", "<s>", "</s>"] + byte_tokens, show_progress=False)
+    tok.train_from_iterator([corpus[i:i + 2000] for i in range(0, len(corpus), 2000)], trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    path = os.path.join(out, f"{name}.json")
+    tok.save(path)
+    # As in Llama 2's tokenizer.json, the byte tokens live in the vocabulary, not among added tokens.
+    data = json.load(open(path, encoding="utf-8"))
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in byte_tokens]
+    json.dump(data, open(path, "w", encoding="utf-8"), ensure_ascii=False)
+    tok = Tokenizer.from_file(path)
+    return [tok.encode(t).ids for t in TEXTS]
+
+expected["sentencepiece_legacy"] = sentencepiece("sentencepiece_legacy", True)
+expected["sentencepiece_metaspace"] = sentencepiece("sentencepiece_metaspace", False)
+with open(os.path.join(out, "expected.json"), "w", encoding="utf-8") as f:
+    json.dump({"texts": TEXTS, "ids": expected}, f, ensure_ascii=False)
+print({k: sum(map(len, v)) for k, v in expected.items()})

@@ -11,12 +11,15 @@ struct TokenizerTests {
     static let dir = modelFixtures + "/tokenizers"
     static let expected = try! JSONDecoder().decode(Expected.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/expected.json")))
 
-    @Test(arguments: ["gpt2", "smollm", "llama3"])
+    @Test(arguments: ["gpt2", "smollm", "llama3", "sentencepiece_legacy", "sentencepiece_metaspace"])
     func idsMatchTheTokenizersLibrary(variant: String) throws {
         let tok = try BPETokenizer(path: Self.dir + "/\(variant).json")
         for (text, ids) in zip(Self.expected.texts, Self.expected.ids[variant]!) {
             #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(variant): \(text.debugDescription)")
-            #expect(tok.decode(tok.encode(text, addSpecialTokens: false)) == text, "\(variant) round trip: \(text.debugDescription)")
+            // Metaspace's decoder drops the first space, which a text starting with spaces cannot survive.
+            if variant != "sentencepiece_metaspace" || !text.hasPrefix(" ") {
+                #expect(tok.decode(tok.encode(text, addSpecialTokens: false)) == text, "\(variant) round trip: \(text.debugDescription)")
+            }
         }
     }
 

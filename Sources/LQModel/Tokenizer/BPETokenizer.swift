@@ -1,13 +1,27 @@
 import Foundation
 
-/// Byte-level BPE as the `tokenizers` library runs it (GPT-2, SmolLM, Llama 3, Qwen2 families):
+/// BPE as the `tokenizers` library runs it. Byte-level (GPT-2, SmolLM, Llama 3, Qwen2 families):
 /// added tokens split out first, then the pre-tokenizer (ByteLevel's GPT-2 regex, optionally after
-/// individual Digits or a Split regex), then merges by rank within each pre-token.
+/// individual Digits or a Split regex), then merges by rank within each pre-token. SentencePiece
+/// style (Llama 2, Mistral): spaces become ▁ (a Prepend+Replace normalizer, or a Metaspace
+/// pre-tokenizer), characters outside the vocabulary fall back to <0xNN> byte tokens.
 public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     enum PreTokenizer {
         case byteLevel(regex: Bool)
         case digitsThenByteLevel(regex: Bool)
         case splitThenByteLevel(NSRegularExpression)
+        /// SentencePiece style: ▁ for spaces and a leading ▁ as `prepend` says; `split` cuts before each ▁.
+        case metaspace(prepend: MetaspacePrepend, split: Bool)
+    }
+
+    enum MetaspacePrepend {
+        /// The legacy normalizer (Prepend then Replace): every segment gets a ▁ in front.
+        case legacy
+        /// Metaspace `always`: a ▁ in front of segments not already starting with one.
+        case always
+        /// Metaspace `first`: as `always`, but only for text at the very start of the input.
+        case first
+        case never
     }
 
     struct AddedToken {
@@ -23,6 +37,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     let merges: [Int64: (rank: Int, id: Int)]
     let pre: PreTokenizer
     let ignoreMerges: Bool
+    let byteFallback: Bool
+    let unk: Int?
+    /// <0xNN> token ids, for byte fallback.
+    let byteTokens: [Int?]
     let added: [AddedToken]
     let specialIds: Set<Int>
     let prefix: [Int], suffix: [Int]
@@ -48,9 +66,6 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         let type = model["type"] as? String ?? "?"
         guard type == "BPE" else { throw TokenizerError.unsupported(path: path, what: "model type '\(type)'") }
         guard let v = model["vocab"] as? [String: Any] else { throw TokenizerError.unreadable(path: path, detail: "no 'model.vocab'") }
-        if (model["byte_fallback"] as? Bool) == true {
-            throw TokenizerError.unsupported(path: path, what: "BPE with byte_fallback (SentencePiece style)")
-        }
         var vocab: [String: Int] = [:]
         for (k, id) in v { vocab[k] = (id as? NSNumber)?.intValue ?? 0 }
 
@@ -82,11 +97,23 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         }
         self.merges = merges
         ignoreMerges = model["ignore_merges"] as? Bool ?? false
+        byteFallback = model["byte_fallback"] as? Bool ?? false
+        unk = (model["unk_token"] as? String).flatMap { vocab[$0] }
+        byteTokens = (0..<256).map { vocab[String(format: "<0x%02X>", $0)] }
 
         if let normalizer = json["normalizer"] as? [String: Any] {
-            throw TokenizerError.unsupported(path: path, what: "normalizer '\(normalizer["type"] as? String ?? "?")'")
+            // The legacy SentencePiece layout: Prepend("▁") then Replace(" " → "▁"), no pre-tokenizer.
+            let parts = normalizer["type"] as? String == "Sequence" ? (normalizer["normalizers"] as? [[String: Any]] ?? []) : [normalizer]
+            let isLegacy = parts.count == 2 && parts[0]["type"] as? String == "Prepend" && parts[0]["prepend"] as? String == "▁"
+                && parts[1]["type"] as? String == "Replace" && (parts[1]["pattern"] as? [String: Any])?["String"] as? String == " "
+                && parts[1]["content"] as? String == "▁"
+            guard isLegacy, json["pre_tokenizer"] == nil || json["pre_tokenizer"] is NSNull else {
+                throw TokenizerError.unsupported(path: path, what: "normalizer '\(normalizer["type"] as? String ?? "?")'")
+            }
+            pre = .metaspace(prepend: .legacy, split: false)
+        } else {
+            pre = try Self.parsePre(json["pre_tokenizer"], path: path)
         }
-        pre = try Self.parsePre(json["pre_tokenizer"], path: path)
         (prefix, suffix) = Self.parsePost(json["post_processor"], vocab: vocab)
     }
 
@@ -96,6 +123,11 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         }
         func regexFlag(_ d: [String: Any]) -> Bool { d["use_regex"] as? Bool ?? true }
         if type == "ByteLevel" { return .byteLevel(regex: regexFlag(p)) }
+        if type == "Metaspace", p["replacement"] as? String ?? "▁" == "▁" {
+            let scheme = p["prepend_scheme"] as? String ?? ((p["add_prefix_space"] as? Bool ?? true) ? "always" : "never")
+            let prepend: MetaspacePrepend = scheme == "first" ? .first : (scheme == "never" ? .never : .always)
+            return .metaspace(prepend: prepend, split: p["split"] as? Bool ?? true)
+        }
         if type == "Sequence", let list = p["pretokenizers"] as? [[String: Any]], list.count == 2,
            let last = list.last, last["type"] as? String == "ByteLevel" {
             let first = list[0]
@@ -132,10 +164,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
         var ids: [Int] = addSpecialTokens ? prefix : []
-        for segment in splitAdded(text) {
+        for (n, segment) in splitAdded(text).enumerated() {
             switch segment {
             case let .token(id): ids.append(id)
-            case let .text(s): encodeText(s, into: &ids)
+            case let .text(s): encodeText(s, first: n == 0, into: &ids)
             }
         }
         if addSpecialTokens { ids += suffix }
@@ -163,7 +195,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         return out
     }
 
-    func encodeText(_ text: Substring, into ids: inout [Int]) {
+    func encodeText(_ text: Substring, first: Bool, into ids: inout [Int]) {
         let scalars = text.unicodeScalars
         func byteLevel(_ piece: Substring.UnicodeScalarView, regex: Bool) {
             if regex {
@@ -189,6 +221,27 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
                 }
             }
             if start < scalars.endIndex { byteLevel(scalars[start..<scalars.endIndex], regex: regex) }
+        case let .metaspace(prepend, split):
+            var s = String(text)
+            switch prepend {
+            case .legacy:
+                if !s.isEmpty { s = "▁" + s }
+                s = s.replacingOccurrences(of: " ", with: "▁")
+            case .always, .first, .never:
+                s = s.replacingOccurrences(of: " ", with: "▁")
+                let wanted = prepend == .always || (prepend == .first && first)
+                if wanted && !s.isEmpty && !s.hasPrefix("▁") { s = "▁" + s }
+            }
+            if split {
+                var word = ""
+                for ch in s {
+                    if ch == "▁" && !word.isEmpty { encodePiece(word, into: &ids); word = "" }
+                    word.append(ch)
+                }
+                if !word.isEmpty { encodePiece(word, into: &ids) }
+            } else {
+                encodePiece(s, into: &ids)
+            }
         case let .splitThenByteLevel(regex):
             let s = String(text)
             let ns = s as NSString
@@ -204,6 +257,22 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         }
     }
 
+    /// BPE on one SentencePiece-style piece: characters, or their UTF-8 bytes as <0xNN> tokens
+    /// when the vocabulary lacks them (runs of unknowns fused into one unk without byte fallback).
+    func encodePiece(_ piece: String, into ids: inout [Int]) {
+        var symbols: [Int] = []
+        for ch in piece {
+            if let id = vocab[String(ch)] {
+                symbols.append(id)
+            } else if byteFallback, String(ch).utf8.allSatisfy({ byteTokens[Int($0)] != nil }) {
+                symbols += String(ch).utf8.map { byteTokens[Int($0)]! }
+            } else if let unk {
+                if symbols.last != unk { symbols.append(unk) }
+            }
+        }
+        ids += MergeQueue.apply(symbols, merges: merges)
+    }
+
     /// BPE on one pre-token (already in byte-level characters).
     func encodeWord(_ word: String, into ids: inout [Int]) {
         lock.lock()
@@ -213,19 +282,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         if ignoreMerges, let whole = vocab[word] {
             result = [whole]
         } else {
-            var parts = word.unicodeScalars.map { vocab[String($0)] ?? 0 }
-            while parts.count > 1 {
-                var best: (rank: Int, at: Int, id: Int)? = nil
-                for k in 0..<(parts.count - 1) {
-                    if let m = merges[Int64(parts[k]) << 32 | Int64(parts[k + 1])], best == nil || m.rank < best!.rank {
-                        best = (m.rank, k, m.id)
-                    }
-                }
-                guard let b = best else { break }
-                parts[b.at] = b.id
-                parts.remove(at: b.at + 1)
-            }
-            result = parts
+            result = MergeQueue.apply(word.unicodeScalars.map { vocab[String($0)] ?? 0 }, merges: merges)
         }
         lock.lock()
         if cache.count < 200_000 { cache[word] = result }
@@ -234,6 +291,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     }
 
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
+        if case .metaspace = pre { return decodeMetaspace(ids, skipSpecialTokens: skipSpecialTokens) }
         var bytes: [UInt8] = []
         for id in ids where id >= 0 && id < tokens.count {
             if specialIds.contains(id) {
@@ -245,6 +303,22 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
                 if let b = ByteLevel.scalarToByte[s.value] { bytes.append(b) } else { bytes += Array(String(s).utf8) }
             }
         }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// SentencePiece decoding: ▁ → space, <0xNN> → bytes, then the leading space dropped.
+    func decodeMetaspace(_ ids: [Int], skipSpecialTokens: Bool) -> String {
+        var bytes: [UInt8] = []
+        let byteIndex = Dictionary(uniqueKeysWithValues: byteTokens.enumerated().compactMap { b, id in id.map { ($0, UInt8(b)) } })
+        for id in ids where id >= 0 && id < tokens.count {
+            if specialIds.contains(id) && byteIndex[id] == nil {
+                if !skipSpecialTokens { bytes += Array(tokens[id].utf8) }
+                continue
+            }
+            if let b = byteIndex[id] { bytes.append(b); continue }
+            bytes += Array(tokens[id].replacingOccurrences(of: "▁", with: " ").utf8)
+        }
+        if bytes.first == 0x20 { bytes.removeFirst() }
         return String(decoding: bytes, as: UTF8.self)
     }
 }
