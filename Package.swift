@@ -39,6 +39,8 @@ let package = Package(
         .target(name: "LQQuant", dependencies: ["LQTensor", "LQFormats", "CKernels", "CBLAS"]),
         // Llama-family models: configuration, GGUF import, tokenizer, forward pass.
         .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS"]),
+        // LQ-LoRA: low-rank plus quantized decomposition and the bit-allocation ILP.
+        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQQuant"]),
         // The subcommands, kept in a library so tests can drive them.
         .target(
             name: "LQCLI",
@@ -51,6 +53,7 @@ let package = Package(
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor"]),
         .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQCLI"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor"]),
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels"], exclude: ["Fixtures"]),
     ],

@@ -1,0 +1,163 @@
+import Foundation
+
+/// The bit-allocation problem of LQ-LoRA: pick one configuration per matrix to minimise the total
+/// error subject to Σ bits ≤ budget. It is a multiple-choice knapsack; this solves it exactly by
+/// branch and bound with LP bounds (the LP relaxation of a multiple-choice knapsack is a greedy walk
+/// along each class's lower convex hull), stopping at a time limit with the remaining gap reported.
+public enum BitAllocation {
+    public struct Item: Sendable {
+        public let error: Double
+        /// Integer cost (e.g. bits × numel × 16384 so every grid configuration is exact).
+        public let weight: Int64
+        public init(error: Double, weight: Int64) {
+            self.error = error
+            self.weight = weight
+        }
+    }
+
+    public struct Solution: Sendable {
+        /// Index of the chosen item in each class.
+        public let choice: [Int]
+        public let error: Double
+        public let weight: Int64
+        /// Lower bound on the optimal error (the LP relaxation, or better when the search finished).
+        public let lowerBound: Double
+        public let optimal: Bool
+        public let nodes: Int
+        public var gap: Double { max(0, error - lowerBound) }
+    }
+
+    public enum Failure: Error, CustomStringConvertible, Equatable {
+        /// Even the cheapest item of every class exceeds the capacity.
+        case infeasible(minimumWeight: Int64, capacity: Int64)
+
+        public var description: String {
+            switch self {
+            case let .infeasible(minimum, capacity): return "the cheapest choice needs \(minimum) against a capacity of \(capacity)"
+            }
+        }
+    }
+
+    /// Solves min Σ error subject to Σ weight ≤ capacity, one item per class.
+    public static func solve(_ classes: [[Item]], capacity: Int64, timeLimit: TimeInterval = 60) throws -> Solution {
+        let n = classes.count
+        precondition(classes.allSatisfy { !$0.isEmpty }, "every class needs an item")
+        // Pareto fronts: weight ascending with error strictly descending (others never help).
+        var fronts: [[(item: Int, w: Int64, e: Double)]] = []
+        for items in classes {
+            let sorted = items.enumerated().sorted { ($0.element.weight, $0.element.error) < ($1.element.weight, $1.element.error) }
+            var front: [(Int, Int64, Double)] = []
+            for (i, it) in sorted where front.isEmpty || it.error < front.last!.2 {
+                if let last = front.last, last.1 == it.weight { front.removeLast() }
+                front.append((i, it.weight, it.error))
+            }
+            fronts.append(front)
+        }
+        let minWeight = fronts.reduce(Int64(0)) { $0 + $1[0].w }
+        guard minWeight <= capacity else { throw Failure.infeasible(minimumWeight: minWeight, capacity: capacity) }
+
+        // Lower convex hull of each front: the LP relaxation only ever uses hull points.
+        func hull(_ f: [(item: Int, w: Int64, e: Double)]) -> [(w: Int64, e: Double)] {
+            var h: [(w: Int64, e: Double)] = []
+            for p in f {
+                while h.count >= 2 {
+                    let a = h[h.count - 2], b = h[h.count - 1]
+                    // Drop b if it lies on or above the segment a–p.
+                    let lhs = (b.e - a.e) * Double(p.w - a.w), rhs = (p.e - a.e) * Double(b.w - a.w)
+                    if lhs >= rhs { h.removeLast() } else { break }
+                }
+                h.append((p.w, p.e))
+            }
+            return h
+        }
+        // Classes ordered by how much their choice matters, so good incumbents come early.
+        let order = (0..<n).sorted { (fronts[$0][0].e - fronts[$0].last!.e) > (fronts[$1][0].e - fronts[$1].last!.e) }
+        let hulls = order.map { hull(fronts[$0]) }
+
+        // For each suffix k of `order`: the base (cheapest items) and its hull upgrades sorted by
+        // efficiency, with prefix sums, so an LP bound costs one binary search.
+        struct Suffix { var baseW: Int64; var baseE: Double; var cumW: [Int64]; var cumSave: [Double]; var slope: [Double] }
+        var suffixes = [Suffix](repeating: Suffix(baseW: 0, baseE: 0, cumW: [0], cumSave: [0], slope: []), count: n + 1)
+        var edges: [(dw: Int64, save: Double)] = []
+        for k in stride(from: n - 1, through: 0, by: -1) {
+            let h = hulls[k]
+            if h.count > 1 { for j in 1..<h.count { edges.append((h[j].w - h[j - 1].w, h[j - 1].e - h[j].e)) } }
+            edges.sort { $0.save / Double($0.dw) > $1.save / Double($1.dw) }
+            var s = Suffix(baseW: suffixes[k + 1].baseW + h[0].w, baseE: suffixes[k + 1].baseE + h[0].e, cumW: [0], cumSave: [0], slope: [])
+            for e in edges {
+                s.cumW.append(s.cumW.last! + e.dw)
+                s.cumSave.append(s.cumSave.last! + e.save)
+                s.slope.append(e.save / Double(e.dw))
+            }
+            suffixes[k] = s
+        }
+        func lpBound(_ k: Int, _ cap: Int64) -> Double {
+            let s = suffixes[k]
+            let room = cap - s.baseW
+            if room < 0 { return .infinity }
+            // Largest prefix of upgrades that fits, plus a fraction of the next one.
+            var lo = 0, hi = s.cumW.count - 1
+            while lo < hi {
+                let mid = (lo + hi + 1) / 2
+                if s.cumW[mid] <= room { lo = mid } else { hi = mid - 1 }
+            }
+            var save = s.cumSave[lo]
+            if lo < s.slope.count { save += s.slope[lo] * Double(room - s.cumW[lo]) }
+            return s.baseE - save
+        }
+        let root = lpBound(0, capacity)
+
+        // Incumbent: greedy upgrades along the fronts by efficiency, whole items only.
+        var choice = fronts.map { _ in 0 }
+        var used = minWeight
+        while true {
+            var best: (cls: Int, idx: Int, ratio: Double)?
+            for c in 0..<n {
+                let f = fronts[c], cur = choice[c]
+                for j in (cur + 1)..<f.count where used - f[cur].w + f[j].w <= capacity {
+                    let ratio = (f[cur].e - f[j].e) / Double(f[j].w - f[cur].w)
+                    if best == nil || ratio > best!.ratio { best = (c, j, ratio) }
+                }
+            }
+            guard let b = best else { break }
+            used += fronts[b.cls][b.idx].w - fronts[b.cls][choice[b.cls]].w
+            choice[b.cls] = b.idx
+        }
+        var bestError = (0..<n).reduce(0.0) { $0 + fronts[$1][choice[$1]].e }
+        var bestChoice = choice
+
+        // Depth-first branch and bound over `order`.
+        let deadline = Date().addingTimeInterval(timeLimit)
+        var nodes = 0, finished = true
+        var current = [Int](repeating: 0, count: n)
+        var minSuffixW = [Int64](repeating: 0, count: n + 1)
+        for k in stride(from: n - 1, through: 0, by: -1) { minSuffixW[k] = minSuffixW[k + 1] + fronts[order[k]][0].w }
+        let tolerance = 1e-12 * max(1, abs(root))
+        func dfs(_ k: Int, _ cap: Int64, _ err: Double) {
+            if !finished { return }
+            nodes += 1
+            if nodes & 4095 == 0 && Date() > deadline { finished = false; return }
+            if k == n {
+                if err < bestError {
+                    bestError = err
+                    for (i, c) in order.enumerated() { bestChoice[c] = current[i] }
+                }
+                return
+            }
+            let f = fronts[order[k]]
+            // Best error first: the most expensive affordable items.
+            for j in stride(from: f.count - 1, through: 0, by: -1) {
+                let rest = cap - f[j].w
+                if rest < minSuffixW[k + 1] { continue }
+                let bound = err + f[j].e + lpBound(k + 1, rest)
+                if bound >= bestError - tolerance { continue }
+                current[k] = j
+                dfs(k + 1, rest, err + f[j].e)
+            }
+        }
+        dfs(0, capacity, 0)
+        let weight = (0..<n).reduce(Int64(0)) { $0 + fronts[$1][bestChoice[$1]].w }
+        return Solution(choice: (0..<n).map { fronts[$0][bestChoice[$0]].item }, error: bestError, weight: weight,
+                        lowerBound: finished ? bestError : root, optimal: finished, nodes: nodes)
+    }
+}
