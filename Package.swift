@@ -45,7 +45,7 @@ let package = Package(
         .target(
             name: "LQCLI",
             dependencies: [
-                "LQTensor", "LQFormats", "LQQuant", "LQModel", "CKernels", "CBLAS",
+                "LQTensor", "LQFormats", "LQQuant", "LQModel", "LQLoRA", "CKernels", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "lqlora", dependencies: ["LQCLI"]),

@@ -51,7 +51,7 @@ func printFigures(_ figures: [BenchFigure], json: Bool) throws {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: each figure is reported beside its anchor measured in the same run.",
-        subcommands: [BenchBLAS.self, BenchQuant.self])
+        subcommands: [BenchBLAS.self, BenchQuant.self, BenchDecompose.self])
 }
 
 struct BenchOptions: ParsableArguments {

@@ -4,6 +4,7 @@ import Foundation
 /// error subject to Σ bits ≤ budget. It is a multiple-choice knapsack; this solves it exactly by
 /// branch and bound with LP bounds (the LP relaxation of a multiple-choice knapsack is a greedy walk
 /// along each class's lower convex hull), stopping at a time limit with the remaining gap reported.
+/// "Optimal" means no solution better by more than a relative 1e-9 exists.
 public enum BitAllocation {
     public struct Item: Sendable {
         public let error: Double
@@ -38,12 +39,13 @@ public enum BitAllocation {
         }
     }
 
+    typealias Front = [(item: Int, w: Int64, e: Double)]
+
     /// Solves min Σ error subject to Σ weight ≤ capacity, one item per class.
     public static func solve(_ classes: [[Item]], capacity: Int64, timeLimit: TimeInterval = 60) throws -> Solution {
-        let n = classes.count
         precondition(classes.allSatisfy { !$0.isEmpty }, "every class needs an item")
         // Pareto fronts: weight ascending with error strictly descending (others never help).
-        var fronts: [[(item: Int, w: Int64, e: Double)]] = []
+        var fronts: [Front] = []
         for items in classes {
             let sorted = items.enumerated().sorted { ($0.element.weight, $0.element.error) < ($1.element.weight, $1.element.error) }
             var front: [(Int, Int64, Double)] = []
@@ -55,6 +57,39 @@ public enum BitAllocation {
         }
         let minWeight = fronts.reduce(Int64(0)) { $0 + $1[0].w }
         guard minWeight <= capacity else { throw Failure.infeasible(minimumWeight: minWeight, capacity: capacity) }
+        // A first pass finds the LP bound, its multiplier λ and a greedy incumbent; items whose
+        // Lagrangian reduced cost lifts that bound above the incumbent cannot be in a better
+        // solution (error ≥ LP + rc), so the exact search runs on what is left.
+        let first = search(fronts, capacity: capacity, timeLimit: 0)
+        var reduced: [Front] = []
+        for f in fronts {
+            let best = f.map { $0.e + first.lambda * Double($0.w) }.min()!
+            let kept = f.filter { $0.e + first.lambda * Double($0.w) - best + first.lowerBound < first.error * (1 - 1e-12) }
+            reduced.append(kept.isEmpty ? [f[0]] : kept)
+        }
+        // Keep each class's chosen incumbent item so the incumbent stays reachable.
+        for (c, f) in fronts.enumerated() where !reduced[c].contains(where: { $0.item == first.choice[c] }) {
+            if let item = f.first(where: { $0.item == first.choice[c] }) { reduced[c] = (reduced[c] + [item]).sorted { $0.w < $1.w } }
+        }
+        let full = search(reduced, capacity: capacity, timeLimit: timeLimit, incumbent: first)
+        return Solution(choice: full.choice, error: full.error, weight: full.weight, lowerBound: max(full.lowerBound, first.lowerBound),
+                        optimal: full.optimal, nodes: full.nodes)
+    }
+
+    struct SearchResult {
+        let choice: [Int]
+        let error: Double
+        let weight: Int64
+        let lowerBound: Double
+        let lambda: Double
+        let optimal: Bool
+        let nodes: Int
+    }
+
+    /// Branch and bound on Pareto fronts (items referenced by their original index).
+    static func search(_ fronts: [Front], capacity: Int64, timeLimit: TimeInterval, incumbent: SearchResult? = nil) -> SearchResult {
+        let n = fronts.count
+        let minWeight = fronts.reduce(Int64(0)) { $0 + $1[0].w }
 
         // Lower convex hull of each front: the LP relaxation only ever uses hull points.
         func hull(_ f: [(item: Int, w: Int64, e: Double)]) -> [(w: Int64, e: Double)] {
@@ -91,6 +126,17 @@ public enum BitAllocation {
             }
             suffixes[k] = s
         }
+        /// The slope of the LP's fractional upgrade at the root: the Lagrange multiplier of the budget.
+        func lambda(_ cap: Int64) -> Double {
+            let s = suffixes[0]
+            let room = cap - s.baseW
+            var lo = 0, hi = s.cumW.count - 1
+            while lo < hi {
+                let mid = (lo + hi + 1) / 2
+                if s.cumW[mid] <= room { lo = mid } else { hi = mid - 1 }
+            }
+            return lo < s.slope.count ? s.slope[lo] : 0
+        }
         func lpBound(_ k: Int, _ cap: Int64) -> Double {
             let s = suffixes[k]
             let room = cap - s.baseW
@@ -125,6 +171,19 @@ public enum BitAllocation {
         }
         var bestError = (0..<n).reduce(0.0) { $0 + fronts[$1][choice[$1]].e }
         var bestChoice = choice
+        if let incumbent, incumbent.error < bestError {
+            // Map the incumbent's original item indices onto these fronts.
+            let mapped = (0..<n).map { c in fronts[c].firstIndex { $0.item == incumbent.choice[c] } }
+            if mapped.allSatisfy({ $0 != nil }) {
+                bestChoice = mapped.map { $0! }
+                bestError = incumbent.error
+            }
+        }
+        if timeLimit <= 0 {
+            let weight = (0..<n).reduce(Int64(0)) { $0 + fronts[$1][bestChoice[$1]].w }
+            return SearchResult(choice: (0..<n).map { fronts[$0][bestChoice[$0]].item }, error: bestError, weight: weight,
+                                lowerBound: root, lambda: lambda(capacity), optimal: false, nodes: 0)
+        }
 
         // Depth-first branch and bound over `order`.
         let deadline = Date().addingTimeInterval(timeLimit)
@@ -132,11 +191,12 @@ public enum BitAllocation {
         var current = [Int](repeating: 0, count: n)
         var minSuffixW = [Int64](repeating: 0, count: n + 1)
         for k in stride(from: n - 1, through: 0, by: -1) { minSuffixW[k] = minSuffixW[k + 1] + fronts[order[k]][0].w }
-        let tolerance = 1e-12 * max(1, abs(root))
+        // Solutions within a relative 1e-9 of the incumbent are not worth proving better.
+        let relativeTolerance = 1e-9
         func dfs(_ k: Int, _ cap: Int64, _ err: Double) {
             if !finished { return }
             nodes += 1
-            if nodes & 4095 == 0 && Date() > deadline { finished = false; return }
+            if nodes & 1023 == 0 && Date() > deadline { finished = false; return }
             if k == n {
                 if err < bestError {
                     bestError = err
@@ -145,19 +205,24 @@ public enum BitAllocation {
                 return
             }
             let f = fronts[order[k]]
-            // Best error first: the most expensive affordable items.
-            for j in stride(from: f.count - 1, through: 0, by: -1) {
+            // Children in order of their LP bound: the most promising first, pruned as soon as
+            // the bound cannot beat the incumbent.
+            var children: [(j: Int, bound: Double)] = []
+            for j in 0..<f.count {
                 let rest = cap - f[j].w
                 if rest < minSuffixW[k + 1] { continue }
-                let bound = err + f[j].e + lpBound(k + 1, rest)
-                if bound >= bestError - tolerance { continue }
-                current[k] = j
-                dfs(k + 1, rest, err + f[j].e)
+                children.append((j, err + f[j].e + lpBound(k + 1, rest)))
+            }
+            children.sort { $0.bound < $1.bound }
+            for child in children {
+                if child.bound >= bestError - relativeTolerance * abs(bestError) { break }
+                current[k] = child.j
+                dfs(k + 1, cap - f[child.j].w, err + f[child.j].e)
             }
         }
         dfs(0, capacity, 0)
         let weight = (0..<n).reduce(Int64(0)) { $0 + fronts[$1][bestChoice[$1]].w }
-        return Solution(choice: (0..<n).map { fronts[$0][bestChoice[$0]].item }, error: bestError, weight: weight,
-                        lowerBound: finished ? bestError : root, optimal: finished, nodes: nodes)
+        return SearchResult(choice: (0..<n).map { fronts[$0][bestChoice[$0]].item }, error: bestError, weight: weight,
+                            lowerBound: finished ? bestError : root, lambda: lambda(capacity), optimal: finished, nodes: nodes)
     }
 }
