@@ -52,7 +52,7 @@ let package = Package(
 
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor"]),
-        .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQCLI"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQCLI"], exclude: ["Fixtures"]),
         .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor"]),
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels"], exclude: ["Fixtures"]),

@@ -62,8 +62,35 @@ struct Quantize: ParsableCommand {
     @Option(help: "The output directory.")
     var out: String
 
-    @Option(help: "nf4, nf3, nf2 or nf8.")
+    @Option(help: "nf4, nf3, nf2, nf8; lq-lora (quantized + low-rank, bits chosen per matrix under --budget) or qlora-ilp (bits chosen per matrix, no low-rank part).")
     var method: String = "nf4"
+
+    @Option(help: "lq-lora / qlora-ilp: average bits per parameter of the quantized parts (e.g. 2.75).")
+    var budget: Double?
+
+    @Option(help: "lq-lora: rank of the low-rank part (the LoRA rank).")
+    var rank = 64
+
+    @Option(help: "lq-lora: LoRA alpha written to the adapter (scale alpha/rank).")
+    var alpha = 16.0
+
+    @Option(help: "lq-lora: most decomposition iterations per matrix.")
+    var maxIters = 20
+
+    @Option(help: "lq-lora: randomized or full SVD.")
+    var svd = "randomized"
+
+    @Option(help: "lq-lora: a diagonal Fisher file (lqlora fisher) to weight the decomposition.")
+    var fisher: String?
+
+    @Option(help: "lq-lora / qlora-ilp: JSON file caching the per-matrix error table, so another budget costs seconds.")
+    var ilpCache: String?
+
+    @Option(help: "lq-lora / qlora-ilp: candidate configurations, full (432) or compact (144, bf16 group scales).")
+    var grid = "full"
+
+    @Option(help: "lq-lora / qlora-ilp: seconds the ILP solver may search before reporting its gap.")
+    var ilpTime = 60.0
 
     @Option(help: "Values per absmax block.")
     var blockSize = 64
@@ -97,7 +124,25 @@ struct Quantize: ParsableCommand {
         return QuantConfig(bits: bits, blockSize: blockSize, scale: .uint(bits: 8, groupSize: 256, dtype: .fp32))
     }
 
-    func validate() throws { _ = try chosenConfig() }
+    var allocates: Bool { method == "lq-lora" || method == "qlora-ilp" }
+
+    func validate() throws {
+        if allocates {
+            guard let budget else { throw ValidationError("--method \(method) needs --budget (average bits per parameter)") }
+            let costs = QuantConfig.lqloraGrid.map(\.bitsPerParameter)
+            guard budget >= costs.min()! else {
+                throw ValidationError(String(format: "--budget %.3f is below the cheapest configuration (%.4f bits)", budget, costs.min()!))
+            }
+            guard budget <= costs.max()! else {
+                throw ValidationError(String(format: "--budget %.3f is above the dearest configuration (%.4f bits)", budget, costs.max()!))
+            }
+            guard ["compact", "full"].contains(grid) else { throw ValidationError("--grid must be compact or full") }
+            guard ["randomized", "full"].contains(svd) else { throw ValidationError("--svd must be randomized or full") }
+            guard rank >= 1, maxIters >= 1 else { throw ValidationError("--rank and --max-iters must be positive") }
+            return
+        }
+        _ = try chosenConfig()
+    }
 
     func run() throws {
         do {
@@ -112,6 +157,7 @@ struct Quantize: ParsableCommand {
 
     func quantize() throws {
         Parallel.configure(threads: threads)
+        if allocates { return try quantizeWithAllocation() }
         let config = try chosenConfig()
         let start = Timing.now()
         let checkpoint = try Checkpoint(path: model)

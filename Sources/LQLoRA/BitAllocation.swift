@@ -2,8 +2,9 @@ import Foundation
 
 /// The bit-allocation problem of LQ-LoRA: pick one configuration per matrix to minimise the total
 /// error subject to Σ bits ≤ budget. It is a multiple-choice knapsack; this solves it exactly by
-/// branch and bound with LP bounds (the LP relaxation of a multiple-choice knapsack is a greedy walk
-/// along each class's lower convex hull), stopping at a time limit with the remaining gap reported.
+/// dynamic programming over Pareto-optimal partial solutions, pruned with LP bounds (the LP
+/// relaxation of a multiple-choice knapsack is a greedy walk along each class's lower convex hull)
+/// and Lagrangian reduced costs, stopping at a time limit with the remaining gap reported.
 /// "Optimal" means no solution better by more than a relative 1e-9 exists.
 public enum BitAllocation {
     public struct Item: Sendable {
@@ -185,42 +186,56 @@ public enum BitAllocation {
                                 lowerBound: root, lambda: lambda(capacity), optimal: false, nodes: 0)
         }
 
-        // Depth-first branch and bound over `order`.
+        // Dynamic programming over classes in `order`, keeping only states (weight, error) that are
+        // Pareto-optimal and whose LP bound can still beat the incumbent (dominance + bounding).
         let deadline = Date().addingTimeInterval(timeLimit)
         var nodes = 0, finished = true
-        var current = [Int](repeating: 0, count: n)
         var minSuffixW = [Int64](repeating: 0, count: n + 1)
         for k in stride(from: n - 1, through: 0, by: -1) { minSuffixW[k] = minSuffixW[k + 1] + fronts[order[k]][0].w }
         // Solutions within a relative 1e-9 of the incumbent are not worth proving better.
         let relativeTolerance = 1e-9
-        func dfs(_ k: Int, _ cap: Int64, _ err: Double) {
-            if !finished { return }
-            nodes += 1
-            if nodes & 1023 == 0 && Date() > deadline { finished = false; return }
-            if k == n {
-                if err < bestError {
-                    bestError = err
-                    for (i, c) in order.enumerated() { bestChoice[c] = current[i] }
-                }
-                return
-            }
+        var stateW: [Int64] = [0], stateE: [Double] = [0]
+        var parents: [[(prev: Int32, item: Int32)]] = []
+        for k in 0..<n {
             let f = fronts[order[k]]
-            // Children in order of their LP bound: the most promising first, pruned as soon as
-            // the bound cannot beat the incumbent.
-            var children: [(j: Int, bound: Double)] = []
-            for j in 0..<f.count {
-                let rest = cap - f[j].w
-                if rest < minSuffixW[k + 1] { continue }
-                children.append((j, err + f[j].e + lpBound(k + 1, rest)))
+            let cutoff = bestError - relativeTolerance * abs(bestError)
+            var candidates: [(w: Int64, e: Double, prev: Int32, item: Int32)] = []
+            candidates.reserveCapacity(stateW.count * f.count)
+            for s in 0..<stateW.count {
+                for j in 0..<f.count {
+                    let w = stateW[s] + f[j].w
+                    let rest = capacity - w
+                    if rest < minSuffixW[k + 1] { break }  // items are by weight: heavier ones fail too
+                    let e = stateE[s] + f[j].e
+                    if e + lpBound(k + 1, rest) >= cutoff { continue }
+                    candidates.append((w, e, Int32(s), Int32(j)))
+                }
             }
-            children.sort { $0.bound < $1.bound }
-            for child in children {
-                if child.bound >= bestError - relativeTolerance * abs(bestError) { break }
-                current[k] = child.j
-                dfs(k + 1, cap - f[child.j].w, err + f[child.j].e)
+            nodes += candidates.count
+            candidates.sort { ($0.w, $0.e) < ($1.w, $1.e) }
+            var nw: [Int64] = [], ne: [Double] = [], np: [(prev: Int32, item: Int32)] = []
+            for c in candidates where ne.isEmpty || c.e < ne[ne.count - 1] {
+                if let last = nw.last, last == c.w { continue }
+                nw.append(c.w); ne.append(c.e); np.append((c.prev, c.item))
+            }
+            if nw.isEmpty || Date() > deadline {
+                // Nothing can beat the incumbent (it is optimal), or time ran out.
+                finished = nw.isEmpty
+                stateW = []
+                break
+            }
+            stateW = nw; stateE = ne
+            parents.append(np)
+        }
+        if !stateW.isEmpty, let best = stateE.indices.min(by: { stateE[$0] < stateE[$1] }), stateE[best] < bestError {
+            bestError = stateE[best]
+            var s = best
+            for k in stride(from: n - 1, through: 0, by: -1) {
+                let p = parents[k][s]
+                bestChoice[order[k]] = Int(p.item)
+                s = Int(p.prev)
             }
         }
-        dfs(0, capacity, 0)
         let weight = (0..<n).reduce(Int64(0)) { $0 + fronts[$1][bestChoice[$1]].w }
         return SearchResult(choice: (0..<n).map { fronts[$0][bestChoice[$0]].item }, error: bestError, weight: weight,
                             lowerBound: finished ? bestError : root, lambda: lambda(capacity), optimal: finished, nodes: nodes)

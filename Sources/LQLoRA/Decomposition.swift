@@ -85,7 +85,7 @@ public enum Decomposition {
 
     /// Row and column weights √(mean F) with zeros replaced by the smallest positive weight
     /// (a zero would make the unscaling divide by zero).
-    static func scales(_ f: Tensor) -> ([Float], [Float]) {
+    public static func scales(_ f: Tensor) -> ([Float], [Float]) {
         let m = f.shape[0], n = f.shape[1]
         var rows = [Double](repeating: 0, count: m), cols = [Double](repeating: 0, count: n)
         for i in 0..<m {
@@ -103,13 +103,13 @@ public enum Decomposition {
         return (finish(rows, n), finish(cols, m))
     }
 
-    static func subtract(_ a: Tensor, _ b: Tensor) -> Tensor {
+    public static func subtract(_ a: Tensor, _ b: Tensor) -> Tensor {
         let out = Tensor(zeros: a.shape)
         for i in 0..<a.count { out.pointer[i] = a.pointer[i] - b.pointer[i] }
         return out
     }
 
-    static func scaleRowsCols(_ t: Tensor, _ r: [Float], _ c: [Float]) {
+    public static func scaleRowsCols(_ t: Tensor, _ r: [Float], _ c: [Float]) {
         let m = t.shape[0], n = t.shape[1]
         for i in 0..<m { for j in 0..<n { t.pointer[i * n + j] *= r[i] * c[j] } }
     }

@@ -1,0 +1,179 @@
+import Foundation
+import LQFormats
+import LQLoRA
+import LQModel
+import LQQuant
+import LQTensor
+
+extension Quantize {
+    /// lq-lora and qlora-ilp: an error table per matrix and configuration, the ILP's choice under
+    /// the budget, then each matrix decomposed (lq-lora) or quantized (qlora-ilp) with its choice.
+    func quantizeWithAllocation() throws {
+        let start = Timing.now()
+        let lowRank = method == "lq-lora"
+        let checkpoint = try Checkpoint(path: model)
+        let modelConfig = try checkpoint.config() ?? [:]
+        let targetList = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        let selected = try Targets.select(in: checkpoint, targets: targetList ?? Targets.decoderProjections, strict: targetList != nil)
+        let fisherFile = try fisher.map { try Checkpoint(path: $0) }
+        let configs = ErrorTable.candidates(compact: grid == "compact")
+        let effectiveRank = lowRank ? rank : 0
+
+        // Shapes and checks before any work.
+        var shapes: [String: [Int]] = [:]
+        for name in selected {
+            let e = try checkpoint.entry(name)
+            if lowRank && rank >= min(e.shape[0], e.shape[1]) {
+                throw CLIError("--rank \(rank) is not below the smaller side of '\(name)' \(e.shape)")
+            }
+            if let fisherFile {
+                guard fisherFile.contains(name) else { throw CLIError("\(fisherFile.path): no Fisher values for '\(name)'") }
+                let f = try fisherFile.entry(name)
+                guard f.shape == e.shape else { throw CLIError("\(fisherFile.path): Fisher of '\(name)' has shape \(f.shape), the weight \(e.shape)") }
+            }
+            shapes[name] = e.shape
+        }
+        let output = try StagedDirectory(destination: out, overwrite: overwrite)
+        var committed = false
+        defer { if !committed { output.abandon() } }
+
+        // 1. The error table (cached by matrix name and configuration name).
+        var cache = loadCache()
+        let cacheKey = "\(method) rank \(effectiveRank) fisher \(fisher ?? "none")"
+        var table: [[Double]] = []
+        let tableStart = Timing.now()
+        let progress = Progress(total: selected.count, label: "errors")
+        for (i, name) in selected.enumerated() {
+            if let cached = cache[cacheKey]?[name], configs.allSatisfy({ cached[$0.name] != nil }) {
+                table.append(configs.map { cached[$0.name]! })
+            } else {
+                let w = try checkpoint.floatTensor(name)
+                let f = try fisherFile?.floatTensor(name)
+                let errors = try ErrorTable.errors(w, configs: configs, rank: effectiveRank, fisher: f, name: name)
+                table.append(errors)
+                var entry = cache[cacheKey]?[name] ?? [:]
+                for (c, e) in zip(configs, errors) { entry[c.name] = e }
+                cache[cacheKey, default: [:]][name] = entry
+                try saveCache(cache)
+            }
+            progress.update(i + 1, detail: name)
+        }
+        let tableSeconds = Timing.now() - tableStart
+
+        // 2. The ILP: weights are bits × numel × 16384, exact for every grid configuration.
+        let numels = selected.map { Int64(shapes[$0]!.reduce(1, *)) }
+        let classes = zip(table, numels).map { errors, n in
+            zip(configs, errors).map { BitAllocation.Item(error: $1, weight: Int64(($0.bitsPerParameter * 16384).rounded()) * n) }
+        }
+        let capacity = Int64((budget! * 16384 * Double(numels.reduce(0, +))).rounded(.down))
+        let solveStart = Timing.now()
+        let solution: BitAllocation.Solution
+        do { solution = try BitAllocation.solve(classes, capacity: capacity, timeLimit: ilpTime) } catch let BitAllocation.Failure.infeasible(minimum, _) {
+            throw CLIError(String(format: "--budget %.4f cannot be met: the smallest feasible budget is %.4f bits", budget!,
+                                  Double(minimum) / 16384 / Double(numels.reduce(0, +))))
+        }
+        let solveSeconds = Timing.now() - solveStart
+
+        // 3. Each matrix with its configuration; the low-rank parts become the adapter.
+        var pending: [PendingTensor] = []
+        var metadata = SafeTensorsWriter.defaultMetadata
+        var adapterTensors: [PendingTensor] = []
+        var rows: [[String: Any]] = []
+        var bits = 0.0, params = 0, lowRankParams = 0
+        let scale = Float(alpha / Double(rank))
+        let decomposeStart = Timing.now()
+        let finalProgress = Progress(total: selected.count, label: lowRank ? "decompose" : "quantize")
+        var chosen: [String: (QuantizedMatrix, DType)] = [:]
+        for (i, name) in selected.enumerated() {
+            let config = configs[solution.choice[i]]
+            let (file, entry) = try checkpoint.locate(name)
+            let w = try file.floatTensor(entry)
+            var row: [String: Any] = ["name": name, "shape": entry.shape, "config": reportFields(config), "bits_per_param": config.bitsPerParameter]
+            if lowRank {
+                let r = try Decomposition.decompose(w, config: config, rank: rank, maxIterations: maxIters,
+                                                    svd: svd == "full" ? .full : .randomized, fisher: try fisherFile?.floatTensor(name), name: name)
+                chosen[name] = (r.q, entry.dtype)
+                let module = String(name.dropLast(".weight".count))
+                let root = Float(scale).squareRoot()
+                let a = r.l2.copy(), b = r.l1.copy()
+                for k in 0..<a.count { a.pointer[k] /= root }
+                for k in 0..<b.count { b.pointer[k] /= root }
+                adapterTensors.append(PendingTensor(name: "base_model.model.\(module).lora_A.weight", tensor: a))
+                adapterTensors.append(PendingTensor(name: "base_model.model.\(module).lora_B.weight", tensor: b))
+                lowRankParams += a.count + b.count
+                row["rank"] = rank
+                row["iterations"] = r.errors.count
+                row["best_iteration"] = r.bestIteration + 1
+                row["error_quantization_only"] = r.quantizationOnlyError
+                row["error"] = r.error
+                row["rel_error"] = relativeError(r.q, Decomposition.subtract(w, matmul(r.l1, r.l2)))
+            } else {
+                let q = try Quantizer.quantize(w, config: config, name: name)
+                chosen[name] = (q, entry.dtype)
+                row["rel_error"] = relativeError(q, w)
+            }
+            rows.append(row)
+            bits += config.bitsPerParameter * Double(w.count)
+            params += w.count
+            finalProgress.update(i + 1, detail: "\(name) \(config.name)")
+        }
+        for name in checkpoint.tensorNames {
+            if let (q, original) = chosen[name] {
+                pending += QuantizedStorage.tensors(for: q, name: name, original: original)
+                metadata.merge(QuantizedStorage.metadata(for: q, name: name, original: original)) { a, _ in a }
+            } else {
+                let (file, entry) = try checkpoint.locate(name)
+                pending.append(ModelFiles.copied(entry, from: file))
+            }
+        }
+        try CheckpointWriter.write(pending, toDirectory: output.staging, metadata: metadata)
+        var newConfig = modelConfig
+        newConfig["quantization_config"] = QuantizedStorage.quantizationConfig(configs: Set(chosen.values.map(\.0.config)), computeDType: .bf16, skipped: [])
+        try ModelFiles.writeJSON(newConfig, to: output.path("config.json"))
+        try ModelFiles.copySideFiles(from: checkpoint.directory, to: output.staging)
+        if lowRank {
+            try FileManager.default.createDirectory(atPath: output.path("adapter"), withIntermediateDirectories: true)
+            try SafeTensorsWriter.write(adapterTensors, to: output.path("adapter/adapter_model.safetensors"))
+            let modules = Array(Set(selected.map { String($0.dropLast(".weight".count).split(separator: ".").last!) })).sorted()
+            try ModelFiles.writeJSON(AdapterFiles.config(rank: rank, alpha: alpha, targets: modules, base: checkpoint.directory),
+                                     to: output.path("adapter/adapter_config.json"))
+        }
+        let seconds = Timing.now() - start
+        let total = Double(params)
+        try ModelFiles.writeJSON([
+            "method": method, "budget": budget!, "average_bits": bits / total,
+            "average_bits_with_lowrank": (bits + 16 * Double(lowRankParams)) / total,
+            "grid": grid, "configurations": configs.count, "rank": lowRank ? rank : 0,
+            "solver": ["status": solution.optimal ? "optimal" : "time limit", "gap": solution.gap, "relative_gap": solution.gap / max(solution.error, 1e-300),
+                       "nodes": solution.nodes, "objective": solution.error],
+            "seconds": ["total": seconds, "error_table": tableSeconds, "ilp": solveSeconds, "final": Timing.now() - decomposeStart],
+            "parameters_quantized": params, "matrices": rows,
+        ], to: output.path("quant_report.json"))
+        try output.commit()
+        committed = true
+        print(String(format: "%@: %d matrices at %.3f bits per parameter (budget %.3f, %@%@) in %.1f s → %@", method, selected.count,
+                     bits / total, budget!, solution.optimal ? "optimal" : "ILP gap ", solution.optimal ? "" : String(format: "%.1e", solution.gap / solution.error),
+                     seconds, output.destination))
+    }
+
+    func loadCache() -> [String: [String: [String: Double]]] {
+        guard let ilpCache, let data = FileManager.default.contents(atPath: ilpCache),
+              let json = try? JSONSerialization.jsonObject(with: data) as? [String: [String: [String: Double]]] else { return [:] }
+        return json
+    }
+
+    func saveCache(_ cache: [String: [String: [String: Double]]]) throws {
+        guard let ilpCache else { return }
+        try Data(JSONText.serialize(cache).utf8).writeAtomically(to: ilpCache)
+    }
+}
+
+/// PEFT adapter files.
+enum AdapterFiles {
+    static func config(rank: Int, alpha: Double, targets: [String], base: String) -> [String: Any] {
+        ["peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha, "lora_dropout": 0.0,
+         "target_modules": targets, "bias": "none", "fan_in_fan_out": false, "use_rslora": false, "init_lora_weights": true,
+         "base_model_name_or_path": base, "inference_mode": true, "modules_to_save": NSNull(), "layers_to_transform": NSNull(),
+         "rank_pattern": [String: Any](), "alpha_pattern": [String: Any]()]
+    }
+}

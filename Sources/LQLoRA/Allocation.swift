@@ -1,0 +1,51 @@
+import Foundation
+import LQQuant
+import LQTensor
+
+/// Per-matrix errors for every candidate configuration, the input of the bit-allocation ILP.
+///
+/// Computing the full decomposition for every (matrix, configuration) pair is what makes the
+/// reference take hours. Here every configuration shares the first iteration's SVD of W (Q = 0),
+/// so each pair costs one quantization: e_ij = ‖W − L − quant_j(W − L)‖ (Fisher-weighted when F
+/// is given). The chosen configuration is then decomposed in full.
+public enum ErrorTable {
+    /// Candidate configurations: the whole LQ-LoRA grid, or the grid with group absmax stored as
+    /// bf16 only (a third of the work; fp32 and fp16 scales cost as much or more for the same error).
+    public static func candidates(compact: Bool) -> [QuantConfig] {
+        let grid = QuantConfig.lqloraGrid
+        return compact ? grid.filter { if case .uint(_, _, .bf16) = $0.scale { return true } else { return false } } : grid
+    }
+
+    /// Errors of `w` under each configuration, after removing its rank-r part (none when rank is 0).
+    public static func errors(_ w: Tensor, configs: [QuantConfig], rank: Int, fisher: Tensor? = nil, seed: UInt64 = 0,
+                              name: String = "tensor") throws -> [Double] {
+        var target = w
+        if rank > 0 {
+            var rng = SeededGenerator(seed: seed)
+            var scaled = w
+            let scales = fisher.map(Decomposition.scales)
+            if let (r, c) = scales {
+                scaled = w.copy()
+                Decomposition.scaleRowsCols(scaled, r, c)
+            }
+            let d = try randomizedSVD(scaled, rank: rank, rng: &rng)
+            let lowRank = d.reconstruct()
+            if let (r, c) = scales {
+                Decomposition.scaleRowsCols(lowRank, r.map { 1 / $0 }, c.map { 1 / $0 })
+            }
+            target = Decomposition.subtract(w, lowRank)
+        }
+        var out: [Double] = []
+        for config in configs {
+            let q = try Quantizer.quantize(target, config: config, name: name)
+            let d = q.dequantize()
+            var s = 0.0
+            for i in 0..<d.count {
+                let e = Double(target.pointer[i]) - Double(d.pointer[i])
+                s += (fisher.map { Double($0.pointer[i]) } ?? 1) * e * e
+            }
+            out.append(fisher == nil ? s.squareRoot() : s)
+        }
+        return out
+    }
+}

@@ -1,0 +1,54 @@
+import Foundation
+import LQFormats
+import LQModel
+import LQQuant
+import LQTensor
+import Testing
+
+/// `lqlora quantize --method lq-lora` end to end on the tiny Llama fixture.
+struct LQLoRACommandTests {
+    static let tiny = packageRoot + "/Tests/LQModelTests/Fixtures/llama/mha"
+
+    func maxDiff(_ a: Tensor, _ b: Tensor) -> Float {
+        var m: Float = 0
+        for i in 0..<a.count { m = max(m, abs(a.pointer[i] - b.pointer[i])) }
+        return m
+    }
+
+    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    func lqloraModelWithItsAdapterIsCloserThanTheQuantizedBase() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let out = dir.file("lq")
+        let r = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", out, "--method", "lq-lora", "--budget", "2.5",
+                                          "--rank", "8", "--grid", "compact", "--ilp-cache", dir.file("cache.json")])
+        #expect(r.status == 0, "\(r.stderr)")
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/quant_report.json"))) as! [String: Any]
+        #expect((report["average_bits"] as! Double) <= 2.5)
+        #expect((report["solver"] as! [String: Any])["status"] as? String == "optimal")
+        for m in report["matrices"] as! [[String: Any]] {
+            #expect((m["error"] as! Double) < (m["error_quantization_only"] as! Double), "\(m["name"]!)")
+        }
+
+        let ids = [[Int](0..<24).map { ($0 * 37) % 128 }]
+        let dense = try LlamaModel(directory: Self.tiny).forward(ids)
+        let base = try LlamaModel(directory: out)
+        let withoutAdapter = maxDiff(base.forward(ids), dense)
+        try base.loadAdapter(directory: out + "/adapter")
+        let withAdapter = maxDiff(base.forward(ids), dense)
+        #expect(withAdapter < withoutAdapter, "adapter \(withAdapter) vs none \(withoutAdapter)")
+
+        // A second budget reuses the cached error table.
+        let again = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("lq3"), "--method", "lq-lora", "--budget", "3.0",
+                                              "--rank", "8", "--grid", "compact", "--ilp-cache", dir.file("cache.json")])
+        #expect(again.status == 0)
+        let report3 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("lq3") + "/quant_report.json"))) as! [String: Any]
+        #expect(((report3["seconds"] as! [String: Any])["error_table"] as! Double) < 0.1)
+
+        let low = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("x"), "--method", "lq-lora", "--budget", "1.5"])
+        #expect(low.status != 0 && low.stderr.contains("below the cheapest"))
+        let rank = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("y"), "--method", "lq-lora", "--budget", "3", "--rank", "64"])
+        #expect(rank.status == 1 && rank.stderr.contains("--rank 64"))
+        #expect(!FileManager.default.fileExists(atPath: dir.file("x")) && !FileManager.default.fileExists(atPath: dir.file("y")))
+    }
+}
