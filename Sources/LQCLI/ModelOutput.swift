@@ -1,5 +1,6 @@
 import Foundation
 import LQFormats
+import LQQuant
 
 /// An output model directory written as a whole: everything goes into a staging directory beside
 /// the destination, which is renamed into place only when complete. A failed or killed run leaves
@@ -61,5 +62,30 @@ enum ModelFiles {
         PendingTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape) { raw in
             raw.copyMemory(from: file.bytes(of: entry))
         }
+    }
+}
+
+extension StagedDirectory {
+    /// Writes a quantized model: the quantized parts in place of each quantized weight, every other
+    /// tensor copied byte for byte, config.json with its quantization_config, and the side files.
+    func writeQuantizedModel(from checkpoint: Checkpoint, quantized: [String: (QuantizedMatrix, DType)],
+                             modelConfig: [String: Any]) throws {
+        var pending: [PendingTensor] = []
+        var metadata = SafeTensorsWriter.defaultMetadata
+        for name in checkpoint.tensorNames {
+            if let (q, original) = quantized[name] {
+                pending += QuantizedStorage.tensors(for: q, name: name, original: original)
+                metadata.merge(QuantizedStorage.metadata(for: q, name: name, original: original)) { a, _ in a }
+            } else {
+                let (file, entry) = try checkpoint.locate(name)
+                pending.append(ModelFiles.copied(entry, from: file))
+            }
+        }
+        try CheckpointWriter.write(pending, toDirectory: staging, metadata: metadata)
+        var config = modelConfig
+        config["quantization_config"] = QuantizedStorage.quantizationConfig(
+            configs: Set(quantized.values.map(\.0.config)), computeDType: quantized.values.first?.1 ?? .f32, skipped: [])
+        try ModelFiles.writeJSON(config, to: path("config.json"))
+        try ModelFiles.copySideFiles(from: checkpoint.directory, to: staging)
     }
 }

@@ -185,25 +185,7 @@ struct Quantize: ParsableCommand {
             progress.update(i + 1, detail: "\(name) rel_error \(String(format: "%.4f", relError))")
         }
 
-        // Weights: quantized parts in place of each target, every other tensor copied as it is.
-        var pending: [PendingTensor] = []
-        var metadata = SafeTensorsWriter.defaultMetadata
-        for name in checkpoint.tensorNames {
-            if let (q, original) = quantized[name] {
-                pending += QuantizedStorage.tensors(for: q, name: name, original: original)
-                metadata.merge(QuantizedStorage.metadata(for: q, name: name, original: original)) { a, _ in a }
-            } else {
-                let (file, entry) = try checkpoint.locate(name)
-                pending.append(ModelFiles.copied(entry, from: file))
-            }
-        }
-        try CheckpointWriter.write(pending, toDirectory: output.staging, metadata: metadata)
-
-        var newConfig = modelConfig
-        let computeDType = quantized.values.first?.1 ?? .f32
-        newConfig["quantization_config"] = QuantizedStorage.quantizationConfig(configs: [config], computeDType: computeDType, skipped: [])
-        try ModelFiles.writeJSON(newConfig, to: output.path("config.json"))
-        try ModelFiles.copySideFiles(from: checkpoint.directory, to: output.staging)
+        try output.writeQuantizedModel(from: checkpoint, quantized: quantized, modelConfig: modelConfig)
         let seconds = Timing.now() - start
         try ModelFiles.writeJSON(["method": config.name, "average_bits": totalParams > 0 ? totalBits / Double(totalParams) : 0,
                                   "parameters_quantized": totalParams, "seconds": seconds, "matrices": rows],

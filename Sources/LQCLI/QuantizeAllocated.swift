@@ -75,8 +75,6 @@ extension Quantize {
         let solveSeconds = Timing.now() - solveStart
 
         // 3. Each matrix with its configuration; the low-rank parts become the adapter.
-        var pending: [PendingTensor] = []
-        var metadata = SafeTensorsWriter.defaultMetadata
         var adapterTensors: [PendingTensor] = []
         var rows: [[String: Any]] = []
         var bits = 0.0, params = 0, lowRankParams = 0
@@ -117,20 +115,7 @@ extension Quantize {
             params += w.count
             finalProgress.update(i + 1, detail: "\(name) \(config.name)")
         }
-        for name in checkpoint.tensorNames {
-            if let (q, original) = chosen[name] {
-                pending += QuantizedStorage.tensors(for: q, name: name, original: original)
-                metadata.merge(QuantizedStorage.metadata(for: q, name: name, original: original)) { a, _ in a }
-            } else {
-                let (file, entry) = try checkpoint.locate(name)
-                pending.append(ModelFiles.copied(entry, from: file))
-            }
-        }
-        try CheckpointWriter.write(pending, toDirectory: output.staging, metadata: metadata)
-        var newConfig = modelConfig
-        newConfig["quantization_config"] = QuantizedStorage.quantizationConfig(configs: Set(chosen.values.map(\.0.config)), computeDType: .bf16, skipped: [])
-        try ModelFiles.writeJSON(newConfig, to: output.path("config.json"))
-        try ModelFiles.copySideFiles(from: checkpoint.directory, to: output.staging)
+        try output.writeQuantizedModel(from: checkpoint, quantized: chosen, modelConfig: modelConfig)
         if lowRank {
             try FileManager.default.createDirectory(atPath: output.path("adapter"), withIntermediateDirectories: true)
             try SafeTensorsWriter.write(adapterTensors, to: output.path("adapter/adapter_model.safetensors"))
