@@ -53,11 +53,11 @@ public enum QuantizedStorage {
             PendingTensor(name: name + suffix, tensor: Tensor(shape: [values.count], values: values), dtype: dtype)
         }
         if usesBitsandbytesLayout(c) {
+            let state = Array(bnbState(q, original: original).utf8)
             var out = [
                 PendingTensor(name: name, dtype: .u8, shape: [q.codes.count, 1], bytes: q.codes),
                 floats(".quant_map", q.codebook),
-                PendingTensor(name: name + bnbStateSuffix, dtype: .u8, shape: [bnbState(q, original: original).utf8.count],
-                              bytes: Array(bnbState(q, original: original).utf8)),
+                PendingTensor(name: name + bnbStateSuffix, dtype: .u8, shape: [state.count], bytes: state),
             ]
             if c.scale == .dynamic8 {
                 out += [PendingTensor(name: name + ".absmax", dtype: .u8, shape: [q.scaleCodes.count], bytes: q.scaleCodes),
