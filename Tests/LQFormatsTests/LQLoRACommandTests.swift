@@ -38,6 +38,13 @@ struct LQLoRACommandTests {
         let withAdapter = maxDiff(base.forward(ids), dense)
         #expect(withAdapter < withoutAdapter, "adapter \(withAdapter) vs none \(withoutAdapter)")
 
+        // Folding the adapter into a dense copy gives the same model.
+        let merged = dir.file("merged")
+        let m = try CommandLineTests.run(["merge", "--model", out, "--adapter", out + "/adapter", "--out", merged, "--dtype", "f32"])
+        #expect(m.status == 0, "\(m.stderr)")
+        let mergedDiff = maxDiff(try LlamaModel(directory: merged).forward(ids), base.forward(ids))
+        #expect(mergedDiff <= 1e-4, "merged vs base + adapter: \(mergedDiff)")
+
         // A second budget reuses the cached error table.
         let again = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("lq3"), "--method", "lq-lora", "--budget", "3.0",
                                               "--rank", "8", "--grid", "compact", "--ilp-cache", dir.file("cache.json")])
@@ -50,5 +57,20 @@ struct LQLoRACommandTests {
         let rank = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("y"), "--method", "lq-lora", "--budget", "3", "--rank", "64"])
         #expect(rank.status == 1 && rank.stderr.contains("--rank 64"))
         #expect(!FileManager.default.fileExists(atPath: dir.file("x")) && !FileManager.default.fileExists(atPath: dir.file("y")))
+    }
+
+    /// The PEFT fixture adapter merged into its dense base reproduces PEFT's logits.
+    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    func mergedPEFTAdapterMatchesPEFT() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let merged = dir.file("merged")
+        let r = try CommandLineTests.run(["merge", "--model", Self.tiny, "--adapter", Self.tiny + "/adapter", "--out", merged, "--dtype", "f32"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let expected = try SafeTensorsFile(path: Self.tiny + "/expected.safetensors")
+        let idsTensor = try expected.floatTensor("input_ids")
+        let ids = (0..<2).map { b in (0..<24).map { Int(idsTensor[b, $0]) } }
+        let diff = maxDiff(try LlamaModel(directory: merged).forward(ids), try expected.floatTensor("logits_adapter"))
+        #expect(diff <= 1e-4, "merged vs PEFT: \(diff)")
     }
 }

@@ -1,0 +1,90 @@
+import ArgumentParser
+import Foundation
+import LQFormats
+import LQModel
+import LQQuant
+import LQTensor
+
+/// `lqlora merge`: a dense checkpoint with a LoRA adapter folded in (W + s·B·A), dequantizing
+/// quantized weights one matrix at a time.
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Fold a PEFT LoRA adapter into a dense copy of its base model.")
+
+    @Option(help: "The base model directory (dense or quantized).")
+    var model: String
+
+    @Option(help: "The PEFT adapter directory.")
+    var adapter: String
+
+    @Option(help: "The output directory.")
+    var out: String
+
+    @Option(help: "bf16, f16 or f32 for the written weights.")
+    var dtype = "bf16"
+
+    @Flag(help: "Replace --out if it exists.")
+    var overwrite = false
+
+    func validate() throws {
+        guard ["bf16", "f16", "f32"].contains(dtype) else { throw ValidationError("--dtype must be bf16, f16 or f32") }
+    }
+
+    func run() throws {
+        do {
+            Parallel.configure()
+            let checkpoint = try Checkpoint(path: model)
+            let adapterConfig = try AdapterConfig(directory: adapter)
+            let adapterFile = try SafeTensorsFile(path: adapter + "/adapter_model.safetensors")
+            let quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
+            let storage: DType = ["bf16": .bf16, "f16": .f16, "f32": .f32][dtype]!
+            let scale = adapterConfig.scale
+            let output = try StagedDirectory(destination: out, overwrite: overwrite)
+            var committed = false
+            defer { if !committed { output.abandon() } }
+
+            // Every weight: dense as stored, or dequantized; plus s·B·A where the adapter has one.
+            var pending: [PendingTensor] = []
+            var emitted = Set<String>()
+            var merged = 0
+            for name in checkpoint.tensorNames {
+                let weight = QuantizedStorage.owner(of: name, in: quantized) ?? name
+                guard emitted.insert(weight).inserted else { continue }
+                let module = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
+                let aKey = "base_model.model.\(module).lora_A.weight", bKey = "base_model.model.\(module).lora_B.weight"
+                let hasLoRA = adapterFile.contains(aKey) && adapterFile.contains(bKey)
+                if !quantized.contains(weight) && !hasLoRA {
+                    let (file, entry) = try checkpoint.locate(name)
+                    pending.append(ModelFiles.copied(entry, from: file))
+                    continue
+                }
+                if hasLoRA { merged += 1 }
+                let shape = quantized.contains(weight) ? try QuantizedStorage.describe(weight, in: checkpoint).shape : try checkpoint.entry(weight).shape
+                pending.append(PendingTensor(name: weight, dtype: storage, shape: shape) { raw in
+                    let w = quantized.contains(weight) ? try QuantizedStorage.load(weight, from: checkpoint).matrix.dequantize()
+                        : try checkpoint.floatTensor(weight).copy()
+                    if hasLoRA {
+                        let a = try adapterFile.floatTensor(aKey), b = try adapterFile.floatTensor(bKey)
+                        guard a.shape == [adapterConfig.rank, shape[1]], b.shape == [shape[0], adapterConfig.rank] else {
+                            throw CLIError("\(adapterFile.path): '\(aKey)' \(a.shape) / '\(bKey)' \(b.shape) do not fit '\(weight)' \(shape)")
+                        }
+                        gemm(b.matrix, a.matrix, into: w.matrix, alpha: scale, beta: 1)
+                    }
+                    DTypeConversion.fromFloat32(UnsafeBufferPointer(w.buffer), dtype: storage, into: raw)
+                })
+            }
+            guard merged > 0 else { throw CLIError("\(adapter): no LoRA matrix matches a weight of \(checkpoint.path)") }
+            try CheckpointWriter.write(pending, toDirectory: output.staging)
+            var config = try checkpoint.config() ?? [:]
+            config.removeValue(forKey: "quantization_config")
+            config["torch_dtype"] = storage == .bf16 ? "bfloat16" : (storage == .f16 ? "float16" : "float32")
+            try ModelFiles.writeJSON(config, to: output.path("config.json"))
+            try ModelFiles.copySideFiles(from: checkpoint.directory, to: output.staging)
+            try output.commit()
+            committed = true
+            print("merged \(merged) adapted weights (scale \(scale)) → \(output.destination)")
+        } catch {
+            printError("lqlora merge: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+}
