@@ -179,7 +179,8 @@ public final class LlamaModel: @unchecked Sendable {
         let group = nh / nkv
         let window = c.slidingWindow
         BLASThreads.with(1) {
-            Parallel.forEach(batch * nh) { range in
+            // Decoding (a single query row) is too little work per head to hand to other threads.
+            Parallel.forEach(batch * nh, minChunk: length == 1 ? batch * nh : 1) { range in
                 let scores = Tensor(zeros: [length, total])
                 for job in range {
                     let b = job / nh, head = job % nh, kvHead = head / group
