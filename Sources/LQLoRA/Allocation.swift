@@ -39,12 +39,22 @@ public enum ErrorTable {
         for config in configs {
             let q = try Quantizer.quantize(target, config: config, name: name)
             let d = q.dequantize()
+            let t = target.pointer, dp = d.pointer
             var s = 0.0
-            for i in 0..<d.count {
-                let e = Double(target.pointer[i]) - Double(d.pointer[i])
-                s += (fisher.map { Double($0.pointer[i]) } ?? 1) * e * e
+            // This loop runs once per matrix and configuration: keep the Fisher branch outside it.
+            if let f = fisher?.pointer {
+                for i in 0..<d.count {
+                    let e = Double(t[i]) - Double(dp[i])
+                    s += Double(f[i]) * e * e
+                }
+                out.append(s)
+            } else {
+                for i in 0..<d.count {
+                    let e = Double(t[i]) - Double(dp[i])
+                    s += e * e
+                }
+                out.append(s.squareRoot())
             }
-            out.append(fisher == nil ? s.squareRoot() : s)
         }
         return out
     }
