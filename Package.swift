@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries, found through pkg-config; the providers say what to install when missing.
@@ -41,11 +42,13 @@ let package = Package(
         .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS"]),
         // LQ-LoRA: low-rank plus quantized decomposition and the bit-allocation ILP.
         .target(name: "LQLoRA", dependencies: ["LQTensor", "LQQuant"]),
+        // LoRA finetuning: YAML config, datasets, optimizers, the training loop and its checkpoints.
+        .target(name: "LQTrain", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQModel", "CKernels", .product(name: "Yams", package: "Yams")]),
         // The subcommands, kept in a library so tests can drive them.
         .target(
             name: "LQCLI",
             dependencies: [
-                "LQTensor", "LQFormats", "LQQuant", "LQModel", "LQLoRA", "CKernels", "CBLAS",
+                "LQTensor", "LQFormats", "LQQuant", "LQModel", "LQLoRA", "LQTrain", "CKernels", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "lqlora", dependencies: ["LQCLI"]),
@@ -55,6 +58,7 @@ let package = Package(
         .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQCLI"], exclude: ["Fixtures"]),
         .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor"]),
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQTrainTests", dependencies: ["LQTrain", "LQModel", "LQFormats", "LQTensor"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to concurrent loops, which Swift 6's

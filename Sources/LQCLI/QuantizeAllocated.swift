@@ -120,7 +120,7 @@ extension Quantize {
             try FileManager.default.createDirectory(atPath: output.path("adapter"), withIntermediateDirectories: true)
             try SafeTensorsWriter.write(adapterTensors, to: output.path("adapter/adapter_model.safetensors"))
             let modules = Array(Set(selected.map { String($0.dropLast(".weight".count).split(separator: ".").last!) })).sorted()
-            try ModelFiles.writeJSON(AdapterFiles.config(rank: rank, alpha: alpha, targets: modules, base: checkpoint.directory),
+            try ModelFiles.writeJSON(AdapterConfig(rank: rank, alpha: alpha, targetModules: modules).peftJSON(base: checkpoint.directory),
                                      to: output.path("adapter/adapter_config.json"))
         }
         let seconds = Timing.now() - start
@@ -150,15 +150,5 @@ extension Quantize {
     func saveCache(_ cache: [String: [String: [String: Double]]]) throws {
         guard let ilpCache else { return }
         try Data(JSONText.serialize(cache).utf8).writeAtomically(to: ilpCache)
-    }
-}
-
-/// PEFT adapter files.
-enum AdapterFiles {
-    static func config(rank: Int, alpha: Double, targets: [String], base: String) -> [String: Any] {
-        ["peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha, "lora_dropout": 0.0,
-         "target_modules": targets, "bias": "none", "fan_in_fan_out": false, "use_rslora": false, "init_lora_weights": true,
-         "base_model_name_or_path": base, "inference_mode": true, "modules_to_save": NSNull(), "layers_to_transform": NSNull(),
-         "rank_pattern": [String: Any](), "alpha_pattern": [String: Any]()]
     }
 }

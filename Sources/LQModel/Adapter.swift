@@ -16,6 +16,14 @@ public struct AdapterConfig: Sendable, Equatable {
         self.useRSLoRA = useRSLoRA
     }
 
+    /// adapter_config.json as PEFT writes it (the keys PEFT reads; absent ones take its defaults).
+    public func peftJSON(base: String?, dropout: Double = 0) -> [String: Any] {
+        ["peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha, "lora_dropout": dropout,
+         "target_modules": targetModules, "bias": "none", "fan_in_fan_out": false, "use_rslora": useRSLoRA, "init_lora_weights": true,
+         "base_model_name_or_path": base.map { $0 as Any } ?? NSNull(), "inference_mode": true, "modules_to_save": NSNull(),
+         "layers_to_transform": NSNull(), "rank_pattern": [String: Any](), "alpha_pattern": [String: Any]()]
+    }
+
     /// PEFT's scaling: alpha / r, or alpha / √r with rsLoRA.
     public var scale: Float { Float(useRSLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank)) }
 

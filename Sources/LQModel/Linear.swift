@@ -27,6 +27,10 @@ public final class Linear: @unchecked Sendable {
     public let base: Base
     public let bias: Tensor?
     public var lora: LoRA?
+    /// Gradients of the adapter's A and B while training (accumulated; zeroed by the optimizer).
+    public var loraGrad: LoRA?
+    /// Dropout probability on the adapter's input while training (PEFT's lora_dropout).
+    public var loraDropout: Float = 0
 
     public init(base: Base, bias: Tensor? = nil, lora: LoRA? = nil) {
         self.base = base
@@ -50,6 +54,16 @@ public final class Linear: @unchecked Sendable {
 
     /// x [n, in] → [n, out].
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = baseProduct(x)
+        if let lora {
+            let ax = matmul(x, lora.a, transposeB: true)  // [n, r]
+            gemm(ax.matrix, lora.b.matrix, transposeB: true, into: y.matrix, alpha: lora.scale, beta: 1)
+        }
+        return y
+    }
+
+    /// x·Wᵀ + bias, without the adapter.
+    func baseProduct(_ x: Tensor) -> Tensor {
         let y: Tensor
         switch base {
         case let .dense(w) where x.shape[0] == 1:  // decoding: sgemv reads W once, sgemm with M = 1 does not
@@ -61,10 +75,6 @@ public final class Linear: @unchecked Sendable {
         if let bias {
             let n = y.shape[0], out = y.shape[1]
             for i in 0..<n { for j in 0..<out { y.pointer[i * out + j] += bias.pointer[j] } }
-        }
-        if let lora {
-            let ax = matmul(x, lora.a, transposeB: true)  // [n, r]
-            gemm(ax.matrix, lora.b.matrix, transposeB: true, into: y.matrix, alpha: lora.scale, beta: 1)
         }
         return y
     }

@@ -11,7 +11,7 @@ public final class LlamaLayer: @unchecked Sendable {
     public let q: Linear, k: Linear, v: Linear, o: Linear
     public let gate: Linear, up: Linear, down: Linear
 
-    init(inputNorm: Tensor, postNorm: Tensor, q: Linear, k: Linear, v: Linear, o: Linear, gate: Linear, up: Linear, down: Linear) {
+    public init(inputNorm: Tensor, postNorm: Tensor, q: Linear, k: Linear, v: Linear, o: Linear, gate: Linear, up: Linear, down: Linear) {
         self.inputNorm = inputNorm
         self.postNorm = postNorm
         self.q = q; self.k = k; self.v = v; self.o = o
@@ -174,10 +174,19 @@ public final class LlamaModel: @unchecked Sendable {
                 values.append(vb)
             }
         }
+        let out = causalAttention(q: q, keys: keys, values: values, batch: batch, length: length, start: start)
+        return layer.o(out)
+    }
+}
+
+extension LlamaModel {
+    /// softmax(Q·Kᵀ/√d + causal mask)·V for every head: q [batch·length, heads·headDim]; keys and
+    /// values per sequence [≥ start+length, kvHeads·headDim]; row t of sequence b is position start + t.
+    func causalAttention(q: Tensor, keys: [Tensor], values: [Tensor], batch: Int, length: Int, start: Int) -> Tensor {
+        let hd = config.headDim, nh = config.headCount, group = nh / config.kvHeadCount
+        let total = start + length
         let out = Tensor(zeros: [batch * length, nh * hd])
         let scale = 1 / Float(hd).squareRoot()
-        let group = nh / nkv
-        let window = c.slidingWindow
         BLASThreads.with(1) {
             // Decoding (a single query row) is too little work per head to hand to other threads.
             Parallel.forEach(batch * nh, minChunk: length == 1 ? batch * nh : 1) { range in
@@ -187,18 +196,23 @@ public final class LlamaModel: @unchecked Sendable {
                     let qm = q.block(rows: (b * length)..<((b + 1) * length), cols: (head * hd)..<((head + 1) * hd))
                     let km = keys[b].block(rows: 0..<total, cols: (kvHead * hd)..<((kvHead + 1) * hd))
                     let vm = values[b].block(rows: 0..<total, cols: (kvHead * hd)..<((kvHead + 1) * hd))
-                    gemm(qm, km, transposeB: true, into: scores.matrix, alpha: scale)
-                    for t in 0..<length {
-                        let row = scores.pointer + t * total
-                        let last = start + t  // causal: attend to positions ≤ last
-                        let first = window.map { max(0, last - $0 + 1) } ?? 0
-                        softmaxRow(row, valid: first...last, width: total)
-                    }
+                    attentionProbabilities(qm, km, into: scores, start: start, scale: scale)
                     gemm(scores.matrix, vm, into: out.block(rows: (b * length)..<((b + 1) * length), cols: (head * hd)..<((head + 1) * hd)))
                 }
             }
         }
-        return layer.o(out)
+        return out
+    }
+
+    /// scores ← softmax(scale · q·kᵀ) under the causal (and sliding-window) mask.
+    func attentionProbabilities(_ qm: MatrixRef, _ km: MatrixRef, into scores: Tensor, start: Int, scale: Float) {
+        let length = qm.rows, total = km.rows
+        gemm(qm, km, transposeB: true, into: scores.matrix, alpha: scale)
+        for t in 0..<length {
+            let last = start + t  // causal: attend to positions ≤ last
+            let first = config.slidingWindow.map { max(0, last - $0 + 1) } ?? 0
+            softmaxRow(scores.pointer + t * total, valid: first...last, width: total)
+        }
     }
 }
 

@@ -52,7 +52,9 @@ final class RotaryTable: @unchecked Sendable {
     }
 
     /// Rotates every head of x [batch·length, heads·headDim] in place; row t of sequence b is position start + t.
-    func apply(_ x: Tensor, heads: Int, headDim: Int, batch: Int, length: Int, start: Int) {
+    /// `inverse` rotates the other way: the rotation's transpose, which is its backward pass.
+    func apply(_ x: Tensor, heads: Int, headDim: Int, batch: Int, length: Int, start: Int, inverse: Bool = false) {
+        let sign: Float = inverse ? -1 : 1
         let width = heads * headDim
         cos.withUnsafeBufferPointer { cp in
             sin.withUnsafeBufferPointer { sp in
@@ -63,9 +65,9 @@ final class RotaryTable: @unchecked Sendable {
                         for h in 0..<heads {
                             let v = row + h * headDim
                             for i in 0..<half {
-                                let x1 = v[i], x2 = v[i + half]
-                                v[i] = x1 * c[i] + (-x2) * s[i]
-                                v[i + half] = x2 * c[i] + x1 * s[i]
+                                let x1 = v[i], x2 = v[i + half], si = sign * s[i]
+                                v[i] = x1 * c[i] + (-x2) * si
+                                v[i + half] = x2 * c[i] + x1 * si
                             }
                         }
                     }

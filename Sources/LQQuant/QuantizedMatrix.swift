@@ -158,6 +158,29 @@ public final class QuantizedMatrix: @unchecked Sendable {
         return out
     }
 
+    /// dX += dY · W for dY [n, rows] and dX [n, cols]: the input gradient of a linear layer through
+    /// this frozen weight, dequantized a cache-sized panel of rows at a time (never the whole matrix).
+    public func accumulateTransposedProduct(_ dy: Tensor, into dx: Tensor) {
+        precondition(dy.rank == 2 && dy.shape[1] == rows && dx.shape == [dy.shape[0], cols],
+                     "dY \(dy.shape) · W [\(rows), \(cols)] into \(dx.shape)")
+        let n = dy.shape[0]
+        let panelRows = max(1, min(rows, (1 << 21) / max(cols, 1)))
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * cols)
+        defer { buffer.deallocate() }
+        let dym = dy.matrix, dxm = dx.matrix
+        var r0 = 0
+        while r0 < rows {
+            let r1 = min(rows, r0 + panelRows)
+            let base = buffer, start = r0
+            Parallel.forEach(r1 - r0, minChunk: 16) { range in
+                self.dequantize(rows: (start + range.lowerBound)..<(start + range.upperBound), into: base + range.lowerBound * self.cols)
+            }
+            let w = MatrixRef(base: buffer, rows: r1 - r0, cols: cols, ld: cols)
+            gemm(dym.block(rows: 0..<n, cols: r0..<r1), w, into: dxm, beta: 1)
+            r0 = r1
+        }
+    }
+
     /// Bytes of storage (codes and scales as stored; group absmax at its storage width).
     public var storageBytes: Int {
         var bytes = codes.count + absmax.count * 4 + scaleCodes.count

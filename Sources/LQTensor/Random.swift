@@ -17,6 +17,15 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         s = (splitMix(), splitMix(), splitMix(), splitMix())
     }
 
+    /// The generator's four words, for checkpoints that must resume the same stream.
+    public var state: [UInt64] {
+        get { [s.0, s.1, s.2, s.3] }
+        set {
+            precondition(newValue.count == 4, "a generator state is four words")
+            s = (newValue[0], newValue[1], newValue[2], newValue[3])
+        }
+    }
+
     public mutating func next() -> UInt64 {
         let result = rotl(s.1 &* 5, 7) &* 9
         let t = s.1 << 17

@@ -1,0 +1,273 @@
+import CKernels
+import Foundation
+import LQTensor
+
+/// The summed token loss of a batch and how many target tokens it had.
+public struct TokenLoss: Sendable, Equatable {
+    public var sum: Double
+    public var targets: Int
+
+    public init(sum: Double = 0, targets: Int = 0) {
+        self.sum = sum
+        self.targets = targets
+    }
+
+    public var mean: Double { targets > 0 ? sum / Double(targets) : .nan }
+
+    public static func += (a: inout TokenLoss, b: TokenLoss) {
+        a.sum += b.sum
+        a.targets += b.targets
+    }
+}
+
+/// Labels at or below this value take no part in the loss (transformers' ignore_index is −100).
+public let ignoreLabel = -100
+
+/// One decoder block's forward activations, as its backward pass reads them.
+/// Shapes: N = batch·length rows; h hidden; qd = heads·headDim; kvd = kvHeads·headDim; f intermediate.
+struct BlockTape {
+    let x0: Tensor           // [N, h] block input
+    let rstd1: [Float]       // 1/rms of each row of x0
+    let q: Tensor, k: Tensor, v: Tensor  // [N, qd], [N, kvd], [N, kvd]; q and k after RoPE
+    let x1: Tensor           // [N, h] after the attention residual
+    let rstd2: [Float]
+    let g: Tensor, u: Tensor // [N, f] gate and up projections, before SwiGLU
+    let linears: [LinearTape]  // q, k, v, o, gate, up, down
+}
+
+extension LlamaModel {
+    /// The causal-LM loss of `tokens` against `labels` (aligned with the tokens, as transformers takes
+    /// them: position t's logits predict labels[t+1]), and its gradient with respect to every adapter:
+    /// ∂(Σ token losses / normalizer)/∂A and ∂B are added into each adapted linear's `loraGrad`.
+    /// Dividing by the effective batch's target count keeps the loss exact under gradient accumulation.
+    /// With `checkpointing`, blocks keep only their input and recompute the rest during backward.
+    public func accumulateGradients(tokens: [[Int]], labels: [[Int]], normalizer: Int, checkpointing: Bool = false,
+                                    rng: inout SeededGenerator) -> TokenLoss {
+        let batch = tokens.count, length = tokens.first?.count ?? 0
+        precondition(labels.count == batch && labels.allSatisfy { $0.count == length }, "labels must match the tokens' shape")
+        rope.ensure(positions: length)
+        var x = embedRows(tokens)
+        var tapes: [BlockTape?] = []
+        var inputs: [(Tensor, [UInt64])] = []
+        for layer in layers {
+            let rngState = rng.state
+            let (out, tape) = blockForward(layer, x, batch: batch, length: length, rng: &rng)
+            if checkpointing {
+                inputs.append((x, rngState))
+                tapes.append(nil)
+            } else {
+                tapes.append(tape)
+            }
+            x = out
+        }
+        let (hidden, rstd) = rmsNormKeepingScale(x, norm)
+        let dHidden = Tensor(zeros: hidden.shape)
+        let loss = headLoss(hidden, labels: labels, length: length, normalizer: normalizer, dHidden: dHidden, rng: &rng)
+        var dx = Tensor(zeros: x.shape)
+        rmsNormBackward(dHidden, x: x, weight: norm, rstd: rstd, into: dx)
+        for l in layers.indices.reversed() {
+            let tape: BlockTape
+            if let saved = tapes[l] {
+                tape = saved
+            } else {
+                var replay = SeededGenerator(seed: 0)
+                replay.state = inputs[l].1  // the same dropout masks as the first time
+                tape = blockForward(layers[l], inputs[l].0, batch: batch, length: length, rng: &replay).1
+            }
+            tapes[l] = nil  // free each block's activations as soon as it is done
+            dx = blockBackward(layers[l], dx, tape: tape, batch: batch, length: length)
+        }
+        return loss
+    }
+
+    /// The loss alone (no adapter dropout, no gradients): for validation.
+    public func loss(tokens: [[Int]], labels: [[Int]]) -> TokenLoss {
+        let length = tokens.first?.count ?? 0
+        let hidden = hiddenStates(tokens)
+        var rng = SeededGenerator(seed: 0)
+        return headLoss(hidden, labels: labels, length: length, normalizer: 1, dHidden: nil, rng: &rng)
+    }
+
+    func embedRows(_ tokens: [[Int]]) -> Tensor {
+        let h = config.hiddenSize, length = tokens.first?.count ?? 0
+        let x = Tensor(zeros: [tokens.count * length, h])
+        for (b, seq) in tokens.enumerated() {
+            for (t, id) in seq.enumerated() {
+                precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
+                (x.pointer + (b * length + t) * h).update(from: embed.pointer + id * h, count: h)
+            }
+        }
+        return x
+    }
+
+    /// Cross-entropy through the LM head in row chunks, so the [N, vocab] logits never exist at once.
+    /// With `dHidden`, also writes ∂(loss sum / normalizer)/∂hidden.
+    func headLoss(_ hidden: Tensor, labels: [[Int]], length: Int, normalizer: Int, dHidden: Tensor?,
+                  rng: inout SeededGenerator) -> TokenLoss {
+        let head = lmHead ?? Linear(base: .dense(embed))
+        let n = hidden.shape[0], vocab = config.vocabSize
+        let chunk = max(1, min(n, (1 << 22) / vocab))
+        let scale = Float(1 / Double(max(normalizer, 1)))
+        var loss = TokenLoss()
+        var r0 = 0
+        while r0 < n {
+            let r1 = min(n, r0 + chunk)
+            let rows = hidden.rows(r0..<r1)
+            let (logits, tape) = dHidden == nil ? (head(rows), LinearTape(x: rows, dropout: nil)) : head.trainingForward(rows, rng: &rng)
+            for i in r0..<r1 {
+                let b = i / length, t = i % length
+                let label = t + 1 < length ? labels[b][t + 1] : ignoreLabel
+                let row = logits.pointer + (i - r0) * vocab
+                guard label > ignoreLabel else {
+                    row.update(repeating: 0, count: vocab)
+                    continue
+                }
+                precondition(label >= 0 && label < vocab, "label \(label) outside the vocabulary")
+                let lse = lq_logsumexp(row, Int64(vocab))
+                loss.sum += lse - Double(row[label])
+                loss.targets += 1
+                if dHidden != nil {
+                    let shift = Float(lse)
+                    for j in 0..<vocab { row[j] = expf(row[j] - shift) * scale }
+                    row[label] -= scale
+                }
+            }
+            if let dHidden { head.backward(logits, tape: tape, dx: dHidden.rows(r0..<r1)) }
+            r0 = r1
+        }
+        return loss
+    }
+
+    func blockForward(_ layer: LlamaLayer, _ x0: Tensor, batch: Int, length: Int, rng: inout SeededGenerator) -> (Tensor, BlockTape) {
+        let c = config
+        let (n1, rstd1) = rmsNormKeepingScale(x0, layer.inputNorm)
+        let (q, tq) = layer.q.trainingForward(n1, rng: &rng)
+        let (k, tk) = layer.k.trainingForward(n1, rng: &rng)
+        let (v, tv) = layer.v.trainingForward(n1, rng: &rng)
+        rope.apply(q, heads: c.headCount, headDim: c.headDim, batch: batch, length: length, start: 0)
+        rope.apply(k, heads: c.kvHeadCount, headDim: c.headDim, batch: batch, length: length, start: 0)
+        let keys = (0..<batch).map { k.rows(($0 * length)..<(($0 + 1) * length)) }
+        let values = (0..<batch).map { v.rows(($0 * length)..<(($0 + 1) * length)) }
+        let attended = causalAttention(q: q, keys: keys, values: values, batch: batch, length: length, start: 0)
+        let (a, to) = layer.o.trainingForward(attended, rng: &rng)
+        let x1 = sum(x0, a)
+        let (n2, rstd2) = rmsNormKeepingScale(x1, layer.postNorm)
+        let (g, tg) = layer.gate.trainingForward(n2, rng: &rng)
+        let (u, tu) = layer.up.trainingForward(n2, rng: &rng)
+        let m = g.copy()
+        swiglu(m, u)
+        let (d, td) = layer.down.trainingForward(m, rng: &rng)
+        let tape = BlockTape(x0: x0, rstd1: rstd1, q: q, k: k, v: v, x1: x1, rstd2: rstd2, g: g, u: u,
+                             linears: [tq, tk, tv, to, tg, tu, td])
+        return (sum(x1, d), tape)
+    }
+
+    /// dL/dx2 of a block's output → dL/dx0 of its input; adapter gradients accumulate on the way.
+    func blockBackward(_ layer: LlamaLayer, _ dx2: Tensor, tape: BlockTape, batch: Int, length: Int) -> Tensor {
+        let c = config
+        let t = tape.linears
+        // MLP: x2 = x1 + down(silu(gate(n2)) · up(n2)).
+        let dm = Tensor(zeros: tape.g.shape)
+        layer.down.backward(dx2, tape: t[6], dx: dm)
+        let (dg, du) = swigluBackward(dm, g: tape.g, u: tape.u)
+        let dn2 = Tensor(zeros: tape.x1.shape)
+        layer.gate.backward(dg, tape: t[4], dx: dn2)
+        layer.up.backward(du, tape: t[5], dx: dn2)
+        let dx1 = dx2.copy()
+        rmsNormBackward(dn2, x: tape.x1, weight: layer.postNorm, rstd: tape.rstd2, into: dx1)
+        // Attention: x1 = x0 + o(attend(rope(q(n1)), rope(k(n1)), v(n1))).
+        let dAttended = Tensor(zeros: tape.q.shape)
+        layer.o.backward(dx1, tape: t[3], dx: dAttended)
+        let (dq, dk, dv) = causalAttentionBackward(dAttended, q: tape.q, k: tape.k, v: tape.v, batch: batch, length: length)
+        rope.apply(dq, heads: c.headCount, headDim: c.headDim, batch: batch, length: length, start: 0, inverse: true)
+        rope.apply(dk, heads: c.kvHeadCount, headDim: c.headDim, batch: batch, length: length, start: 0, inverse: true)
+        let dn1 = Tensor(zeros: tape.x0.shape)
+        layer.q.backward(dq, tape: t[0], dx: dn1)
+        layer.k.backward(dk, tape: t[1], dx: dn1)
+        layer.v.backward(dv, tape: t[2], dx: dn1)
+        let dx0 = dx1.copy()
+        rmsNormBackward(dn1, x: tape.x0, weight: layer.inputNorm, rstd: tape.rstd1, into: dx0)
+        return dx0
+    }
+
+    /// Backward of causalAttention (start 0): recomputes each head's probabilities P, then
+    /// dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − rowsum(P ⊙ dO·Vᵀ)), dQ = s·dS·K, dK = s·dSᵀ·Q.
+    /// Jobs are (sequence, kv head) so the heads sharing a key/value head add into it on one thread.
+    func causalAttentionBackward(_ dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, batch: Int, length: Int) -> (Tensor, Tensor, Tensor) {
+        let hd = config.headDim, nkv = config.kvHeadCount, group = config.headCount / nkv
+        let scale = 1 / Float(hd).squareRoot()
+        let dq = Tensor(zeros: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
+        BLASThreads.with(1) {
+            Parallel.forEach(batch * nkv) { range in
+                let p = Tensor(zeros: [length, length]), dp = Tensor(zeros: [length, length])
+                for job in range {
+                    let b = job / nkv, kvHead = job % nkv
+                    let rows = (b * length)..<((b + 1) * length), kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
+                    let km = k.block(rows: rows, cols: kvCols), vm = v.block(rows: rows, cols: kvCols)
+                    for head in (kvHead * group)..<((kvHead + 1) * group) {
+                        let cols = (head * hd)..<((head + 1) * hd)
+                        let qm = q.block(rows: rows, cols: cols), dom = dOut.block(rows: rows, cols: cols)
+                        attentionProbabilities(qm, km, into: p, start: 0, scale: scale)
+                        gemm(dom, vm, transposeB: true, into: dp.matrix)
+                        gemm(p.matrix, transposeA: true, dom, into: dv.block(rows: rows, cols: kvCols), beta: 1)
+                        for i in 0..<length {
+                            let pr = p.pointer + i * length, dr = dp.pointer + i * length
+                            var dot: Float = 0
+                            for j in 0...i { dot += pr[j] * dr[j] }
+                            for j in 0..<length { dr[j] = pr[j] * (dr[j] - dot) }
+                        }
+                        gemm(dp.matrix, km, into: dq.block(rows: rows, cols: cols), alpha: scale)
+                        gemm(dp.matrix, transposeA: true, qm, into: dk.block(rows: rows, cols: kvCols), alpha: scale, beta: 1)
+                    }
+                }
+            }
+        }
+        return (dq, dk, dv)
+    }
+
+    func rmsNormKeepingScale(_ x: Tensor, _ weight: Tensor) -> (Tensor, [Float]) {
+        let out = rmsNorm(x, weight, eps: config.rmsNormEps)
+        let n = x.shape[0], h = x.shape[1]
+        let rstd = (0..<n).map { i -> Float in
+            let src = x.pointer + i * h
+            var ss: Float = 0
+            for j in 0..<h { ss += src[j] * src[j] }
+            return 1 / (ss / Float(h) + config.rmsNormEps).squareRoot()
+        }
+        return (out, rstd)
+    }
+}
+
+/// y = w ⊙ x·r with r = 1/√(mean(x²)+ε): dx += r·(w ⊙ dy) − x·r³/h · Σ(w ⊙ dy ⊙ x), row by row.
+func rmsNormBackward(_ dy: Tensor, x: Tensor, weight: Tensor, rstd: [Float], into dx: Tensor) {
+    let n = x.shape[0], h = x.shape[1]
+    Parallel.forEach(n, minChunk: 64) { range in
+        for i in range {
+            let xr = x.pointer + i * h, dyr = dy.pointer + i * h, dxr = dx.pointer + i * h
+            let r = rstd[i]
+            var dot: Float = 0
+            for j in 0..<h { dot += weight.pointer[j] * dyr[j] * xr[j] }
+            let c = dot * r * r * r / Float(h)
+            for j in 0..<h { dxr[j] += r * weight.pointer[j] * dyr[j] - xr[j] * c }
+        }
+    }
+}
+
+/// Backward of m = silu(g)·u: du = dm·silu(g), dg = dm·u·σ(g)·(1 + g·(1 − σ(g))).
+func swigluBackward(_ dm: Tensor, g: Tensor, u: Tensor) -> (Tensor, Tensor) {
+    let dg = Tensor(zeros: g.shape), du = Tensor(zeros: u.shape)
+    Parallel.forEach(g.count, minChunk: 1 << 14) { range in
+        for i in range {
+            let x = g.pointer[i], s = 1 / (1 + expf(-x))
+            du.pointer[i] = dm.pointer[i] * x * s
+            dg.pointer[i] = dm.pointer[i] * u.pointer[i] * s * (1 + x * (1 - s))
+        }
+    }
+    return (dg, du)
+}
+
+func sum(_ a: Tensor, _ b: Tensor) -> Tensor {
+    let out = Tensor(zeros: a.shape)
+    for i in 0..<a.count { out.pointer[i] = a.pointer[i] + b.pointer[i] }
+    return out
+}
