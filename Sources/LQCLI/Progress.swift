@@ -43,6 +43,12 @@ final class Progress {
         }
     }
 
+    /// A line of its own above the progress line (which the next update redraws).
+    func message(_ text: String) {
+        FileHandle.standardError.write(Data(((interactive ? "\r\u{1B}[K" : "") + text + "\n").utf8))
+        lastPrint = -Double.infinity
+    }
+
     static func clock(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%02d:%02d", s / 60, s % 60)

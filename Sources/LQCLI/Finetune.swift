@@ -1,0 +1,122 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import LQModel
+import LQTensor
+import LQTrain
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `lqlora finetune`: LoRA training on a frozen dense, NF4 or LQ-LoRA base from a YAML config.
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train LoRA adapters on a frozen dense or quantized model from a YAML config.",
+        discussion: "Writes output_dir/adapter_model.safetensors + adapter_config.json (PEFT), metrics.jsonl, loss.svg and checkpoint-STEP/ directories. Ctrl-C saves a checkpoint; --resume output_dir continues from the newest one. `--schema` prints every key with its default.")
+
+    @Option(help: "The YAML configuration.")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a key, e.g. --set train.lr=1e-4 (repeatable).", valueName: "key=value"))
+    var overrides: [String] = []
+
+    @Option(help: "Continue from the newest checkpoint in this output directory.")
+    var resume: String?
+
+    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    @Flag(help: "Print every configuration key with its default and meaning, then exit.")
+    var schema = false
+
+    @Option(help: .hidden)
+    var stopAfter: Int?  // tests: behave as if interrupted after this many steps
+
+    func run() throws {
+        if schema {
+            print(TrainConfig().yaml(help: true), terminator: "")
+            return
+        }
+        guard let config else { throw ValidationError("--config is required") }
+        let settings: TrainConfig
+        do {
+            settings = try TrainConfig(path: config, overrides: overrides)
+        } catch {
+            printError("lqlora finetune: error: \(config): \(error)")
+            throw ExitCode(2)
+        }
+        Parallel.configure(threads: threads)
+        var progress: Progress?
+        do {
+            let trainer = try Trainer(config: settings) { printError("lqlora finetune: note: \($0)") }
+            if let resume { try trainer.resume(from: resume) }
+            describe(trainer)
+            let bar = Progress(total: trainer.totalSteps, label: "finetune")
+            progress = bar
+            trainer.onStep = { r in
+                bar.update(r.step, detail: String(format: "loss %.4f  lr %.2e  %.0f tok/s  rss %@", r.loss, r.learningRate, r.tokensPerSecond,
+                                                  Format.bytes(r.residentBytes)))
+            }
+            trainer.onEvaluation = { step, loss in
+                bar.message(String(format: "step %d: validation loss %.4f, perplexity %.3f (%d tokens)", step, loss.mean, exp(loss.mean), loss.targets))
+            }
+            trainer.onCheckpoint = { bar.message("saved \($0)") }
+            let interrupt = InterruptFlag()
+            let started = trainer.step
+            trainer.shouldStop = { interrupt.isSet || (stopAfter.map { trainer.step - started >= $0 } ?? false) }
+            switch try trainer.run() {
+            case .finished:
+                print("adapter written to \(settings.outputDir) (PEFT format); metrics.jsonl and loss.svg beside it; peak memory \(Format.bytes(MemoryUsage.peak()))")
+            case let .interrupted(step):
+                bar.message("interrupted at step \(step); resume with: lqlora finetune --config \(config) --resume \(settings.outputDir)")
+                throw ExitCode(130)
+            }
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            progress?.message("")
+            printError("lqlora finetune: error: \(error)")
+            throw ExitCode.failure
+        }
+    }
+
+    func describe(_ t: Trainer) {
+        let c = t.config
+        var lines = ["model \(c.model): \(t.model.layers.count) layers, adapters on \(t.parameters.config.targetModules.joined(separator: ",")) "
+                     + "(rank \(t.parameters.config.rank), \(Format.grouped(t.parameters.parameterCount)) trainable parameters)"]
+        lines.append("data \(c.trainData) (\(t.train.format.rawValue)): \(t.train.examples.count) examples, \(Format.grouped(t.train.tokenCount)) tokens, "
+                     + "\(Format.grouped(t.train.targetCount)) trained" + (t.train.skipped > 0 ? ", \(t.train.skipped) skipped" : "")
+                     + (t.train.truncated > 0 ? ", \(t.train.truncated) truncated to \(c.seqLen)" : ""))
+        if let v = t.valid { lines.append("valid \(c.validData!): \(v.examples.count) examples") }
+        lines.append("\(t.totalSteps) steps of \(c.batchSize)×\(c.gradAccum) sequences, \(c.optimizer) lr \(c.lr) \(c.schedule.rawValue), warmup \(t.schedule.warmup)"
+                     + (t.step > 0 ? "; resuming after step \(t.step)" : ""))
+        for line in lines { printError(line) }
+    }
+}
+
+/// Set by SIGINT: the loop saves a checkpoint and stops at the end of the step. A second Ctrl-C exits at once.
+final class InterruptFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var set = false
+    private let source: DispatchSourceSignal
+
+    init() {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler { [unowned self] in
+            self.lock.lock()
+            let again = self.set
+            self.set = true
+            self.lock.unlock()
+            if again { exit(130) }
+            FileHandle.standardError.write(Data("\nCtrl-C: saving a checkpoint after this step (again to quit now)\n".utf8))
+        }
+        source.resume()
+    }
+
+    var isSet: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return set
+    }
+}

@@ -1,0 +1,273 @@
+import Foundation
+import LQFormats
+import LQModel
+import LQTensor
+
+/// Why a run stopped early.
+public enum TrainingError: Error, CustomStringConvertible {
+    case nonFinite(step: Int, loss: Double, lastCheckpoint: String?)
+    case noCheckpoint(directory: String)
+    case badCheckpoint(path: String, detail: String)
+    case adapterInit(path: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case let .nonFinite(step, loss, last):
+            return "the loss became \(loss) at step \(step); stopped without updating" + (last.map { " (last good checkpoint: \($0))" } ?? " (no checkpoint was written yet)")
+        case let .noCheckpoint(directory): return "\(directory): no checkpoint-N directory to resume from"
+        case let .badCheckpoint(path, detail): return "\(path): \(detail)"
+        case let .adapterInit(path, detail): return "\(path): \(detail)"
+        }
+    }
+}
+
+/// What one optimizer step did.
+public struct StepReport: Sendable {
+    public var step: Int, totalSteps: Int
+    public var loss: Double, learningRate: Double, gradientNorm: Double
+    public var tokens: Int, targets: Int
+    public var seconds: Double, tokensPerSecond: Double, elapsed: Double
+    public var residentBytes: Int
+}
+
+/// The training loop of `lqlora finetune`: micro-batches with gradient accumulation, clipping,
+/// AdamW, a warmup schedule, validation, atomic checkpoints that resume bit for bit, a metrics
+/// log and a final PEFT adapter. Progress goes to the callbacks; the caller draws it.
+public final class Trainer {
+    public let config: TrainConfig
+    public let model: LlamaModel
+    public let parameters: AdapterParameters
+    public let optimizer: AdamW
+    public let train: Dataset
+    public let valid: Dataset?
+    public let plan: BatchPlan
+    public let totalSteps: Int
+    public let schedule: LearningRateSchedule
+    public private(set) var step = 0
+    var epoch = 0, batchIndex = 0
+    var epochBatches: [Batch] = []
+    var dropoutRNG: SeededGenerator
+    var history: [(step: Int, loss: Double)] = [], validHistory: [(step: Int, loss: Double)] = []
+    public private(set) var lastCheckpoint: String?
+
+    public var onStep: (StepReport) -> Void = { _ in }
+    public var onEvaluation: (_ step: Int, _ loss: TokenLoss) -> Void = { _, _ in }
+    public var onCheckpoint: (String) -> Void = { _ in }
+    /// Polled between steps (Ctrl-C sets it): the run saves a checkpoint and returns.
+    public var shouldStop: () -> Bool = { false }
+
+    public init(config: TrainConfig, log: (String) -> Void = { _ in }) throws {
+        self.config = config
+        model = try LlamaModel(directory: config.model)
+        var rng = SeededGenerator(seed: UInt64(config.seed))
+        let adapterConfig: AdapterConfig
+        if let initPath = config.adapterInit {
+            adapterConfig = try model.loadAdapter(directory: initPath)
+            if adapterConfig.rank != config.rank || adapterConfig.alpha != config.alpha {
+                log("adapter_init \(initPath): rank \(adapterConfig.rank), alpha \(adapterConfig.alpha) (taken from the adapter, not lora.rank/lora.alpha)")
+            }
+            parameters = AdapterParameters(model: model, config: adapterConfig, dropout: Float(config.dropout))
+        } else {
+            adapterConfig = AdapterConfig(rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRSLoRA: config.rsLoRA)
+            parameters = AdapterParameters.attachFresh(to: model, config: adapterConfig, dropout: Float(config.dropout), rng: &rng)
+        }
+        dropoutRNG = SeededGenerator(seed: UInt64(config.seed) &+ 0x5EED)
+        var settings = AdamW.Settings()
+        settings.weightDecay = config.weightDecay
+        settings.eightBit = config.optimizer == "adamw8bit"
+        optimizer = AdamW(parameters: parameters, settings: settings)
+
+        let tokenizer = try loadTokenizer(directory: config.model)
+        let eos = model.config.eosTokenIDs.first ?? 0
+        let formatter = ExampleFormatter(tokenizer: tokenizer, eos: eos, chat: ChatTemplate.of(directory: config.model), maskPrompt: config.maskPrompt)
+        train = try Dataset(path: config.trainData, format: config.format, formatter: formatter, seqLen: config.seqLen, skipInvalid: config.skipInvalid)
+        valid = try config.validData.map { try Dataset(path: $0, format: config.format, formatter: formatter, seqLen: config.seqLen, skipInvalid: config.skipInvalid) }
+        plan = BatchPlan(examples: train.examples, batchSize: config.batchSize, seqLen: config.seqLen, packing: config.packing, pad: eos, seed: config.seed)
+        let perEpoch = max(1, (plan.batches(epoch: 0).count + config.gradAccum - 1) / config.gradAccum)
+        totalSteps = config.maxSteps ?? max(1, Int((config.epochs! * Double(perEpoch)).rounded(.up)))
+        schedule = LearningRateSchedule(kind: config.schedule, peak: config.lr, warmup: config.warmupSteps(total: totalSteps), total: totalSteps)
+    }
+
+    // MARK: - The loop
+
+    public enum Outcome: Equatable { case finished, interrupted(step: Int) }
+
+    public func run() throws -> Outcome {
+        try FileManager.default.createDirectory(atPath: config.outputDir, withIntermediateDirectories: true)
+        try Data(config.yaml().utf8).writeAtomically(to: config.outputDir + "/config.yaml")
+        let metrics = try MetricsLog(path: config.outputDir + "/metrics.jsonl", keepingThrough: step)
+        let start = Date()
+        while step < totalSteps {
+            if shouldStop() {
+                try saveCheckpoint()
+                try writePlot()
+                return .interrupted(step: step)
+            }
+            let stepStart = Date()
+            parameters.zeroGradients()
+            let micro = (0..<config.gradAccum).map { _ in nextBatch() }
+            let normalizer = max(1, micro.reduce(0) { $0 + $1.targets })
+            var loss = TokenLoss()
+            for batch in micro {
+                loss += model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer,
+                                                  checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
+            }
+            let mean = loss.sum / Double(normalizer)
+            guard mean.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: mean, lastCheckpoint: lastCheckpoint) }
+            let norm = config.maxGradNorm.map { $0 > 0 ? clipGradientNorm(parameters, maxNorm: $0) : parameters.gradientNorm() } ?? parameters.gradientNorm()
+            let lr = schedule.rate(at: step)
+            optimizer.update(parameters, learningRate: lr)
+            step += 1
+            let seconds = Date().timeIntervalSince(stepStart), tokens = micro.reduce(0) { $0 + $1.tokenCount }
+            let report = StepReport(step: step, totalSteps: totalSteps, loss: mean, learningRate: lr, gradientNorm: norm, tokens: tokens,
+                                    targets: loss.targets, seconds: seconds, tokensPerSecond: Double(tokens) / max(seconds, 1e-9),
+                                    elapsed: Date().timeIntervalSince(start), residentBytes: MemoryUsage.resident())
+            history.append((step, mean))
+            try metrics.append(["step": step, "loss": mean, "lr": lr, "grad_norm": norm, "tokens": tokens, "targets": loss.targets,
+                                "tokens_per_s": report.tokensPerSecond, "seconds": seconds, "rss_bytes": report.residentBytes])
+            onStep(report)
+            if let valid, (config.evalEvery > 0 && step % config.evalEvery == 0) || step == totalSteps {
+                let v = evaluate(valid)
+                validHistory.append((step, v.mean))
+                try metrics.append(["step": step, "val_loss": v.mean, "val_ppl": exp(v.mean), "val_targets": v.targets])
+                onEvaluation(step, v)
+            }
+            if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < totalSteps { try saveCheckpoint() }
+        }
+        try parameters.save(to: config.outputDir, base: config.model, dropout: config.dropout)
+        try writePlot()
+        return .finished
+    }
+
+    func nextBatch() -> Batch {
+        if epochBatches.isEmpty || batchIndex >= epochBatches.count {
+            if !epochBatches.isEmpty {
+                epoch += 1
+                batchIndex = 0
+            }
+            epochBatches = plan.batches(epoch: epoch)
+        }
+        defer { batchIndex += 1 }
+        return epochBatches[batchIndex]
+    }
+
+    /// Mean loss over the first eval.batches validation batches (fixed order, no dropout).
+    public func evaluate(_ data: Dataset) -> TokenLoss {
+        let vplan = BatchPlan(examples: data.examples, batchSize: config.batchSize, seqLen: config.seqLen, packing: config.packing, pad: plan.pad, seed: 0)
+        var total = TokenLoss()
+        for batch in vplan.batches(epoch: 0, shuffle: false).prefix(config.evalBatches) {
+            total += model.loss(tokens: batch.tokens, labels: batch.labels)
+        }
+        return total
+    }
+
+    // MARK: - Checkpoints
+
+    /// output_dir/checkpoint-STEP: the adapter (PEFT layout), optimizer state, data position, RNG
+    /// state and config; written under a temporary name and renamed, then the oldest beyond `keep` go.
+    public func saveCheckpoint() throws {
+        let dir = config.outputDir + "/checkpoint-\(step)", temp = dir + ".partial"
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: temp)
+        try parameters.save(to: temp, base: config.model, dropout: config.dropout)
+        try SafeTensorsWriter.write(optimizer.stateTensors(names: parameters.names), to: temp + "/optimizer.safetensors")
+        let state: [String: Any] = [
+            "step": step, "epoch": epoch, "batch_index": batchIndex, "optimizer_step": optimizer.step,
+            "dropout_rng": dropoutRNG.state.map { String($0) }, "total_steps": totalSteps,
+            "train_history": history.map { [$0.step, $0.loss] as [Any] }, "valid_history": validHistory.map { [$0.step, $0.loss] as [Any] },
+        ]
+        try Data(JSONText.serialize(state).utf8).writeAtomically(to: temp + "/trainer_state.json")
+        try Data(config.yaml().utf8).writeAtomically(to: temp + "/config.yaml")
+        try? fm.removeItem(atPath: dir)
+        try fm.moveItem(atPath: temp, toPath: dir)
+        lastCheckpoint = dir
+        for old in Self.checkpoints(in: config.outputDir).dropLast(config.checkpointKeep) {
+            try? fm.removeItem(atPath: config.outputDir + "/checkpoint-\(old)")
+        }
+        onCheckpoint(dir)
+    }
+
+    /// Steps of the complete checkpoints in a directory, ascending.
+    public static func checkpoints(in directory: String) -> [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { name -> Int? in
+            guard name.hasPrefix("checkpoint-"), !name.hasSuffix(".partial") else { return nil }
+            return Int(name.dropFirst("checkpoint-".count))
+        }.sorted()
+    }
+
+    /// Continues from the newest checkpoint in `directory`.
+    public func resume(from directory: String) throws {
+        guard let last = Self.checkpoints(in: directory).last else { throw TrainingError.noCheckpoint(directory: directory) }
+        let dir = directory + "/checkpoint-\(last)"
+        let statePath = dir + "/trainer_state.json"
+        guard let data = FileManager.default.contents(atPath: statePath),
+              let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let step = state["step"] as? Int, let epoch = state["epoch"] as? Int, let batchIndex = state["batch_index"] as? Int,
+              let optimizerStep = state["optimizer_step"] as? Int, let rngWords = state["dropout_rng"] as? [String]
+        else { throw TrainingError.badCheckpoint(path: statePath, detail: "is missing or incomplete") }
+        if let total = state["total_steps"] as? Int, total != totalSteps {
+            throw TrainingError.badCheckpoint(path: statePath, detail: "was written for \(total) steps, this configuration makes \(totalSteps) (the schedule would differ)")
+        }
+        try parameters.load(from: dir)
+        try optimizer.load(try SafeTensorsFile(path: dir + "/optimizer.safetensors"), names: parameters.names, step: optimizerStep)
+        self.step = step
+        self.epoch = epoch
+        self.batchIndex = batchIndex
+        epochBatches = plan.batches(epoch: epoch)
+        dropoutRNG.state = rngWords.compactMap { UInt64($0) }
+        func pairs(_ key: String) -> [(step: Int, loss: Double)] {
+            ((state[key] as? [[Any]]) ?? []).compactMap { pair in
+                guard pair.count == 2, let s = pair[0] as? NSNumber, let l = pair[1] as? NSNumber else { return nil }
+                return (s.intValue, l.doubleValue)
+            }
+        }
+        history = pairs("train_history")
+        validHistory = pairs("valid_history")
+        lastCheckpoint = dir
+    }
+
+    func writePlot() throws {
+        let svg = LossPlot.svg(train: history, valid: validHistory, title: "lqlora finetune: \(config.model)")
+        try Data(svg.utf8).writeAtomically(to: config.outputDir + "/loss.svg")
+    }
+}
+
+/// metrics.jsonl: one JSON object per line, appended as the run goes; on resume, lines after the
+/// checkpoint's step are dropped so the log reads as one run.
+final class MetricsLog {
+    let handle: FileHandle
+
+    init(path: String, keepingThrough step: Int) throws {
+        var kept = ""
+        if step > 0, let old = try? String(contentsOfFile: path, encoding: .utf8) {
+            for line in old.split(separator: "\n") {
+                guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                      let s = obj["step"] as? Int, s <= step else { continue }
+                kept += line + "\n"
+            }
+        }
+        try Data(kept.utf8).writeAtomically(to: path)
+        handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        handle.seekToEndOfFile()
+    }
+
+    func append(_ object: [String: Any]) throws {
+        let line = JSONText.serialize(object, indent: 0).replacingOccurrences(of: "\n", with: "") + "\n"
+        handle.write(Data(line.utf8))
+    }
+
+    deinit { try? handle.close() }
+}
+
+/// Resident memory of this process, from /proc (0 where there is none).
+public enum MemoryUsage {
+    public static func resident() -> Int { field("VmRSS:") }
+    public static func peak() -> Int { field("VmHWM:") }
+
+    static func field(_ name: String) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }) else { return 0 }
+        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+
+/// `lqlora finetune` as a user runs it: the built binary, a YAML file, Ctrl-C-style interruption and --resume.
+struct FinetuneCommandTests {
+    static let binary: String? = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<4 {
+            let candidate = dir.appendingPathComponent("lqlora").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            dir = dir.deletingLastPathComponent()
+        }
+        return nil
+    }()
+
+    static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary!)
+        process.arguments = arguments + ["--threads", "2"]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    /// The "loss" fields of metrics.jsonl as written (text, so equality is bit-for-bit).
+    static func losses(_ dir: String) throws -> [String] {
+        try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap { line in
+            guard let r = line.range(of: "\"loss\": ") else { return nil }
+            return String(line[r.upperBound...].prefix { $0 != "," && $0 != "}" })
+        }
+    }
+
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func resumedRunLossesAreBitwiseThoseOfAnUninterruptedRun() throws {
+        let ws = try Workspace()
+        let config = ws.root + "/config.yaml"
+        try ws.yaml().write(toFile: config, atomically: true, encoding: .utf8)
+        let straight = try Self.run(["finetune", "--config", config])
+        #expect(straight.status == 0, "\(straight.stderr)")
+        #expect(straight.stdout.contains("adapter written to"))
+        let reference = try Self.losses(ws.root + "/run")
+        #expect(reference.count == 6)
+
+        let stopped = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--stop-after", "3"])
+        #expect(stopped.status == 130 && stopped.stderr.contains("interrupted at step 3; resume with"), "\(stopped.stderr)")
+        let resumed = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--resume", ws.root + "/run2"])
+        #expect(resumed.status == 0 && resumed.stderr.contains("resuming after step 3"), "\(resumed.stderr)")
+        #expect(try Self.losses(ws.root + "/run2") == reference)
+        let a = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/run/adapter_model.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/run2/adapter_model.safetensors"))
+        #expect(a == b)
+    }
+
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func configMistakesStopBeforeAnythingStarts() throws {
+        let ws = try Workspace()
+        let config = ws.root + "/config.yaml"
+        try (ws.yaml() + "\nlearning_rate: 3\n").write(toFile: config, atomically: true, encoding: .utf8)
+        let r = try Self.run(["finetune", "--config", config])
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("\(config): unknown key 'learning_rate'"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: ws.root + "/run"))
+        let typo = try Self.run(["finetune", "--config", ws.root + "/missing.yaml"])
+        #expect(typo.status == 2 && typo.stderr.contains("missing.yaml: cannot be read"))
+        let override = try Self.run(["finetune", "--config", config.replacingOccurrences(of: "config.yaml", with: "none.yaml"), "--schema"])
+        #expect(override.status == 0 && override.stdout.contains("train:\n  seq_len: 512"))
+    }
+}
