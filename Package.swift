@@ -51,7 +51,7 @@ let package = Package(
                 "LQTensor", "LQFormats", "LQQuant", "LQModel", "LQLoRA", "LQTrain", "CKernels", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
-        .executableTarget(name: "lqlora", dependencies: ["LQCLI"]),
+        .executableTarget(name: "lqlora", dependencies: ["LQCLI", "CKernels"]),
 
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor"]),

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Perplexity of the same checkpoint with transformers and with `lqlora eval`, side by side.
 
-Usage: .venv-ref/bin/python scripts/compare-eval.py MODEL_DIR TEXT_FILE [--max-chars N] [--ctx 512] [--threads 2]
+Usage: .venv-ref/bin/python scripts/compare-eval.py MODEL_DIR TEXT_FILE [--adapter DIR] [--max-chars N] [--ctx 512] [--threads 2]
+
+With --adapter, transformers loads it with peft.PeftModel.from_pretrained onto the (dense) model and
+lqlora gets the same --adapter: the check that PEFT reads `lqlora finetune` adapters as we do.
 
 transformers runs the sliding-window protocol of its docs ("Perplexity of fixed-length models") in
 fp32 on CPU with torch limited to the same number of threads; lqlora runs `lqlora eval --json`.
@@ -21,12 +24,16 @@ p = argparse.ArgumentParser()
 p.add_argument("model"); p.add_argument("text")
 p.add_argument("--max-chars", type=int, default=60000); p.add_argument("--ctx", type=int, default=512)
 p.add_argument("--threads", type=int, default=2); p.add_argument("--lqlora", default=".build/release/lqlora")
+p.add_argument("--adapter")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 
 text = open(a.text, encoding="utf-8").read()[: a.max_chars]
 tok = transformers.AutoTokenizer.from_pretrained(a.model)
 model = transformers.AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32).eval()
+if a.adapter:
+    import peft
+    model = peft.PeftModel.from_pretrained(model, a.adapter).eval()
 ids = tok(text, return_tensors="pt").input_ids
 seq_len = ids.size(1)
 nll_sum, n_tokens, prev_end = 0.0, 0, 0
@@ -49,10 +56,11 @@ torch_seconds = time.time() - start
 torch_ppl = math.exp(nll_sum / n_tokens)
 
 out = subprocess.run([a.lqlora, "eval", "--model", a.model, "--data", a.text, "--max-chars", str(a.max_chars), "--ctx", str(a.ctx),
-                      "--threads", str(a.threads), "--json"], capture_output=True, text=True, check=True)
+                      "--threads", str(a.threads), "--json"] + (["--adapter", a.adapter] if a.adapter else []),
+                     capture_output=True, text=True, check=True)
 ours = json.loads(out.stdout)
 print(json.dumps({
-    "tokens": seq_len, "transformers_ppl": torch_ppl, "lqlora_ppl": ours["perplexity"],
+    "tokens": seq_len, "adapter": a.adapter, "transformers_ppl": torch_ppl, "lqlora_ppl": ours["perplexity"],
     "relative_difference": abs(ours["perplexity"] - torch_ppl) / torch_ppl,
     "transformers_tokens_per_second": seq_len / torch_seconds, "lqlora_tokens_per_second": ours["tokens_per_second"],
     "speed_ratio": ours["tokens_per_second"] / (seq_len / torch_seconds),

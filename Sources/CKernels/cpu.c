@@ -2,6 +2,16 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+void lq_keep_freed_memory(void) {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
+#endif
+}
 
 lq_cpu_features lq_cpu_detect(void) {
     lq_cpu_features f = {0, 0, 0, 0, 0};

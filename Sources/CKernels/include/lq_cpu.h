@@ -33,6 +33,11 @@ lq_level lq_set_level(lq_level level);
 /// Human-readable name of a level.
 const char *lq_level_name(lq_level level);
 
+/// Keeps freed blocks of up to 32 MiB in the C heap (glibc: mallopt mmap and trim thresholds), so
+/// that activations allocated every step reuse memory instead of paying for fresh zeroed pages.
+/// A no-op on other C libraries.
+void lq_keep_freed_memory(void);
+
 #ifdef __cplusplus
 }
 #endif
