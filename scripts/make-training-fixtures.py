@@ -108,3 +108,15 @@ state = opt.state[big]
 for k in ("state1", "state2", "absmax1", "absmax2", "qmap1", "qmap2"):
     eight[k] = state[k].detach().clone()
 save_file({k: v.contiguous() for k, v in eight.items()}, os.path.join(root, "..", "adamw8bit.safetensors"))
+
+# The empirical diagonal Fisher of every projection weight of the base model: Σ over the two rows
+# (batch 1) of the squared gradient of the row's mean loss, written to tiny/fisher.safetensors.
+base = transformers.AutoModelForCausalLM.from_pretrained(root, dtype=torch.float32)
+fisher = {n: torch.zeros_like(p) for n, p in base.named_parameters() if n.endswith("_proj.weight")}
+for b in range(ids.size(0)):
+    base.zero_grad()
+    base(input_ids=ids[b:b + 1], labels=labels[b:b + 1]).loss.backward()
+    for n, p in base.named_parameters():
+        if n in fisher:
+            fisher[n] += p.grad.detach() ** 2
+save_file({k: v.contiguous() for k, v in fisher.items()}, os.path.join(root, "fisher.safetensors"))

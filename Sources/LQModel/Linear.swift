@@ -31,6 +31,9 @@ public final class Linear: @unchecked Sendable {
     public var loraGrad: LoRA?
     /// Dropout probability on the adapter's input while training (PEFT's lora_dropout).
     public var loraDropout: Float = 0
+    /// When set, each backward pass adds the elementwise square of ∂L/∂W [out, in] here: the
+    /// empirical diagonal Fisher of the frozen weight, for the data-aware LQ-LoRA.
+    public var squaredWeightGradients: Tensor?
 
     public init(base: Base, bias: Tensor? = nil, lora: LoRA? = nil) {
         self.base = base

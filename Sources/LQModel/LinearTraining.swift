@@ -34,6 +34,12 @@ extension Linear {
     /// Given dL/dy [n, out]: adds dL/dx into `dx` [n, in] (through the frozen weight and the adapter)
     /// and the adapter's gradients into `loraGrad`.
     func backward(_ dy: Tensor, tape: LinearTape, dx: Tensor) {
+        if let fisher = squaredWeightGradients {
+            let g = matmul(dy, transposeA: true, tape.x)  // ∂L/∂W = dyᵀ·x
+            Parallel.forEach(g.count, minChunk: 1 << 16) { r in
+                for i in r { fisher.pointer[i] += g.pointer[i] * g.pointer[i] }
+            }
+        }
         switch base {
         case let .dense(w): gemm(dy.matrix, w.matrix, into: dx.matrix, beta: 1)
         case let .quantized(q): q.accumulateTransposedProduct(dy, into: dx)

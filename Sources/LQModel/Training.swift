@@ -101,38 +101,57 @@ extension LlamaModel {
     }
 
     /// Cross-entropy through the LM head in row chunks, so the [N, vocab] logits never exist at once.
-    /// With `dHidden`, also writes ∂(loss sum / normalizer)/∂hidden.
+    /// Only rows that predict a target go through the head: with prompts masked from the loss, that
+    /// skips the largest matrix product for every prompt token. With `dHidden`, also writes
+    /// ∂(loss sum / normalizer)/∂hidden.
     func headLoss(_ hidden: Tensor, labels: [[Int]], length: Int, normalizer: Int, dHidden: Tensor?,
                   rng: inout SeededGenerator) -> TokenLoss {
         let head = lmHead ?? Linear(base: .dense(embed))
-        let n = hidden.shape[0], vocab = config.vocabSize
-        let chunk = max(1, min(n, (1 << 24) / vocab))  // 64 MiB of logits: rows enough for sgemm to run at speed
+        let n = hidden.shape[0], h = hidden.shape[1], vocab = config.vocabSize
+        var rows: [Int] = [], targets: [Int] = []
+        for i in 0..<n {
+            let b = i / length, t = i % length
+            let label = t + 1 < length ? labels[b][t + 1] : ignoreLabel
+            guard label > ignoreLabel else { continue }
+            precondition(label < vocab, "label \(label) outside the vocabulary")
+            rows.append(i)
+            targets.append(label)
+        }
+        let contiguous = rows.count == n
+        let chunk = max(1, min(rows.count, (1 << 24) / vocab))  // 64 MiB of logits: rows enough for sgemm to run at speed
         let scale = Float(1 / Double(max(normalizer, 1)))
         var loss = TokenLoss()
         var r0 = 0
-        while r0 < n {
-            let r1 = min(n, r0 + chunk)
-            let rows = hidden.rows(r0..<r1)
-            let (logits, tape) = dHidden == nil ? (head(rows), LinearTape(x: rows, dropout: nil)) : head.trainingForward(rows, rng: &rng)
-            for i in r0..<r1 {
-                let b = i / length, t = i % length
-                let label = t + 1 < length ? labels[b][t + 1] : ignoreLabel
-                let row = logits.pointer + (i - r0) * vocab
-                guard label > ignoreLabel else {
-                    row.update(repeating: 0, count: vocab)
-                    continue
-                }
-                precondition(label >= 0 && label < vocab, "label \(label) outside the vocabulary")
+        while r0 < rows.count {
+            let r1 = min(rows.count, r0 + chunk)
+            let x: Tensor
+            if contiguous {
+                x = hidden.rows(r0..<r1)
+            } else {
+                x = Tensor(zeros: [r1 - r0, h])
+                for (k, i) in rows[r0..<r1].enumerated() { (x.pointer + k * h).update(from: hidden.pointer + i * h, count: h) }
+            }
+            let (logits, tape) = dHidden == nil ? (head(x), LinearTape(x: x, dropout: nil)) : head.trainingForward(x, rng: &rng)
+            for k in 0..<(r1 - r0) {
+                let row = logits.pointer + k * vocab, label = targets[r0 + k]
                 let lse = lq_logsumexp(row, Int64(vocab))
                 loss.sum += lse - Double(row[label])
                 loss.targets += 1
-                if dHidden != nil {
-                    let shift = Float(lse)
-                    for j in 0..<vocab { row[j] = expf(row[j] - shift) * scale }
+                if dHidden != nil {  // ∂/∂logits = (softmax − onehot) / normalizer
+                    lq_softmax(row, Int64(vocab))
+                    for j in 0..<vocab { row[j] *= scale }
                     row[label] -= scale
                 }
             }
-            if let dHidden { head.backward(logits, tape: tape, dx: dHidden.rows(r0..<r1)) }
+            if let dHidden {
+                if contiguous {
+                    head.backward(logits, tape: tape, dx: dHidden.rows(r0..<r1))
+                } else {
+                    let dx = Tensor(zeros: x.shape)
+                    head.backward(logits, tape: tape, dx: dx)
+                    for (k, i) in rows[r0..<r1].enumerated() { (dHidden.pointer + i * h).update(from: dx.pointer + k * h, count: h) }
+                }
+            }
             r0 = r1
         }
         return loss

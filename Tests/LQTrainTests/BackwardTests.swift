@@ -149,3 +149,24 @@ struct BackwardTests {
         #expect(dropped != plain)
     }
 }
+
+struct FisherTests {
+    @Test func diagonalFisherMatchesTorch() throws {
+        let model = try LlamaModel(directory: trainFixtures + "/tiny")
+        let (tokens, labels, _) = try fixtureBatch()
+        let examples = zip(tokens, labels).map { Example(tokens: $0, labels: $1) }
+        let fisher = FisherEstimator.estimate(model, examples: examples, targets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+        let reference = try SafeTensorsFile(path: trainFixtures + "/tiny/fisher.safetensors")
+        #expect(fisher.count == 14)
+        for (name, f) in fisher {
+            let r = try reference.floatTensor(name)
+            var worst: Float = 0, scale: Float = 0
+            for i in 0..<r.count {
+                worst = max(worst, abs(f.pointer[i] - r.pointer[i]))
+                scale = max(scale, r.pointer[i])
+            }
+            #expect(scale > 0 && worst <= 2e-4 * scale, "\(name): max |ΔF| \(worst) against max F \(scale)")
+        }
+        #expect(model.layers.allSatisfy { $0.linears.allSatisfy { $0.1.squaredWeightGradients == nil } })
+    }
+}
