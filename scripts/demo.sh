@@ -33,4 +33,14 @@ for m in $dense models/smollm2-nf4 models/smollm2-nf3; do
   $bin generate --model $m --chat --prompt "What is the capital of France? Answer in one sentence." --max-tokens 40
 done
 echo
+steps=${DEMO_STEPS:-20}
+echo "== QLoRA: $steps steps of configs/qlora-smollm2.yaml on the NF4 model (instruction data, data/README.md)"
+$bin finetune --config configs/qlora-smollm2.yaml --set train.max_steps=$steps --set eval.every=$steps \
+  --set checkpoint.every=0 --set output_dir=runs/demo-qlora
+prompt="Suggest a name for a coffee shop that also sells books."
+echo "== smollm2-nf4 without the adapter: $prompt"
+$bin generate --model models/smollm2-nf4 --chat --prompt "$prompt" --max-tokens 40
+echo "== smollm2-nf4 with runs/demo-qlora: $prompt"
+$bin generate --model models/smollm2-nf4 --adapter runs/demo-qlora --chat --prompt "$prompt" --max-tokens 40
+echo
 echo "demo: done in $(( $(date +%s) - start )) s (first 40,000 characters of WikiText-2; DEMO_CHARS=1307975 for all of it)"

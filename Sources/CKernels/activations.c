@@ -25,6 +25,14 @@ static void silu_mul_scalar(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+static void silu_mul_backward_scalar(const float *dm, const float *g, const float *u, float *dg, float *du, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float x = g[i], s = 1.0f / (1.0f + expf(-x));
+        du[i] = dm[i] * x * s;
+        dg[i] = dm[i] * u[i] * s * (1.0f + x * (1.0f - s));
+    }
+}
+
 // ---- AVX2 ----
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -122,6 +130,19 @@ LQ_AVX2 static void silu_mul_avx2(float *g, const float *u, int64_t n) {
     }
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
+
+LQ_AVX2 static void silu_mul_backward_avx2(const float *dm, const float *g, const float *u, float *dg, float *du, int64_t n) {
+    const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(g + i), d = _mm256_loadu_ps(dm + i);
+        __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, exp_avx2(_mm256_xor_ps(x, sign))));
+        _mm256_storeu_ps(du + i, _mm256_mul_ps(_mm256_mul_ps(d, x), s));
+        __m256 t = _mm256_fmadd_ps(x, _mm256_sub_ps(one, s), one);
+        _mm256_storeu_ps(dg + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(d, _mm256_loadu_ps(u + i)), s), t));
+    }
+    silu_mul_backward_scalar(dm + i, g + i, u + i, dg + i, du + i, n - i);
+}
 #endif
 
 // ---- NEON ----
@@ -195,6 +216,19 @@ static void silu_mul_neon(float *g, const float *u, int64_t n) {
     }
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
+
+static void silu_mul_backward_neon(const float *dm, const float *g, const float *u, float *dg, float *du, int64_t n) {
+    const float32x4_t one = vdupq_n_f32(1.0f);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t x = vld1q_f32(g + i), d = vld1q_f32(dm + i);
+        float32x4_t s = vdivq_f32(one, vaddq_f32(one, exp_neon(vnegq_f32(x))));
+        vst1q_f32(du + i, vmulq_f32(vmulq_f32(d, x), s));
+        float32x4_t t = vfmaq_f32(one, x, vsubq_f32(one, s));
+        vst1q_f32(dg + i, vmulq_f32(vmulq_f32(vmulq_f32(d, vld1q_f32(u + i)), s), t));
+    }
+    silu_mul_backward_scalar(dm + i, g + i, u + i, dg + i, du + i, n - i);
+}
 #endif
 
 // ---- dispatch ----
@@ -228,6 +262,20 @@ void lq_silu_mul_level(lq_level level, float *g, const float *u, int64_t n) {
 #endif
     (void)level;
     silu_mul_scalar(g, u, n);
+}
+
+void lq_silu_mul_backward_level(lq_level level, const float *dm, const float *g, const float *u, float *dg, float *du, int64_t n) {
+#if defined(__x86_64__)
+    if (use_avx2(level)) { silu_mul_backward_avx2(dm, g, u, dg, du, n); return; }
+#elif defined(__aarch64__)
+    if (level == LQ_LEVEL_NEON) { silu_mul_backward_neon(dm, g, u, dg, du, n); return; }
+#endif
+    (void)level;
+    silu_mul_backward_scalar(dm, g, u, dg, du, n);
+}
+
+void lq_silu_mul_backward(const float *dm, const float *g, const float *u, float *dg, float *du, int64_t n) {
+    lq_silu_mul_backward_level(lq_active_level(), dm, g, u, dg, du, n);
 }
 
 void lq_softmax(float *row, int64_t n) { lq_softmax_level(lq_active_level(), row, n); }

@@ -86,7 +86,8 @@ struct Finetune: ParsableCommand {
                      + "(rank \(t.parameters.config.rank), \(Format.grouped(t.parameters.parameterCount)) trainable parameters)"]
         lines.append("data \(c.trainData) (\(t.train.format.rawValue)): \(t.train.examples.count) examples, \(Format.grouped(t.train.tokenCount)) tokens, "
                      + "\(Format.grouped(t.train.targetCount)) trained" + (t.train.skipped > 0 ? ", \(t.train.skipped) skipped" : "")
-                     + (t.train.truncated > 0 ? ", \(t.train.truncated) truncated to \(c.seqLen)" : ""))
+                     + (t.train.truncated > 0 ? ", \(t.train.truncated) truncated to \(c.seqLen)" : "")
+                     + (t.train.dropped > 0 ? ", \(t.train.dropped) dropped (no target within seq_len)" : ""))
         if let v = t.valid { lines.append("valid \(c.validData!): \(v.examples.count) examples") }
         lines.append("\(t.totalSteps) steps of \(c.batchSize)×\(c.gradAccum) sequences, \(c.optimizer) lr \(c.lr) \(c.schedule.rawValue), warmup \(t.schedule.warmup)"
                      + (t.step > 0 ? "; resuming after step \(t.step)" : ""))

@@ -272,21 +272,18 @@ func rmsNormBackward(_ dy: Tensor, x: Tensor, weight: Tensor, rstd: [Float], int
     }
 }
 
-/// Backward of m = silu(g)·u: du = dm·silu(g), dg = dm·u·σ(g)·(1 + g·(1 − σ(g))).
+/// Backward of m = silu(g)·u (the SIMD kernel beside its scalar reference in CKernels).
 func swigluBackward(_ dm: Tensor, g: Tensor, u: Tensor) -> (Tensor, Tensor) {
-    let dg = Tensor(zeros: g.shape), du = Tensor(zeros: u.shape)
-    Parallel.forEach(g.count, minChunk: 1 << 14) { range in
-        for i in range {
-            let x = g.pointer[i], s = 1 / (1 + expf(-x))
-            du.pointer[i] = dm.pointer[i] * x * s
-            dg.pointer[i] = dm.pointer[i] * u.pointer[i] * s * (1 + x * (1 - s))
-        }
+    let dg = Tensor(uninitialized: g.shape), du = Tensor(uninitialized: u.shape)  // written in full
+    Parallel.forEach(g.count, minChunk: 1 << 15) { r in
+        let o = r.lowerBound
+        lq_silu_mul_backward(dm.pointer + o, g.pointer + o, u.pointer + o, dg.pointer + o, du.pointer + o, Int64(r.count))
     }
     return (dg, du)
 }
 
 func sum(_ a: Tensor, _ b: Tensor) -> Tensor {
-    let out = Tensor(zeros: a.shape)
+    let out = Tensor(uninitialized: a.shape)
     for i in 0..<a.count { out.pointer[i] = a.pointer[i] + b.pointer[i] }
     return out
 }

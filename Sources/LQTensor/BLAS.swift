@@ -26,7 +26,8 @@ public func gemv(_ a: MatrixRef, transpose: Bool = false, x: UnsafePointer<Float
 public func matmul(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transposeB: Bool = false) -> Tensor {
     let m = transposeA ? a.shape[1] : a.shape[0]
     let n = transposeB ? b.shape[0] : b.shape[1]
-    let c = Tensor(zeros: [m, n])
+    let k = transposeA ? a.shape[0] : a.shape[1]
+    let c = k == 0 ? Tensor(zeros: [m, n]) : Tensor(uninitialized: [m, n])  // sgemm with beta = 0 writes every element
     gemm(a.matrix, transposeA: transposeA, b.matrix, transposeB: transposeB, into: c.matrix)
     return c
 }

@@ -8,11 +8,11 @@ public final class TensorStorage: @unchecked Sendable {
     private let owner: AnyObject?
     private let owned: Bool
 
-    /// Allocates `byteCount` zeroed bytes.
-    public init(byteCount: Int) {
+    /// Allocates `byteCount` bytes, zeroed unless the caller will overwrite every one.
+    public init(byteCount: Int, zeroed: Bool = true) {
         precondition(byteCount >= 0, "negative byte count")
         base = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
+        if zeroed { base.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1)) }
         self.byteCount = byteCount
         owner = nil
         owned = true
@@ -52,6 +52,15 @@ public struct Tensor: @unchecked Sendable {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
         self.shape = shape
         storage = TensorStorage(byteCount: shape.reduce(1, *) * MemoryLayout<Float>.stride)
+        offset = 0
+    }
+
+    /// A tensor whose contents are undefined: only for outputs that are written in full before
+    /// they are read (a product with beta = 0), where zeroing would be wasted memory traffic.
+    public init(uninitialized shape: [Int]) {
+        precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+        self.shape = shape
+        storage = TensorStorage(byteCount: shape.reduce(1, *) * MemoryLayout<Float>.stride, zeroed: false)
         offset = 0
     }
 

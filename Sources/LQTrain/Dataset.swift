@@ -121,6 +121,8 @@ public struct Dataset {
     public var examples: [Example]
     public var skipped = 0
     public var truncated = 0
+    /// Examples left without a target once cut to seq_len (their answer starts too late).
+    public var dropped = 0
 
     public var tokenCount: Int { examples.reduce(0) { $0 + $1.tokens.count } }
     public var targetCount: Int { examples.reduce(0) { $0 + $1.targets } }
@@ -145,7 +147,7 @@ public struct Dataset {
             do { data = try Gzip.readMaybeCompressed(path: path) } catch { throw DatasetError.unreadable(path: path, detail: "\(error)") }
             var resolved = requested
             var out: [Example] = []
-            var skipped = 0, truncated = 0
+            var skipped = 0, truncated = 0, dropped = 0
             for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
                 if line.allSatisfy(\.isWhitespace) { continue }
                 guard let record = (try? JSONSerialization.jsonObject(with: Data(line.utf8))) as? [String: Any] else {
@@ -165,7 +167,7 @@ public struct Dataset {
                         e.labels.removeLast(e.labels.count - seqLen)
                         truncated += 1
                     }
-                    if e.targets == 0 { skipped += 1; continue }  // nothing left to learn from after truncation
+                    if e.targets == 0 { dropped += 1; continue }  // nothing left to learn from after truncation
                     out.append(e)
                 } catch let error as ExampleFormatter.FieldError {
                     if skipInvalid { skipped += 1; continue }
@@ -176,6 +178,7 @@ public struct Dataset {
             examples = out
             self.skipped = skipped
             self.truncated = truncated
+            self.dropped = dropped
         }
         guard !examples.isEmpty else { throw DatasetError.empty(path: path, detail: "holds no usable examples") }
     }

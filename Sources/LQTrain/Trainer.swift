@@ -97,6 +97,12 @@ public final class Trainer {
         try Data(config.yaml().utf8).writeAtomically(to: config.outputDir + "/config.yaml")
         let metrics = try MetricsLog(path: config.outputDir + "/metrics.jsonl", keepingThrough: step)
         let start = Date()
+        if step == 0, let valid {  // the starting point, so the log shows what training changed
+            let v = evaluate(valid)
+            validHistory.append((0, v.mean))
+            try metrics.append(["step": 0, "val_loss": v.mean, "val_ppl": exp(v.mean), "val_targets": v.targets])
+            onEvaluation(0, v)
+        }
         while step < totalSteps {
             if shouldStop() {
                 try saveCheckpoint()

@@ -24,6 +24,10 @@ double lq_logsumexp(const float *row, int64_t n);
 void lq_silu_mul_level(lq_level level, float *g, const float *u, int64_t n);
 void lq_silu_mul(float *g, const float *u, int64_t n);
 
+/// Backward of m = silu(g)·u: du[i] = dm[i]·silu(g[i]), dg[i] = dm[i]·u[i]·σ(g[i])·(1 + g[i]·(1 − σ(g[i]))).
+void lq_silu_mul_backward_level(lq_level level, const float *dm, const float *g, const float *u, float *dg, float *du, int64_t n);
+void lq_silu_mul_backward(const float *dm, const float *g, const float *u, float *dg, float *du, int64_t n);
+
 #ifdef __cplusplus
 }
 #endif
