@@ -1,61 +1,101 @@
 #!/usr/bin/env bash
-# The LQ-LoRA comparison on SmolLM2-135M-Instruct, one row per method (resumable: each model and
-# each evaluation is kept under models/ and results/ and reused). Perplexity on the first
-# $EXP_CHARS characters of WikiText-2 (default 40,000; ctx 512). The finetuning columns come with
-# `lqlora finetune` (issue 6). Prints a Markdown table.
+# The LQ-LoRA comparison on SmolLM2-135M-Instruct, one row per method (resumable: every model,
+# Fisher file, finetuning run and evaluation is kept under models/, runs/ and results/ and reused).
+#   perplexity: the first $EXP_CHARS characters of WikiText-2 (default 40,000), ctx 512;
+#   finetune:   the same language-modelling run for every row: $EXP_STEPS steps (default 30) of 4
+#               packed 256-token windows from WikiText-2 characters 100,000-400,000 (disjoint from
+#               the evaluation text), LoRA rank 64 (alpha 16) on all seven projections, lr 2e-4
+#               constant after 3 warmup steps, AdamW, seed 0; LQ-LoRA rows start from their L1·L2;
+#   Fisher:     `lqlora fisher` on 64 windows of 512 tokens from characters 400,000-700,000.
+# Prints a Markdown table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chars=${EXP_CHARS:-40000}
+steps=${EXP_STEPS:-30}
 grid=${EXP_GRID:-compact}
 data=../shared/data/wikitext-2-raw-test.txt
 bin=.build/release/lqlora
 swift build -c release --product lqlora >/dev/null
 scripts/fetch-smollm2.sh >/dev/null
-mkdir -p results
+mkdir -p results runs
 dense=models/SmolLM2-135M-Instruct
 cache=models/smollm2-ilp-cache.json
+[ -f results/finetune-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/finetune-text.txt','w', encoding='utf-8', newline='').write(t[100000:400000])" $data
+[ -f results/fisher-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/fisher-text.txt','w', encoding='utf-8', newline='').write(t[400000:700000])" $data
 
 quantize() {  # name, then quantize arguments
   local name=$1; shift
   [ -f models/$name/model.safetensors ] || $bin quantize --model $dense --out models/$name --overwrite "$@" >/dev/null 2>>results/log.txt
 }
-evaluate() {  # name, adapter?
-  local name=$1 adapter=${2:-}
-  local out=results/$name-$chars.json
+evaluate() {  # model dir, adapter dir or "", result name
+  local out=results/$3-$chars.json
   if [ ! -f "$out" ]; then
-    if [ -n "$adapter" ]; then
-      $bin eval --model models/$name --adapter models/$name/adapter --data $data --max-chars $chars --json 2>/dev/null > "$out.tmp"
-    else
-      $bin eval --model models/$name --data $data --max-chars $chars --json 2>/dev/null > "$out.tmp"
-    fi
+    $bin eval --model $1 ${2:+--adapter $2} --data $data --max-chars $chars --json 2>/dev/null > "$out.tmp"
     mv "$out.tmp" "$out"
   fi
 }
-row() {  # label, name, bits label, with-lowrank label
-  python3 - "$1" "results/$2-$chars.json" "$3" "$4" "models/$2/quant_report.json" <<'PY'
+finetune() {  # name, adapter_init or ""
+  local run=runs/exp-$1-$steps
+  [ -f $run/summary.json ] && return
+  cat > results/finetune-$1.yaml <<YAML
+model: models/$1
+adapter_init: ${2:-null}
+output_dir: $run
+data: {train: results/finetune-text.txt, format: text}
+lora: {rank: 64, alpha: 16, dropout: 0.0}
+train: {seq_len: 256, batch_size: 4, grad_accum: 1, max_steps: $steps, lr: 2.0e-4, schedule: constant, warmup: 3,
+        max_grad_norm: 1.0, optimizer: adamw, seed: 0, packing: true}
+eval: {every: 0}
+checkpoint: {every: 0}
+YAML
+  rm -rf $run
+  $bin finetune --config results/finetune-$1.yaml >/dev/null 2>>results/log.txt
+}
+row() {  # label, name, result before, result after
+  python3 - "$1" "results/$3-$chars.json" "results/$4-$chars.json" "models/$2/quant_report.json" "runs/exp-$2-$steps/summary.json" <<'PY'
 import json, os, sys
-label, result, bits, lowrank, report = sys.argv[1:]
-r = json.load(open(result))
+label, before, after, report, summary = sys.argv[1:]
+b, a, s = json.load(open(before)), json.load(open(after)), json.load(open(summary))
+bits = lowrank = "16"
 seconds = ""
 if os.path.exists(report):
     q = json.load(open(report))
     bits = "%.3f" % q["average_bits"]
     lowrank = "%.3f" % q.get("average_bits_with_lowrank", q["average_bits"])
     seconds = "%.0f s" % (q["seconds"]["total"] if isinstance(q["seconds"], dict) else q["seconds"])
-print(f"| {label} | {bits} | {lowrank} | {r['perplexity']:.2f} | {seconds} |")
+print(f"| {label} | {bits} | {lowrank} | {b['perplexity']:.2f} | {a['perplexity']:.2f} | {seconds} | "
+      f"{s['tokens_per_s_median']:.0f} | {s['peak_rss_bytes'] / 2**20:.0f} MiB |")
 PY
 }
+one() {  # label, name, lq-lora?
+  local name=$2 init=""
+  [ "${3:-}" = lq ] && init=models/$name/adapter
+  evaluate models/$name "$init" $name
+  finetune $name "$init"
+  evaluate models/$name runs/exp-$name-$steps $name-ft$steps
+  row "$1" $name $name $name-ft$steps
+}
 
-echo "| method | bits/param (quantized part) | bits incl. low-rank | ppl before finetune | quantize time |"
-echo "|---|---|---|---|---|"
-evaluate SmolLM2-135M-Instruct; row "dense bf16" SmolLM2-135M-Instruct 16 16
-quantize smollm2-nf4 --method nf4; evaluate smollm2-nf4; row "NF4 QLoRA" smollm2-nf4 "" ""
-quantize smollm2-nf3 --method nf3; evaluate smollm2-nf3; row "NF3 QLoRA" smollm2-nf3 "" ""
-for b in 3.0 2.75 2.5; do
+[ -f models/smollm2-fisher.safetensors ] || $bin fisher --model $dense --data results/fisher-text.txt --samples 64 --seq-len 512 \
+  --out models/smollm2-fisher.safetensors >/dev/null 2>>results/log.txt
+[ -d models/smollm2-dense ] || ln -s SmolLM2-135M-Instruct models/smollm2-dense
+
+echo "| method | bits/param (quantized part) | bits incl. low-rank | ppl before finetune | ppl after finetune | quantize time | finetune tokens/s | peak memory |"
+echo "|---|---|---|---|---|---|---|---|"
+one "dense (LoRA only)" smollm2-dense
+quantize smollm2-nf4 --method nf4; one "NF4 QLoRA" smollm2-nf4
+quantize smollm2-nf3 --method nf3; one "NF3 QLoRA" smollm2-nf3
+for b in 3.0 2.5; do
   quantize smollm2-qlora-ilp-$b --method qlora-ilp --budget $b --grid $grid --ilp-cache $cache
-  evaluate smollm2-qlora-ilp-$b; row "qlora-ilp $b" smollm2-qlora-ilp-$b "" ""
+  one "qlora-ilp $b" smollm2-qlora-ilp-$b
 done
 for b in 3.5 3.0 2.75 2.5; do
   quantize smollm2-lqlora-$b --method lq-lora --budget $b --grid $grid --ilp-cache $cache
-  evaluate smollm2-lqlora-$b adapter; row "LQ-LoRA $b" smollm2-lqlora-$b "" ""
+  one "LQ-LoRA $b" smollm2-lqlora-$b lq
 done
+for b in 2.75 2.5; do
+  quantize smollm2-lqlora-fisher-$b --method lq-lora --budget $b --grid $grid --ilp-cache $cache --fisher models/smollm2-fisher.safetensors
+  one "LQ-LoRA + Fisher $b" smollm2-lqlora-fisher-$b lq
+done
+echo
+echo "(perplexity on the first $chars characters of WikiText-2, ctx 512; finetune: $steps steps; grid $grid; $(date -u +%Y-%m-%d))"

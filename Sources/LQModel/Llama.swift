@@ -179,39 +179,47 @@ public final class LlamaModel: @unchecked Sendable {
     }
 }
 
+/// Query rows per attention block: the keys after a block's last position are masked for every
+/// row in it and are never multiplied, which skips close to half of a causal pass.
+let attentionQueryBlock = 64
+
 extension LlamaModel {
     /// softmax(Q·Kᵀ/√d + causal mask)·V for every head: q [batch·length, heads·headDim]; keys and
     /// values per sequence [≥ start+length, kvHeads·headDim]; row t of sequence b is position start + t.
     func causalAttention(q: Tensor, keys: [Tensor], values: [Tensor], batch: Int, length: Int, start: Int) -> Tensor {
         let hd = config.headDim, nh = config.headCount, group = nh / config.kvHeadCount
-        let total = start + length
         let out = Tensor(zeros: [batch * length, nh * hd])
         let scale = 1 / Float(hd).squareRoot()
+        let qb = attentionQueryBlock
         BLASThreads.with(1) {
             // Decoding (a single query row) is too little work per head to hand to other threads.
             Parallel.forEach(batch * nh, minChunk: length == 1 ? batch * nh : 1) { range in
-                let scores = Tensor(zeros: [length, total])
+                let scores = Tensor(uninitialized: [min(length, qb) * (start + length)])
                 for job in range {
                     let b = job / nh, head = job % nh, kvHead = head / group
-                    let qm = q.block(rows: (b * length)..<((b + 1) * length), cols: (head * hd)..<((head + 1) * hd))
-                    let km = keys[b].block(rows: 0..<total, cols: (kvHead * hd)..<((kvHead + 1) * hd))
-                    let vm = values[b].block(rows: 0..<total, cols: (kvHead * hd)..<((kvHead + 1) * hd))
-                    attentionProbabilities(qm, km, into: scores, start: start, scale: scale)
-                    gemm(scores.matrix, vm, into: out.block(rows: (b * length)..<((b + 1) * length), cols: (head * hd)..<((head + 1) * hd)))
+                    let cols = (head * hd)..<((head + 1) * hd), kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
+                    for r0 in stride(from: 0, to: length, by: qb) {
+                        let r1 = min(length, r0 + qb), visible = start + r1
+                        let rows = (b * length + r0)..<(b * length + r1)
+                        let p = MatrixRef(base: scores.pointer, rows: r1 - r0, cols: visible, ld: visible)
+                        attentionProbabilities(q.block(rows: rows, cols: cols), keys[b].block(rows: 0..<visible, cols: kvCols),
+                                               into: p, firstPosition: start + r0, scale: scale)
+                        gemm(p, values[b].block(rows: 0..<visible, cols: kvCols), into: out.block(rows: rows, cols: cols))
+                    }
                 }
             }
         }
         return out
     }
 
-    /// scores ← softmax(scale · q·kᵀ) under the causal (and sliding-window) mask.
-    func attentionProbabilities(_ qm: MatrixRef, _ km: MatrixRef, into scores: Tensor, start: Int, scale: Float) {
-        let length = qm.rows, total = km.rows
-        gemm(qm, km, transposeB: true, into: scores.matrix, alpha: scale)
-        for t in 0..<length {
-            let last = start + t  // causal: attend to positions ≤ last
+    /// p ← softmax(scale · q·kᵀ) under the causal (and sliding-window) mask; query row t is at
+    /// position firstPosition + t, key j at position j.
+    func attentionProbabilities(_ qm: MatrixRef, _ km: MatrixRef, into p: MatrixRef, firstPosition: Int, scale: Float) {
+        gemm(qm, km, transposeB: true, into: p, alpha: scale)
+        for t in 0..<qm.rows {
+            let last = firstPosition + t  // causal: attend to positions ≤ last
             let first = config.slidingWindow.map { max(0, last - $0 + 1) } ?? 0
-            softmaxRow(scores.pointer + t * total, valid: first...last, width: total)
+            softmaxRow(p.base + t * p.ld, valid: first...last, width: p.cols)
         }
     }
 }

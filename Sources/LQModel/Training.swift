@@ -209,34 +209,41 @@ extension LlamaModel {
         return dx0
     }
 
-    /// Backward of causalAttention (start 0): recomputes each head's probabilities P, then
-    /// dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − rowsum(P ⊙ dO·Vᵀ)), dQ = s·dS·K, dK = s·dSᵀ·Q.
+    /// Backward of causalAttention (start 0), by the same query blocks: recomputes each block's
+    /// probabilities P, then dV += Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − rowsum(P ⊙ dO·Vᵀ)), dQ = s·dS·K, dK += s·dSᵀ·Q.
     /// Jobs are (sequence, kv head) so the heads sharing a key/value head add into it on one thread.
     func causalAttentionBackward(_ dOut: Tensor, q: Tensor, k: Tensor, v: Tensor, batch: Int, length: Int) -> (Tensor, Tensor, Tensor) {
         let hd = config.headDim, nkv = config.kvHeadCount, group = config.headCount / nkv
         let scale = 1 / Float(hd).squareRoot()
+        let qb = attentionQueryBlock
         let dq = Tensor(zeros: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
         BLASThreads.with(1) {
             Parallel.forEach(batch * nkv) { range in
-                let p = Tensor(zeros: [length, length]), dp = Tensor(zeros: [length, length])
+                let pBuffer = Tensor(uninitialized: [min(length, qb) * length]), dpBuffer = Tensor(uninitialized: [min(length, qb) * length])
                 for job in range {
                     let b = job / nkv, kvHead = job % nkv
-                    let rows = (b * length)..<((b + 1) * length), kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
-                    let km = k.block(rows: rows, cols: kvCols), vm = v.block(rows: rows, cols: kvCols)
+                    let kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
                     for head in (kvHead * group)..<((kvHead + 1) * group) {
                         let cols = (head * hd)..<((head + 1) * hd)
-                        let qm = q.block(rows: rows, cols: cols), dom = dOut.block(rows: rows, cols: cols)
-                        attentionProbabilities(qm, km, into: p, start: 0, scale: scale)
-                        gemm(dom, vm, transposeB: true, into: dp.matrix)
-                        gemm(p.matrix, transposeA: true, dom, into: dv.block(rows: rows, cols: kvCols), beta: 1)
-                        for i in 0..<length {
-                            let pr = p.pointer + i * length, dr = dp.pointer + i * length
-                            var dot: Float = 0
-                            for j in 0...i { dot += pr[j] * dr[j] }
-                            for j in 0..<length { dr[j] = pr[j] * (dr[j] - dot) }
+                        for r0 in stride(from: 0, to: length, by: qb) {
+                            let r1 = min(length, r0 + qb), visible = r1, n = r1 - r0
+                            let rows = (b * length + r0)..<(b * length + r1), seen = (b * length)..<(b * length + visible)
+                            let qm = q.block(rows: rows, cols: cols), dom = dOut.block(rows: rows, cols: cols)
+                            let km = k.block(rows: seen, cols: kvCols), vm = v.block(rows: seen, cols: kvCols)
+                            let p = MatrixRef(base: pBuffer.pointer, rows: n, cols: visible, ld: visible)
+                            let dp = MatrixRef(base: dpBuffer.pointer, rows: n, cols: visible, ld: visible)
+                            attentionProbabilities(qm, km, into: p, firstPosition: r0, scale: scale)
+                            gemm(dom, vm, transposeB: true, into: dp)
+                            gemm(p, transposeA: true, dom, into: dv.block(rows: seen, cols: kvCols), beta: 1)
+                            for i in 0..<n {
+                                let pr = p.base + i * visible, dr = dp.base + i * visible
+                                var dot: Float = 0
+                                for j in 0...(r0 + i) { dot += pr[j] * dr[j] }
+                                for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
+                            }
+                            gemm(dp, km, into: dq.block(rows: rows, cols: cols), alpha: scale)
+                            gemm(dp, transposeA: true, qm, into: dk.block(rows: seen, cols: kvCols), alpha: scale, beta: 1)
                         }
-                        gemm(dp.matrix, km, into: dq.block(rows: rows, cols: cols), alpha: scale)
-                        gemm(dp.matrix, transposeA: true, qm, into: dk.block(rows: rows, cols: kvCols), alpha: scale, beta: 1)
                     }
                 }
             }

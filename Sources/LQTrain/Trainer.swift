@@ -49,6 +49,7 @@ public final class Trainer {
     var dropoutRNG: SeededGenerator
     var history: [(step: Int, loss: Double)] = [], validHistory: [(step: Int, loss: Double)] = []
     public private(set) var lastCheckpoint: String?
+    var stepSpeeds: [Double] = [], tokensSeen = 0
 
     public var onStep: (StepReport) -> Void = { _ in }
     public var onEvaluation: (_ step: Int, _ loss: TokenLoss) -> Void = { _, _ in }
@@ -129,6 +130,8 @@ public final class Trainer {
                                     targets: loss.targets, seconds: seconds, tokensPerSecond: Double(tokens) / max(seconds, 1e-9),
                                     elapsed: Date().timeIntervalSince(start), residentBytes: MemoryUsage.resident())
             history.append((step, mean))
+            stepSpeeds.append(report.tokensPerSecond)
+            tokensSeen += tokens
             try metrics.append(["step": step, "loss": mean, "lr": lr, "grad_norm": norm, "tokens": tokens, "targets": loss.targets,
                                 "tokens_per_s": report.tokensPerSecond, "seconds": seconds, "rss_bytes": report.residentBytes])
             onStep(report)
@@ -142,6 +145,14 @@ public final class Trainer {
         }
         try parameters.save(to: config.outputDir, base: config.model, dropout: config.dropout)
         try writePlot()
+        let speeds = stepSpeeds.dropFirst().sorted()  // the first step warms caches and allocations
+        var summary: [String: Any] = ["steps": step, "seconds": Date().timeIntervalSince(start), "tokens": tokensSeen,
+                                      "tokens_per_s_median": speeds.isEmpty ? stepSpeeds.first ?? 0 : speeds[speeds.count / 2],
+                                      "peak_rss_bytes": MemoryUsage.peak(), "final_train_loss": history.last?.loss ?? Double.nan,
+                                      "trainable_parameters": parameters.parameterCount]
+        if let v = validHistory.last { summary["final_val_loss"] = v.loss; summary["final_val_ppl"] = exp(v.loss) }
+        if let v = validHistory.first { summary["initial_val_loss"] = v.loss }
+        try Data(JSONText.serialize(summary).utf8).writeAtomically(to: config.outputDir + "/summary.json")
         return .finished
     }
 
