@@ -68,7 +68,8 @@ struct Finetune: ParsableCommand {
             case .finished:
                 print("adapter written to \(settings.outputDir) (PEFT format); metrics.jsonl and loss.svg beside it; peak memory \(Format.bytes(MemoryUsage.peak()))")
             case let .interrupted(step):
-                bar.message("interrupted at step \(step); resume with: lqlora finetune --config \(config) --resume \(settings.outputDir)")
+                let sets = overrides.map { " --set " + $0 }.joined()
+                bar.message("interrupted at step \(step); resume with: lqlora finetune --config \(config)\(sets) --resume \(settings.outputDir)")
                 throw ExitCode(130)
             }
         } catch let error as ExitCode {
