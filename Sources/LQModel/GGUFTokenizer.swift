@@ -1,9 +1,10 @@
 import Foundation
 import LQFormats
 
-/// tokenizer.json and tokenizer_config.json rebuilt from a GGUF file's vocabulary, for byte-level
-/// BPE models (tokenizer.ggml.model "gpt2"). The pre-tokenizer follows tokenizer.ggml.pre the way
-/// llama.cpp maps Hugging Face tokenizers to it.
+/// tokenizer.json and tokenizer_config.json rebuilt from a GGUF file's vocabulary: byte-level BPE
+/// (tokenizer.ggml.model "gpt2", with merges; the pre-tokenizer follows tokenizer.ggml.pre the way
+/// llama.cpp maps Hugging Face tokenizers to it) and SentencePiece BPE ("llama": tokens, scores and
+/// types, no merges; the merges are recovered from the scores as transformers does).
 extension GGUFConverter {
     func strings(_ key: String) throws -> [String] {
         guard let a = try meta(key).array else { throw ConvertError.unsupported(path: gguf.path, what: "metadata '\(key)' is not an array") }
@@ -31,8 +32,9 @@ extension GGUFConverter {
 
     public func tokenizerJSON() throws -> [String: Any] {
         let model = try meta("tokenizer.ggml.model").string ?? "?"
+        if model == "llama" { return try sentencePieceJSON() }
         guard model == "gpt2" else {
-            throw ConvertError.unsupported(path: gguf.path, what: "tokenizer.ggml.model '\(model)' is not supported yet (gpt2 byte-level BPE)")
+            throw ConvertError.unsupported(path: gguf.path, what: "tokenizer.ggml.model '\(model)' is not supported (gpt2 byte-level BPE, llama SentencePiece BPE)")
         }
         let tokens = try strings("tokenizer.ggml.tokens")
         let merges = try strings("tokenizer.ggml.merges")
@@ -55,6 +57,81 @@ extension GGUFConverter {
                       "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignoreMerges,
                       "vocab": vocab, "merges": merges],
         ]
+    }
+
+    /// SentencePiece BPE as transformers' LlamaTokenizer builds it from a GGUF: Metaspace ("▁",
+    /// prepended to the first word), byte fallback to <0xNN> tokens, BOS added when the file says so.
+    func sentencePieceJSON() throws -> [String: Any] {
+        let tokens = try strings("tokenizer.ggml.tokens")
+        guard let scores = gguf.metadata["tokenizer.ggml.scores"]?.array?.map({ $0.double ?? 0 }), scores.count == tokens.count else {
+            throw ConvertError.unsupported(path: gguf.path, what: "a SentencePiece vocabulary without one tokenizer.ggml.scores entry per token")
+        }
+        let types = gguf.metadata["tokenizer.ggml.token_type"]?.array?.map { $0.int ?? 1 } ?? []
+        var vocab: [String: Any] = [:], ids: [String: Int] = [:]
+        for (i, t) in tokens.enumerated() {  // a repeated token keeps its last id, as in transformers
+            vocab[t] = i
+            ids[t] = i
+        }
+        let merges = Self.mergesFromScores(tokens: tokens, scores: scores, ids: ids)
+        var added: [[String: Any]] = []
+        for (i, t) in types.enumerated() where t == 3 || t == 4 {
+            added.append(["id": i, "content": tokens[i], "single_word": false, "lstrip": false, "rstrip": false,
+                          "normalized": false, "special": t == 3])
+        }
+        var post: Any = NSNull()
+        if gguf.metadata["tokenizer.ggml.add_bos_token"]?.bool ?? true, let bos = gguf.metadata["tokenizer.ggml.bos_token_id"]?.int,
+           bos >= 0, bos < tokens.count {
+            let b = tokens[bos]
+            post = ["type": "TemplateProcessing",
+                    "single": [["SpecialToken": ["id": b, "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]]],
+                    "pair": [["SpecialToken": ["id": b, "type_id": 0]], ["Sequence": ["id": "A", "type_id": 0]],
+                             ["SpecialToken": ["id": b, "type_id": 1]], ["Sequence": ["id": "B", "type_id": 1]]],
+                    "special_tokens": [b: ["id": b, "ids": [bos], "tokens": [b]]]] as [String: Any]
+        }
+        return [
+            "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added, "normalizer": NSNull(),
+            "pre_tokenizer": ["type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false],
+            "post_processor": post,
+            "decoder": ["type": "Sequence", "decoders": [
+                ["type": "Replace", "pattern": ["String": "▁"], "content": " "], ["type": "ByteFallback"], ["type": "Fuse"],
+                ["type": "Strip", "content": " ", "start": 1, "stop": 0]]],
+            "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
+                      "end_of_word_suffix": NSNull(), "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                      "vocab": vocab, "merges": merges.map { [$0.0, $0.1] }],
+        ]
+    }
+
+    /// transformers' generate_merges: every split of every token into two vocabulary tokens is a
+    /// merge ranked by the whole token's score (best first), ties by longer left then longer right
+    /// piece (in code points), then by token order and the pieces' ids.
+    static func mergesFromScores(tokens: [String], scores: [Double], ids: [String: Int]) -> [(String, String)] {
+        var candidates: [(left: String, right: String, score: Double, leftLength: Int, rightLength: Int)] = []
+        var seen = Set<String>()
+        for (index, token) in tokens.enumerated() where seen.insert(token).inserted {
+            let scalars = Array(token.unicodeScalars)
+            var local: [(String, String, Int, Int)] = []
+            for cut in stride(from: 1, to: scalars.count, by: 1) {
+                var l = String.UnicodeScalarView(), r = String.UnicodeScalarView()
+                l.append(contentsOf: scalars[..<cut])
+                r.append(contentsOf: scalars[cut...])
+                let left = String(l), right = String(r)
+                if let li = ids[left], let ri = ids[right] { local.append((left, right, li, ri)) }
+            }
+            local.sort { ($0.2, $0.3) < ($1.2, $1.3) }
+            let score = scores[ids[token] ?? index]  // the last occurrence's score, as dict(zip(tokens, scores)) keeps
+            for (left, right, _, _) in local {
+                candidates.append((left, right, score, left.unicodeScalars.count, right.unicodeScalars.count))
+            }
+        }
+        // A stable sort, descending on (score, left length, right length), like Python's sorted(reverse=True).
+        let order = candidates.indices.sorted { a, b in
+            let x = candidates[a], y = candidates[b]
+            if x.score != y.score { return x.score > y.score }
+            if x.leftLength != y.leftLength { return x.leftLength > y.leftLength }
+            if x.rightLength != y.rightLength { return x.rightLength > y.rightLength }
+            return a < b
+        }
+        return order.map { (candidates[$0].left, candidates[$0].right) }
     }
 
     public func tokenizerConfig() throws -> [String: Any] {

@@ -78,3 +78,23 @@ struct GGUFTests {
         #expect(GGUFError.unsupportedTensorType(path: kquant, tensor: "w", type: 12).description.contains("Q4_K"))
     }
 }
+
+/// A SentencePiece vocabulary in GGUF (scripts/make-gguf-spm-fixture.py) against transformers' reading of it.
+struct GGUFSentencePieceTests {
+    @Test func mergesAndIdsMatchTransformers() throws {
+        let converter = GGUFConverter(gguf: try GGUFFile(path: modelFixtures + "/spm-vocab.gguf"))
+        let json = try converter.tokenizerJSON()
+        let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: modelFixtures + "/spm-vocab-expected.json"))) as! [String: Any]
+        let merges = ((json["model"] as! [String: Any])["merges"] as! [[String]])
+        #expect(merges == expected["merges"] as! [[String]])
+        let dir = NSTemporaryDirectory() + "lqlora-spm-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
+        let tokenizer = try loadTokenizer(directory: dir)
+        let texts = expected["texts"] as! [String], ids = expected["ids"] as! [[Int]]
+        for (text, reference) in zip(texts, ids) {
+            #expect(tokenizer.encode(text, addSpecialTokens: true) == reference, "\(text.debugDescription)")
+        }
+    }
+}
