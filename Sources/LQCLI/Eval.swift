@@ -54,6 +54,9 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    @Option(help: "Also write the first window's input_ids and logits to this safetensors file (for comparing with other implementations; use a small --max-tokens).")
+    var logits: String?
+
     func validate() throws {
         guard ctx >= 2 else { throw ValidationError("--ctx must be at least 2") }
         if let stride, stride < 1 || stride > ctx { throw ValidationError("--stride must be between 1 and --ctx") }
@@ -68,6 +71,14 @@ struct Eval: ParsableCommand {
             if let maxChars { text = String(String.UnicodeScalarView(text.unicodeScalars.prefix(maxChars))) }
             var tokens = tokenizer.encode(text, addSpecialTokens: true)
             if let maxTokens { tokens = Array(tokens.prefix(maxTokens)) }
+            if let logits {
+                let window = Array(tokens.prefix(ctx))
+                let out = model.forward([window])
+                try SafeTensorsWriter.write([
+                    PendingTensor(name: "input_ids", tensor: Tensor(shape: [1, window.count], values: window.map(Float.init))),
+                    PendingTensor(name: "logits", tensor: out.reshaped([1, window.count, out.shape[1]])),
+                ], to: logits)
+            }
             let m: PerplexityMethod = method == "llamacpp"
                 ? .llamaCpp(context: ctx, bos: model.config.addsBOS ? model.config.bosTokenID : nil)
                 : .huggingFace(context: ctx, stride: stride ?? ctx)
