@@ -70,3 +70,23 @@ struct FinetuneCommandTests {
         #expect(override.status == 0 && override.stdout.contains("train:\n  seq_len: 512"))
     }
 }
+
+extension FinetuneCommandTests {
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func fisherFileFeedsTheDataAwareQuantizerAndFinetuning() throws {
+        let ws = try Workspace()
+        let fisher = ws.root + "/fisher.safetensors"
+        let f = try Self.run(["fisher", "--model", ws.root + "/model", "--data", ws.root + "/train.jsonl", "--samples", "6", "--seq-len", "32", "--out", fisher])
+        #expect(f.status == 0 && f.stdout.contains("Fisher of 14 weights over 6 examples"), "\(f.stderr)")
+        let q = try Self.run(["quantize", "--model", ws.root + "/model", "--out", ws.root + "/lq", "--method", "lq-lora", "--budget", "3.0",
+                              "--rank", "4", "--grid", "compact", "--fisher", fisher])
+        #expect(q.status == 0, "\(q.stderr)")
+        // LQ-LoRA's base plus its adapter initialisation finetune like any other model.
+        let config = ws.root + "/lq.yaml"
+        try ws.yaml("adapter_init: \(ws.root)/lq/adapter").replacingOccurrences(of: "model: \(ws.root)/model", with: "model: \(ws.root)/lq")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let t = try Self.run(["finetune", "--config", config, "--set", "train.max_steps=2", "--set", "output_dir=\(ws.root)/lqrun"])
+        #expect(t.status == 0, "\(t.stderr)")
+        #expect(FileManager.default.fileExists(atPath: ws.root + "/lqrun/summary.json"))
+    }
+}
