@@ -138,12 +138,18 @@ public final class QuantizedMatrix: @unchecked Sendable {
             }
             return out
         }
-        // Panels of about 8 MiB of fp32 weights: large enough that sgemm runs near its peak,
-        // small enough to stay in cache. Each panel is dequantized and multiplied with all threads.
+        let xm = x.matrix, om = out.matrix
+        forEachPanel { w, r in gemm(xm, w, transposeB: true, into: om.block(rows: 0..<n, cols: r)) }
+        return out
+    }
+
+    /// Calls `body` with consecutive row panels of W dequantized to fp32 (and their row range):
+    /// panels of about 8 MiB, large enough that sgemm runs near its peak, small enough to stay in
+    /// cache. Each panel is dequantized with all threads; one buffer serves them all.
+    func forEachPanel(_ body: (MatrixRef, Range<Int>) -> Void) {
         let panelRows = max(1, min(rows, (1 << 21) / max(cols, 1)))
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * cols)
         defer { buffer.deallocate() }
-        let xm = x.matrix, om = out.matrix
         var r0 = 0
         while r0 < rows {
             let r1 = min(rows, r0 + panelRows)
@@ -151,11 +157,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
             Parallel.forEach(r1 - r0, minChunk: 16) { range in
                 self.dequantize(rows: (start + range.lowerBound)..<(start + range.upperBound), into: base + range.lowerBound * self.cols)
             }
-            let w = MatrixRef(base: buffer, rows: r1 - r0, cols: cols, ld: cols)
-            gemm(xm, w, transposeB: true, into: om.block(rows: 0..<n, cols: r0..<r1))
+            body(MatrixRef(base: buffer, rows: r1 - r0, cols: cols, ld: cols), r0..<r1)
             r0 = r1
         }
-        return out
     }
 
     /// dX += dY · W for dY [n, rows] and dX [n, cols]: the input gradient of a linear layer through
@@ -164,21 +168,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
         precondition(dy.rank == 2 && dy.shape[1] == rows && dx.shape == [dy.shape[0], cols],
                      "dY \(dy.shape) · W [\(rows), \(cols)] into \(dx.shape)")
         let n = dy.shape[0]
-        let panelRows = max(1, min(rows, (1 << 21) / max(cols, 1)))
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * cols)
-        defer { buffer.deallocate() }
         let dym = dy.matrix, dxm = dx.matrix
-        var r0 = 0
-        while r0 < rows {
-            let r1 = min(rows, r0 + panelRows)
-            let base = buffer, start = r0
-            Parallel.forEach(r1 - r0, minChunk: 16) { range in
-                self.dequantize(rows: (start + range.lowerBound)..<(start + range.upperBound), into: base + range.lowerBound * self.cols)
-            }
-            let w = MatrixRef(base: buffer, rows: r1 - r0, cols: cols, ld: cols)
-            gemm(dym.block(rows: 0..<n, cols: r0..<r1), w, into: dxm, beta: 1)
-            r0 = r1
-        }
+        forEachPanel { w, r in gemm(dym.block(rows: 0..<n, cols: r), w, into: dxm, beta: 1) }
     }
 
     /// Bytes of storage (codes and scales as stored; group absmax at its storage width).
