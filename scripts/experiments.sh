@@ -85,7 +85,7 @@ echo "|---|---|---|---|---|---|---|---|"
 one "dense (LoRA only)" smollm2-dense
 quantize smollm2-nf4 --method nf4; one "NF4 QLoRA" smollm2-nf4
 quantize smollm2-nf3 --method nf3; one "NF3 QLoRA" smollm2-nf3
-for b in 3.0 2.5; do
+for b in 3.5 3.0 2.75 2.5; do
   quantize smollm2-qlora-ilp-$b --method qlora-ilp --budget $b --grid $grid --ilp-cache $cache
   one "qlora-ilp $b" smollm2-qlora-ilp-$b
 done
@@ -93,7 +93,7 @@ for b in 3.5 3.0 2.75 2.5; do
   quantize smollm2-lqlora-$b --method lq-lora --budget $b --grid $grid --ilp-cache $cache
   one "LQ-LoRA $b" smollm2-lqlora-$b lq
 done
-for b in 2.75 2.5; do
+for b in 3.5 3.0 2.75 2.5; do
   quantize smollm2-lqlora-fisher-$b --method lq-lora --budget $b --grid $grid --ilp-cache $cache --fisher models/smollm2-fisher.safetensors
   one "LQ-LoRA + Fisher $b" smollm2-lqlora-fisher-$b lq
 done
