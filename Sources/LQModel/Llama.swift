@@ -233,15 +233,17 @@ func softmaxRow(_ row: UnsafeMutablePointer<Float>, valid: ClosedRange<Int>, wid
 }
 
 /// RMSNorm as transformers computes it in fp32: w · (x · rsqrt(mean(x²) + eps)).
-func rmsNorm(_ x: Tensor, _ weight: Tensor, eps: Float) -> Tensor {
+/// With `rstd`, each row's 1/rms is also written there (the backward pass needs it).
+func rmsNorm(_ x: Tensor, _ weight: Tensor, eps: Float, rstd: UnsafeMutablePointer<Float>? = nil) -> Tensor {
     let n = x.shape[0], h = x.shape[1]
-    let out = Tensor(zeros: x.shape)
+    let out = Tensor(uninitialized: x.shape)
     Parallel.forEach(n, minChunk: 64) { range in
         for i in range {
             let src = x.pointer + i * h, dst = out.pointer + i * h
             var ss: Float = 0
             for j in 0..<h { ss += src[j] * src[j] }
             let r = 1 / (ss / Float(h) + eps).squareRoot()
+            rstd?[i] = r
             for j in 0..<h { dst[j] = weight.pointer[j] * (src[j] * r) }
         }
     }

@@ -252,14 +252,8 @@ extension LlamaModel {
     }
 
     func rmsNormKeepingScale(_ x: Tensor, _ weight: Tensor) -> (Tensor, [Float]) {
-        let out = rmsNorm(x, weight, eps: config.rmsNormEps)
-        let n = x.shape[0], h = x.shape[1]
-        let rstd = (0..<n).map { i -> Float in
-            let src = x.pointer + i * h
-            var ss: Float = 0
-            for j in 0..<h { ss += src[j] * src[j] }
-            return 1 / (ss / Float(h) + config.rmsNormEps).squareRoot()
-        }
+        var rstd = [Float](repeating: 0, count: x.shape[0])
+        let out = rstd.withUnsafeMutableBufferPointer { rmsNorm(x, weight, eps: config.rmsNormEps, rstd: $0.baseAddress) }
         return (out, rstd)
     }
 }

@@ -29,7 +29,10 @@ public struct Example: Equatable, Sendable {
         self.labels = labels
     }
 
-    public var targets: Int { labels.dropFirst().filter { $0 != ignoreLabel }.count }
+    public var targets: Int { Self.targetCount(labels) }
+
+    /// Positions with a label, the first excepted (nothing predicts it).
+    static func targetCount(_ labels: [Int]) -> Int { labels.dropFirst().filter { $0 != ignoreLabel }.count }
 }
 
 /// How records become token sequences for one model: its tokenizer, end-of-sequence id and chat layout.
@@ -196,7 +199,7 @@ public struct Dataset {
 public struct Batch: Equatable, Sendable {
     public var tokens: [[Int]]
     public var labels: [[Int]]
-    public var targets: Int { labels.reduce(0) { $0 + $1.dropFirst().filter { $0 != ignoreLabel }.count } }
+    public var targets: Int { labels.reduce(0) { $0 + Example.targetCount($1) } }
     public var tokenCount: Int { tokens.reduce(0) { $0 + $1.count } }
 }
 
