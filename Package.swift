@@ -30,7 +30,9 @@ let package = Package(
         // Hand-written kernels: scalar references plus SIMD paths chosen at run time.
         .target(
             name: "CKernels", path: "Sources/CKernels",
-            cSettings: [.unsafeFlags(["-O3", "-std=c11"])]),
+            exclude: ["cuda"],
+            // No FMA contraction: the scalar reference must round as the CUDA kernels do (lq_layout.h).
+            cSettings: [.unsafeFlags(["-O3", "-std=c11", "-ffp-contract=off"])]),
 
         // fp32 tensors over owned or memory-mapped buffers, BLAS/LAPACK, randomized SVD, parallel loops.
         .target(name: "LQTensor", dependencies: ["CBLAS", "CLAPACKE", "CKernels"]),

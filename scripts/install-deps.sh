@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system libraries lqlora links (OpenBLAS, LAPACKE, zlib) when pkg-config cannot find them.
-# With --cross, also the arm64 cross compiler and qemu-user that run the NEON kernel tests.
+# With --cross (the tests), also the arm64 cross compiler and qemu-user that run the NEON kernel tests,
+# and unzip for the CUDA compiler wheels.
 set -euo pipefail
 missing=()
 if [ "${1:-}" = "--cross" ]; then
   command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
   command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
+  command -v unzip >/dev/null 2>&1 || missing+=(unzip)  # unpacks the PyPI CUDA compiler (scripts/fetch-cuda-toolkit.sh)
 fi
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev)

@@ -4,29 +4,9 @@
 
 #include "quant_impl.h"
 
-size_t lq_packed_bytes(int bits, int64_t count) {
-    switch (bits) {
-        case 8: return (size_t)count;
-        case 4: return (size_t)((count + 1) / 2);
-        case 2: return (size_t)((count + 3) / 4);
-        case 3: return (size_t)(3 * ((count + 7) / 8));
-        default: return 0;
-    }
-}
+size_t lq_packed_bytes(int bits, int64_t count) { return lq_packed_size(bits, count); }
 
-uint32_t lq_get_code(const uint8_t *p, int bits, int64_t i) {
-    switch (bits) {
-        case 8: return p[i];
-        case 4: return (p[i >> 1] >> (4 - 4 * (i & 1))) & 0xf;
-        case 2: return (p[i >> 2] >> (6 - 2 * (i & 3))) & 0x3;
-        case 3: {
-            const uint8_t *g = p + 3 * (i >> 3);
-            uint32_t w = ((uint32_t)g[0] << 16) | ((uint32_t)g[1] << 8) | g[2];
-            return (w >> (21 - 3 * (i & 7))) & 0x7;
-        }
-        default: return 0;
-    }
-}
+uint32_t lq_get_code(const uint8_t *p, int bits, int64_t i) { return lq_code_at(p, bits, i); }
 
 void lq_put_code(uint8_t *p, int bits, int64_t i, uint32_t c) {
     switch (bits) {
@@ -59,25 +39,16 @@ void lq_block_scales(const lq_qtensor *t, int64_t first, int64_t count, float *o
     }
     // Walk group by group: one division per group, not per block (this runs once per row in GEMV).
     const int64_t group = f->scale_block_size, end = first + count;
-    const float max_q = (float)((1 << f->scale_bits) - 1);
     int64_t b = first;
     while (b < end) {
         const int64_t g = b / group;
         const int64_t group_end = (g + 1) * group < end ? (g + 1) * group : end;
         const float ga = t->group_absmax[g], offset = t->scale_offset;
         if (f->scale_kind == LQ_SCALES_DYNAMIC8) {
-            for (; b < group_end; b++) out[b - first] = t->scale_map[t->scale_codes[b]] * ga + offset;
+            for (; b < group_end; b++) out[b - first] = lq_dynamic8_scale(t->scale_map[t->scale_codes[b]], ga, offset);
         } else {
-            const float step = max_q / ga;  // pytorch-quantization's scale = max_bound / amax
-            const int live = ga > 0x1p-24f;
-            if (f->scale_bits == 8) {
-                for (; b < group_end; b++) out[b - first] = (live ? (float)t->scale_codes[b] / step : 0.0f) + offset;
-            } else {
-                for (; b < group_end; b++) {
-                    float q = (float)lq_get_code(t->scale_codes, f->scale_bits, b);
-                    out[b - first] = (live ? q / step : 0.0f) + offset;
-                }
-            }
+            const float step = lq_uint_step(f->scale_bits, ga);
+            for (; b < group_end; b++) out[b - first] = lq_uint_scale(lq_code_at(t->scale_codes, f->scale_bits, b), step, ga, offset);
         }
     }
 }

@@ -187,6 +187,78 @@ LQ_AVX2 static void gemv_nf4_avx2(const lq_qtensor *t, int64_t cols, int64_t r0,
     if (xp != stack_xp) free(xp);
 }
 
+/// NF2/NF3 GEMV core: 64 weights at a time. Lane g of one register holds the big-endian code word
+/// of codes [8g, 8g + 8) of the group (16 bytes of NF2 or 24 of NF3, byte-shuffled into lanes), so
+/// code j of all eight lanes decodes with one shift, one mask and one permute of the ≤ 8-entry
+/// codebook. Register j then holds elements 8g + j: x is transposed 8×8 per group once per call.
+/// Needs cols % 64 == 0 and block size 16, 32 or a multiple of 64.
+LQ_AVX2 static void gemv_lanes_avx2(const lq_qtensor *t, int64_t cols, int64_t r0, int64_t r1, const float *x, float *y) {
+    const int bits = t->format.bits;
+    const int64_t bs = t->format.block_size;
+    const size_t total_bytes = lq_packed_bytes(bits, t->numel);
+    float table[8] = {0};
+    for (int c = 0; c < (1 << bits); c++) table[c] = t->codebook[c];
+    const __m256 codebook = _mm256_loadu_ps(table);
+    const __m256i mask = _mm256_set1_epi32((1 << bits) - 1);
+    __m256i shift[8];
+    for (int j = 0; j < 8; j++) shift[j] = _mm256_set1_epi32(bits == 3 ? 21 - 3 * j : 14 - 2 * j);
+    // NF3: bytes 3i..3i+2 of each 128-bit half into lane i as a big-endian 24-bit word.
+    const __m256i spread3 = _mm256_setr_epi8(2, 1, 0, -1, 5, 4, 3, -1, 8, 7, 6, -1, 11, 10, 9, -1,
+                                             2, 1, 0, -1, 5, 4, 3, -1, 8, 7, 6, -1, 11, 10, 9, -1);
+    // NF2: swap each byte pair so the zero-extended 16-bit lanes are big-endian words.
+    const __m128i swap2 = _mm_setr_epi8(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    float stack_xp[4096];
+    float *xp = cols <= 4096 ? stack_xp : (float *)malloc((size_t)cols * sizeof(float));
+    for (int64_t g = 0; g < cols; g += 64)
+        for (int j = 0; j < 8; j++)
+            for (int lane = 0; lane < 8; lane++) xp[g + 8 * j + lane] = x[g + 8 * lane + j];
+    const int64_t groups = cols / 64, group_bytes = 8 * bits;
+    const int64_t blocks_per_row = cols / bs;
+    float scales[SCALE_BATCH];
+    for (int64_t r = r0; r < r1; r++) {
+        __m256 acc = _mm256_setzero_ps();
+        const int64_t row_byte = r * cols / 8 * bits;
+        for (int64_t g0 = 0; g0 < groups; g0 += SCALE_BATCH / 4) {
+            const int64_t g1 = g0 + SCALE_BATCH / 4 < groups ? g0 + SCALE_BATCH / 4 : groups;
+            lq_block_scales(t, r * blocks_per_row + g0 * 64 / bs, ((g1 - g0) * 64 + bs - 1) / bs, scales);
+            for (int64_t g = g0; g < g1; g++) {
+                const uint8_t *p = t->codes + row_byte + group_bytes * g;
+                __m256i words;
+                if (bits == 2) {
+                    words = _mm256_cvtepu16_epi32(_mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)p), swap2));
+                } else {
+                    // Two 16-byte loads at +0 and +12; the second reads 4 bytes past the group, so
+                    // the matrix's last group goes through a padded copy.
+                    uint8_t tail[32];
+                    if ((size_t)(p - t->codes) + 28 > total_bytes) {
+                        memset(tail, 0, sizeof tail);
+                        memcpy(tail, p, 24);
+                        p = tail;
+                    }
+                    words = _mm256_shuffle_epi8(_mm256_loadu2_m128i((const __m128i *)(p + 12), (const __m128i *)p), spread3);
+                }
+                const float *xg = xp + 64 * g;
+                __m256 p0 = _mm256_setzero_ps(), p1 = _mm256_setzero_ps();
+                for (int j = 0; j < 8; j += 2) {
+                    __m256 w0 = _mm256_permutevar8x32_ps(codebook, _mm256_and_si256(_mm256_srlv_epi32(words, shift[j]), mask));
+                    __m256 w1 = _mm256_permutevar8x32_ps(codebook, _mm256_and_si256(_mm256_srlv_epi32(words, shift[j + 1]), mask));
+                    p0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xg + 8 * j), p0);
+                    p1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xg + 8 * j + 8), p1);
+                }
+                // Lane g covers elements 8g..8g+7 of the group: one block each.
+                const float *s = scales + (g - g0) * 64 / bs;
+                __m256 sv;
+                if (bs >= 64) sv = _mm256_set1_ps(scales[((g - g0) * 64) / bs]);
+                else if (bs == 32) sv = _mm256_setr_ps(s[0], s[0], s[0], s[0], s[1], s[1], s[1], s[1]);
+                else sv = _mm256_setr_ps(s[0], s[0], s[1], s[1], s[2], s[2], s[3], s[3]);
+                acc = _mm256_fmadd_ps(_mm256_add_ps(p0, p1), sv, acc);
+            }
+        }
+        y[r] = hsum(acc);
+    }
+    if (xp != stack_xp) free(xp);
+}
+
 LQ_AVX2 void lq_gemv_avx2(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t row_end,
                           const float *x, float *y) {
     const int64_t bs = t->format.block_size;
@@ -196,6 +268,10 @@ LQ_AVX2 void lq_gemv_avx2(const lq_qtensor *t, int64_t cols, int64_t row_begin, 
     }
     if (t->format.bits == 4 && cols % 64 == 0 && (bs == 16 || bs == 32 || bs % 64 == 0)) {
         gemv_nf4_avx2(t, cols, row_begin, row_end, x, y);
+        return;
+    }
+    if ((t->format.bits == 2 || t->format.bits == 3) && cols % 64 == 0 && (bs == 16 || bs == 32 || bs % 64 == 0)) {
+        gemv_lanes_avx2(t, cols, row_begin, row_end, x, y);
         return;
     }
     const decoder d = make_decoder(t);

@@ -1,10 +1,11 @@
 import ArgumentParser
 import CKernels
+import LQQuant
 import LQTensor
 
 /// `lqlora env`: what this machine offers the kernels.
 struct Env: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show CPU features, kernel level and thread counts.")
+    static let configuration = CommandConfiguration(abstract: "Show CPU features, kernel level, thread counts and the GPU found.")
 
     func run() throws {
         let f = lq_cpu_detect()
@@ -14,5 +15,9 @@ struct Env: ParsableCommand {
         print("cpu features:  \(flags.isEmpty ? "none" : flags.joined(separator: " "))")
         print("kernel level:  \(String(cString: lq_level_name(lq_active_level()))) (best \(String(cString: lq_level_name(lq_best_level()))); LQLORA_SIMD overrides)")
         print("threads:       \(Parallel.threadCount) (LQLORA_NUM_THREADS overrides); OpenBLAS \(BLASThreads.count)")
+        switch CUDABackend.loaded {
+        case let .success(gpu): print("cuda:          \(gpu.summary)")
+        case let .failure(error): print("cuda:          not available: \(error.reason)")
+        }
     }
 }

@@ -15,8 +15,11 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
     var threads: Int?
 
+    @OptionGroup var deviceOptions: DeviceOptions
+
     func load() throws -> (LlamaModel, any Tokenizer) {
         Parallel.configure(threads: threads)
+        try deviceOptions.activate()
         let m = try LlamaModel(directory: model)
         if let adapter { try m.loadAdapter(directory: adapter) }
         return (m, try loadTokenizer(directory: model))

@@ -26,6 +26,8 @@ struct Finetune: ParsableCommand {
     @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
     var threads: Int?
 
+    @OptionGroup var deviceOptions: DeviceOptions
+
     @Flag(help: "Print every configuration key with its default and meaning, then exit.")
     var schema = false
 
@@ -48,6 +50,7 @@ struct Finetune: ParsableCommand {
         Parallel.configure(threads: threads)
         var progress: Progress?
         do {
+            try deviceOptions.activate()
             let trainer = try Trainer(config: settings) { printError("lqlora finetune: note: \($0)") }
             if let resume { try trainer.resume(from: resume) }
             describe(trainer)

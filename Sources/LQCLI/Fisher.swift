@@ -35,6 +35,8 @@ struct Fisher: ParsableCommand {
     @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
     var threads: Int?
 
+    @OptionGroup var deviceOptions: DeviceOptions
+
     func validate() throws {
         guard samples >= 1 else { throw ValidationError("--samples must be at least 1") }
         guard seqLen >= 2 else { throw ValidationError("--seq-len must be at least 2") }
@@ -48,6 +50,7 @@ struct Fisher: ParsableCommand {
     func run() throws {
         do {
             Parallel.configure(threads: threads)
+            try deviceOptions.activate()
             let m = try LlamaModel(directory: model)
             let tokenizer = try loadTokenizer(directory: model)
             let formatter = ExampleFormatter(tokenizer: tokenizer, eos: m.config.eosTokenIDs.first ?? 0,

@@ -40,6 +40,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let groupAbsmax: [Float]
     public let scaleOffset: Float
 
+    /// Its copy on the GPU, when products run there (CUDABackend.active).
+    private let deviceCopy = DeviceCopy()
+
     public var count: Int { rows * cols }
     public var blockCount: Int { (count + config.blockSize - 1) / config.blockSize }
 
@@ -125,10 +128,14 @@ public final class QuantizedMatrix: @unchecked Sendable {
 
     /// X · Wᵀ for X [n, cols] → [n, rows], the product a linear layer computes. Few rows use the
     /// fused GEMV; many rows dequantize cache-sized panels of W (one thread each) feeding sgemm.
-    public func matmul(_ x: Tensor) -> Tensor {
+    /// `gpu`: the CUDA backend to run on (default: the process's active one; nil for the CPU).
+    public func matmul(_ x: Tensor, gpu: CUDABackend? = CUDABackend.active) -> Tensor {
         precondition(x.rank == 2 && x.shape[1] == cols, "matmul: x \(x.shape) against W [\(rows), \(cols)]")
         let n = x.shape[0]
         let out = Tensor(zeros: [n, rows])
+        if n > 0, let gpu, onDevice(gpu, { m in gpu.matmul(m, x: x.pointer, rows: n, transposed: false, beta: 0, y: out.pointer) }) {
+            return out
+        }
         if n <= Self.gemvRowLimit {
             let column = UnsafeMutablePointer<Float>.allocate(capacity: rows)
             defer { column.deallocate() }
@@ -164,12 +171,28 @@ public final class QuantizedMatrix: @unchecked Sendable {
 
     /// dX += dY · W for dY [n, rows] and dX [n, cols]: the input gradient of a linear layer through
     /// this frozen weight, dequantized a cache-sized panel of rows at a time (never the whole matrix).
-    public func accumulateTransposedProduct(_ dy: Tensor, into dx: Tensor) {
+    public func accumulateTransposedProduct(_ dy: Tensor, into dx: Tensor, gpu: CUDABackend? = CUDABackend.active) {
         precondition(dy.rank == 2 && dy.shape[1] == rows && dx.shape == [dy.shape[0], cols],
                      "dY \(dy.shape) · W [\(rows), \(cols)] into \(dx.shape)")
         let n = dy.shape[0]
+        if n > 0, let gpu, onDevice(gpu, { m in gpu.matmul(m, x: dy.pointer, rows: n, transposed: true, beta: 1, y: dx.pointer) }) {
+            return
+        }
         let dym = dy.matrix, dxm = dx.matrix
         forEachPanel { w, r in gemm(dym.block(rows: 0..<n, cols: r), w, into: dxm, beta: 1) }
+    }
+
+    /// Runs `product` on the GPU; false (after one warning) when it cannot, so the caller computes on
+    /// the CPU. A failed product leaves its output as it was.
+    private func onDevice(_ gpu: CUDABackend, _ product: (OpaquePointer) -> String?) -> Bool {
+        let name = "a \(rows)x\(cols) \(config.name) matrix"
+        guard let m = deviceCopy.matrix(on: gpu, name: name, upload: { withCView { gpu.upload($0, rows: rows, cols: cols) } })
+        else { return false }
+        if let error = product(m) {
+            deviceCopy.markFailed("\(name): GPU product failed (\(error)); it stays on the CPU")
+            return false
+        }
+        return true
     }
 
     /// Bytes of storage (codes and scales as stored; group absmax at its storage width).

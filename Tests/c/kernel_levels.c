@@ -47,12 +47,12 @@ static void test_conversions(lq_level level) {
     check(memcmp(x, y, sizeof x) == 0, "f32 -> bf16, random bits");
 }
 
-static void test_format(lq_level level, int bits, int block, int kind, int scale_bits, int group) {
-    const int64_t rows = 24, cols = 3 * block + (kind == LQ_SCALES_F32 ? 0 : 0);
+static void test_format(lq_level level, int bits, int block, int kind, int scale_bits, int group, int64_t cols) {
+    const int64_t rows = 24;
     const int64_t n = rows * cols;
     const int64_t blocks = (n + block - 1) / block, groups = kind == LQ_SCALES_F32 ? 0 : (blocks + group - 1) / group;
     size_t code_bytes = lq_packed_bytes(bits, n);
-    uint8_t *codes = malloc(code_bytes + 64);
+    uint8_t *codes = malloc(code_bytes);  // unpadded: kernels must not read past the codes
     for (size_t i = 0; i < code_bytes; i++) codes[i] = (uint8_t)rnd();
     int ncodes = 1 << bits;
     float *codebook = malloc(sizeof(float) * ncodes);
@@ -91,7 +91,7 @@ static void test_format(lq_level level, int bits, int block, int kind, int scale
         for (int64_t j = 0; j < cols; j++) mag += fabs((double)ref[r * cols + j] * x[j]);
         ok &= fabs((double)y0[r] - y1[r]) <= 1e-5 * mag + 1e-30;
     }
-    snprintf(what, sizeof what, "gemv bits %d block %d kind %d/%d/%d", bits, block, kind, scale_bits, group);
+    snprintf(what, sizeof what, "gemv bits %d block %d kind %d/%d/%d cols %lld", bits, block, kind, scale_bits, group, (long long)cols);
     check(ok, what);
     free(codes); free(codebook); free(absmax); free(group_absmax); free(scale_codes); free(ref); free(got); free(x); free(y0); free(y1);
 }
@@ -146,10 +146,14 @@ int main(void) {
     const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64};
     for (int b = 0; b < 4; b++)
         for (int k = 0; k < 3; k++) {
-            test_format(level, bits[b], blocks[k], LQ_SCALES_F32, 32, 0);
-            test_format(level, bits[b], blocks[k], LQ_SCALES_DYNAMIC8, 8, 256);
-            test_format(level, bits[b], blocks[k], LQ_SCALES_UINT, 3, 16);
-            test_format(level, bits[b], blocks[k], LQ_SCALES_UINT, 8, 4);
+            // Three blocks per row, and 192 columns (the whole-64-group GEMV cores).
+            for (int c = 0; c < 2; c++) {
+                const int64_t cols = c == 0 ? 3 * blocks[k] : 192;
+                test_format(level, bits[b], blocks[k], LQ_SCALES_F32, 32, 0, cols);
+                test_format(level, bits[b], blocks[k], LQ_SCALES_DYNAMIC8, 8, 256, cols);
+                test_format(level, bits[b], blocks[k], LQ_SCALES_UINT, 3, 16, cols);
+                test_format(level, bits[b], blocks[k], LQ_SCALES_UINT, 8, 4, cols);
+            }
         }
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -3,3 +3,4 @@
 #include "lq_convert.h"
 #include "lq_quant.h"
 #include "lq_activations.h"
+#include "lq_cuda.h"

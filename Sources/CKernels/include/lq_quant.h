@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "lq_cpu.h"
+#include "lq_layout.h"
 
 #ifdef __cplusplus
 extern "C" {

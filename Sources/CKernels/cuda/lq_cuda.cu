@@ -1,0 +1,477 @@
+// CUDA kernels for the NormalFloat layouts of lq_quant.h: dequantization (bit-exact with the C scalar
+// reference: the layout arithmetic comes from lq_layout.h), a fused dequantize-GEMV for 1-8 rows of x,
+// and dequantize-then-cublasSgemm for more. Built into liblqlora_cuda.so by scripts/build-cuda.sh;
+// the entry points are declared in lq_cuda.h and found at run time by the loader.
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdio>
+#include <mutex>
+
+#include "lq_cuda.h"
+
+// The layout the C side compiled must be the one we see (the loader holds the same checks).
+static_assert(sizeof(lq_qformat) == 20, "lq_qformat layout");
+static_assert(offsetof(lq_qtensor, numel) == 24 && offsetof(lq_qtensor, codes) == 32 &&
+                  offsetof(lq_qtensor, group_absmax) == 72 && offsetof(lq_qtensor, scale_offset) == 80 &&
+                  sizeof(lq_qtensor) == 88,
+              "lq_qtensor layout");
+
+namespace {
+
+thread_local char last_error[512] = "no error";
+
+int fail(int code, const char *what, const char *detail) {
+    snprintf(last_error, sizeof last_error, "%s: %s", what, detail);
+    return code ? code : -1;
+}
+
+#define CUDA_TRY(call)                                                                         \
+    do {                                                                                       \
+        cudaError_t e_ = (call);                                                               \
+        if (e_ != cudaSuccess) return fail((int)e_, #call, cudaGetErrorString(e_));            \
+    } while (0)
+#define BLAS_TRY(call)                                                                         \
+    do {                                                                                       \
+        cublasStatus_t s_ = (call);                                                            \
+        if (s_ != CUBLAS_STATUS_SUCCESS) return fail((int)s_, #call, cublasGetStatusString(s_)); \
+    } while (0)
+
+cublasHandle_t blas = nullptr;
+
+/// What a kernel needs of a matrix, passed by value. Shifts replace 64-bit divisions when the block
+/// and group sizes are powers of two (they are for every configuration in the table).
+struct QView {
+    int bits, block_size, scale_kind, scale_bits, scale_block_size;
+    int block_shift, group_shift;  // log2 of the sizes, or -1
+    int64_t numel;
+    const uint8_t *codes;
+    const float *codebook;
+    const float *absmax;
+    const uint8_t *scale_codes;
+    const float *scale_map;
+    const float *group_absmax;
+    float scale_offset;
+};
+
+int log2_exact(int v) {
+    for (int s = 0; s < 31; s++)
+        if ((1 << s) == v) return s;
+    return -1;
+}
+
+__device__ __forceinline__ int64_t divide(int64_t v, int size, int shift) { return shift >= 0 ? v >> shift : v / size; }
+
+/// The fp32 absmax of block b, rounded exactly as lq_block_scales does on the CPU.
+__device__ __forceinline__ float block_scale(const QView &q, int64_t b) {
+    if (q.scale_kind == LQ_SCALES_F32) return __ldg(q.absmax + b);
+    const float ga = __ldg(q.group_absmax + divide(b, q.scale_block_size, q.group_shift));
+    if (q.scale_kind == LQ_SCALES_DYNAMIC8) return lq_dynamic8_scale(__ldg(q.scale_map + __ldg(q.scale_codes + b)), ga, q.scale_offset);
+    return lq_uint_scale(lq_code_at(q.scale_codes, q.scale_bits, b), lq_uint_step(q.scale_bits, ga), ga, q.scale_offset);
+}
+
+/// The eight codes [i0, i0 + 8) for i0 a multiple of 8 (so they start on a byte, and on a 3-bit
+/// group). Device code buffers are padded, so a short last chunk reads zeros, never past the end.
+template <int BITS>
+__device__ __forceinline__ void load8(const uint8_t *codes, int64_t i0, uint32_t c[8]) {
+    if (BITS == 4) {
+        const uint32_t w = __ldg(reinterpret_cast<const unsigned int *>(codes + i0 / 2));
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const uint32_t byte = (w >> (8 * j)) & 0xffu;  // little-endian: byte j holds codes 2j, 2j+1
+            c[2 * j] = byte >> 4;
+            c[2 * j + 1] = byte & 0xfu;
+        }
+    } else if (BITS == 2) {
+        const uint32_t w = __ldg(reinterpret_cast<const unsigned short *>(codes + i0 / 4));
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            const uint32_t byte = (w >> (8 * j)) & 0xffu;
+#pragma unroll
+            for (int k = 0; k < 4; k++) c[4 * j + k] = (byte >> (6 - 2 * k)) & 0x3u;
+        }
+    } else if (BITS == 8) {
+        const uint2 w = __ldg(reinterpret_cast<const uint2 *>(codes + i0));
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            c[j] = (w.x >> (8 * j)) & 0xffu;
+            c[4 + j] = (w.y >> (8 * j)) & 0xffu;
+        }
+    } else {  // 3 bits: one big-endian 24-bit word
+        const uint8_t *g = codes + LQ_3BIT_GROUP_BYTES * (i0 / LQ_3BIT_GROUP_CODES);
+        const uint32_t w = ((uint32_t)__ldg(g) << 16) | ((uint32_t)__ldg(g + 1) << 8) | __ldg(g + 2);
+#pragma unroll
+        for (int j = 0; j < 8; j++) c[j] = (w >> (21 - 3 * j)) & 0x7u;
+    }
+}
+
+__device__ __forceinline__ void load_codebook(const QView &q, float *cb) {
+    for (int k = threadIdx.x; k < (1 << q.bits); k += blockDim.x) cb[k] = q.codebook[k];
+    __syncthreads();
+}
+
+/// Eight values per thread, written as two float4 (needs block_size % 8 == 0 and a 16-byte aligned out).
+template <int BITS>
+__global__ void dequantize8(QView q, float *__restrict__ out) {
+    __shared__ float cb[1 << BITS];
+    load_codebook(q, cb);
+    const int64_t chunks = (q.numel + 7) / 8;
+    for (int64_t c = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; c < chunks; c += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i0 = c * 8;
+        uint32_t code[8];
+        load8<BITS>(q.codes, i0, code);
+        const float s = block_scale(q, divide(i0, q.block_size, q.block_shift));
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = LQ_MUL(cb[code[j]], s);
+        if (i0 + 8 <= q.numel) {
+            float4 *o = reinterpret_cast<float4 *>(out + i0);
+            o[0] = make_float4(v[0], v[1], v[2], v[3]);
+            o[1] = make_float4(v[4], v[5], v[6], v[7]);
+        } else {
+            for (int j = 0; i0 + j < q.numel; j++) out[i0 + j] = v[j];
+        }
+    }
+}
+
+/// Any layout: one value per thread.
+__global__ void dequantize_any(QView q, float *__restrict__ out) {
+    __shared__ float cb[256];
+    load_codebook(q, cb);
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < q.numel; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = LQ_MUL(cb[lq_code_at(q.codes, q.bits, i)], block_scale(q, divide(i, q.block_size, q.block_shift)));
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+constexpr int kGemvWarps = 4;  // rows per thread block
+
+/// Y[n, rows] = X[n, cols] · Wᵀ: one warp per row of W; each lane decodes 8 codes at a time in
+/// registers and applies them to the N rows of x. Needs cols % 8 == 0, block_size % 8 == 0 and a
+/// 16-byte aligned x.
+template <int BITS, int N>
+__global__ void gemv8(QView q, int64_t rows, int64_t cols, const float *__restrict__ x, float *__restrict__ y) {
+    __shared__ float cb[1 << BITS];
+    load_codebook(q, cb);
+    const int lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    if (r >= rows) return;
+    float acc[N];
+#pragma unroll
+    for (int n = 0; n < N; n++) acc[n] = 0.0f;
+    const int64_t chunks = cols / 8;
+    for (int64_t c = lane; c < chunks; c += 32) {
+        const int64_t i0 = r * cols + c * 8;
+        uint32_t code[8];
+        load8<BITS>(q.codes, i0, code);
+        const float s = block_scale(q, divide(i0, q.block_size, q.block_shift));
+        float w[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) w[j] = cb[code[j]];
+#pragma unroll
+        for (int n = 0; n < N; n++) {
+            const float4 *xv = reinterpret_cast<const float4 *>(x + n * cols + c * 8);
+            const float4 a = __ldg(xv), b = __ldg(xv + 1);
+            const float dot = w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
+            acc[n] += dot * s;
+        }
+    }
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        const float total = warp_sum(acc[n]);
+        if (lane == 0) y[n * rows + r] = total;
+    }
+}
+
+/// Any layout: one warp per row, one value per lane step.
+__global__ void gemv_any(QView q, int64_t rows, int64_t cols, int n_rows, const float *__restrict__ x, float *__restrict__ y) {
+    __shared__ float cb[256];
+    load_codebook(q, cb);
+    const int lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    if (r >= rows) return;
+    float acc[LQ_CUDA_GEMV_MAX_ROWS] = {0};
+    for (int64_t c = lane; c < cols; c += 32) {
+        const int64_t i = r * cols + c;
+        const float w = cb[lq_code_at(q.codes, q.bits, i)] * block_scale(q, divide(i, q.block_size, q.block_shift));
+        for (int n = 0; n < n_rows; n++) acc[n] += w * x[n * cols + c];
+    }
+    for (int n = 0; n < n_rows; n++) {
+        const float total = warp_sum(acc[n]);
+        if (lane == 0) y[n * rows + r] = total;
+    }
+}
+
+__global__ void f32_to_f16_kernel(const float *in, int64_t count, __half *out) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = __float2half_rn(in[i]);
+}
+
+int grid_for(int64_t work, int threads) {
+    const int64_t blocks = (work + threads - 1) / threads;
+    return (int)(blocks < 65535 * 16 ? (blocks > 0 ? blocks : 1) : 65535 * 16);
+}
+
+}  // namespace
+
+struct lq_cuda_matrix {
+    QView view;
+    int64_t rows, cols;
+    size_t bytes;
+    void *buffers[6];  // codes, codebook, absmax, scale codes, scale map, group absmax
+};
+
+// ---- Entry points ----
+
+extern "C" int lq_cuda_abi_version(void) { return LQ_CUDA_ABI_VERSION; }
+
+extern "C" const char *lq_cuda_last_error(void) { return last_error; }
+
+extern "C" int lq_cuda_init(int device, lq_cuda_device_info *info) {
+    int count = 0;
+    CUDA_TRY(cudaGetDeviceCount(&count));
+    if (count == 0) return fail(-1, "cudaGetDeviceCount", "no CUDA device");
+    if (device < 0 || device >= count) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "device %d requested, %d present", device, count);
+        return fail(-1, "lq_cuda_init", detail);
+    }
+    CUDA_TRY(cudaSetDevice(device));
+    cudaDeviceProp prop;
+    CUDA_TRY(cudaGetDeviceProperties(&prop, device));
+    if (info) {
+        snprintf(info->name, sizeof info->name, "%s", prop.name);
+        info->compute_major = prop.major;
+        info->compute_minor = prop.minor;
+        CUDA_TRY(cudaMemGetInfo(&info->free_memory, &info->total_memory));
+        CUDA_TRY(cudaDriverGetVersion(&info->driver_version));
+        CUDA_TRY(cudaRuntimeGetVersion(&info->runtime_version));
+    }
+    if (!blas) BLAS_TRY(cublasCreate(&blas));
+    return 0;
+}
+
+extern "C" int lq_cuda_malloc(void **ptr, size_t bytes) {
+    CUDA_TRY(cudaMalloc(ptr, bytes ? bytes : 1));
+    return 0;
+}
+extern "C" int lq_cuda_free(void *ptr) {
+    CUDA_TRY(cudaFree(ptr));
+    return 0;
+}
+extern "C" int lq_cuda_upload(void *dst, const void *src, size_t bytes) {
+    CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    return 0;
+}
+extern "C" int lq_cuda_download(void *dst, const void *src, size_t bytes) {
+    CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    return 0;
+}
+extern "C" int lq_cuda_copy(void *dst, const void *src, size_t bytes) {
+    CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice));
+    return 0;
+}
+extern "C" int lq_cuda_synchronize(void) {
+    CUDA_TRY(cudaDeviceSynchronize());
+    return 0;
+}
+
+extern "C" void lq_cuda_matrix_free(lq_cuda_matrix *m) {
+    if (!m) return;
+    for (void *b : m->buffers) cudaFree(b);
+    delete m;
+}
+
+extern "C" int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out) {
+    const lq_qformat f = t->format;
+    if (rows * cols != t->numel) return fail(-1, "lq_cuda_matrix_upload", "rows x cols differs from numel");
+    if (f.bits != 2 && f.bits != 3 && f.bits != 4 && f.bits != 8) return fail(-1, "lq_cuda_matrix_upload", "bits must be 2, 3, 4 or 8");
+    const int64_t blocks = (t->numel + f.block_size - 1) / f.block_size;
+    const int64_t groups = f.scale_kind == LQ_SCALES_F32 ? 0 : (blocks + f.scale_block_size - 1) / f.scale_block_size;
+    // Host sources and sizes; code buffers get 16 bytes of zero padding for the 8-code loads.
+    const void *src[6] = {t->codes, t->codebook, t->absmax, t->scale_codes, t->scale_map, t->group_absmax};
+    size_t size[6] = {lq_packed_size(f.bits, t->numel), sizeof(float) * (1u << f.bits), 0, 0, 0, sizeof(float) * (size_t)groups};
+    if (f.scale_kind == LQ_SCALES_F32) size[2] = sizeof(float) * (size_t)blocks;
+    if (f.scale_kind == LQ_SCALES_DYNAMIC8) {
+        size[3] = (size_t)blocks;
+        size[4] = sizeof(float) * LQ_DYNAMIC8_MAP_SIZE;
+    }
+    if (f.scale_kind == LQ_SCALES_UINT) size[3] = lq_packed_size(f.scale_bits, blocks);
+    lq_cuda_matrix *m = new lq_cuda_matrix();
+    m->rows = rows;
+    m->cols = cols;
+    for (int k = 0; k < 6; k++) {
+        if (size[k] == 0) continue;
+        const size_t padded = (k == 0 || k == 3) ? size[k] + 16 : size[k];
+        cudaError_t e = cudaMalloc(&m->buffers[k], padded);
+        if (e == cudaSuccess && padded > size[k]) e = cudaMemset((uint8_t *)m->buffers[k] + size[k], 0, padded - size[k]);
+        if (e == cudaSuccess) e = cudaMemcpy(m->buffers[k], src[k], size[k], cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) {
+            lq_cuda_matrix_free(m);
+            return fail((int)e, "lq_cuda_matrix_upload", cudaGetErrorString(e));
+        }
+        m->bytes += padded;
+    }
+    QView &v = m->view;
+    v.bits = f.bits;
+    v.block_size = f.block_size;
+    v.scale_kind = f.scale_kind;
+    v.scale_bits = f.scale_bits;
+    v.scale_block_size = f.scale_block_size;
+    v.block_shift = log2_exact(f.block_size);
+    v.group_shift = f.scale_kind == LQ_SCALES_F32 ? 0 : log2_exact(f.scale_block_size);
+    v.numel = t->numel;
+    v.codes = (const uint8_t *)m->buffers[0];
+    v.codebook = (const float *)m->buffers[1];
+    v.absmax = (const float *)m->buffers[2];
+    v.scale_codes = (const uint8_t *)m->buffers[3];
+    v.scale_map = (const float *)m->buffers[4];
+    v.group_absmax = (const float *)m->buffers[5];
+    v.scale_offset = t->scale_offset;
+    *out = m;
+    return 0;
+}
+
+extern "C" size_t lq_cuda_matrix_bytes(const lq_cuda_matrix *m) { return m->bytes; }
+
+extern "C" int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out) {
+    const QView &q = m->view;
+    constexpr int threads = 256;
+    if (q.block_size % 8 == 0 && ((uintptr_t)out & 15) == 0) {
+        const int grid = grid_for((q.numel + 7) / 8, threads);
+        switch (q.bits) {
+            case 2: dequantize8<2><<<grid, threads>>>(q, out); break;
+            case 3: dequantize8<3><<<grid, threads>>>(q, out); break;
+            case 4: dequantize8<4><<<grid, threads>>>(q, out); break;
+            default: dequantize8<8><<<grid, threads>>>(q, out); break;
+        }
+    } else {
+        dequantize_any<<<grid_for(q.numel, threads), threads>>>(q, out);
+    }
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+template <int BITS>
+static void launch_gemv8(const QView &q, int64_t rows, int64_t cols, const float *x, int64_t n, float *y) {
+    const int grid = (int)((rows + kGemvWarps - 1) / kGemvWarps), threads = 32 * kGemvWarps;
+    switch (n) {
+        case 1: gemv8<BITS, 1><<<grid, threads>>>(q, rows, cols, x, y); break;
+        case 2: gemv8<BITS, 2><<<grid, threads>>>(q, rows, cols, x, y); break;
+        case 3: gemv8<BITS, 3><<<grid, threads>>>(q, rows, cols, x, y); break;
+        case 4: gemv8<BITS, 4><<<grid, threads>>>(q, rows, cols, x, y); break;
+        case 5: gemv8<BITS, 5><<<grid, threads>>>(q, rows, cols, x, y); break;
+        case 6: gemv8<BITS, 6><<<grid, threads>>>(q, rows, cols, x, y); break;
+        case 7: gemv8<BITS, 7><<<grid, threads>>>(q, rows, cols, x, y); break;
+        default: gemv8<BITS, 8><<<grid, threads>>>(q, rows, cols, x, y); break;
+    }
+}
+
+extern "C" int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) {
+    if (n < 1 || n > LQ_CUDA_GEMV_MAX_ROWS) return fail(-1, "lq_cuda_gemv", "1 to 8 rows of x");
+    const QView &q = m->view;
+    if (m->cols % 8 == 0 && q.block_size % 8 == 0 && ((uintptr_t)x & 15) == 0) {
+        switch (q.bits) {
+            case 2: launch_gemv8<2>(q, m->rows, m->cols, x, n, y); break;
+            case 3: launch_gemv8<3>(q, m->rows, m->cols, x, n, y); break;
+            case 4: launch_gemv8<4>(q, m->rows, m->cols, x, n, y); break;
+            default: launch_gemv8<8>(q, m->rows, m->cols, x, n, y); break;
+        }
+    } else {
+        gemv_any<<<(int)((m->rows + kGemvWarps - 1) / kGemvWarps), 32 * kGemvWarps>>>(q, m->rows, m->cols, (int)n, x, y);
+    }
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int lq_cuda_gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *workspace,
+                            float *y) {
+    int status = lq_cuda_dequantize(m, workspace);
+    if (status) return status;
+    const float one = 1.0f;
+    const int rows = (int)m->rows, cols = (int)m->cols, nn = (int)n;
+    // Row-major W [rows, cols] is column-major Wᶜ [cols, rows]. Y [n, rows] row-major is Yᵀ column-major:
+    // Yᵀ = W · Xᵀ = (Wᶜ)ᵀ · Xᵀ. Transposed: dXᵀ [cols, n] = Wᶜ · dYᵀ.
+    if (!transposed) {
+        BLAS_TRY(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, rows, nn, cols, &one, workspace, cols, x, cols, &beta, y, rows));
+    } else {
+        BLAS_TRY(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, cols, nn, rows, &one, workspace, cols, x, rows, &beta, y, cols));
+    }
+    return 0;
+}
+
+namespace {
+std::mutex staging_lock;
+float *staging_x = nullptr, *staging_y = nullptr, *staging_w = nullptr;
+size_t capacity_x = 0, capacity_y = 0, capacity_w = 0;
+
+int reserve(float **buffer, size_t *capacity, size_t floats) {
+    if (floats <= *capacity) return 0;
+    if (*buffer) cudaFree(*buffer);
+    *buffer = nullptr;
+    *capacity = 0;
+    CUDA_TRY(cudaMalloc(buffer, floats * sizeof(float)));
+    *capacity = floats;
+    return 0;
+}
+}  // namespace
+
+extern "C" int lq_cuda_matmul_host(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
+    std::lock_guard<std::mutex> guard(staging_lock);
+    const size_t in = (size_t)n * (transposed ? m->rows : m->cols), out = (size_t)n * (transposed ? m->cols : m->rows);
+    int status = reserve(&staging_x, &capacity_x, in);
+    if (!status) status = reserve(&staging_y, &capacity_y, out);
+    if (status) return status;
+    CUDA_TRY(cudaMemcpy(staging_x, x, in * sizeof(float), cudaMemcpyHostToDevice));
+    if (beta != 0.0f) CUDA_TRY(cudaMemcpy(staging_y, y, out * sizeof(float), cudaMemcpyHostToDevice));
+    if (!transposed && beta == 0.0f && n <= LQ_CUDA_GEMV_MAX_ROWS) {
+        status = lq_cuda_gemv(m, staging_x, n, staging_y);
+    } else {
+        status = reserve(&staging_w, &capacity_w, (size_t)m->rows * m->cols);
+        if (!status) status = lq_cuda_gemm(m, staging_x, n, transposed, beta, staging_w, staging_y);
+    }
+    if (status) return status;
+    CUDA_TRY(cudaMemcpy(y, staging_y, out * sizeof(float), cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+extern "C" int lq_cuda_sgemv_dense(const float *w, int64_t rows, int64_t cols, const float *x, float *y) {
+    const float one = 1.0f, zero = 0.0f;
+    BLAS_TRY(cublasSgemv(blas, CUBLAS_OP_T, (int)cols, (int)rows, &one, w, (int)cols, x, 1, &zero, y, 1));
+    return 0;
+}
+
+extern "C" int lq_cuda_hgemv_dense(const uint16_t *w, int64_t rows, int64_t cols, const uint16_t *x, uint16_t *y) {
+    const float one = 1.0f, zero = 0.0f;
+    BLAS_TRY(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, 1, (int)cols, &one, w, CUDA_R_16F, (int)cols, x,
+                          CUDA_R_16F, (int)cols, &zero, y, CUDA_R_16F, (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return 0;
+}
+
+extern "C" int lq_cuda_f32_to_f16(const float *in, int64_t count, uint16_t *out) {
+    f32_to_f16_kernel<<<grid_for(count, 256), 256>>>(in, count, reinterpret_cast<__half *>(out));
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int lq_cuda_time(int (*body)(void *), void *context, int iterations, float *milliseconds) {
+    int status = body(context);  // warm-up
+    if (status) return status;
+    cudaEvent_t start, stop;
+    CUDA_TRY(cudaEventCreate(&start));
+    CUDA_TRY(cudaEventCreate(&stop));
+    CUDA_TRY(cudaEventRecord(start));
+    for (int i = 0; i < iterations && !status; i++) status = body(context);
+    CUDA_TRY(cudaEventRecord(stop));
+    CUDA_TRY(cudaEventSynchronize(stop));
+    CUDA_TRY(cudaEventElapsedTime(milliseconds, start, stop));
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    return status;
+}

@@ -1,0 +1,116 @@
+// The GPU boundary. The CUDA kernels live in liblqlora_cuda.so (built by scripts/build-cuda.sh from
+// Sources/CKernels/cuda/*.cu, never by SwiftPM); this header declares what that library exports and
+// the loader that finds it at run time with dlopen. Without the library or a device, the loader says
+// why and the caller stays on the CPU kernels.
+//
+// Matrices use the layouts of lq_quant.h. Products follow a linear layer: Y[n, rows] = X[n, cols] · Wᵀ
+// with X and Y row-major. Every entry point returns 0 on success or a CUDA/cuBLAS status, and
+// lq_cuda_last_error() then describes the failure.
+#ifndef LQ_CUDA_H
+#define LQ_CUDA_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "lq_quant.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Bumped whenever an entry point below changes; the loader refuses a library built for another.
+#define LQ_CUDA_ABI_VERSION 1
+
+/// Rows of X up to which products use the fused dequantize-GEMV kernel; more rows dequantize W into
+/// a device workspace and call cublasSgemm.
+#define LQ_CUDA_GEMV_MAX_ROWS 8
+
+/// A quantized matrix resident on the device (its codes, scales and codebook).
+typedef struct lq_cuda_matrix lq_cuda_matrix;
+
+typedef struct {
+    char name[256];
+    int compute_major, compute_minor;
+    size_t total_memory, free_memory;
+    int driver_version, runtime_version;
+} lq_cuda_device_info;
+
+// ---- The library's exports (looked up by name; see LQ_CUDA_SYMBOLS) ----
+int lq_cuda_abi_version(void);
+/// Selects `device` and creates the cuBLAS handle. Fails when there is no device.
+int lq_cuda_init(int device, lq_cuda_device_info *info);
+const char *lq_cuda_last_error(void);
+
+int lq_cuda_malloc(void **ptr, size_t bytes);
+int lq_cuda_free(void *ptr);
+int lq_cuda_upload(void *device_dst, const void *host_src, size_t bytes);
+int lq_cuda_download(void *host_dst, const void *device_src, size_t bytes);
+int lq_cuda_copy(void *device_dst, const void *device_src, size_t bytes);
+int lq_cuda_synchronize(void);
+
+/// Copies a quantized matrix (rows × cols, t->numel = rows · cols) to the device.
+int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out);
+void lq_cuda_matrix_free(lq_cuda_matrix *m);
+/// Device bytes the matrix holds.
+size_t lq_cuda_matrix_bytes(const lq_cuda_matrix *m);
+
+/// Device pointers: out[0, rows·cols) = W as fp32, bit-exact with lq_dequantize's scalar reference.
+int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out);
+/// Device pointers: Y[n, rows] = X[n, cols] · Wᵀ, W decoded in registers; 1 ≤ n ≤ LQ_CUDA_GEMV_MAX_ROWS.
+int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y);
+/// Device pointers: Y = X · Wᵀ (or, transposed, dX = dY · W + beta·dX for dY [n, rows], dX [n, cols]),
+/// through W dequantized into `workspace` (rows · cols floats) and cublasSgemm.
+int lq_cuda_gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *workspace,
+                 float *y);
+/// Host pointers: the product a linear layer needs (fused GEMV for few rows, GEMM otherwise), with
+/// the library's own staging buffers; thread-safe. transposed/beta as for lq_cuda_gemm.
+int lq_cuda_matmul_host(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y);
+
+// Anchors for the benchmark, on dense matrices W [rows, cols] on the device.
+int lq_cuda_sgemv_dense(const float *w, int64_t rows, int64_t cols, const float *x, float *y);
+/// fp16 W, x and y (IEEE half, as uint16 bits), fp32 accumulation (cublasGemmEx).
+int lq_cuda_hgemv_dense(const uint16_t *w, int64_t rows, int64_t cols, const uint16_t *x, uint16_t *y);
+int lq_cuda_f32_to_f16(const float *in, int64_t count, uint16_t *out);
+/// Milliseconds of GPU time for `iterations` calls of `body(context)` (CUDA events), after one warm-up call.
+int lq_cuda_time(int (*body)(void *), void *context, int iterations, float *milliseconds);
+
+// ---- The loader (C, in this target) ----
+
+typedef struct {
+    int (*abi_version)(void);
+    int (*init)(int, lq_cuda_device_info *);
+    const char *(*last_error)(void);
+    int (*malloc)(void **, size_t);
+    int (*free)(void *);
+    int (*upload)(void *, const void *, size_t);
+    int (*download)(void *, const void *, size_t);
+    int (*copy)(void *, const void *, size_t);
+    int (*synchronize)(void);
+    int (*matrix_upload)(const lq_qtensor *, int64_t, int64_t, lq_cuda_matrix **);
+    void (*matrix_free)(lq_cuda_matrix *);
+    size_t (*matrix_bytes)(const lq_cuda_matrix *);
+    int (*dequantize)(const lq_cuda_matrix *, float *);
+    int (*gemv)(const lq_cuda_matrix *, const float *, int64_t, float *);
+    int (*gemm)(const lq_cuda_matrix *, const float *, int64_t, int, float, float *, float *);
+    int (*matmul_host)(const lq_cuda_matrix *, const float *, int64_t, int, float, float *);
+    int (*sgemv_dense)(const float *, int64_t, int64_t, const float *, float *);
+    int (*hgemv_dense)(const uint16_t *, int64_t, int64_t, const uint16_t *, uint16_t *);
+    int (*f32_to_f16)(const float *, int64_t, uint16_t *);
+    int (*time)(int (*)(void *), void *, int, float *);
+    lq_cuda_device_info device;
+    char path[1024];  // the library that was loaded
+} lq_cuda_api;
+
+/// The library file name the loader looks for.
+#define LQ_CUDA_LIBRARY_NAME "liblqlora_cuda.so"
+
+/// Finds and opens the library: $LQLORA_CUDA_LIBRARY if set (a file), else liblqlora_cuda.so next
+/// to the running executable, else the dynamic linker's search path. Resolves every entry point,
+/// checks the ABI version and initialises device 0 (or $LQLORA_CUDA_DEVICE).
+/// Returns the API (loaded once per process; later calls return the same result), or NULL with
+/// the reason in `why` (library not found, a missing symbol, ABI mismatch, no device).
+const lq_cuda_api *lq_cuda_load(char *why, size_t why_size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,29 @@
+import LQQuant
+import LQTensor
+import Testing
+
+/// Quantized products through liblqlora_cuda.so against the CPU kernels, as the model calls them.
+/// Runs where the library and a GPU are present (scripts/build-cuda.sh; the library next to the
+/// test binary or LQLORA_CUDA_LIBRARY); elsewhere it is skipped and cuda-check covers the kernels.
+struct CUDATests {
+    static let gpu: CUDABackend? = try? CUDABackend.loaded.get()
+
+    @Test(.enabled(if: gpu != nil, "no CUDA library or device"),
+          arguments: [(QuantConfig.nf4DoubleQuant, 1), (.nf4DoubleQuant, 6), (.qlora(bits: 3), 40), (.qlora(bits: 2), 3)])
+    func productsMatchTheCPU(config: QuantConfig, n: Int) throws {
+        let gpu = try #require(Self.gpu)
+        var rng = SeededGenerator(seed: 11)
+        let q = try Quantizer.quantize(Tensor.gaussian([200, 136], using: &rng, scale: 0.05), config: config)
+        let x = Tensor.gaussian([n, 136], using: &rng, scale: 1)
+        let want = q.matmul(x, gpu: nil), got = q.matmul(x, gpu: gpu)
+        let dy = Tensor.gaussian([n, 200], using: &rng, scale: 1)
+        let dxCPU = Tensor.gaussian([n, 136], using: &rng, scale: 1), dxGPU = dxCPU.copy()
+        q.accumulateTransposedProduct(dy, into: dxCPU, gpu: nil)
+        q.accumulateTransposedProduct(dy, into: dxGPU, gpu: gpu)
+        for (a, b, label) in [(got, want, "X·Wᵀ"), (dxGPU, dxCPU, "dY·W + dX")] {
+            let scale = b.array.map(abs).max() ?? 1
+            let worst = zip(a.array, b.array).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-4 * scale, "\(config.name) n=\(n) \(label): max difference \(worst) of \(scale)")
+        }
+    }
+}

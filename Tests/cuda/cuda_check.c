@@ -1,0 +1,329 @@
+// Checks every kernel of liblqlora_cuda.so against the CPU scalar reference, then (with --bench)
+// measures them against their anchors in the same run. Built by scripts/build-cuda.sh; loads the
+// library through the same loader as lqlora (set LQLORA_CUDA_LIBRARY to choose the file).
+//
+//   cuda-check            correctness: dequantization bit-exact, GEMV/GEMM within 1e-5 of Σ|w·x|
+//   cuda-check --bench    plus dequantization GB/s vs a device-to-device copy, NF4/NF3/NF2 GEMV vs
+//                         cuBLAS SGEMV (fp32) and fp16 GEMV, GEMM (512 rows) vs cublasSgemm
+// Exit status: 0 all passed, 1 a check failed, 77 no usable library or device (skipped).
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lq_cuda.h"
+#include "quant_impl.h"
+
+static const lq_cuda_api *gpu;
+static int failures = 0;
+
+#define CHECK(call)                                                                              \
+    do {                                                                                         \
+        if ((call) != 0) {                                                                       \
+            fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, gpu->last_error()); \
+            exit(1);                                                                             \
+        }                                                                                        \
+    } while (0)
+
+// ---- Deterministic random data (splitmix64) ----
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static uint64_t next_u64(void) {
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)((next_u64() >> 40) * 0x1p-24); }
+
+static int compare_floats(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/// A random quantized matrix of one format: random packed codes and scale codes, sorted codebook
+/// and map. Every buffer is its own allocation so the checks see what the kernels read.
+typedef struct {
+    lq_qtensor t;
+    int64_t rows, cols;
+    void *owned[6];
+} host_matrix;
+
+static void *random_bytes(size_t n) {
+    uint8_t *p = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)next_u64();
+    return p;
+}
+
+static host_matrix make_matrix(lq_qformat f, int64_t rows, int64_t cols) {
+    host_matrix m = {.rows = rows, .cols = cols};
+    const int64_t numel = rows * cols, blocks = lq_num_blocks(numel, f.block_size);
+    const int64_t groups = f.scale_kind == LQ_SCALES_F32 ? 0 : (blocks + f.scale_block_size - 1) / f.scale_block_size;
+    uint8_t *codes = random_bytes(lq_packed_bytes(f.bits, numel));
+    float *codebook = malloc(sizeof(float) << f.bits);
+    for (int k = 0; k < (1 << f.bits); k++) codebook[k] = uniform(-1, 1);
+    qsort(codebook, (size_t)1 << f.bits, sizeof(float), compare_floats);
+    float *absmax = NULL, *map = NULL, *group = NULL;
+    uint8_t *scale_codes = NULL;
+    if (f.scale_kind == LQ_SCALES_F32) {
+        absmax = malloc(sizeof(float) * blocks);
+        for (int64_t b = 0; b < blocks; b++) absmax[b] = uniform(0, 0.2f);
+    } else {
+        group = malloc(sizeof(float) * groups);
+        for (int64_t g = 0; g < groups; g++) group[g] = uniform(0.01f, 0.3f);
+        if (groups > 1) group[groups - 1] = 0;  // a dead group: decodes to the offset alone
+        if (f.scale_kind == LQ_SCALES_DYNAMIC8) {
+            scale_codes = random_bytes((size_t)blocks);
+            map = malloc(sizeof(float) * LQ_DYNAMIC8_MAP_SIZE);
+            for (int k = 0; k < LQ_DYNAMIC8_MAP_SIZE; k++) map[k] = uniform(-1, 1);
+            qsort(map, LQ_DYNAMIC8_MAP_SIZE, sizeof(float), compare_floats);
+        } else {
+            scale_codes = random_bytes(lq_packed_bytes(f.scale_bits, blocks));
+        }
+    }
+    m.t = (lq_qtensor){.format = f, .numel = numel, .codes = codes, .codebook = codebook, .absmax = absmax,
+                       .scale_codes = scale_codes, .scale_map = map, .group_absmax = group,
+                       .scale_offset = f.scale_kind == LQ_SCALES_F32 ? 0 : uniform(0, 0.05f)};
+    void *owned[6] = {codes, codebook, absmax, scale_codes, map, group};
+    memcpy(m.owned, owned, sizeof owned);
+    return m;
+}
+
+static void free_matrix(host_matrix *m) {
+    for (int k = 0; k < 6; k++) free(m->owned[k]);
+}
+
+static float *device_floats(const float *host, size_t n) {
+    void *d;
+    CHECK(gpu->malloc(&d, n * sizeof(float)));
+    if (host) CHECK(gpu->upload(d, host, n * sizeof(float)));
+    return d;
+}
+
+static float *download_floats(const float *device, size_t n) {
+    float *h = malloc(n * sizeof(float));
+    CHECK(gpu->download(h, device, n * sizeof(float)));
+    return h;
+}
+
+/// |got − want| ≤ tol · Σ|w·x| + 1e-30 for every entry; prints the first miss.
+static void expect_close(const char *what, const float *got, const double *want, const double *magnitude, size_t n, double tol) {
+    for (size_t i = 0; i < n; i++) {
+        if (!(fabs(got[i] - want[i]) <= tol * magnitude[i] + 1e-30)) {
+            fprintf(stderr, "FAIL %s: entry %zu is %.9g, reference %.9g (scale %.3g)\n", what, i, got[i], want[i], magnitude[i]);
+            failures++;
+            return;
+        }
+    }
+}
+
+/// Y[n, rows] = X[n, cols] · Wᵀ (or, transposed, dX[n, cols] = beta·dX + dY[n, rows] · W) in double
+/// from the scalar dequantization, with Σ|w·x| for the tolerance.
+static void reference_product(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, int transposed,
+                              float beta, const float *y0, double *want, double *magnitude) {
+    const int64_t out = transposed ? cols : rows;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < out; j++) {
+            double acc = beta != 0 ? (double)beta * y0[i * out + j] : 0, mag = fabs(acc);
+            const int64_t inner = transposed ? rows : cols;
+            for (int64_t k = 0; k < inner; k++) {
+                const double wv = transposed ? w[k * cols + j] : w[j * cols + k];
+                acc += wv * x[i * inner + k];
+                mag += fabs(wv * x[i * inner + k]);
+            }
+            want[i * out + j] = acc;
+            magnitude[i * out + j] = mag;
+        }
+    }
+}
+
+static void check_format(lq_qformat f, int64_t rows, int64_t cols) {
+    char name[160];
+    snprintf(name, sizeof name, "nf%d bs%d scales%d/%d/%d %lldx%lld", f.bits, f.block_size, f.scale_kind, f.scale_bits,
+             f.scale_block_size, (long long)rows, (long long)cols);
+    host_matrix m = make_matrix(f, rows, cols);
+    const int64_t numel = rows * cols;
+    lq_cuda_matrix *dm;
+    CHECK(gpu->matrix_upload(&m.t, rows, cols, &dm));
+
+    // Dequantization: bit for bit.
+    float *want = malloc(sizeof(float) * numel);
+    lq_dequantize_level(LQ_LEVEL_SCALAR, &m.t, 0, numel, want);
+    float *d_w = device_floats(NULL, (size_t)numel);
+    CHECK(gpu->dequantize(dm, d_w));
+    float *got = download_floats(d_w, (size_t)numel);
+    if (memcmp(got, want, sizeof(float) * numel) != 0) {
+        for (int64_t i = 0; i < numel; i++)
+            if (memcmp(&got[i], &want[i], sizeof(float))) {
+                fprintf(stderr, "FAIL %s dequantize: value %lld is %.9g, reference %.9g\n", name, (long long)i, got[i], want[i]);
+                break;
+            }
+        failures++;
+    }
+
+    // Products: GEMV for 1-8 rows, GEMM for more, both directions through the host entry point too.
+    const int64_t ns[] = {1, 3, 8, 9, 37};
+    for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+        const int64_t n = ns[k];
+        for (int transposed = 0; transposed < 2; transposed++) {
+            const int64_t in = transposed ? rows : cols, out = transposed ? cols : rows;
+            const float beta = transposed ? 1.0f : 0.0f;
+            float *x = malloc(sizeof(float) * n * in), *y0 = malloc(sizeof(float) * n * out);
+            for (int64_t i = 0; i < n * in; i++) x[i] = uniform(-1, 1);
+            for (int64_t i = 0; i < n * out; i++) y0[i] = uniform(-1, 1);
+            double *ref = malloc(sizeof(double) * n * out), *mag = malloc(sizeof(double) * n * out);
+            reference_product(want, rows, cols, x, n, transposed, beta, y0, ref, mag);
+            char what[200];
+
+            float *d_x = device_floats(x, (size_t)(n * in)), *d_y = device_floats(y0, (size_t)(n * out));
+            if (!transposed && n <= LQ_CUDA_GEMV_MAX_ROWS) {
+                CHECK(gpu->gemv(dm, d_x, n, d_y));
+                snprintf(what, sizeof what, "%s gemv n=%lld", name, (long long)n);
+            } else {
+                CHECK(gpu->gemm(dm, d_x, n, transposed, beta, d_w, d_y));
+                snprintf(what, sizeof what, "%s gemm%s n=%lld", name, transposed ? " transposed" : "", (long long)n);
+            }
+            float *y = download_floats(d_y, (size_t)(n * out));
+            expect_close(what, y, ref, mag, (size_t)(n * out), 1e-5);
+
+            memcpy(y, y0, sizeof(float) * n * out);
+            CHECK(gpu->matmul_host(dm, x, n, transposed, beta, y));
+            snprintf(what, sizeof what, "%s matmul_host%s n=%lld", name, transposed ? " transposed" : "", (long long)n);
+            expect_close(what, y, ref, mag, (size_t)(n * out), 1e-5);
+
+            CHECK(gpu->free(d_x));
+            CHECK(gpu->free(d_y));
+            free(x), free(y0), free(y), free(ref), free(mag);
+        }
+    }
+    CHECK(gpu->free(d_w));
+    gpu->matrix_free(dm);
+    free(got), free(want);
+    free_matrix(&m);
+}
+
+static void run_checks(void) {
+    // Every bit width with each scale storage, block sizes of the table (16/32/64) plus a power-of-two
+    // free one (24) and one the 8-value kernels cannot take (20), on awkward shapes: columns not a
+    // multiple of 8, blocks straddling rows, a short last block, a single row.
+    const int bits[] = {2, 3, 4, 8};
+    const lq_qformat scales[] = {
+        {0, 64, LQ_SCALES_F32, 32, 0},      {0, 64, LQ_SCALES_DYNAMIC8, 8, 256}, {0, 16, LQ_SCALES_UINT, 8, 256},
+        {0, 32, LQ_SCALES_UINT, 3, 64},     {0, 64, LQ_SCALES_UINT, 2, 16},      {0, 24, LQ_SCALES_UINT, 4, 16},
+        {0, 20, LQ_SCALES_DYNAMIC8, 8, 256},
+    };
+    const int64_t shapes[][2] = {{67, 136}, {33, 100}, {1, 8}, {5, 3}, {130, 264}};
+    int cases = 0;
+    for (size_t b = 0; b < sizeof bits / sizeof bits[0]; b++)
+        for (size_t s = 0; s < sizeof scales / sizeof scales[0]; s++)
+            for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+                lq_qformat f = scales[s];
+                f.bits = bits[b];
+                check_format(f, shapes[k][0], shapes[k][1]);
+                cases++;
+            }
+    printf("cuda-check: %d formats x shapes, %d failures\n", cases, failures);
+}
+
+// ---- Benchmark ----
+
+typedef struct {
+    const lq_cuda_matrix *m;
+    const void *a;
+    void *b, *c;
+    int64_t rows, cols, n;
+    size_t bytes;
+} bench_args;
+
+static int run_copy(void *p) { bench_args *a = p; return gpu->copy(a->b, a->a, a->bytes); }
+static int run_dequantize(void *p) { bench_args *a = p; return gpu->dequantize(a->m, a->b); }
+static int run_gemv(void *p) { bench_args *a = p; return gpu->gemv(a->m, a->a, a->n, a->b); }
+static int run_gemm(void *p) { bench_args *a = p; return gpu->gemm(a->m, a->a, a->n, 0, 0.0f, a->c, a->b); }
+static int run_sgemv(void *p) { bench_args *a = p; return gpu->sgemv_dense(a->c, a->rows, a->cols, a->a, a->b); }
+static int run_hgemv(void *p) { bench_args *a = p; return gpu->hgemv_dense(a->c, a->rows, a->cols, a->a, a->b); }
+
+/// Median of five timings, microseconds per call.
+static double time_us(int (*body)(void *), bench_args *args, int iterations) {
+    double t[5];
+    for (int r = 0; r < 5; r++) {
+        float ms;
+        CHECK(gpu->time(body, args, iterations, &ms));
+        t[r] = 1000.0 * ms / iterations;
+    }
+    for (int i = 0; i < 5; i++)
+        for (int j = i + 1; j < 5; j++)
+            if (t[j] < t[i]) { double s = t[i]; t[i] = t[j]; t[j] = s; }
+    return t[2];
+}
+
+static void bench_format(const char *label, lq_qformat f, int64_t rows, int64_t cols) {
+    host_matrix m = make_matrix(f, rows, cols);
+    lq_cuda_matrix *dm;
+    CHECK(gpu->matrix_upload(&m.t, rows, cols, &dm));
+    const int64_t numel = rows * cols;
+    const size_t out_bytes = sizeof(float) * numel;
+    float *d_w = device_floats(NULL, (size_t)numel), *d_copy = device_floats(NULL, (size_t)numel);
+    CHECK(gpu->dequantize(dm, d_w));
+    bench_args a = {.m = dm, .rows = rows, .cols = cols, .n = 1, .bytes = out_bytes};
+
+    a.a = d_w, a.b = d_copy;
+    const double copy = time_us(run_copy, &a, 50);
+    a.b = d_w;
+    const double deq = time_us(run_dequantize, &a, 50);
+    printf("%-5s %5lldx%-5lld dequantize %8.1f us %7.1f GB/s | copy %7.1f GB/s | %.2fx copy\n", label, (long long)rows,
+           (long long)cols, deq, out_bytes / deq / 1e3, out_bytes / copy / 1e3, copy / deq);
+
+    float *x = malloc(sizeof(float) * 512 * (size_t)cols);
+    for (int64_t i = 0; i < 512 * cols; i++) x[i] = uniform(-1, 1);
+    float *d_x = device_floats(x, (size_t)(512 * cols)), *d_y = device_floats(NULL, (size_t)(512 * rows));
+    void *d_wh, *d_xh, *d_yh;
+    CHECK(gpu->malloc(&d_wh, 2 * (size_t)numel));
+    CHECK(gpu->malloc(&d_xh, 2 * (size_t)cols));
+    CHECK(gpu->malloc(&d_yh, 2 * (size_t)rows));
+    CHECK(gpu->f32_to_f16(d_w, numel, d_wh));
+    CHECK(gpu->f32_to_f16(d_x, cols, d_xh));
+
+    a.a = d_x, a.b = d_y, a.n = 1;
+    const double ours = time_us(run_gemv, &a, 200);
+    a.c = d_w;
+    const double sgemv = time_us(run_sgemv, &a, 200);
+    a.a = d_xh, a.b = d_yh, a.c = d_wh;
+    const double hgemv = time_us(run_hgemv, &a, 200);
+    printf("%-5s %5lldx%-5lld gemv       %8.2f us | sgemv fp32 %7.2f us (%.2fx) | gemv fp16 %7.2f us (%.2fx)\n", label,
+           (long long)rows, (long long)cols, ours, sgemv, sgemv / ours, hgemv, hgemv / ours);
+
+    a.a = d_x, a.b = d_y, a.c = d_copy, a.n = 512;
+    const double gemm = time_us(run_gemm, &a, 20);
+    printf("%-5s %5lldx%-5lld gemm 512   %8.1f us %7.1f GFLOP/s (dequantize + cublasSgemm)\n", label, (long long)rows,
+           (long long)cols, gemm, 2.0 * 512 * numel / gemm / 1e3);
+
+    void *buffers[] = {d_w, d_copy, d_x, d_y, d_wh, d_xh, d_yh};
+    for (size_t k = 0; k < sizeof buffers / sizeof buffers[0]; k++) CHECK(gpu->free(buffers[k]));
+    gpu->matrix_free(dm);
+    free(x);
+    free_matrix(&m);
+}
+
+static void run_bench(void) {
+    const lq_qformat nf4 = {4, 64, LQ_SCALES_DYNAMIC8, 8, 256};  // bitsandbytes NF4 with double quantization
+    const lq_qformat nf3 = {3, 64, LQ_SCALES_UINT, 8, 256};      // LQ-LoRA's table, 3.127 bits
+    const lq_qformat nf2 = {2, 64, LQ_SCALES_UINT, 8, 256};
+    const int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+    for (size_t k = 0; k < 3; k++) bench_format("NF4", nf4, shapes[k][0], shapes[k][1]);
+    bench_format("NF3", nf3, 4096, 4096);
+    bench_format("NF2", nf2, 4096, 4096);
+}
+
+int main(int argc, char **argv) {
+    char why[1600];
+    gpu = lq_cuda_load(why, sizeof why);
+    if (!gpu) {
+        printf("cuda-check: skipped: %s\n", why);
+        return 77;
+    }
+    printf("cuda-check: %s, %s (compute %d.%d, %.1f GiB, driver %d, runtime %d)\n", gpu->path, gpu->device.name,
+           gpu->device.compute_major, gpu->device.compute_minor, gpu->device.total_memory / 1073741824.0,
+           gpu->device.driver_version, gpu->device.runtime_version);
+    run_checks();
+    if (argc > 1 && strcmp(argv[1], "--bench") == 0) run_bench();
+    return failures ? 1 : 0;
+}
