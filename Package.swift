@@ -58,7 +58,7 @@ let package = Package(
         // Helpers shared by the test targets (running the built executable).
         .target(name: "LQTestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
-        .testTarget(name: "LQTensorTests", dependencies: ["LQTensor"]),
+        .testTarget(name: "LQTensorTests", dependencies: ["LQTensor", "CKernels"]),
         .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQCLI", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor"]),
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor"], exclude: ["Fixtures"]),

@@ -50,4 +50,27 @@ void lq_f32_to_bf16_neon(const float *src, uint16_t *dst, size_t n) {
     }
     for (; i < n; i++) dst[i] = lq_f32_to_bf16_ref(src[i]);
 }
+/// Four 16-bit floats widened to fp32 (bf16: the bits shifted into the high half).
+static inline float32x4_t widen4(int is_bf16, const uint16_t *p) {
+    uint16x4_t h = vld1_u16(p);
+    return is_bf16 ? vreinterpretq_f32_u32(vshll_n_u16(h, 16)) : vcvt_f32_f16(vreinterpret_f16_u16(h));
+}
+
+void lq_gemv16_neon(int is_bf16, const uint16_t *w, int64_t cols, int64_t row_begin, int64_t row_end, const float *x, float *y) {
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const uint16_t *row = w + r * cols;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0), a2 = vdupq_n_f32(0), a3 = vdupq_n_f32(0);
+        int64_t c = 0;
+        for (; c + 16 <= cols; c += 16) {
+            a0 = vfmaq_f32(a0, widen4(is_bf16, row + c), vld1q_f32(x + c));
+            a1 = vfmaq_f32(a1, widen4(is_bf16, row + c + 4), vld1q_f32(x + c + 4));
+            a2 = vfmaq_f32(a2, widen4(is_bf16, row + c + 8), vld1q_f32(x + c + 8));
+            a3 = vfmaq_f32(a3, widen4(is_bf16, row + c + 12), vld1q_f32(x + c + 12));
+        }
+        for (; c + 4 <= cols; c += 4) a0 = vfmaq_f32(a0, widen4(is_bf16, row + c), vld1q_f32(x + c));
+        float acc = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+        for (; c < cols; c++) acc += (is_bf16 ? lq_bf16_to_f32_ref(row[c]) : lq_f16_to_f32_ref(row[c])) * x[c];
+        y[r] = acc;
+    }
+}
 #endif

@@ -48,3 +48,11 @@ void lq_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
 void lq_f32_to_bf16(const float *src, uint16_t *dst, size_t n) {
     lq_f32_to_bf16_level(lq_active_level(), src, dst, n);
 }
+
+void lq_gemv16_level(lq_level level, int is_bf16, const uint16_t *w, int64_t cols, int64_t row_begin, int64_t row_end,
+                     const float *x, float *y) {
+    LQ_PICK(level, lq_gemv16, is_bf16, w, cols, row_begin, row_end, x, y);
+}
+void lq_gemv16(int is_bf16, const uint16_t *w, int64_t cols, int64_t row_begin, int64_t row_end, const float *x, float *y) {
+    lq_gemv16_level(lq_active_level(), is_bf16, w, cols, row_begin, row_end, x, y);
+}

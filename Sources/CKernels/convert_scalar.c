@@ -66,3 +66,15 @@ void lq_f32_to_f16_scalar(const float *src, uint16_t *dst, size_t n) {
 void lq_f32_to_bf16_scalar(const float *src, uint16_t *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = lq_f32_to_bf16_ref(src[i]);
 }
+
+void lq_gemv16_scalar(int is_bf16, const uint16_t *w, int64_t cols, int64_t row_begin, int64_t row_end, const float *x, float *y) {
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const uint16_t *row = w + r * cols;
+        double acc = 0;
+        for (int64_t c = 0; c < cols; c++) {
+            float v = is_bf16 ? lq_bf16_to_f32_ref(row[c]) : lq_f16_to_f32_ref(row[c]);
+            acc += (double)v * x[c];
+        }
+        y[r] = (float)acc;
+    }
+}

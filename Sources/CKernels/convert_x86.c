@@ -63,4 +63,34 @@ LQ_AVX2 void lq_f32_to_bf16_avx2(const float *src, uint16_t *dst, size_t n) {
     }
     for (; i < n; i++) dst[i] = lq_f32_to_bf16_ref(src[i]);
 }
+/// Eight 16-bit floats widened to fp32 (bf16: the bits shifted into the high half).
+LQ_AVX2 static inline __m256 widen8(int is_bf16, const uint16_t *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return is_bf16 ? _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)) : _mm256_cvtph_ps(h);
+}
+
+LQ_AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+LQ_AVX2 void lq_gemv16_avx2(int is_bf16, const uint16_t *w, int64_t cols, int64_t row_begin, int64_t row_end, const float *x, float *y) {
+    for (int64_t r = row_begin; r < row_end; r++) {
+        const uint16_t *row = w + r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        int64_t c = 0;
+        for (; c + 32 <= cols; c += 32) {
+            a0 = _mm256_fmadd_ps(widen8(is_bf16, row + c), _mm256_loadu_ps(x + c), a0);
+            a1 = _mm256_fmadd_ps(widen8(is_bf16, row + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+            a2 = _mm256_fmadd_ps(widen8(is_bf16, row + c + 16), _mm256_loadu_ps(x + c + 16), a2);
+            a3 = _mm256_fmadd_ps(widen8(is_bf16, row + c + 24), _mm256_loadu_ps(x + c + 24), a3);
+        }
+        for (; c + 8 <= cols; c += 8) a0 = _mm256_fmadd_ps(widen8(is_bf16, row + c), _mm256_loadu_ps(x + c), a0);
+        float acc = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; c < cols; c++) acc += (is_bf16 ? lq_bf16_to_f32_ref(row[c]) : lq_f16_to_f32_ref(row[c])) * x[c];
+        y[r] = acc;
+    }
+}
 #endif

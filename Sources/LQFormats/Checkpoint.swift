@@ -111,6 +111,12 @@ public final class Checkpoint: @unchecked Sendable {
         return try file.floatTensor(entry)
     }
 
+    /// A 2-D BF16/F16 tensor kept as stored (see SafeTensorsFile.halfMatrix); nil for other dtypes.
+    public func halfMatrix(_ name: String) throws -> HalfMatrix? {
+        let (file, entry) = try locate(name)
+        return file.halfMatrix(entry)
+    }
+
     /// All entries in `tensorNames` order.
     public var entries: [TensorEntry] { tensorNames.map { try! entry($0) } }
 

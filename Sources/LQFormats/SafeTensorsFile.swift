@@ -174,6 +174,21 @@ public final class SafeTensorsFile: @unchecked Sendable {
     }
 }
 
+extension SafeTensorsFile {
+    /// A 2-D BF16 or F16 tensor as stored: a view of the mapping when 2-byte aligned (else a copy).
+    /// nil for other dtypes or ranks.
+    public func halfMatrix(_ e: TensorEntry) -> HalfMatrix? {
+        guard e.shape.count == 2, e.dtype == .bf16 || e.dtype == .f16 else { return nil }
+        let kind: HalfMatrix.Kind = e.dtype == .bf16 ? .bf16 : .f16
+        let raw = bytes(of: e)
+        if let base = raw.baseAddress, Int(bitPattern: base) % 2 == 0 {
+            let storage = TensorStorage(wrapping: UnsafeMutableRawPointer(mutating: base), byteCount: raw.count, owner: mapping)
+            return HalfMatrix(kind: kind, rows: e.shape[0], cols: e.shape[1], storage: storage)
+        }
+        return HalfMatrix(kind: kind, rows: e.shape[0], cols: e.shape[1], copying: raw)
+    }
+}
+
 /// Conversions between stored element types and fp32.
 public enum DTypeConversion {
     /// Decodes `raw` (elements of `dtype`, any alignment) into `out`.

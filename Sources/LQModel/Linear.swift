@@ -16,11 +16,13 @@ public struct LoRA: @unchecked Sendable {
     public var rank: Int { a.shape[0] }
 }
 
-/// One linear layer with three faces: dense fp32, quantized (any NormalFloat configuration,
-/// computed with its kernels), and either of those plus a LoRA adapter.
+/// One linear layer with four faces: dense fp32, 16-bit as stored (bf16/f16, widened as it
+/// computes), quantized (any NormalFloat configuration, computed with its kernels), and any of
+/// those plus a LoRA adapter.
 public final class Linear: @unchecked Sendable {
     public enum Base {
         case dense(Tensor)  // [out, in]
+        case half(HalfMatrix)
         case quantized(QuantizedMatrix)
     }
 
@@ -44,6 +46,7 @@ public final class Linear: @unchecked Sendable {
     public var outFeatures: Int {
         switch base {
         case let .dense(w): return w.shape[0]
+        case let .half(w): return w.rows
         case let .quantized(q): return q.rows
         }
     }
@@ -51,6 +54,7 @@ public final class Linear: @unchecked Sendable {
     public var inFeatures: Int {
         switch base {
         case let .dense(w): return w.shape[1]
+        case let .half(w): return w.cols
         case let .quantized(q): return q.cols
         }
     }
@@ -73,6 +77,7 @@ public final class Linear: @unchecked Sendable {
             y = Tensor(zeros: [1, w.shape[0]])
             gemv(w.matrix, x: x.pointer, y: y.pointer)
         case let .dense(w): y = matmul(x, w, transposeB: true)
+        case let .half(w): y = w.matmul(x)
         case let .quantized(q): y = q.matmul(x)
         }
         if let bias {
@@ -80,5 +85,14 @@ public final class Linear: @unchecked Sendable {
             for i in 0..<n { for j in 0..<out { y.pointer[i * out + j] += bias.pointer[j] } }
         }
         return y
+    }
+
+    /// Row `i` of the weight [out, in] as fp32 (an embedding lookup when this is the embedding table).
+    public func weightRow(_ i: Int, into out: UnsafeMutablePointer<Float>) {
+        switch base {
+        case let .dense(w): out.update(from: w.pointer + i * w.shape[1], count: w.shape[1])
+        case let .half(w): w.widen(rows: i..<(i + 1), into: out)
+        case let .quantized(q): q.dequantize(rows: i..<(i + 1), into: out)
+        }
     }
 }

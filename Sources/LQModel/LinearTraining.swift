@@ -42,6 +42,7 @@ extension Linear {
         }
         switch base {
         case let .dense(w): gemm(dy.matrix, w.matrix, into: dx.matrix, beta: 1)
+        case let .half(w): w.accumulateTransposedProduct(dy, into: dx)
         case let .quantized(q): q.accumulateTransposedProduct(dy, into: dx)
         }
         guard let lora else { return }

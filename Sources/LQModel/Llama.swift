@@ -44,18 +44,21 @@ public final class KVCache {
 
 /// A Llama-family causal language model computing exactly what transformers' LlamaForCausalLM
 /// computes, in fp32: RMSNorm, rotate-half RoPE (with linear or llama3 scaling), grouped-query
-/// causal attention, SwiGLU MLP, tied or separate LM head. Weights stay as stored: dense fp32
-/// (views of the mapping for F32 files, converted once from BF16/F16) or quantized.
+/// causal attention, SwiGLU MLP, tied or separate LM head. Weights stay as stored: the embedding
+/// table and the LM head as BF16/F16 views of the mapping when stored so (widened as they compute),
+/// projections dense fp32 (views of the mapping for F32 files, converted once from BF16/F16) or
+/// quantized.
 public final class LlamaModel: @unchecked Sendable {
     public let config: LlamaConfig
-    public let embed: Tensor  // [vocab, hidden]
+    /// The token embeddings [vocab, hidden], also the LM head when tied.
+    public let embed: Linear
     public let layers: [LlamaLayer]
     public let norm: Tensor
     /// nil when tied to the embeddings.
     public let lmHead: Linear?
     let rope: RotaryTable
 
-    public init(config: LlamaConfig, embed: Tensor, layers: [LlamaLayer], norm: Tensor, lmHead: Linear?) {
+    public init(config: LlamaConfig, embed: Linear, layers: [LlamaLayer], norm: Tensor, lmHead: Linear?) {
         self.config = config
         self.embed = embed
         self.layers = layers
@@ -76,10 +79,17 @@ public final class LlamaModel: @unchecked Sendable {
             guard t.shape == shape else { throw ModelError.badShape(path: path, tensor: name, expected: shape, actual: t.shape) }
             return t
         }
-        func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false) throws -> Linear {
+        /// keepHalf: a BF16/F16 weight stays 16-bit (the embeddings and LM head: the largest matrices,
+        /// whose fp32 copy would cost the most memory and decoding bandwidth).
+        func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false, keepHalf: Bool = false) throws -> Linear {
             let weight = name + ".weight"
             let base: Linear.Base
-            if quantized.contains(weight) {
+            if keepHalf, checkpoint.contains(weight), let w = try checkpoint.halfMatrix(weight) {
+                guard w.rows == out && w.cols == inFeatures else {
+                    throw ModelError.badShape(path: path, tensor: weight, expected: [out, inFeatures], actual: [w.rows, w.cols])
+                }
+                base = .half(w)
+            } else if quantized.contains(weight) {
                 let q = try QuantizedStorage.load(weight, from: checkpoint).matrix
                 guard q.rows == out && q.cols == inFeatures else {
                     throw ModelError.badShape(path: path, tensor: weight, expected: [out, inFeatures], actual: [q.rows, q.cols])
@@ -106,9 +116,9 @@ public final class LlamaModel: @unchecked Sendable {
                 down: try linear(p + "mlp.down_proj", out: h, in: config.intermediateSize)))
         }
         let tied = config.tieWordEmbeddings || !checkpoint.contains("lm_head.weight")
-        self.init(config: config, embed: try tensor("model.embed_tokens.weight", [config.vocabSize, h]), layers: layers,
+        self.init(config: config, embed: try linear("model.embed_tokens", out: config.vocabSize, in: h, keepHalf: true), layers: layers,
                   norm: try tensor("model.norm.weight", [h]),
-                  lmHead: tied ? nil : try linear("lm_head", out: config.vocabSize, in: h))
+                  lmHead: tied ? nil : try linear("lm_head", out: config.vocabSize, in: h, keepHalf: true))
     }
 
     /// Logits [batch·length, vocab] for `tokens` (batch sequences of equal length), continuing
@@ -122,15 +132,8 @@ public final class LlamaModel: @unchecked Sendable {
     public func hiddenStates(_ tokens: [[Int]], cache: KVCache? = nil) -> Tensor {
         let batch = tokens.count, length = tokens.first?.count ?? 0
         precondition(tokens.allSatisfy { $0.count == length }, "sequences in a batch must have equal length")
-        let h = config.hiddenSize
         let start = cache?.length ?? 0
-        let x = Tensor(zeros: [batch * length, h])
-        for (b, seq) in tokens.enumerated() {
-            for (t, id) in seq.enumerated() {
-                precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
-                (x.pointer + (b * length + t) * h).update(from: embed.pointer + id * h, count: h)
-            }
-        }
+        let x = embedRows(tokens)
         rope.ensure(positions: start + length)
         for (l, layer) in layers.enumerated() {
             let normed = rmsNorm(x, layer.inputNorm, eps: config.rmsNormEps)
@@ -147,8 +150,7 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Hidden states → logits through the LM head (or the tied embeddings).
     public func logits(_ hidden: Tensor) -> Tensor {
-        if let lmHead { return lmHead(hidden) }
-        return Linear(base: .dense(embed))(hidden)
+        (lmHead ?? embed)(hidden)
     }
 
     func attention(_ layer: LlamaLayer, _ x: Tensor, batch: Int, length: Int, start: Int, layerIndex: Int, cache: KVCache?) -> Tensor {

@@ -94,7 +94,7 @@ extension LlamaModel {
         for (b, seq) in tokens.enumerated() {
             for (t, id) in seq.enumerated() {
                 precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
-                (x.pointer + (b * length + t) * h).update(from: embed.pointer + id * h, count: h)
+                embed.weightRow(id, into: x.pointer + (b * length + t) * h)
             }
         }
         return x
@@ -106,7 +106,7 @@ extension LlamaModel {
     /// ∂(loss sum / normalizer)/∂hidden.
     func headLoss(_ hidden: Tensor, labels: [[Int]], length: Int, normalizer: Int, dHidden: Tensor?,
                   rng: inout SeededGenerator) -> TokenLoss {
-        let head = lmHead ?? Linear(base: .dense(embed))
+        let head = lmHead ?? embed
         let n = hidden.shape[0], h = hidden.shape[1], vocab = config.vocabSize
         var rows: [Int] = [], targets: [Int] = []
         for i in 0..<n {

@@ -145,28 +145,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
             }
             return out
         }
-        let xm = x.matrix, om = out.matrix
-        forEachPanel { w, r in gemm(xm, w, transposeB: true, into: om.block(rows: 0..<n, cols: r)) }
+        RowPanels.product(x, into: out, rows: rows, cols: cols) { range, panel in self.dequantize(rows: range, into: panel) }
         return out
-    }
-
-    /// Calls `body` with consecutive row panels of W dequantized to fp32 (and their row range):
-    /// panels of about 8 MiB, large enough that sgemm runs near its peak, small enough to stay in
-    /// cache. Each panel is dequantized with all threads; one buffer serves them all.
-    func forEachPanel(_ body: (MatrixRef, Range<Int>) -> Void) {
-        let panelRows = max(1, min(rows, (1 << 21) / max(cols, 1)))
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: panelRows * cols)
-        defer { buffer.deallocate() }
-        var r0 = 0
-        while r0 < rows {
-            let r1 = min(rows, r0 + panelRows)
-            let base = buffer, start = r0
-            Parallel.forEach(r1 - r0, minChunk: 16) { range in
-                self.dequantize(rows: (start + range.lowerBound)..<(start + range.upperBound), into: base + range.lowerBound * self.cols)
-            }
-            body(MatrixRef(base: buffer, rows: r1 - r0, cols: cols, ld: cols), r0..<r1)
-            r0 = r1
-        }
     }
 
     /// dX += dY · W for dY [n, rows] and dX [n, cols]: the input gradient of a linear layer through
@@ -178,8 +158,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         if n > 0, let gpu, onDevice(gpu, { m in gpu.matmul(m, x: dy.pointer, rows: n, transposed: true, beta: 1, y: dx.pointer) }) {
             return
         }
-        let dym = dy.matrix, dxm = dx.matrix
-        forEachPanel { w, r in gemm(dym.block(rows: 0..<n, cols: r), w, into: dxm, beta: 1) }
+        RowPanels.accumulateTransposedProduct(dy, into: dx, rows: rows, cols: cols) { range, panel in self.dequantize(rows: range, into: panel) }
     }
 
     /// Runs `product` on the GPU; false (after one warning) when it cannot, so the caller computes on

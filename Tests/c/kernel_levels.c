@@ -96,6 +96,34 @@ static void test_format(lq_level level, int bits, int block, int kind, int scale
     free(codes); free(codebook); free(absmax); free(group_absmax); free(scale_codes); free(ref); free(got); free(x); free(y0); free(y1);
 }
 
+static void test_gemv16(lq_level level) {
+    const int64_t widths[] = {1, 7, 8, 33, 100, 576}, rows = 13;
+    for (int bf = 0; bf < 2; bf++)
+        for (int k = 0; k < 6; k++) {
+            const int64_t cols = widths[k];
+            uint16_t *w = malloc(sizeof(uint16_t) * rows * cols);  // unpadded: no reads past the end
+            float *x = malloc(sizeof(float) * cols), y0[13], y1[13];
+            for (int64_t i = 0; i < rows * cols; i++) w[i] = bf ? lq_f32_to_bf16_ref(rndf()) : lq_f32_to_f16_ref(rndf());
+            for (int64_t c = 0; c < cols; c++) x[c] = rndf();
+            lq_gemv16_level(LQ_LEVEL_SCALAR, bf, w, cols, 0, rows, x, y0);
+            lq_gemv16_level(level, bf, w, cols, 0, rows, x, y1);
+            int ok = 1;
+            for (int64_t r = 0; r < rows; r++) {
+                double mag = 0;
+                for (int64_t c = 0; c < cols; c++) {
+                    float v = bf ? lq_bf16_to_f32_ref(w[r * cols + c]) : lq_f16_to_f32_ref(w[r * cols + c]);
+                    mag += fabs((double)v * x[c]);
+                }
+                ok &= fabs((double)y0[r] - y1[r]) <= 1e-6 * mag + 1e-30;
+            }
+            char what[64];
+            snprintf(what, sizeof what, "gemv16 %s cols %lld", bf ? "bf16" : "f16", (long long)cols);
+            check(ok, what);
+            free(w);
+            free(x);
+        }
+}
+
 static void test_activations(lq_level level) {
     const int64_t sizes[] = {1, 7, 8, 31, 33, 512, 49152};
     for (int k = 0; k < 7; k++) {
@@ -142,6 +170,7 @@ int main(void) {
     lq_level level = lq_best_level();
     printf("kernel_levels: comparing %s with scalar\n", lq_level_name(level));
     test_conversions(level);
+    test_gemv16(level);
     test_activations(level);
     const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64};
     for (int b = 0; b < 4; b++)

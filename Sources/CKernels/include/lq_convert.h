@@ -29,6 +29,14 @@ void lq_bf16_to_f32(const uint16_t *src, float *dst, size_t n);
 void lq_f32_to_f16(const float *src, uint16_t *dst, size_t n);
 void lq_f32_to_bf16(const float *src, uint16_t *dst, size_t n);
 
+/// y[r] = Σ_c W[r, c] · x[c] for rows [row_begin, row_end) of a row-major matrix of 16-bit floats
+/// (bfloat16 when is_bf16, else IEEE half) with `cols` columns, each weight widened to fp32 in
+/// registers (exact), never into a buffer. y is indexed by absolute row. The scalar reference
+/// accumulates in double.
+void lq_gemv16_level(lq_level level, int is_bf16, const uint16_t *w, int64_t cols, int64_t row_begin, int64_t row_end,
+                     const float *x, float *y);
+void lq_gemv16(int is_bf16, const uint16_t *w, int64_t cols, int64_t row_begin, int64_t row_end, const float *x, float *y);
+
 #ifdef __cplusplus
 }
 #endif
