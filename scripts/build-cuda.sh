@@ -26,8 +26,12 @@ if [ -z "$nvcc" ]; then
   exit 3
 fi
 toolkit=$(cd "$(dirname "$nvcc")/.." && pwd)
+# Link against the toolkit's cuBLAS and remember where it is (rpath): /usr/local/cuda is often not
+# on the dynamic linker's path.
 libdirs=()
-for d in "$toolkit/lib64" "$toolkit/lib" "$toolkit/targets/x86_64-linux/lib"; do [ -d "$d" ] && libdirs+=(-L"$d"); done
+for d in "$toolkit/lib64" "$toolkit/lib" "$toolkit/targets/x86_64-linux/lib"; do
+  [ -d "$d" ] && libdirs+=(-L"$d" -Xlinker "-rpath=$d")
+done
 out=build/cuda
 mkdir -p "$out"
 version=$("$nvcc" --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')
