@@ -26,9 +26,9 @@ if [ -z "$nvcc" ]; then
   exit 3
 fi
 toolkit=$(cd "$(dirname "$nvcc")/.." && pwd)
-# Link against the toolkit's cuBLAS and remember where it is (rpath): /usr/local/cuda is often not
-# on the dynamic linker's path.
-libdirs=()
+# Link against the toolkit's cuBLAS and remember where it is: /usr/local/cuda is often not on the
+# dynamic linker's path. DT_RPATH (not RUNPATH) so that cuBLAS finds its own libcublasLt there too.
+libdirs=(-Xlinker --disable-new-dtags)
 for d in "$toolkit/lib64" "$toolkit/lib" "$toolkit/targets/x86_64-linux/lib"; do
   [ -d "$d" ] && libdirs+=(-L"$d" -Xlinker "-rpath=$d")
 done
