@@ -9,11 +9,11 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 src=($(ls Sources/CKernels/*.c | grep -v cuda_loader.c) Tests/c/kernel_levels.c)  # the GPU loader is not a kernel
 flags=(-O2 -std=c11 -ffp-contract=off -ISources/CKernels/include -ISources/CKernels)
-cc "${flags[@]}" "${src[@]}" -lm -o "$out/native"
+cc "${flags[@]}" "${src[@]}" -lm -lpthread -o "$out/native"
 echo "== native ($(uname -m))"
 "$out/native"
 if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
-  aarch64-linux-gnu-gcc "${flags[@]}" -static "${src[@]}" -lm -o "$out/arm64"
+  aarch64-linux-gnu-gcc "${flags[@]}" -static "${src[@]}" -lm -lpthread -o "$out/arm64"
   echo "== arm64 under qemu"
   qemu-aarch64 "$out/arm64"
 else

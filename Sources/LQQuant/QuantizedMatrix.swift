@@ -115,8 +115,9 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, level: lq_level = lq_active_level()) {
         withCView { t in
             let tp = UnsafeRawPointer(t)
-            // Below ~1M weights a second thread costs more to wake than it saves.
-            Parallel.forEach(rows, minChunk: max(1, (1 << 19) / max(cols, 1))) { range in
+            // Chunks of at least 64K weights: the pool's spinning workers start within a microsecond,
+            // so even a decoding step's 576×576 products split across cores.
+            Parallel.forEach(rows, minChunk: max(1, (1 << 16) / max(cols, 1))) { range in
                 lq_gemv_level(level, tp.assumingMemoryBound(to: lq_qtensor.self), Int64(cols),
                               Int64(range.lowerBound), Int64(range.upperBound), x, y)
             }

@@ -50,8 +50,9 @@ public final class HalfMatrix: @unchecked Sendable {
     /// y = W · x (x: cols, y: rows), parallel over rows; `level` picks the kernel (tests compare them).
     public func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, level: lq_level = lq_active_level()) {
         let flag = isBF16
-        // Below ~1M weights a second thread costs more to wake than it saves.
-        Parallel.forEach(rows, minChunk: max(1, (1 << 20) / max(cols, 1))) { range in
+        // Chunks of at least 64K weights: the pool's spinning workers start within a microsecond, so
+        // even a decoding step's 576×576 products split across cores.
+        Parallel.forEach(rows, minChunk: max(1, (1 << 16) / max(cols, 1))) { range in
             lq_gemv16_level(level, flag, self.bits, Int64(self.cols), Int64(range.lowerBound), Int64(range.upperBound), x, y)
         }
     }

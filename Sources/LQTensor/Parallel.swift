@@ -1,8 +1,9 @@
-import Dispatch
+import CKernels
 import Foundation
 
-/// Our own parallel loops. The thread count comes from `LQLORA_NUM_THREADS` or the number of
-/// active cores; `configure` also sizes OpenBLAS so one does not oversubscribe the other.
+/// Our own parallel loops, on the spinning thread pool of lq_pool.h. The thread count comes from
+/// `LQLORA_NUM_THREADS` or the number of active cores; `configure` also sizes OpenBLAS so one does
+/// not oversubscribe the other.
 public enum Parallel {
     nonisolated(unsafe) public private(set) static var threadCount: Int = defaultThreadCount()
 
@@ -26,9 +27,22 @@ public enum Parallel {
             body(0..<count)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
-            let lo = count * c / chunks, hi = count * (c + 1) / chunks
-            if lo < hi { body(lo..<hi) }
+        withoutActuallyEscaping(body) { body in
+            var job = Job(count: count, chunks: chunks, body: body)
+            withUnsafeMutablePointer(to: &job) { pointer in
+                lq_pool_run(Int32(chunks), Int64(chunks), { context, c in
+                    let job = context!.assumingMemoryBound(to: Job.self)
+                    let lo = job.pointee.count * Int(c) / job.pointee.chunks, hi = job.pointee.count * (Int(c) + 1) / job.pointee.chunks
+                    if lo < hi { job.pointee.body(lo..<hi) }
+                }, pointer)
+            }
         }
+    }
+
+    /// One loop as the pool's C callback sees it.
+    private struct Job {
+        let count: Int
+        let chunks: Int
+        let body: (Range<Int>) -> Void
     }
 }

@@ -2,6 +2,8 @@
 // of awkward sizes. Runs natively (AVX2 on x86-64) and, cross-compiled, under qemu-aarch64 (NEON),
 // where the Swift toolchain is not needed. Built by scripts/test-kernels-c.sh.
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +126,55 @@ static void test_gemv16(lq_level level) {
         }
 }
 
+// ---- The thread pool: every chunk runs exactly once, nested and concurrent loops included ----
+
+typedef struct {
+    _Atomic int *hits;
+    int nested;  // each chunk also runs a small loop of its own (which the pool runs inline)
+} pool_job;
+
+static void pool_inner(void *context, int64_t c) {
+    atomic_fetch_add((_Atomic int *)context + c, 1);
+}
+
+static void pool_task(void *context, int64_t c) {
+    pool_job *job = context;
+    atomic_fetch_add(&job->hits[c], 1);
+    if (job->nested) {
+        _Atomic int inner[3] = {0, 0, 0};
+        lq_pool_run(2, 3, pool_inner, (void *)inner);
+        if (inner[0] != 1 || inner[1] != 1 || inner[2] != 1) atomic_fetch_add(&job->hits[c], 1000);
+    }
+}
+
+static int pool_rounds(int rounds, int nested) {
+    int ok = 1;
+    for (int r = 0; r < rounds; r++) {
+        const int64_t chunks = 1 + r % 37;
+        _Atomic int hits[37];
+        for (int i = 0; i < 37; i++) atomic_init(&hits[i], 0);
+        pool_job job = {hits, nested};
+        lq_pool_run(1 + r % 4, chunks, pool_task, &job);
+        for (int64_t i = 0; i < chunks; i++) ok &= atomic_load(&hits[i]) == 1;
+    }
+    return ok;
+}
+
+static void *pool_thread(void *arg) {
+    *(int *)arg = pool_rounds(2000, 0);
+    return NULL;
+}
+
+static void test_pool(void) {
+    check(pool_rounds(3000, 0), "pool: every chunk once");
+    check(pool_rounds(300, 1), "pool: nested loops run inline");
+    int results[3] = {0, 0, 0};
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++) pthread_create(&threads[i], NULL, pool_thread, &results[i]);
+    for (int i = 0; i < 3; i++) pthread_join(threads[i], NULL);
+    check(results[0] && results[1] && results[2], "pool: loops from three threads at once");
+}
+
 static void test_activations(lq_level level) {
     const int64_t sizes[] = {1, 7, 8, 31, 33, 512, 49152};
     for (int k = 0; k < 7; k++) {
@@ -171,6 +222,7 @@ int main(void) {
     printf("kernel_levels: comparing %s with scalar\n", lq_level_name(level));
     test_conversions(level);
     test_gemv16(level);
+    test_pool();
     test_activations(level);
     const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64};
     for (int b = 0; b < 4; b++)

@@ -4,3 +4,4 @@
 #include "lq_quant.h"
 #include "lq_activations.h"
 #include "lq_cuda.h"
+#include "lq_pool.h"
