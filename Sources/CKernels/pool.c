@@ -38,6 +38,7 @@ static _Atomic int64_t chunk_count;
 // (all ones while the loop is being set up: no chunk to claim).
 static _Atomic uint64_t next_ticket;
 static _Atomic int64_t chunks_done;
+static _Atomic int resting;                   // set by lq_pool_rest, cleared by the next loop
 static _Thread_local int inside_pool;         // set on workers and on a caller running a loop
 
 static double now_us(void) {
@@ -46,18 +47,27 @@ static double now_us(void) {
     return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
 }
 
-static int spin_us;
+static _Atomic int spin_us;
+static _Atomic int spin_fixed;  // LQLORA_SPIN_US was set: lq_pool_set_spin_us changes nothing
 static pthread_once_t spin_once = PTHREAD_ONCE_INIT;
 
 static void read_spin_us(void) {
     const char *s = getenv("LQLORA_SPIN_US");
-    spin_us = s && *s ? atoi(s) : 100;
-    if (spin_us < 0) spin_us = 0;
+    if (s && *s) {
+        int v = atoi(s);
+        atomic_store(&spin_us, v < 0 ? 0 : v);
+        atomic_store(&spin_fixed, 1);
+    }
 }
 
 int lq_pool_spin_us(void) {
     pthread_once(&spin_once, read_spin_us);
-    return spin_us;
+    return atomic_load_explicit(&spin_us, memory_order_relaxed);
+}
+
+void lq_pool_set_spin_us(int microseconds) {
+    pthread_once(&spin_once, read_spin_us);
+    if (!atomic_load(&spin_fixed)) atomic_store(&spin_us, microseconds < 0 ? 0 : microseconds);
 }
 
 /// Runs chunks of loop `gen` until none are left (or that loop is over). The loads are sequentially
@@ -90,9 +100,9 @@ static void *worker_main(void *arg) {
         unsigned spins = 0;
         while ((g = atomic_load_explicit(&generation, memory_order_acquire)) == seen) {
             LQ_PAUSE();
-            if ((++spins & 255) == 0) {
-                if (now_us() > deadline) break;
-                if ((spins & 4095) == 0) sched_yield();  // let OpenBLAS's or another process's threads run
+            if ((++spins & 63) == 0) {
+                if (now_us() > deadline || atomic_load_explicit(&resting, memory_order_relaxed)) break;
+                sched_yield();  // a runnable thread on this core (OpenBLAS's, say) goes first
             }
         }
         if (g == seen) {
@@ -106,6 +116,10 @@ static void *worker_main(void *arg) {
         if (index < atomic_load_explicit(&active_limit, memory_order_acquire)) drain(g);
     }
     return NULL;
+}
+
+void lq_pool_rest(void) {
+    if (!atomic_load_explicit(&resting, memory_order_relaxed)) atomic_store_explicit(&resting, 1, memory_order_relaxed);
 }
 
 static void run_inline(int64_t chunks, lq_pool_task task, void *context) {
@@ -136,6 +150,7 @@ void lq_pool_run(int threads, int64_t chunks, lq_pool_task task, void *context) 
     atomic_store(&chunk_count, chunks);
     atomic_store(&chunks_done, 0);
     atomic_store(&active_limit, helpers);
+    atomic_store_explicit(&resting, 0, memory_order_relaxed);
     atomic_store(&next_ticket, (uint64_t)(uint32_t)gen << 32);
     atomic_store(&generation, gen);
     if (atomic_load(&sleepers) > 0) {

@@ -38,6 +38,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         do {
             let (model, tokenizer) = try modelOptions.load()
+            Parallel.spinMicroseconds = 100  // decoding: ~200 small parallel products per token
             var text = prompt
             var stops = Set<Int>()
             stops.formUnion(model.config.eosTokenIDs)

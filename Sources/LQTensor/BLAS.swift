@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 
 /// C = alpha · op(A) · op(B) + beta · C through `cblas_sgemm`, on strided row-major views.
 public func gemm(_ a: MatrixRef, transposeA: Bool = false, _ b: MatrixRef, transposeB: Bool = false,
@@ -10,6 +11,8 @@ public func gemm(_ a: MatrixRef, transposeA: Bool = false, _ b: MatrixRef, trans
     precondition(k == kb && c.rows == m && c.cols == n,
                  "gemm shapes: op(A) \(m)x\(k), op(B) \(kb)x\(n), C \(c.rows)x\(c.cols)")
     if m == 0 || n == 0 { return }
+    // A product big enough for OpenBLAS to use its threads: our spinning workers would slow them.
+    if m * n * k >= 1 << 20 && BLASThreads.count > 1 { lq_pool_rest() }
     cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
                 Int32(m), Int32(n), Int32(k), alpha, a.base, Int32(a.ld), b.base, Int32(b.ld), beta, c.base, Int32(c.ld))
 }

@@ -18,6 +18,14 @@ public enum Parallel {
         BLASThreads.set(threadCount)
     }
 
+    /// How long idle workers wait spinning for the next loop, in microseconds (lq_pool.h): worth it
+    /// for decoding, whose small loops follow each other within microseconds; 0 (the default)
+    /// for batch work, where spinning only slows OpenBLAS's threads. LQLORA_SPIN_US overrides.
+    public static var spinMicroseconds: Int {
+        get { Int(lq_pool_spin_us()) }
+        set { lq_pool_set_spin_us(Int32(newValue)) }
+    }
+
     /// Calls `body` on disjoint chunks covering 0..<count, in parallel when there is enough work.
     /// Chunks hold at least `minChunk` items so tiny loops stay on the calling thread.
     public static func forEach(_ count: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {

@@ -166,13 +166,22 @@ static void *pool_thread(void *arg) {
 }
 
 static void test_pool(void) {
-    check(pool_rounds(3000, 0), "pool: every chunk once");
-    check(pool_rounds(300, 1), "pool: nested loops run inline");
-    int results[3] = {0, 0, 0};
-    pthread_t threads[3];
-    for (int i = 0; i < 3; i++) pthread_create(&threads[i], NULL, pool_thread, &results[i]);
-    for (int i = 0; i < 3; i++) pthread_join(threads[i], NULL);
-    check(results[0] && results[1] && results[2], "pool: loops from three threads at once");
+    // Sleeping workers (woken for each loop), then spinning ones.
+    for (int spin = 0; spin <= 50; spin += 50) {
+        lq_pool_set_spin_us(spin);
+        char what[64];
+        snprintf(what, sizeof what, "pool (spin %d us): every chunk once", spin);
+        check(pool_rounds(3000, 0), what);
+        snprintf(what, sizeof what, "pool (spin %d us): nested loops run inline", spin);
+        check(pool_rounds(300, 1), what);
+        int results[3] = {0, 0, 0};
+        pthread_t threads[3];
+        for (int i = 0; i < 3; i++) pthread_create(&threads[i], NULL, pool_thread, &results[i]);
+        for (int i = 0; i < 3; i++) pthread_join(threads[i], NULL);
+        snprintf(what, sizeof what, "pool (spin %d us): loops from three threads at once", spin);
+        check(results[0] && results[1] && results[2], what);
+    }
+    lq_pool_set_spin_us(0);
 }
 
 static void test_activations(lq_level level) {
