@@ -2,7 +2,8 @@
 # Builds the C kernels with the standalone test Tests/c/kernel_levels.c and runs it natively and,
 # when an aarch64 cross compiler and qemu-aarch64 are installed (apt: gcc-aarch64-linux-gnu
 # libc6-dev-arm64-cross qemu-user), as an arm64 binary under emulation so the NEON paths are
-# checked against the scalar reference on an x86-64 machine.
+# checked against the scalar reference on an x86-64 machine. Natively it also runs under
+# ThreadSanitizer (the thread pool).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
@@ -12,6 +13,11 @@ flags=(-O2 -std=c11 -ffp-contract=off -ISources/CKernels/include -ISources/CKern
 cc "${flags[@]}" "${src[@]}" -lm -lpthread -o "$out/native"
 echo "== native ($(uname -m))"
 "$out/native"
+# The thread pool's synchronisation, checked by ThreadSanitizer (any report fails the run).
+if cc -fsanitize=thread -O1 -g "${flags[@]}" "${src[@]}" -lm -lpthread -o "$out/tsan" 2>/dev/null; then
+  echo "== native under ThreadSanitizer"
+  TSAN_OPTIONS=halt_on_error=1:exitcode=66 "$out/tsan" | tail -1
+fi
 if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
   aarch64-linux-gnu-gcc "${flags[@]}" -static "${src[@]}" -lm -lpthread -o "$out/arm64"
   echo "== arm64 under qemu"
