@@ -63,8 +63,14 @@ public final class Linear: @unchecked Sendable {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let y = baseProduct(x)
         if let lora {
-            let ax = matmul(x, lora.a, transposeB: true)  // [n, r]
-            gemm(ax.matrix, lora.b.matrix, transposeB: true, into: y.matrix, alpha: lora.scale, beta: 1)
+            if x.shape[0] == 1 {  // decoding: two small matrix-vector products, not sgemm with M = 1
+                let ax = Tensor(uninitialized: [1, lora.rank])
+                gemv(lora.a.matrix, x: x.pointer, y: ax.pointer)
+                gemv(lora.b.matrix, x: ax.pointer, y: y.pointer, alpha: lora.scale, beta: 1)
+            } else {
+                let ax = matmul(x, lora.a, transposeB: true)  // [n, r]
+                gemm(ax.matrix, lora.b.matrix, transposeB: true, into: y.matrix, alpha: lora.scale, beta: 1)
+            }
         }
         return y
     }
