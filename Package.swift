@@ -27,18 +27,22 @@ let package = Package(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
 
-        // Hand-written kernels: scalar references plus SIMD paths chosen at run time.
+        // Hand-written kernels: scalar references plus SIMD paths chosen at run time, the thread pool
+        // of our parallel loops, and the loader of the CUDA library (whose .cu sources in cuda/ are
+        // built by scripts/build-cuda.sh, never by SwiftPM).
         .target(
             name: "CKernels", path: "Sources/CKernels",
             exclude: ["cuda"],
             // No FMA contraction: the scalar reference must round as the CUDA kernels do (lq_layout.h).
             cSettings: [.unsafeFlags(["-O3", "-std=c11", "-ffp-contract=off"])]),
 
-        // fp32 tensors over owned or memory-mapped buffers, BLAS/LAPACK, randomized SVD, parallel loops.
+        // fp32 tensors over owned or memory-mapped buffers, 16-bit matrices kept as stored, BLAS/LAPACK,
+        // randomized SVD, parallel loops.
         .target(name: "LQTensor", dependencies: ["CBLAS", "CLAPACKE", "CKernels"]),
         // Checkpoint files: safetensors (single and sharded).
         .target(name: "LQFormats", dependencies: ["LQTensor", "CKernels", "CZlib"]),
-        // NormalFloat formats, the quantizer, quantized matrices (dequantize, GEMV, GEMM), their file layouts.
+        // NormalFloat formats, the quantizer, quantized matrices (dequantize, GEMV, GEMM; on the GPU
+        // through the CUDA library when one is loaded), their file layouts.
         .target(name: "LQQuant", dependencies: ["LQTensor", "LQFormats", "CKernels", "CBLAS"]),
         // Llama-family models: configuration, GGUF import, tokenizer, forward pass.
         .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS"]),
