@@ -1,5 +1,5 @@
 // NEON NormalFloat kernels for arm64. Codes become byte indices (nibble split for 4 bits, a
-// byte-replicating table lookup and shifts for 2 bits, scalar extraction for 3 bits), the
+// byte-replicating table lookup and shifts for 2 bits, two shifted 24-bit words for 3 bits), the
 // codebook is looked up as four byte planes with TBL, and ZIPs reassemble the floats in order.
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -42,6 +42,16 @@ static inline uint8x16_t indices16(const lq_qtensor *t, int bits, int64_t g) {
         uint8x16_t bytes = vqtbl1q_u8(vld1q_u8(four), vld1q_u8(rep));
         return vandq_u8(vshlq_u8(bytes, vld1q_s8(shifts)), vdupq_n_u8(3));
     }
+    if (bits == 3) {  // two big-endian 24-bit words, each shifted to its eight codes
+        const uint8_t *q = p + 6 * g;
+        const uint32_t w0 = ((uint32_t)q[0] << 16) | ((uint32_t)q[1] << 8) | q[2];
+        const uint32_t w1 = ((uint32_t)q[3] << 16) | ((uint32_t)q[4] << 8) | q[5];
+        static const int32_t first[4] = {-21, -18, -15, -12}, second[4] = {-9, -6, -3, 0};
+        const int32x4_t s0 = vld1q_s32(first), s1 = vld1q_s32(second);
+        const uint16x8_t a = vcombine_u16(vmovn_u32(vshlq_u32(vdupq_n_u32(w0), s0)), vmovn_u32(vshlq_u32(vdupq_n_u32(w0), s1)));
+        const uint16x8_t b = vcombine_u16(vmovn_u32(vshlq_u32(vdupq_n_u32(w1), s0)), vmovn_u32(vshlq_u32(vdupq_n_u32(w1), s1)));
+        return vandq_u8(vcombine_u8(vmovn_u16(a), vmovn_u16(b)), vdupq_n_u8(7));
+    }
     uint8_t idx[16];
     lq_unpack_codes(p, bits, 16 * g, 16, idx);
     return vld1q_u8(idx);
@@ -70,6 +80,33 @@ static inline void decode16(const neon_decoder *d, const lq_qtensor *t, int64_t 
 
 enum { SCALE_BATCH = 256 };
 
+/// lq_block_scales with the LQ-LoRA integer scales decoded four blocks at a time: vdivq_f32 is an
+/// IEEE division, so the values equal the scalar reference's.
+static void block_scales_neon(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
+    const lq_qformat *f = &t->format;
+    if (f->scale_kind != LQ_SCALES_UINT) {
+        lq_block_scales(t, first, count, out);
+        return;
+    }
+    const int64_t group = f->scale_block_size, end = first + count;
+    const float offset = t->scale_offset;
+    int64_t b = first;
+    while (b < end) {
+        const int64_t g = b / group;
+        const int64_t group_end = (g + 1) * group < end ? (g + 1) * group : end;
+        const float ga = t->group_absmax[g], step = lq_uint_step(f->scale_bits, ga);
+        if (ga > 0x1p-24f) {
+            const float32x4_t vstep = vdupq_n_f32(step), voffset = vdupq_n_f32(offset);
+            for (; b + 4 <= group_end; b += 4) {
+                uint32_t c[4];
+                for (int j = 0; j < 4; j++) c[j] = lq_code_at(t->scale_codes, f->scale_bits, b + j);
+                vst1q_f32(out + (b - first), vaddq_f32(vdivq_f32(vcvtq_f32_u32(vld1q_u32(c)), vstep), voffset));
+            }
+        }
+        for (; b < group_end; b++) out[b - first] = lq_uint_scale(lq_code_at(t->scale_codes, f->scale_bits, b), step, ga, offset);
+    }
+}
+
 void lq_dequantize_neon(const lq_qtensor *t, int64_t start, int64_t count, float *out) {
     const int64_t bs = t->format.block_size;
     int64_t i = start, end = start + count;
@@ -84,7 +121,7 @@ void lq_dequantize_neon(const lq_qtensor *t, int64_t start, int64_t count, float
     while (end - i >= bs) {
         int64_t nb = (end - i) / bs;
         if (nb > SCALE_BATCH) nb = SCALE_BATCH;
-        lq_block_scales(t, i / bs, nb, scales);
+        block_scales_neon(t, i / bs, nb, scales);
         for (int64_t k = 0; k < nb; k++, i += bs) {
             for (int64_t j = 0; j < bs; j += 16) {
                 float32x4_t v[4];
@@ -110,7 +147,7 @@ void lq_gemv_neon(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t 
         float32x4_t acc = vdupq_n_f32(0);
         for (int64_t kb = 0; kb < blocks_per_row; kb += SCALE_BATCH) {
             int64_t nb = blocks_per_row - kb < SCALE_BATCH ? blocks_per_row - kb : SCALE_BATCH;
-            lq_block_scales(t, r * blocks_per_row + kb, nb, scales);
+            block_scales_neon(t, r * blocks_per_row + kb, nb, scales);
             for (int64_t k = 0; k < nb; k++) {
                 int64_t col = (kb + k) * bs;
                 float32x4_t p0 = vdupq_n_f32(0), p1 = vdupq_n_f32(0);
