@@ -2,7 +2,9 @@
 # The one script to run on a machine with an NVIDIA GPU and the CUDA toolkit (no Swift needed):
 # builds liblqlora_cuda.so and cuda-check with the machine's nvcc, checks every kernel against the
 # CPU scalar reference, then benchmarks them against a device-to-device copy and cuBLAS in the same
-# run. The log goes to $OUT/cuda-device-check.txt (default build/cuda/).
+# run. With build/gpu-bundle.tar.xz carried over (scripts/make-gpu-bundle.sh), it also runs the
+# `lqlora` built here end to end: `eval --device cuda` against `--device cpu` on NF4 and NF3 models.
+# The log goes to $OUT/cuda-device-check.txt (default build/cuda/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-build/cuda}
@@ -15,6 +17,27 @@ mkdir -p "$out"
     echo "== built in $(($(date +%s) - start)) s"
     build/cuda/cuda-check --bench
     echo "== cuda-check exit status $?"
+    if [ -f build/gpu-bundle.tar.xz ]; then
+      bundle=$(mktemp -d)
+      tar -xJf build/gpu-bundle.tar.xz -C "$bundle"
+      b=$bundle/gpu-bundle
+      run() { LD_LIBRARY_PATH=$b/lib LQLORA_CUDA_LIBRARY=$PWD/build/cuda/liblqlora_cuda.so "$b/bin/lqlora" "$@"; }
+      echo "== end to end: lqlora $(run --version 2>&1)"
+      run env 2>&1
+      for m in nf4 nf3; do
+        for device in cpu cuda; do
+          printf '%s %s: ' "$m" "$device"
+          run eval --model "$b/models/$m" --data "$b/text.txt" --ctx 128 --batch 4 --json --device $device 2>&1 | tail -1
+        done
+      done
+      echo "== (the perplexities of cpu and cuda should agree to about 1e-5 relative)"
+      for device in cpu cuda; do  # decoding: the fused GEMV, one row at a time
+        printf 'greedy nf4 %s:' "$device"
+        run generate --model "$b/models/nf4" --prompt "The game" --max-tokens 16 --temperature 0 --device $device 2>/dev/null | tr '\n' ' '
+        echo
+      done
+      rm -rf "$bundle"
+    fi
   else
     echo "== build failed"
   fi

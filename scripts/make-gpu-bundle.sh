@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Packs what the GPU machine's end-to-end check needs and cannot build itself (it has no Swift):
+# the release `lqlora` with the shared libraries it loads beyond the C library (Swift runtime,
+# Foundation, OpenBLAS, LAPACKE, gfortran), a tiny random Llama in NF4 and NF3, and a text, into
+# build/gpu-bundle.tar.xz (about 35 MB). Carry that path to the device; scripts/cuda-device-check.sh
+# unpacks it and compares `lqlora eval --device cuda` with `--device cpu`. The device needs a
+# glibc at least as new as this machine's.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+swift build -c release --product lqlora >/dev/null
+root=build/gpu-bundle
+rm -rf "$root" "$root.tar.xz"
+mkdir -p "$root/bin" "$root/lib" "$root/models"
+cp .build/release/lqlora "$root/bin/"
+# Every resolved dependency except the C library's own parts, which must come from the device.
+ldd .build/release/lqlora | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
+  case "$(basename "$lib")" in
+    libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
+    *) cp -L "$lib" "$root/lib/" ;;
+  esac
+done
+python3 scripts/make-tiny-llama.py "$root/models/dense" >/dev/null
+for method in nf4 nf3; do
+  "$root/bin/lqlora" quantize --model "$root/models/dense" --out "$root/models/$method" --method $method >/dev/null 2>&1
+done
+head -c 20000 ../shared/data/wikitext-2-raw-test.txt > "$root/text.txt"
+tar -cJf "$root.tar.xz.tmp" -C build gpu-bundle
+mv "$root.tar.xz.tmp" "$root.tar.xz"
+rm -rf "$root"
+echo "make-gpu-bundle: $root.tar.xz ($(du -h "$root.tar.xz" | cut -f1)); carry it to the device"
