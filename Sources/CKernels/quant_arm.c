@@ -80,31 +80,22 @@ static inline void decode16(const neon_decoder *d, const lq_qtensor *t, int64_t 
 
 enum { SCALE_BATCH = 256 };
 
-/// lq_block_scales with the LQ-LoRA integer scales decoded four blocks at a time: vdivq_f32 is an
-/// IEEE division, so the values equal the scalar reference's.
+/// LQ-LoRA integer block scales four at a time: vdivq_f32 is an IEEE division, so the values equal
+/// the scalar reference's.
+static int64_t uint_scales_neon(const lq_qtensor *t, int64_t b, int64_t count, float step, float *out) {
+    const int bits = t->format.scale_bits;
+    const float32x4_t vstep = vdupq_n_f32(step), voffset = vdupq_n_f32(t->scale_offset);
+    int64_t k = 0;
+    for (; k + 4 <= count; k += 4) {
+        uint32_t c[4];
+        for (int j = 0; j < 4; j++) c[j] = lq_code_at(t->scale_codes, bits, b + k + j);
+        vst1q_f32(out + k, vaddq_f32(vdivq_f32(vcvtq_f32_u32(vld1q_u32(c)), vstep), voffset));
+    }
+    return k;
+}
+
 static void block_scales_neon(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
-    const lq_qformat *f = &t->format;
-    if (f->scale_kind != LQ_SCALES_UINT) {
-        lq_block_scales(t, first, count, out);
-        return;
-    }
-    const int64_t group = f->scale_block_size, end = first + count;
-    const float offset = t->scale_offset;
-    int64_t b = first;
-    while (b < end) {
-        const int64_t g = b / group;
-        const int64_t group_end = (g + 1) * group < end ? (g + 1) * group : end;
-        const float ga = t->group_absmax[g], step = lq_uint_step(f->scale_bits, ga);
-        if (ga > 0x1p-24f) {
-            const float32x4_t vstep = vdupq_n_f32(step), voffset = vdupq_n_f32(offset);
-            for (; b + 4 <= group_end; b += 4) {
-                uint32_t c[4];
-                for (int j = 0; j < 4; j++) c[j] = lq_code_at(t->scale_codes, f->scale_bits, b + j);
-                vst1q_f32(out + (b - first), vaddq_f32(vdivq_f32(vcvtq_f32_u32(vld1q_u32(c)), vstep), voffset));
-            }
-        }
-        for (; b < group_end; b++) out[b - first] = lq_uint_scale(lq_code_at(t->scale_codes, f->scale_bits, b), step, ga, offset);
-    }
+    lq_block_scales_with(t, first, count, out, uint_scales_neon);
 }
 
 void lq_dequantize_neon(const lq_qtensor *t, int64_t start, int64_t count, float *out) {

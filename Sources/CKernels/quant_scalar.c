@@ -31,13 +31,13 @@ void lq_unpack_codes(const uint8_t *p, int bits, int64_t index, int64_t count, u
 
 int64_t lq_num_blocks(int64_t numel, int32_t block_size) { return (numel + block_size - 1) / block_size; }
 
-void lq_block_scales(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
+void lq_block_scales_with(const lq_qtensor *t, int64_t first, int64_t count, float *out, lq_uint_scales_kernel kernel) {
     const lq_qformat *f = &t->format;
     if (f->scale_kind == LQ_SCALES_F32) {
         memcpy(out, t->absmax + first, (size_t)count * sizeof(float));
         return;
     }
-    // Walk group by group: one division per group, not per block (this runs once per row in GEMV).
+    // Walk group by group: one step per group, not per block (this runs once per row in GEMV).
     const int64_t group = f->scale_block_size, end = first + count;
     int64_t b = first;
     while (b < end) {
@@ -48,9 +48,14 @@ void lq_block_scales(const lq_qtensor *t, int64_t first, int64_t count, float *o
             for (; b < group_end; b++) out[b - first] = lq_dynamic8_scale(t->scale_map[t->scale_codes[b]], ga, offset);
         } else {
             const float step = lq_uint_step(f->scale_bits, ga);
+            if (kernel && ga > 0x1p-24f) b += kernel(t, b, group_end - b, step, out + (b - first));
             for (; b < group_end; b++) out[b - first] = lq_uint_scale(lq_code_at(t->scale_codes, f->scale_bits, b), step, ga, offset);
         }
     }
+}
+
+void lq_block_scales(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
+    lq_block_scales_with(t, first, count, out, NULL);
 }
 
 void lq_dequantize_scalar(const lq_qtensor *t, int64_t start, int64_t count, float *out) {

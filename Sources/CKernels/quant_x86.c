@@ -56,38 +56,28 @@ LQ_AVX2 static inline __m256 decode8(const decoder *d, const lq_qtensor *t, int6
 
 enum { SCALE_BATCH = 256 };
 
-/// lq_block_scales with the LQ-LoRA integer scales decoded eight blocks at a time: the division
-/// q / step is IEEE-exact in _mm256_div_ps too, so the values equal the scalar reference's, and
-/// small blocks (16 values) no longer spend a scalar division on every block.
-LQ_AVX2 static void block_scales_avx2(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
-    const lq_qformat *f = &t->format;
-    if (f->scale_kind != LQ_SCALES_UINT) {
-        lq_block_scales(t, first, count, out);
-        return;
-    }
-    const int64_t group = f->scale_block_size, end = first + count;
-    const float offset = t->scale_offset;
-    int64_t b = first;
-    while (b < end) {
-        const int64_t g = b / group;
-        const int64_t group_end = (g + 1) * group < end ? (g + 1) * group : end;
-        const float ga = t->group_absmax[g], step = lq_uint_step(f->scale_bits, ga);
-        if (ga > 0x1p-24f) {
-            const __m256 vstep = _mm256_set1_ps(step), voffset = _mm256_set1_ps(offset);
-            for (; b + 8 <= group_end; b += 8) {
-                __m256i q;
-                if (f->scale_bits == 8) {
-                    q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(t->scale_codes + b)));
-                } else {
-                    uint32_t c[8];
-                    for (int j = 0; j < 8; j++) c[j] = lq_code_at(t->scale_codes, f->scale_bits, b + j);
-                    q = _mm256_loadu_si256((const __m256i *)c);
-                }
-                _mm256_storeu_ps(out + (b - first), _mm256_add_ps(_mm256_div_ps(_mm256_cvtepi32_ps(q), vstep), voffset));
-            }
+/// LQ-LoRA integer block scales eight at a time: _mm256_div_ps is an IEEE division, so the values
+/// equal the scalar reference's, and blocks of 16 values no longer pay a scalar division each.
+LQ_AVX2 static int64_t uint_scales_avx2(const lq_qtensor *t, int64_t b, int64_t count, float step, float *out) {
+    const int bits = t->format.scale_bits;
+    const __m256 vstep = _mm256_set1_ps(step), voffset = _mm256_set1_ps(t->scale_offset);
+    int64_t k = 0;
+    for (; k + 8 <= count; k += 8) {
+        __m256i q;
+        if (bits == 8) {
+            q = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(t->scale_codes + b + k)));
+        } else {
+            uint32_t c[8];
+            for (int j = 0; j < 8; j++) c[j] = lq_code_at(t->scale_codes, bits, b + k + j);
+            q = _mm256_loadu_si256((const __m256i *)c);
         }
-        for (; b < group_end; b++) out[b - first] = lq_uint_scale(lq_code_at(t->scale_codes, f->scale_bits, b), step, ga, offset);
+        _mm256_storeu_ps(out + k, _mm256_add_ps(_mm256_div_ps(_mm256_cvtepi32_ps(q), vstep), voffset));
     }
+    return k;
+}
+
+LQ_AVX2 static void block_scales_avx2(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
+    lq_block_scales_with(t, first, count, out, uint_scales_avx2);
 }
 
 LQ_AVX2 void lq_dequantize_avx2(const lq_qtensor *t, int64_t start, int64_t count, float *out) {
