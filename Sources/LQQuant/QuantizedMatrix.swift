@@ -125,7 +125,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 
     /// Rows of x at or below this count go through the fused GEMV; more go through panel GEMM.
-    public static let gemvRowLimit = 8
+    public static let gemvRowLimit = RowPanels.gemvRowLimit
 
     /// X · Wᵀ for X [n, cols] → [n, rows], the product a linear layer computes. Few rows use the
     /// fused GEMV; many rows dequantize cache-sized panels of W (one thread each) feeding sgemm.
@@ -133,17 +133,12 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public func matmul(_ x: Tensor, gpu: CUDABackend? = CUDABackend.active) -> Tensor {
         precondition(x.rank == 2 && x.shape[1] == cols, "matmul: x \(x.shape) against W [\(rows), \(cols)]")
         let n = x.shape[0]
-        let out = Tensor(zeros: [n, rows])
+        let out = Tensor(uninitialized: [n, rows])  // every path below writes all of it
         if n > 0, let gpu, onDevice(gpu, { m in gpu.matmul(m, x: x.pointer, rows: n, transposed: false, beta: 0, y: out.pointer) }) {
             return out
         }
         if n <= Self.gemvRowLimit {
-            let column = UnsafeMutablePointer<Float>.allocate(capacity: rows)
-            defer { column.deallocate() }
-            for i in 0..<n {
-                gemv(x.pointer + i * cols, column)
-                (out.pointer + i * rows).update(from: column, count: rows)
-            }
+            for i in 0..<n { gemv(x.pointer + i * cols, out.pointer + i * rows) }
             return out
         }
         RowPanels.product(x, into: out, rows: rows, cols: cols) { range, panel in self.dequantize(rows: range, into: panel) }
@@ -165,15 +160,17 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// Runs `product` on the GPU; false (after one warning) when it cannot, so the caller computes on
     /// the CPU. A failed product leaves its output as it was.
     private func onDevice(_ gpu: CUDABackend, _ product: (OpaquePointer) -> String?) -> Bool {
-        let name = "a \(rows)x\(cols) \(config.name) matrix"
-        guard let m = deviceCopy.matrix(on: gpu, name: name, upload: { withCView { gpu.upload($0, rows: rows, cols: cols) } })
+        guard let m = deviceCopy.matrix(on: gpu, name: deviceName, upload: { withCView { gpu.upload($0, rows: rows, cols: cols) } })
         else { return false }
         if let error = product(m) {
-            deviceCopy.markFailed("\(name): GPU product failed (\(error)); it stays on the CPU")
+            deviceCopy.markFailed("\(deviceName): GPU product failed (\(error)); it stays on the CPU")
             return false
         }
         return true
     }
+
+    /// How warnings about this matrix's GPU copy name it (built only when one is printed).
+    private var deviceName: String { "a \(rows)x\(cols) \(config.name) matrix" }
 
     /// Bytes of storage (codes and scales as stored; group absmax at its storage width).
     public var storageBytes: Int {

@@ -40,13 +40,6 @@ public final class HalfMatrix: @unchecked Sendable {
         if kind == .bf16 { lq_bf16_to_f32(src, out, n) } else { lq_f16_to_f32(src, out, n) }
     }
 
-    /// The whole matrix as fp32.
-    public func widened() -> Tensor {
-        let out = Tensor(uninitialized: [rows, cols])
-        Parallel.forEach(rows, minChunk: 256) { range in self.widen(rows: range, into: out.pointer + range.lowerBound * self.cols) }
-        return out
-    }
-
     /// y = W · x (x: cols, y: rows), parallel over rows; `level` picks the kernel (tests compare them).
     public func gemv(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, level: lq_level = lq_active_level()) {
         let flag = isBF16
@@ -57,13 +50,13 @@ public final class HalfMatrix: @unchecked Sendable {
         }
     }
 
-    /// X · Wᵀ for X [n, cols] → [n, rows]: one fused GEMV per row of X for decoding (n ≤ 8),
-    /// widened panels feeding sgemm otherwise.
+    /// X · Wᵀ for X [n, cols] → [n, rows]: one fused GEMV per row of X for decoding (up to
+    /// RowPanels.gemvRowLimit rows), widened panels feeding sgemm otherwise.
     public func matmul(_ x: Tensor) -> Tensor {
         precondition(x.rank == 2 && x.shape[1] == cols, "matmul: x \(x.shape) against W [\(rows), \(cols)]")
         let n = x.shape[0]
         let out = Tensor(uninitialized: [n, rows])
-        if n <= 8 {
+        if n <= RowPanels.gemvRowLimit {
             for i in 0..<n { gemv(x.pointer + i * cols, out.pointer + i * rows) }
         } else {
             RowPanels.product(x, into: out, rows: rows, cols: cols) { range, panel in self.widen(rows: range, into: panel) }

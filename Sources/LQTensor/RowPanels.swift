@@ -2,6 +2,9 @@
 /// fp32 one cache-sized panel at a time, each panel feeding sgemm, so no fp32 copy of the whole
 /// matrix ever exists.
 public enum RowPanels {
+    /// Rows of x up to which a product is one fused GEMV per row (decoding) instead of panels.
+    public static let gemvRowLimit = 8
+
     /// Calls `body` with consecutive row panels of a rows × cols matrix (and their row range):
     /// about 8 MiB each, large enough that sgemm runs near its peak, small enough to stay in cache.
     /// `widen(range, out)` writes rows `range` to `out` (row-major); it runs on all threads, each

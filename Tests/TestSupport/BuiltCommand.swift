@@ -25,8 +25,21 @@ public enum BuiltCommand {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        // stderr drains on its own thread: a child filling that pipe while we wait on stdout would hang.
+        let e = StandardError()
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            e.data = err.fileHandleForReading.readDataToEndOfFile()
+            done.signal()
+        }.start()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        done.wait()
         process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e.data, as: UTF8.self))
     }
+}
+
+/// The child's stderr, filled by its reader thread before the semaphore is signalled.
+private final class StandardError: @unchecked Sendable {
+    var data = Data()
 }
