@@ -96,6 +96,14 @@ static void load_once(void) {
     RESOLVE(hgemv_dense, lq_cuda_hgemv_dense);
     RESOLVE(f32_to_f16, lq_cuda_f32_to_f16);
     RESOLVE(time, lq_cuda_time);
+    RESOLVE(dense_matmul, lq_cuda_dense_matmul);
+    RESOLVE(rms_norm, lq_cuda_rms_norm);
+    RESOLVE(add, lq_cuda_add);
+    RESOLVE(add_bias, lq_cuda_add_bias);
+    RESOLVE(silu_mul, lq_cuda_silu_mul);
+    RESOLVE(gather_rows, lq_cuda_gather_rows);
+    RESOLVE(rope, lq_cuda_rope);
+    RESOLVE(attention, lq_cuda_attention);
     const char *dev = getenv("LQLORA_CUDA_DEVICE");
     int device = dev && *dev ? atoi(dev) : 0;
     if (loaded.init(device, &loaded.device) != 0) {

@@ -82,8 +82,12 @@ LQ_AVX2 static void block_scales_avx2(const lq_qtensor *t, int64_t first, int64_
 
 LQ_AVX2 void lq_dequantize_avx2(const lq_qtensor *t, int64_t start, int64_t count, float *out) {
     const int64_t bs = t->format.block_size;
+    if (bs % 8 != 0) {  // blocks do not start on 8-code groups: the reference path
+        lq_dequantize_scalar(t, start, count, out);
+        return;
+    }
     int64_t i = start, end = start + count;
-    // Scalar up to the first block boundary that is also a multiple of 8 (block sizes are).
+    // Scalar up to the first block boundary (a multiple of 8, as the block size is).
     int64_t head_end = ((i + bs - 1) / bs) * bs;
     if (head_end > end) head_end = end;
     if (head_end > i) {
@@ -286,7 +290,7 @@ LQ_AVX2 static void gemv_lanes_avx2(const lq_qtensor *t, int64_t cols, int64_t r
 LQ_AVX2 void lq_gemv_avx2(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t row_end,
                           const float *x, float *y) {
     const int64_t bs = t->format.block_size;
-    if (cols % bs != 0) {  // blocks straddle rows: rare, take the reference path
+    if (cols % bs != 0 || bs % 8 != 0) {  // blocks straddle rows or 8-code groups: rare, take the reference path
         lq_gemv_scalar(t, cols, row_begin, row_end, x, y);
         return;
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LQFormats
 import LQModel
+import LQQuant
 import LQTensor
 
 /// Model and adapter options shared by the commands that run a model.
@@ -22,6 +23,13 @@ struct ModelOptions: ParsableArguments {
         try deviceOptions.activate()
         let m = try LlamaModel(directory: model)
         if let adapter { try m.loadAdapter(directory: adapter) }
+        if let gpu = CUDABackend.active {
+            do {
+                try m.moveForwardPass(to: gpu)
+            } catch {  // e.g. too little GPU memory for every weight: products alone still go there
+                WarnOnce.say("warning: the model does not fit on the GPU (\(error)); only its quantized products run there")
+            }
+        }
         return (m, try loadTokenizer(directory: model))
     }
 }

@@ -29,6 +29,10 @@ public final class LlamaLayer: @unchecked Sendable {
 public final class KVCache {
     public let capacity: Int
     public private(set) var length = 0
+    /// The tokens cached so far per sequence: what the CPU recomputes if the GPU fails mid-way.
+    private(set) var history: [[Int]] = []
+    /// Keys and values on the GPU when the model's forward pass runs there.
+    var device: DeviceKVCache?
     var keys: [[Tensor]]  // [batch][layer] → [capacity, kvHeads·headDim]
     var values: [[Tensor]]
 
@@ -40,6 +44,16 @@ public final class KVCache {
     }
 
     func advance(by n: Int) { length += n }
+
+    func record(_ tokens: [[Int]]) {
+        if history.isEmpty { history = tokens } else { for b in tokens.indices { history[b] += tokens[b] } }
+    }
+
+    /// Forgets every position (the next pass starts at 0), keeping the history.
+    func rewind() {
+        length = 0
+        device = nil
+    }
 }
 
 /// A Llama-family causal language model computing exactly what transformers' LlamaForCausalLM
@@ -57,6 +71,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// nil when tied to the embeddings.
     public let lmHead: Linear?
     let rope: RotaryTable
+    /// Where hidden states and logits are computed when on the GPU (moveForwardPass(to:)).
+    public internal(set) var deviceForward: DeviceLlama?
 
     public init(config: LlamaConfig, embed: Linear, layers: [LlamaLayer], norm: Tensor, lmHead: Linear?) {
         self.config = config
@@ -132,6 +148,37 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// The final normalised hidden states [batch·length, hidden].
     public func hiddenStates(_ tokens: [[Int]], cache: KVCache? = nil) -> Tensor {
+        defer { cache?.record(tokens) }
+        if let device = deviceForward {
+            do {
+                let hidden = try device.hiddenStates(tokens, cache: cache)
+                cache?.advance(by: tokens.first?.count ?? 0)
+                return hidden
+            } catch {
+                leaveDevice(after: error)
+                if let cache, cache.length > 0 { return recomputeOnCPU(tokens, cache: cache) }
+                cache?.rewind()
+            }
+        }
+        return hostHiddenStates(tokens, cache: cache)
+    }
+
+    /// After the GPU failed mid-way through a cached sequence: fills the CPU cache from the history
+    /// and returns the new tokens' hidden states.
+    private func recomputeOnCPU(_ tokens: [[Int]], cache: KVCache) -> Tensor {
+        let earlier = cache.history, length = tokens.first?.count ?? 0
+        cache.rewind()
+        let all = zip(earlier, tokens).map { $0 + $1 }
+        let total = all.first?.count ?? 0
+        let hidden = hostHiddenStates(all, cache: cache)
+        let h = config.hiddenSize, out = Tensor(uninitialized: [tokens.count * length, h])
+        for b in tokens.indices {
+            (out.pointer + b * length * h).update(from: hidden.pointer + (b * total + total - length) * h, count: length * h)
+        }
+        return out
+    }
+
+    func hostHiddenStates(_ tokens: [[Int]], cache: KVCache?) -> Tensor {
         let batch = tokens.count, length = tokens.first?.count ?? 0
         precondition(tokens.allSatisfy { $0.count == length }, "sequences in a batch must have equal length")
         let start = cache?.length ?? 0
@@ -152,7 +199,10 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Hidden states → logits through the LM head (or the tied embeddings).
     public func logits(_ hidden: Tensor) -> Tensor {
-        (lmHead ?? embed)(hidden)
+        if let device = deviceForward {
+            do { return try device.logits(hidden) } catch { leaveDevice(after: error) }
+        }
+        return (lmHead ?? embed)(hidden)
     }
 
     func attention(_ layer: LlamaLayer, _ x: Tensor, batch: Int, length: Int, start: Int, layerIndex: Int, cache: KVCache?) -> Tensor {

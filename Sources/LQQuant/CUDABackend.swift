@@ -13,11 +13,13 @@ public struct CUDAUnavailable: Error, CustomStringConvertible {
 }
 
 /// liblqlora_cuda.so (lq_cuda.h), found at run time. Quantized matrices upload themselves on their
-/// first product and then multiply on the device; activations cross to and from the host per product.
+/// first product and then multiply on the device (activations crossing per product), unless a whole
+/// forward pass runs there (DeviceLlama), when activations stay on the device between layers.
 public final class CUDABackend: @unchecked Sendable {
     let api: lq_cuda_api
 
-    private init(api: lq_cuda_api) { self.api = api }
+    /// A backend over an API table: the loader's, or a stand-in's (the tests' host emulation).
+    public init(api: lq_cuda_api) { self.api = api }
 
     /// The backend products use in this process; nil means the CPU kernels.
     nonisolated(unsafe) public private(set) static var active: CUDABackend?
@@ -116,11 +118,11 @@ final class DeviceCopy: @unchecked Sendable {
 }
 
 /// Prints each distinct message once per process (on stderr).
-enum WarnOnce {
+public enum WarnOnce {
     nonisolated(unsafe) private static var said = Set<String>()
     private static let lock = NSLock()
 
-    static func say(_ message: String) {
+    public static func say(_ message: String) {
         lock.lock()
         defer { lock.unlock() }
         if said.insert(message).inserted { FileHandle.standardError.write(Data((message + "\n").utf8)) }

@@ -41,7 +41,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     public let scaleOffset: Float
 
     /// Its copy on the GPU, when products run there (CUDABackend.active).
-    private let deviceCopy = DeviceCopy()
+    let deviceCopy = DeviceCopy()
 
     public var count: Int { rows * cols }
     public var blockCount: Int { (count + config.blockSize - 1) / config.blockSize }
@@ -170,7 +170,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
     }
 
     /// How warnings about this matrix's GPU copy name it (built only when one is printed).
-    private var deviceName: String { "a \(rows)x\(cols) \(config.name) matrix" }
+    var deviceName: String { "a \(rows)x\(cols) \(config.name) matrix" }
 
     /// Bytes of storage (codes and scales as stored; group absmax at its storage width).
     public var storageBytes: Int {

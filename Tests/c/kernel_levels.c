@@ -233,9 +233,11 @@ int main(void) {
     test_gemv16(level);
     test_pool();
     test_activations(level);
-    const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64};
+    // The table's block sizes, plus 24 and 20 (not a multiple of 16, of 8), which the C layer accepts
+    // and the SIMD paths must hand to the reference where their loads do not fit.
+    const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64, 24, 20};
     for (int b = 0; b < 4; b++)
-        for (int k = 0; k < 3; k++) {
+        for (int k = 0; k < 5; k++) {
             // Three blocks per row, and 192 columns (the whole-64-group GEMV cores).
             for (int c = 0; c < 2; c++) {
                 const int64_t cols = c == 0 ? 3 * blocks[k] : 192;

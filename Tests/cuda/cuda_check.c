@@ -2,16 +2,26 @@
 // measures them against their anchors in the same run. Built by scripts/build-cuda.sh; loads the
 // library through the same loader as lqlora (set LQLORA_CUDA_LIBRARY to choose the file).
 //
-//   cuda-check            correctness: dequantization bit-exact, GEMV/GEMM within 1e-5 of Σ|w·x|
+//   cuda-check            correctness: dequantization bit-exact, GEMV/GEMM within 1e-5 of Σ|w·x|; the
+//                         decoder's other operations against lq_device_ops.h (RoPE bit-exact)
 //   cuda-check --bench    plus dequantization GB/s vs a device-to-device copy, NF4/NF3/NF2 GEMV vs
 //                         cuBLAS SGEMV (fp32) and fp16 GEMV, GEMM (512 rows) vs cublasSgemm
 // Exit status: 0 all passed, 1 a check failed, 77 no usable library or device (skipped).
+//
+// Built with -DLQ_CUDA_CHECK_EMULATED and Tests/CUDAEmulation/emulation.c, it runs the same checks
+// against the host emulation of the library (scripts/test-cuda.sh): the checker, its references and
+// the CPU kernels the emulation uses are then exercised on every machine.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "lq_activations.h"
 #include "lq_cuda.h"
+#include "lq_device_ops.h"
+#ifdef LQ_CUDA_CHECK_EMULATED
+#include "lq_cuda_emulation.h"
+#endif
 #include "quant_impl.h"
 
 static const lq_cuda_api *gpu;
@@ -224,6 +234,157 @@ static void run_checks(void) {
     printf("cuda-check: %d formats x shapes, %d failures\n", cases, failures);
 }
 
+// ---- The decoder's other operations against lq_device_ops.h ----
+
+static float *random_floats(size_t n, float lo, float hi) {
+    float *p = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) p[i] = uniform(lo, hi);
+    return p;
+}
+
+/// |got − want| ≤ tol · (|want| + floor) for every entry; prints the first miss.
+static void expect_near(const char *what, const float *got, const float *want, size_t n, double tol, double floor) {
+    for (size_t i = 0; i < n; i++) {
+        if (!(fabs((double)got[i] - want[i]) <= tol * (fabs(want[i]) + floor))) {
+            fprintf(stderr, "FAIL %s: entry %zu is %.9g, reference %.9g\n", what, i, got[i], want[i]);
+            failures++;
+            return;
+        }
+    }
+}
+
+static void expect_equal(const char *what, const float *got, const float *want, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (memcmp(&got[i], &want[i], sizeof(float))) {
+            fprintf(stderr, "FAIL %s: entry %zu is %.9g, reference %.9g (bit-exact expected)\n", what, i, got[i], want[i]);
+            failures++;
+            return;
+        }
+    }
+}
+
+static void check_attention(lq_attention_shape s) {
+    const int64_t qn = s.batch * s.length * s.heads * s.head_dim, kvn = s.batch * s.capacity * s.kv_heads * s.head_dim;
+    float *q = random_floats((size_t)qn, -1, 1), *k = random_floats((size_t)kvn, -1, 1), *v = random_floats((size_t)kvn, -1, 1);
+    float *want = malloc(sizeof(float) * qn);
+    lq_ref_attention(q, k, v, &s, want);
+    float *dq = device_floats(q, (size_t)qn), *dk = device_floats(k, (size_t)kvn), *dv = device_floats(v, (size_t)kvn);
+    float *dout = device_floats(NULL, (size_t)qn);
+    CHECK(gpu->attention(dq, dk, dv, &s, dout));
+    float *got = download_floats(dout, (size_t)qn);
+    char what[160];
+    snprintf(what, sizeof what, "attention batch %lld length %lld start %lld heads %lld/%lld dim %lld window %lld", (long long)s.batch,
+             (long long)s.length, (long long)s.start, (long long)s.heads, (long long)s.kv_heads, (long long)s.head_dim,
+             (long long)s.window);
+    expect_near(what, got, want, (size_t)qn, 1e-5, 1.0);  // outputs are convex combinations of values in [-1, 1]
+    CHECK(gpu->free(dq)); CHECK(gpu->free(dk)); CHECK(gpu->free(dv)); CHECK(gpu->free(dout));
+    free(q), free(k), free(v), free(want), free(got);
+}
+
+static void check_decoder_ops(void) {
+    const int before = failures;
+    // Dense product, as a LoRA update: Y = 0.5 · X · Wᵀ + Y.
+    {
+        const int64_t rows = 70, cols = 37, n = 13;
+        float *w = random_floats(rows * cols, -1, 1), *x = random_floats(n * cols, -1, 1), *y0 = random_floats(n * rows, -1, 1);
+        double *ref = malloc(sizeof(double) * n * rows), *mag = malloc(sizeof(double) * n * rows);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < rows; j++) {
+                double acc = y0[i * rows + j], m = fabs(acc);
+                for (int64_t c = 0; c < cols; c++) {
+                    acc += 0.5 * (double)w[j * cols + c] * x[i * cols + c];
+                    m += fabs(0.5 * (double)w[j * cols + c] * x[i * cols + c]);
+                }
+                ref[i * rows + j] = acc, mag[i * rows + j] = m;
+            }
+        float *dw = device_floats(w, rows * cols), *dx = device_floats(x, n * cols), *dy = device_floats(y0, n * rows);
+        CHECK(gpu->dense_matmul(dw, rows, cols, dx, n, 0.5f, 1.0f, dy));
+        float *y = download_floats(dy, n * rows);
+        expect_close("dense_matmul", y, ref, mag, n * rows, 1e-5);
+        CHECK(gpu->free(dw)); CHECK(gpu->free(dx)); CHECK(gpu->free(dy));
+        free(w), free(x), free(y0), free(ref), free(mag), free(y);
+    }
+    // RMSNorm, residual add, bias, SwiGLU, embedding lookup.
+    {
+        const int64_t n = 7, width = 1000;
+        float *x = random_floats(n * width, -3, 3), *w = random_floats(width, 0.5f, 1.5f), *u = random_floats(n * width, -2, 2);
+        float *want = malloc(sizeof(float) * n * width);
+        float *dx = device_floats(x, n * width), *dw = device_floats(w, width), *du = device_floats(u, n * width);
+        float *dout = device_floats(NULL, n * width);
+
+        lq_ref_rms_norm(x, w, n, width, 1e-5f, want);
+        CHECK(gpu->rms_norm(dx, dw, n, width, 1e-5f, dout));
+        float *got = download_floats(dout, n * width);
+        expect_near("rms_norm", got, want, n * width, 1e-5, 1e-3);
+        free(got);
+
+        for (int64_t i = 0; i < n * width; i++) want[i] = x[i] + u[i];
+        CHECK(gpu->add(dx, du, n * width));
+        got = download_floats(dx, n * width);
+        expect_equal("add", got, want, n * width);
+        free(got);
+
+        CHECK(gpu->upload(dx, x, sizeof(float) * n * width));
+        for (int64_t i = 0; i < n * width; i++) want[i] = x[i] + w[i % width];
+        CHECK(gpu->add_bias(dx, dw, n, width));
+        got = download_floats(dx, n * width);
+        expect_equal("add_bias", got, want, n * width);
+        free(got);
+
+        CHECK(gpu->upload(dx, x, sizeof(float) * n * width));
+        memcpy(want, x, sizeof(float) * n * width);
+        lq_silu_mul_level(LQ_LEVEL_SCALAR, want, u, n * width);
+        CHECK(gpu->silu_mul(dx, du, n * width));
+        got = download_floats(dx, n * width);
+        expect_near("silu_mul", got, want, n * width, 1e-6, 1e-6);  // expf may differ by an ulp
+        free(got);
+
+        const int32_t ids[] = {6, 0, 3, 3, 1};
+        float *dtable = device_floats(x, n * width);
+        CHECK(gpu->gather_rows(dtable, width, ids, 5, dout));
+        got = download_floats(dout, 5 * width);
+        for (int i = 0; i < 5; i++) memcpy(want + i * width, x + ids[i] * width, sizeof(float) * width);
+        expect_equal("gather_rows", got, want, 5 * width);
+        free(got);
+        CHECK(gpu->free(dx)); CHECK(gpu->free(dw)); CHECK(gpu->free(du)); CHECK(gpu->free(dout)); CHECK(gpu->free(dtable));
+        free(x), free(w), free(u), free(want);
+    }
+    // RoPE: the same unfused products and sums as the reference, so bit for bit.
+    {
+        const int64_t batch = 2, length = 5, start = 9, heads = 3, dim = 80, half = dim / 2, positions = start + length;
+        const int64_t count = batch * length * heads * dim;
+        float *x = random_floats(count, -2, 2), *cs = malloc(sizeof(float) * positions * half), *sn = malloc(sizeof(float) * positions * half);
+        for (int64_t p = 0; p < positions; p++)
+            for (int64_t i = 0; i < half; i++) {
+                const float angle = (float)p * powf(10000.0f, -(float)(2 * i) / (float)dim);
+                cs[p * half + i] = cosf(angle), sn[p * half + i] = sinf(angle);
+            }
+        float *dx = device_floats(x, count), *dc = device_floats(cs, positions * half), *ds = device_floats(sn, positions * half);
+        lq_ref_rope(x, cs, sn, batch, length, start, heads, dim);
+        CHECK(gpu->rope(dx, dc, ds, batch, length, start, heads, dim));
+        float *got = download_floats(dx, count);
+        expect_equal("rope", got, x, count);
+        CHECK(gpu->free(dx)); CHECK(gpu->free(dc)); CHECK(gpu->free(ds));
+        free(x), free(cs), free(sn), free(got);
+    }
+    // Attention: prefill without a cache, a chunk after cached positions, decoding, sliding window,
+    // head sizes below, at and above a warp (80 is not a multiple of 32).
+    const lq_attention_shape shapes[] = {
+        {.batch = 2, .length = 9, .start = 0, .capacity = 9, .heads = 4, .kv_heads = 2, .head_dim = 64, .window = 0},
+        {.batch = 2, .length = 5, .start = 3, .capacity = 12, .heads = 6, .kv_heads = 2, .head_dim = 80, .window = 0},
+        {.batch = 1, .length = 1, .start = 40, .capacity = 48, .heads = 8, .kv_heads = 8, .head_dim = 128, .window = 0},
+        {.batch = 2, .length = 7, .start = 6, .capacity = 16, .heads = 4, .kv_heads = 1, .head_dim = 16, .window = 4},
+        {.batch = 1, .length = 300, .start = 0, .capacity = 300, .heads = 2, .kv_heads = 1, .head_dim = 256, .window = 0},
+    };
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        lq_attention_shape s = shapes[k];
+        s.scale = 1.0f / sqrtf((float)s.head_dim);
+        check_attention(s);
+    }
+    printf("cuda-check: decoder operations (dense product, RMSNorm, add, bias, SwiGLU, lookup, RoPE, 5 attention shapes), %d failures\n",
+           failures - before);
+}
+
 // ---- Benchmark ----
 
 typedef struct {
@@ -315,7 +476,11 @@ static void run_bench(void) {
 
 int main(int argc, char **argv) {
     char why[1600];
+#ifdef LQ_CUDA_CHECK_EMULATED
+    gpu = lq_cuda_emulation();
+#else
     gpu = lq_cuda_load(why, sizeof why);
+#endif
     if (!gpu) {
         printf("cuda-check: skipped: %s\n", why);
         return 77;
@@ -324,6 +489,7 @@ int main(int argc, char **argv) {
            gpu->device.compute_major, gpu->device.compute_minor, gpu->device.total_memory / 1073741824.0,
            gpu->device.driver_version, gpu->device.runtime_version);
     run_checks();
+    check_decoder_ops();
     if (argc > 1 && strcmp(argv[1], "--bench") == 0) run_bench();
     return failures ? 1 : 0;
 }

@@ -6,6 +6,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <mutex>
@@ -211,6 +212,113 @@ __global__ void gemv_any(QView q, int64_t rows, int64_t cols, int n_rows, const 
 __global__ void f32_to_f16_kernel(const float *in, int64_t count, __half *out) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
         out[i] = __float2half_rn(in[i]);
+}
+
+// ---- The decoder's other operations (references: lq_device_ops.h) ----
+
+/// One block per row.
+__global__ void rms_norm_kernel(const float *__restrict__ x, const float *__restrict__ weight, int64_t width, float eps,
+                                float *__restrict__ out) {
+    __shared__ float partial[32];
+    const float *src = x + (int64_t)blockIdx.x * width;
+    float *dst = out + (int64_t)blockIdx.x * width;
+    float ss = 0;
+    for (int64_t j = threadIdx.x; j < width; j += blockDim.x) ss += src[j] * src[j];
+    ss = warp_sum(ss);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (lane == 0) partial[warp] = ss;
+    __syncthreads();
+    if (warp == 0) {
+        float v = lane < (int)(blockDim.x / 32) ? partial[lane] : 0.0f;
+        v = warp_sum(v);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    const float r = 1.0f / sqrtf(partial[0] / (float)width + eps);
+    for (int64_t j = threadIdx.x; j < width; j += blockDim.x) dst[j] = weight[j] * (src[j] * r);
+}
+
+__global__ void add_kernel(float *x, const float *y, int64_t count) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) x[i] += y[i];
+}
+
+__global__ void add_bias_kernel(float *y, const float *bias, int64_t count, int64_t width) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] += bias[i % width];
+}
+
+__global__ void silu_mul_kernel(float *g, const float *u, int64_t count) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x)
+        g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+__global__ void gather_rows_kernel(const float *table, int64_t width, const int32_t *ids, int64_t n, float *out) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n * width; i += (int64_t)gridDim.x * blockDim.x)
+        out[i] = table[(int64_t)ids[i / width] * width + i % width];
+}
+
+/// One thread per rotated pair; products and sums unfused, as the C reference rounds them.
+__global__ void rope_kernel(float *x, const float *cos, const float *sin, int64_t rows, int64_t length, int64_t start,
+                            int64_t heads, int64_t head_dim) {
+    const int64_t half = head_dim / 2, pairs = rows * heads * half;
+    for (int64_t p = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; p < pairs; p += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i = p % half, head = (p / half) % heads, row = p / (half * heads);
+        const int64_t position = start + row % length;
+        const float c = cos[position * half + i], s = sin[position * half + i];
+        float *v = x + row * heads * head_dim + head * head_dim;
+        const float x1 = v[i], x2 = v[i + half];
+        v[i] = __fadd_rn(__fmul_rn(x1, c), __fmul_rn(-x2, s));
+        v[i + half] = __fadd_rn(__fmul_rn(x2, c), __fmul_rn(x1, s));
+    }
+}
+
+constexpr int kAttentionWarps = 4, kMaxHeadDim = 256;
+
+/// One warp per (query row, head), one pass over the visible keys with a running softmax: lane l
+/// holds dimensions l, l + 32, ... of the query and of the output.
+__global__ void attention_kernel(const float *__restrict__ q, const float *__restrict__ keys,
+                                 const float *__restrict__ values, lq_attention_shape s, float *__restrict__ out) {
+    constexpr int kPerLane = kMaxHeadDim / 32;
+    const int64_t job = (int64_t)blockIdx.x * kAttentionWarps + threadIdx.x / 32;
+    if (job >= s.batch * s.length * s.heads) return;
+    const int lane = threadIdx.x % 32;
+    const int64_t head = job % s.heads, row = job / s.heads, b = row / s.length, t = row % s.length;
+    const int64_t hd = s.head_dim, kv_width = s.kv_heads * hd, group = s.heads / s.kv_heads;
+    const int64_t last = s.start + t, first = s.window > 0 && last - s.window + 1 > 0 ? last - s.window + 1 : 0;
+    const float *qh = q + row * s.heads * hd + head * hd;
+    const float *k = keys + b * s.capacity * kv_width + (head / group) * hd;
+    const float *v = values + b * s.capacity * kv_width + (head / group) * hd;
+    float qr[kPerLane], acc[kPerLane];
+#pragma unroll
+    for (int r = 0; r < kPerLane; r++) {
+        const int64_t d = lane + 32 * r;
+        qr[r] = d < hd ? qh[d] : 0.0f;
+        acc[r] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    for (int64_t j = first; j <= last; j++) {
+        float dot = 0.0f;
+#pragma unroll
+        for (int r = 0; r < kPerLane; r++) {
+            const int64_t d = lane + 32 * r;
+            if (d < hd) dot += qr[r] * k[j * kv_width + d];
+        }
+        const float score = s.scale * warp_sum(dot);
+        const float m_new = fmaxf(m, score), correction = expf(m - m_new), p = expf(score - m_new);
+        l = l * correction + p;
+#pragma unroll
+        for (int r = 0; r < kPerLane; r++) {
+            const int64_t d = lane + 32 * r;
+            if (d < hd) acc[r] = acc[r] * correction + p * v[j * kv_width + d];
+        }
+        m = m_new;
+    }
+    float *o = out + row * s.heads * hd + head * hd;
+#pragma unroll
+    for (int r = 0; r < kPerLane; r++) {
+        const int64_t d = lane + 32 * r;
+        if (d < hd) o[d] = acc[r] / l;
+    }
 }
 
 int grid_for(int64_t work, int threads) {
@@ -438,6 +546,80 @@ extern "C" int lq_cuda_matmul_host(const lq_cuda_matrix *m, const float *x, int6
     }
     if (status) return status;
     CUDA_TRY(cudaMemcpy(y, staging_y, out * sizeof(float), cudaMemcpyDeviceToHost));
+    return 0;
+}
+
+extern "C" int lq_cuda_dense_matmul(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float alpha,
+                                    float beta, float *y) {
+    // Yᵀ [rows, n] column-major = (Wᶜ)ᵀ · Xᵀ, as in lq_cuda_gemm.
+    BLAS_TRY(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)n, (int)cols, &alpha, w, (int)cols, x, (int)cols,
+                         &beta, y, (int)rows));
+    return 0;
+}
+
+extern "C" int lq_cuda_rms_norm(const float *x, const float *weight, int64_t n, int64_t width, float eps, float *out) {
+    if (n == 0) return 0;
+    rms_norm_kernel<<<(unsigned)n, 256>>>(x, weight, width, eps, out);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int lq_cuda_add(float *x, const float *y, int64_t count) {
+    add_kernel<<<grid_for(count, 256), 256>>>(x, y, count);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int lq_cuda_add_bias(float *y, const float *bias, int64_t n, int64_t width) {
+    add_bias_kernel<<<grid_for(n * width, 256), 256>>>(y, bias, n * width, width);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int lq_cuda_silu_mul(float *g, const float *u, int64_t count) {
+    silu_mul_kernel<<<grid_for(count, 256), 256>>>(g, u, count);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+namespace {
+std::mutex ids_lock;
+int32_t *device_ids = nullptr;
+size_t ids_capacity = 0;
+}  // namespace
+
+extern "C" int lq_cuda_gather_rows(const float *table, int64_t width, const int32_t *ids, int64_t n, float *out) {
+    std::lock_guard<std::mutex> guard(ids_lock);
+    if ((size_t)n > ids_capacity) {
+        if (device_ids) cudaFree(device_ids);
+        device_ids = nullptr;
+        ids_capacity = 0;
+        CUDA_TRY(cudaMalloc(&device_ids, (size_t)n * sizeof(int32_t)));
+        ids_capacity = (size_t)n;
+    }
+    CUDA_TRY(cudaMemcpy(device_ids, ids, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice));
+    gather_rows_kernel<<<grid_for(n * width, 256), 256>>>(table, width, device_ids, n, out);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int lq_cuda_rope(float *x, const float *cos, const float *sin, int64_t batch, int64_t length, int64_t start,
+                            int64_t heads, int64_t head_dim) {
+    const int64_t rows = batch * length;
+    rope_kernel<<<grid_for(rows * heads * (head_dim / 2), 256), 256>>>(x, cos, sin, rows, length, start, heads, head_dim);
+    CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+extern "C" int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape,
+                                 float *out) {
+    if (shape->head_dim > kMaxHeadDim) return fail(-1, "lq_cuda_attention", "head_dim above 256");
+    if (shape->kv_heads < 1 || shape->heads % shape->kv_heads) return fail(-1, "lq_cuda_attention", "heads not a multiple of kv_heads");
+    const int64_t jobs = shape->batch * shape->length * shape->heads;
+    if (jobs == 0) return 0;
+    attention_kernel<<<(unsigned)((jobs + kAttentionWarps - 1) / kAttentionWarps), 32 * kAttentionWarps>>>(q, keys, values,
+                                                                                                           *shape, out);
+    CUDA_TRY(cudaGetLastError());
     return 0;
 }
 

@@ -4,4 +4,5 @@
 #include "lq_quant.h"
 #include "lq_activations.h"
 #include "lq_cuda.h"
+#include "lq_device_ops.h"
 #include "lq_pool.h"

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "lq_device_ops.h"
 #include "lq_quant.h"
 
 #ifdef __cplusplus
@@ -18,7 +19,7 @@ extern "C" {
 #endif
 
 /// Bumped whenever an entry point below changes; the loader refuses a library built for another.
-#define LQ_CUDA_ABI_VERSION 1
+#define LQ_CUDA_ABI_VERSION 2
 
 /// Rows of X up to which products use the fused dequantize-GEMV kernel; more rows dequantize W into
 /// a device workspace and call cublasSgemm.
@@ -65,6 +66,32 @@ int lq_cuda_gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transpo
 /// the library's own staging buffers; thread-safe. transposed/beta as for lq_cuda_gemm.
 int lq_cuda_matmul_host(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y);
 
+// ---- The decoder's other operations, so activations stay on the device between layers ----
+// Device pointers throughout; lq_device_ops.h holds their scalar references (the tests' oracle).
+
+/// Y[n, rows] = alpha · X[n, cols] · Wᵀ + beta · Y for a dense fp32 W [rows, cols] (cublasSgemm).
+int lq_cuda_dense_matmul(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float alpha, float beta,
+                         float *y);
+/// out[i, :] = weight · x[i, :] / sqrt(mean(x[i, :]²) + eps) for n rows of `width` (out may not alias x).
+int lq_cuda_rms_norm(const float *x, const float *weight, int64_t n, int64_t width, float eps, float *out);
+/// x[i] += y[i].
+int lq_cuda_add(float *x, const float *y, int64_t count);
+/// y[i, :] += bias for n rows of `width`.
+int lq_cuda_add_bias(float *y, const float *bias, int64_t n, int64_t width);
+/// g[i] = silu(g[i]) · u[i].
+int lq_cuda_silu_mul(float *g, const float *u, int64_t count);
+/// out[i, :] = table[ids[i], :]; `ids` is a host array of n token ids.
+int lq_cuda_gather_rows(const float *table, int64_t width, const int32_t *ids, int64_t n, float *out);
+/// Rotate-half RoPE in place on x [batch·length, heads·head_dim]; row t of a sequence is position
+/// start + t; cos/sin [positions, head_dim/2] (as transformers computes them).
+int lq_cuda_rope(float *x, const float *cos, const float *sin, int64_t batch, int64_t length, int64_t start, int64_t heads,
+                 int64_t head_dim);
+
+
+/// out [batch·length, heads·head_dim] = softmax(scale · q·kᵀ under the causal mask)·v per head, with
+/// q [batch·length, heads·head_dim] and keys/values [batch, capacity, kv_heads·head_dim].
+int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out);
+
 // Anchors for the benchmark, on dense matrices W [rows, cols] on the device.
 int lq_cuda_sgemv_dense(const float *w, int64_t rows, int64_t cols, const float *x, float *y);
 /// fp16 W, x and y (IEEE half, as uint16 bits), fp32 accumulation (cublasGemmEx).
@@ -96,6 +123,14 @@ typedef struct {
     int (*hgemv_dense)(const uint16_t *, int64_t, int64_t, const uint16_t *, uint16_t *);
     int (*f32_to_f16)(const float *, int64_t, uint16_t *);
     int (*time)(int (*)(void *), void *, int, float *);
+    int (*dense_matmul)(const float *, int64_t, int64_t, const float *, int64_t, float, float, float *);
+    int (*rms_norm)(const float *, const float *, int64_t, int64_t, float, float *);
+    int (*add)(float *, const float *, int64_t);
+    int (*add_bias)(float *, const float *, int64_t, int64_t);
+    int (*silu_mul)(float *, const float *, int64_t);
+    int (*gather_rows)(const float *, int64_t, const int32_t *, int64_t, float *);
+    int (*rope)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t);
+    int (*attention)(const float *, const float *, const float *, const lq_attention_shape *, float *);
     lq_cuda_device_info device;
     char path[1024];  // the library that was loaded
 } lq_cuda_api;

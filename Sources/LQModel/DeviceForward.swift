@@ -1,0 +1,295 @@
+import CKernels
+import LQQuant
+import LQTensor
+
+/// LlamaModel's forward pass on the GPU with its activations kept there between layers: the weights
+/// are copied once (quantized matrices in their storage format, everything else as fp32), each
+/// operation of a layer runs as a device kernel, and only token ids go in and final hidden states
+/// or logits come out. It is a snapshot: adapters changed afterwards are not seen.
+public final class DeviceLlama: @unchecked Sendable {
+    let gpu: CUDABackend
+    let config: LlamaConfig
+    let rope: RotaryTable
+    let embedTable: DeviceFloats  // [vocab, hidden]
+    let layers: [Layer]
+    let finalNorm: DeviceFloats
+    let head: DeviceLinear
+    private var cos: DeviceFloats?, sin: DeviceFloats?
+    private var ropePositions = 0
+    private var scratch: Scratch?
+    private var logitsBuffer: DeviceFloats?
+    /// rows · cols floats of the largest quantized matrix: where GEMMs dequantize it.
+    private let quantizedWorkspaceFloats: Int
+    private var quantizedWorkspace: DeviceFloats?
+    private let loraRank: Int
+
+    struct Layer {
+        let inputNorm: DeviceFloats, postNorm: DeviceFloats
+        let q: DeviceLinear, k: DeviceLinear, v: DeviceLinear, o: DeviceLinear
+        let gate: DeviceLinear, up: DeviceLinear, down: DeviceLinear
+    }
+
+    /// Copies `model`'s weights to `gpu`.
+    public init(model: LlamaModel, gpu: CUDABackend) throws {
+        self.gpu = gpu
+        config = model.config
+        rope = model.rope
+        embedTable = try DeviceLinear.widened(model.embed, on: gpu)
+        var layers: [Layer] = []
+        for layer in model.layers {
+            func linear(_ l: Linear) throws -> DeviceLinear { try DeviceLinear(l, on: gpu) }
+            layers.append(Layer(
+                inputNorm: try DeviceFloats(gpu, copying: layer.inputNorm), postNorm: try DeviceFloats(gpu, copying: layer.postNorm),
+                q: try linear(layer.q), k: try linear(layer.k), v: try linear(layer.v), o: try linear(layer.o),
+                gate: try linear(layer.gate), up: try linear(layer.up), down: try linear(layer.down)))
+        }
+        self.layers = layers
+        finalNorm = try DeviceFloats(gpu, copying: model.norm)
+        if let lmHead = model.lmHead {
+            head = try DeviceLinear(lmHead, on: gpu)
+        } else {  // tied: the embedding table is the head
+            head = DeviceLinear(base: .dense(embedTable), rows: config.vocabSize, cols: config.hiddenSize, bias: nil, lora: nil)
+        }
+        let all = layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down] } + [head]
+        quantizedWorkspaceFloats = all.map { if case .quantized = $0.base { return $0.rows * $0.cols } else { return 0 } }.max() ?? 0
+        loraRank = all.map { $0.lora?.rank ?? 0 }.max() ?? 0
+    }
+
+    /// The final normalised hidden states [batch·length, hidden] on the host, as LlamaModel.hiddenStates
+    /// computes them; with a cache, continuing after its positions (the cache advances only on success).
+    func hiddenStates(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
+        let c = config
+        let batch = tokens.count, length = tokens.first?.count ?? 0, n = batch * length
+        let h = c.hiddenSize, hd = c.headDim, kvd = c.kvHeadCount * hd
+        let start = cache?.length ?? 0
+        let out = Tensor(uninitialized: [n, h])
+        guard n > 0 else { return out }
+        let ids = tokens.flatMap { $0 }.map { id -> Int32 in
+            precondition(id >= 0 && id < c.vocabSize, "token id \(id) outside the vocabulary")
+            return Int32(id)
+        }
+        let s = try scratch(rows: n)
+        let deviceCache = try cache.map { try $0.deviceState(for: self, batch: batch) }
+        try gpu.gatherRows(embedTable.pointer, width: h, ids: ids, into: s.x.pointer)
+        let (cos, sin) = try ropeTables(positions: start + length)
+        var shape = lq_attention_shape(batch: Int64(batch), length: Int64(length), start: Int64(start), capacity: Int64(length),
+                                       heads: Int64(c.headCount), kv_heads: Int64(c.kvHeadCount), head_dim: Int64(hd),
+                                       window: Int64(c.slidingWindow ?? 0), scale: 1 / Float(hd).squareRoot())
+        for (l, layer) in layers.enumerated() {
+            try gpu.rmsNorm(s.x.pointer, weight: layer.inputNorm.pointer, rows: n, width: h, eps: c.rmsNormEps, into: s.normed.pointer)
+            try apply(layer.q, s.normed, n, into: s.q)
+            try apply(layer.k, s.normed, n, into: s.k)
+            try apply(layer.v, s.normed, n, into: s.v)
+            try gpu.rope(s.q.pointer, cos: cos, sin: sin, batch: batch, length: length, start: start, heads: c.headCount, headDim: hd)
+            try gpu.rope(s.k.pointer, cos: cos, sin: sin, batch: batch, length: length, start: start, heads: c.kvHeadCount, headDim: hd)
+            var keys = s.k.pointer, values = s.v.pointer
+            if let deviceCache, let cache {
+                precondition(start + length <= cache.capacity, "KV cache of \(cache.capacity) positions is full")
+                let ck = deviceCache.keys[l], cv = deviceCache.values[l]
+                for b in 0..<batch {
+                    let at = (b * cache.capacity + start) * kvd, from = b * length * kvd
+                    try gpu.copy(s.k.pointer + from, to: ck.pointer + at, count: length * kvd)
+                    try gpu.copy(s.v.pointer + from, to: cv.pointer + at, count: length * kvd)
+                }
+                keys = ck.pointer
+                values = cv.pointer
+                shape.capacity = Int64(cache.capacity)
+            }
+            try gpu.attention(q: s.q.pointer, keys: keys, values: values, shape: shape, into: s.attention.pointer)
+            try apply(layer.o, s.attention, n, into: s.projected)
+            try gpu.add(s.x.pointer, s.projected.pointer, count: n * h)
+            try gpu.rmsNorm(s.x.pointer, weight: layer.postNorm.pointer, rows: n, width: h, eps: c.rmsNormEps, into: s.normed.pointer)
+            try apply(layer.gate, s.normed, n, into: s.gate)
+            try apply(layer.up, s.normed, n, into: s.up)
+            try gpu.siluMul(s.gate.pointer, s.up.pointer, count: n * c.intermediateSize)
+            try apply(layer.down, s.gate, n, into: s.projected)
+            try gpu.add(s.x.pointer, s.projected.pointer, count: n * h)
+        }
+        try gpu.rmsNorm(s.x.pointer, weight: finalNorm.pointer, rows: n, width: h, eps: c.rmsNormEps, into: s.normed.pointer)
+        try s.normed.download(into: out.pointer, count: n * h)
+        return out
+    }
+
+    /// Logits [n, vocab] on the host for hidden states [n, hidden] from the host.
+    func logits(_ hidden: Tensor) throws -> Tensor {
+        let n = hidden.shape[0], vocab = config.vocabSize
+        let out = Tensor(uninitialized: [n, vocab])
+        guard n > 0 else { return out }
+        let s = try scratch(rows: n)
+        try s.normed.upload(hidden.pointer, count: hidden.count)
+        if (logitsBuffer?.count ?? 0) < n * vocab { logitsBuffer = nil; logitsBuffer = try DeviceFloats(gpu, count: n * vocab) }
+        try apply(head, s.normed, n, into: logitsBuffer!)
+        try logitsBuffer!.download(into: out.pointer, count: n * vocab)
+        return out
+    }
+
+    /// y = x·Wᵀ (+ bias) (+ scale·(x·Aᵀ)·Bᵀ) for n rows.
+    private func apply(_ linear: DeviceLinear, _ x: DeviceFloats, _ n: Int, into y: DeviceFloats) throws {
+        switch linear.base {
+        case let .dense(w):
+            try gpu.denseProduct(w.pointer, rows: linear.rows, cols: linear.cols, x: x.pointer, n: n, y: y.pointer)
+        case let .quantized(m, _):
+            if n > Int(LQ_CUDA_GEMV_MAX_ROWS) && quantizedWorkspace == nil {
+                quantizedWorkspace = try DeviceFloats(gpu, count: quantizedWorkspaceFloats)
+            }
+            try gpu.quantizedProduct(m, rows: linear.rows, cols: linear.cols, x: x.pointer, n: n,
+                                     workspace: quantizedWorkspace?.pointer, y: y.pointer)
+        }
+        if let bias = linear.bias { try gpu.addBias(y.pointer, bias.pointer, rows: n, width: linear.rows) }
+        if let lora = linear.lora {
+            let ax = try scratch(rows: n).lora
+            try gpu.denseProduct(lora.a.pointer, rows: lora.rank, cols: linear.cols, x: x.pointer, n: n, y: ax.pointer)
+            try gpu.denseProduct(lora.b.pointer, rows: linear.rows, cols: lora.rank, x: ax.pointer, n: n, alpha: lora.scale, beta: 1,
+                                 y: y.pointer)
+        }
+    }
+
+    /// cos/sin tables covering `positions`, uploaded again whenever the host tables grow.
+    private func ropeTables(positions: Int) throws -> (UnsafePointer<Float>, UnsafePointer<Float>) {
+        rope.ensure(positions: positions)
+        if rope.positions > ropePositions || cos == nil {
+            cos = try rope.cos.withUnsafeBufferPointer { b in
+                let d = try DeviceFloats(gpu, count: b.count)
+                try d.upload(b.baseAddress!, count: b.count)
+                return d
+            }
+            sin = try rope.sin.withUnsafeBufferPointer { b in
+                let d = try DeviceFloats(gpu, count: b.count)
+                try d.upload(b.baseAddress!, count: b.count)
+                return d
+            }
+            ropePositions = rope.positions
+        }
+        return (UnsafePointer(cos!.pointer), UnsafePointer(sin!.pointer))
+    }
+
+    /// Activation buffers for up to `rows` rows, kept between calls (decoding reuses them every token).
+    private func scratch(rows: Int) throws -> Scratch {
+        if let scratch, scratch.rows >= rows { return scratch }
+        scratch = nil  // free the smaller set first
+        let made = try Scratch(gpu: gpu, rows: rows, config: config, loraRank: loraRank)
+        scratch = made
+        return made
+    }
+
+    final class Scratch {
+        let rows: Int
+        let x, normed, q, k, v, attention, projected, gate, up, lora: DeviceFloats
+
+        init(gpu: CUDABackend, rows n: Int, config c: LlamaConfig, loraRank: Int) throws {
+            rows = n
+            let h = c.hiddenSize, qd = c.headCount * c.headDim, kvd = c.kvHeadCount * c.headDim
+            x = try DeviceFloats(gpu, count: n * h)
+            normed = try DeviceFloats(gpu, count: n * h)
+            q = try DeviceFloats(gpu, count: n * qd)
+            k = try DeviceFloats(gpu, count: n * kvd)
+            v = try DeviceFloats(gpu, count: n * kvd)
+            attention = try DeviceFloats(gpu, count: n * qd)
+            projected = try DeviceFloats(gpu, count: n * h)
+            gate = try DeviceFloats(gpu, count: n * c.intermediateSize)
+            up = try DeviceFloats(gpu, count: n * c.intermediateSize)
+            lora = try DeviceFloats(gpu, count: n * max(loraRank, 1))
+        }
+    }
+}
+
+/// A linear layer's weights on the device.
+struct DeviceLinear {
+    enum Base {
+        case dense(DeviceFloats)  // [rows, cols]
+        /// The quantized matrix keeps its device copy alive.
+        case quantized(OpaquePointer, QuantizedMatrix)
+    }
+
+    struct Adapter {
+        let a: DeviceFloats, b: DeviceFloats
+        let rank: Int
+        let scale: Float
+    }
+
+    let base: Base
+    let rows: Int, cols: Int
+    let bias: DeviceFloats?
+    let lora: Adapter?
+
+    init(base: Base, rows: Int, cols: Int, bias: DeviceFloats?, lora: Adapter?) {
+        self.base = base
+        self.rows = rows
+        self.cols = cols
+        self.bias = bias
+        self.lora = lora
+    }
+
+    init(_ linear: Linear, on gpu: CUDABackend) throws {
+        rows = linear.outFeatures
+        cols = linear.inFeatures
+        if case let .quantized(q) = linear.base {
+            base = .quantized(try q.deviceMatrix(on: gpu), q)
+        } else {
+            base = .dense(try Self.widened(linear, on: gpu))
+        }
+        bias = try linear.bias.map { try DeviceFloats(gpu, copying: $0) }
+        lora = try linear.lora.map {
+            Adapter(a: try DeviceFloats(gpu, copying: $0.a), b: try DeviceFloats(gpu, copying: $0.b), rank: $0.rank, scale: $0.scale)
+        }
+    }
+
+    /// The weight as fp32 on the device, widened (or dequantized) on the host a slice of rows at a
+    /// time, so no fp32 copy of a large matrix ever exists on the host.
+    static func widened(_ linear: Linear, on gpu: CUDABackend) throws -> DeviceFloats {
+        let rows = linear.outFeatures, cols = linear.inFeatures
+        let device = try DeviceFloats(gpu, count: rows * cols)
+        if case let .dense(w) = linear.base {
+            try device.upload(w.pointer, count: rows * cols)
+            return device
+        }
+        let slice = max(1, (1 << 20) / max(cols, 1))
+        let host = Tensor(uninitialized: [min(slice, rows), cols])
+        for r0 in stride(from: 0, to: rows, by: slice) {
+            let r1 = min(rows, r0 + slice)
+            for r in r0..<r1 { linear.weightRow(r, into: host.pointer + (r - r0) * cols) }
+            try device.upload(host.pointer, count: (r1 - r0) * cols, at: r0 * cols)
+        }
+        return device
+    }
+}
+
+/// A KV cache's device side: keys and values per layer [batch, capacity, kvHeads·headDim].
+final class DeviceKVCache {
+    unowned let owner: DeviceLlama
+    let batch: Int
+    let keys: [DeviceFloats], values: [DeviceFloats]
+
+    init(owner: DeviceLlama, batch: Int, capacity: Int) throws {
+        self.owner = owner
+        self.batch = batch
+        let c = owner.config, floats = batch * capacity * c.kvHeadCount * c.headDim
+        keys = try (0..<c.layerCount).map { _ in try DeviceFloats(owner.gpu, count: floats) }
+        values = try (0..<c.layerCount).map { _ in try DeviceFloats(owner.gpu, count: floats) }
+    }
+}
+
+extension KVCache {
+    /// The device side of this cache for `model`, made on first use.
+    func deviceState(for model: DeviceLlama, batch: Int) throws -> DeviceKVCache {
+        if let d = device, d.owner === model, d.batch == batch { return d }
+        precondition(length == 0, "a KV cache filled on the CPU cannot continue on the GPU")
+        let made = try DeviceKVCache(owner: model, batch: batch, capacity: capacity)
+        device = made
+        return made
+    }
+}
+
+extension LlamaModel {
+    /// Runs this model's forward passes (hidden states and logits) on `gpu`, activations staying there.
+    /// Throws when the weights cannot be copied (nothing changes then).
+    public func moveForwardPass(to gpu: CUDABackend) throws {
+        deviceForward = try DeviceLlama(model: self, gpu: gpu)
+    }
+
+    /// Stops using the GPU after a failure, saying so once.
+    func leaveDevice(after error: Error) {
+        deviceForward = nil
+        WarnOnce.say("warning: the GPU forward pass stopped (\(error)); continuing on the CPU")
+    }
+}

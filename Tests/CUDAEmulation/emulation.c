@@ -1,0 +1,189 @@
+// Host emulation of liblqlora_cuda.so (see lq_cuda_emulation.h).
+#include "lq_cuda_emulation.h"
+
+#include <cblas.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lq_activations.h"
+#include "lq_device_ops.h"
+#include "lq_quant.h"
+
+static _Thread_local char error[256] = "no error";
+static atomic_long calls, fail_at = -1;
+
+/// Counts the call; false when this one is to fail.
+static int proceed(const char *what) {
+    long n = atomic_fetch_add(&calls, 1);
+    long at = atomic_load(&fail_at);
+    if (at >= 0 && n >= at) {
+        snprintf(error, sizeof error, "%s: out of memory (emulated)", what);
+        return 0;
+    }
+    return 1;
+}
+#define ENTER(what) \
+    if (!proceed(what)) return 2
+
+void lq_cuda_emulation_fail_after(long n) { atomic_store(&fail_at, n < 0 ? -1 : atomic_load(&calls) + n); }
+long lq_cuda_emulation_calls(void) { return atomic_load(&calls); }
+
+static int abi_version(void) { return LQ_CUDA_ABI_VERSION; }
+static const char *last_error(void) { return error; }
+
+static int init(int device, lq_cuda_device_info *info) {
+    (void)device;
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "host emulation");
+    return 0;
+}
+
+static int dmalloc(void **p, size_t bytes) {
+    ENTER("malloc");
+    *p = malloc(bytes ? bytes : 1);
+    return *p ? 0 : 2;
+}
+static int dfree(void *p) {
+    free(p);
+    return 0;
+}
+static int copy(void *dst, const void *src, size_t bytes) {
+    ENTER("copy");
+    memcpy(dst, src, bytes);
+    return 0;
+}
+static int synchronize(void) { return 0; }
+
+/// The host tensor itself (its buffers belong to the Swift matrix, which outlives this handle).
+struct lq_cuda_matrix {
+    lq_qtensor t;
+    int64_t rows, cols;
+};
+
+static int matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out) {
+    ENTER("matrix_upload");
+    lq_cuda_matrix *m = malloc(sizeof *m);
+    m->t = *t;
+    m->rows = rows;
+    m->cols = cols;
+    *out = m;
+    return 0;
+}
+static void matrix_free(lq_cuda_matrix *m) { free(m); }
+static size_t matrix_bytes(const lq_cuda_matrix *m) { return lq_packed_size(m->t.format.bits, m->t.numel); }
+
+static int dequantize(const lq_cuda_matrix *m, float *out) {
+    ENTER("dequantize");
+    lq_dequantize(&m->t, 0, m->t.numel, out);
+    return 0;
+}
+
+/// Y = X · Wᵀ (+ beta·Y), or transposed dX = dY · W + beta·dX, through W dequantized.
+static int product(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
+    float *w = malloc(sizeof(float) * (size_t)m->t.numel);
+    if (!w) return 2;
+    lq_dequantize(&m->t, 0, m->t.numel, w);
+    const int rows = (int)m->rows, cols = (int)m->cols;
+    if (!transposed)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, rows, cols, 1, x, cols, w, cols, beta, y, rows);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, cols, rows, 1, x, rows, w, cols, beta, y, cols);
+    free(w);
+    return 0;
+}
+static int gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) {
+    ENTER("gemv");
+    if (n < 1 || n > LQ_CUDA_GEMV_MAX_ROWS) {
+        snprintf(error, sizeof error, "lq_cuda_gemv: 1 to 8 rows of x");
+        return -1;
+    }
+    return product(m, x, n, 0, 0, y);
+}
+static int gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *workspace, float *y) {
+    ENTER("gemm");
+    (void)workspace;
+    return product(m, x, n, transposed, beta, y);
+}
+static int matmul_host(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
+    ENTER("matmul_host");
+    return product(m, x, n, transposed, beta, y);
+}
+
+static int dense_matmul(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float alpha, float beta, float *y) {
+    ENTER("dense_matmul");
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)cols, alpha, x, (int)cols, w, (int)cols, beta,
+                y, (int)rows);
+    return 0;
+}
+static int rms_norm(const float *x, const float *weight, int64_t n, int64_t width, float eps, float *out) {
+    ENTER("rms_norm");
+    lq_ref_rms_norm(x, weight, n, width, eps, out);
+    return 0;
+}
+static int add(float *x, const float *y, int64_t count) {
+    ENTER("add");
+    for (int64_t i = 0; i < count; i++) x[i] += y[i];
+    return 0;
+}
+static int add_bias(float *y, const float *bias, int64_t n, int64_t width) {
+    ENTER("add_bias");
+    for (int64_t i = 0; i < n * width; i++) y[i] += bias[i % width];
+    return 0;
+}
+static int silu_mul(float *g, const float *u, int64_t count) {
+    ENTER("silu_mul");
+    lq_silu_mul(g, u, count);
+    return 0;
+}
+static int gather_rows(const float *table, int64_t width, const int32_t *ids, int64_t n, float *out) {
+    ENTER("gather_rows");
+    for (int64_t i = 0; i < n; i++) memcpy(out + i * width, table + (int64_t)ids[i] * width, sizeof(float) * (size_t)width);
+    return 0;
+}
+static int rope(float *x, const float *cos, const float *sin, int64_t batch, int64_t length, int64_t start, int64_t heads,
+                int64_t head_dim) {
+    ENTER("rope");
+    lq_ref_rope(x, cos, sin, batch, length, start, heads, head_dim);
+    return 0;
+}
+static int attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out) {
+    ENTER("attention");
+    lq_ref_attention(q, keys, values, shape, out);
+    return 0;
+}
+
+static int not_emulated(void) {
+    snprintf(error, sizeof error, "not emulated");
+    return -1;
+}
+static int sgemv_dense(const float *w, int64_t r, int64_t c, const float *x, float *y) {
+    (void)w, (void)r, (void)c, (void)x, (void)y;
+    return not_emulated();
+}
+static int hgemv_dense(const uint16_t *w, int64_t r, int64_t c, const uint16_t *x, uint16_t *y) {
+    (void)w, (void)r, (void)c, (void)x, (void)y;
+    return not_emulated();
+}
+static int f32_to_f16(const float *in, int64_t count, uint16_t *out) {
+    (void)in, (void)count, (void)out;
+    return not_emulated();
+}
+static int time_body(int (*body)(void *), void *context, int iterations, float *ms) {
+    (void)body, (void)context, (void)iterations, (void)ms;
+    return not_emulated();
+}
+
+const lq_cuda_api *lq_cuda_emulation(void) {
+    static lq_cuda_api api = {
+        .abi_version = abi_version, .init = init, .last_error = last_error, .malloc = dmalloc, .free = dfree,
+        .upload = copy, .download = copy, .copy = copy, .synchronize = synchronize, .matrix_upload = matrix_upload,
+        .matrix_free = matrix_free, .matrix_bytes = matrix_bytes, .dequantize = dequantize, .gemv = gemv, .gemm = gemm,
+        .matmul_host = matmul_host, .sgemv_dense = sgemv_dense, .hgemv_dense = hgemv_dense, .f32_to_f16 = f32_to_f16,
+        .time = time_body, .dense_matmul = dense_matmul, .rms_norm = rms_norm, .add = add, .add_bias = add_bias,
+        .silu_mul = silu_mul, .gather_rows = gather_rows, .rope = rope, .attention = attention,
+        .device = {.name = "host emulation"}, .path = "(host emulation)",
+    };
+    return &api;
+}

@@ -1,0 +1,16 @@
+// The GPU library's entry points (lq_cuda.h) computed on the host: "device" memory is host memory
+// and every operation is its CPU reference. Tests hand this table to CUDABackend to run the
+// device-resident forward pass, and everything that drives it, on a machine without a GPU.
+#ifndef LQ_CUDA_EMULATION_H
+#define LQ_CUDA_EMULATION_H
+
+#include "lq_cuda.h"
+
+/// The emulated API (device name "host emulation"). `fail_after`: when ≥ 0, the call after that many
+/// more successful calls fails, as a device running out of memory would (-1: never).
+const lq_cuda_api *lq_cuda_emulation(void);
+void lq_cuda_emulation_fail_after(long calls);
+/// Calls made so far (all entry points but last_error).
+long lq_cuda_emulation_calls(void);
+
+#endif

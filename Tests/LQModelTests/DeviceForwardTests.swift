@@ -1,0 +1,130 @@
+import CKernels
+import CUDAEmulation
+import Foundation
+import LQModel
+import LQQuant
+import LQTensor
+import Testing
+
+/// The device-resident forward pass (DeviceLlama) driven through the host emulation of the GPU
+/// library: everything but the CUDA kernels themselves (which Tests/cuda/cuda_check.c compares with
+/// the same references on a GPU). Serialized: the emulation's failure injection is process-wide.
+@Suite(.serialized)
+struct DeviceForwardTests {
+    static let gpu = CUDABackend(api: lq_cuda_emulation().pointee)
+
+    static func onDevice(_ model: LlamaModel) throws -> LlamaModel {
+        try model.moveForwardPass(to: gpu)
+        #expect(model.deviceForward != nil)
+        return model
+    }
+
+    @Test(arguments: ["mha", "gqa_llama3", "tied", "qwen2_bias"])
+    func logitsMatchTransformers(name: String) throws {
+        let model = try Self.onDevice(try LlamaModel(directory: LlamaTests.dir + "/" + name))
+        let (ids, logits, _, _) = try LlamaTests.expected(name)
+        let diff = LlamaTests.maxDiff(model.forward(ids), logits)
+        #expect(diff <= 1e-4, "\(name) on the device: max |Δlogit| = \(diff)")
+        #expect(model.deviceForward != nil, "the device pass fell back to the CPU")
+    }
+
+    @Test func adapterLogitsMatchPEFT() throws {
+        let model = try LlamaModel(directory: LlamaTests.dir + "/mha")
+        _ = try model.loadAdapter(directory: LlamaTests.dir + "/mha/adapter")
+        try model.moveForwardPass(to: Self.gpu)
+        let (ids, _, _, file) = try LlamaTests.expected("mha")
+        let diff = LlamaTests.maxDiff(model.forward(ids), try file.floatTensor("logits_adapter"))
+        #expect(diff <= 1e-4, "max |Δlogit| with adapter on the device = \(diff)")
+    }
+
+    /// Prefill 10 positions, then decode one token at a time through the device KV cache.
+    static func decodingWorstError(_ model: LlamaModel, reference logits: Tensor, ids: [[Int]], vocab: Int,
+                                   midway: (() -> Void)? = nil) -> Float {
+        let length = ids[0].count
+        let cache = KVCache(config: model.config, batch: ids.count, capacity: 32)
+        var worst: Float = 0
+        let prefill = model.forward(ids.map { Array($0[0..<10]) }, cache: cache)
+        for b in ids.indices {
+            for t in 0..<10 {
+                for v in 0..<vocab { worst = max(worst, abs(prefill[b * 10 + t, v] - logits.pointer[(b * length + t) * vocab + v])) }
+            }
+        }
+        for t in 10..<length {
+            if t == 16 { midway?() }
+            let step = model.forward(ids.map { [$0[t]] }, cache: cache)
+            for b in ids.indices {
+                for v in 0..<vocab { worst = max(worst, abs(step[b, v] - logits.pointer[(b * length + t) * vocab + v])) }
+            }
+        }
+        #expect(cache.length == length)
+        return worst
+    }
+
+    @Test func incrementalDecodingWithTheDeviceCacheMatchesTheFullPass() throws {
+        let model = try Self.onDevice(try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3"))
+        let (ids, logits, _, _) = try LlamaTests.expected("gqa_llama3")
+        let worst = Self.decodingWorstError(model, reference: logits, ids: ids, vocab: 128)
+        #expect(worst <= 1e-4, "max |Δlogit| decoding on the device = \(worst)")
+        #expect(model.deviceForward != nil)
+    }
+
+    /// A copy of the fixture with every projection quantized (the embeddings and head stay dense),
+    /// a random adapter on q and down, and optionally a sliding window.
+    static func quantizedModel(_ config: QuantConfig, window: Int? = nil) throws -> LlamaModel {
+        let dense = try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3")
+        var rng = SystemRandomNumberGenerator()
+        func quantized(_ l: Linear, adapter: Bool = false) throws -> Linear {
+            guard case let .dense(w) = l.base else { preconditionFailure("the fixture has dense weights") }
+            let lora = adapter
+                ? LoRA(a: Tensor(shape: [4, l.inFeatures], values: (0..<(4 * l.inFeatures)).map { _ in Float.random(in: -0.2...0.2, using: &rng) }),
+                       b: Tensor(shape: [l.outFeatures, 4], values: (0..<(4 * l.outFeatures)).map { _ in Float.random(in: -0.2...0.2, using: &rng) }),
+                       scale: 2)
+                : nil
+            return Linear(base: .quantized(try Quantizer.quantize(w, config: config)), bias: l.bias, lora: lora)
+        }
+        let layers = try dense.layers.map { l in
+            LlamaLayer(inputNorm: l.inputNorm, postNorm: l.postNorm, q: try quantized(l.q, adapter: true), k: try quantized(l.k),
+                       v: try quantized(l.v), o: try quantized(l.o), gate: try quantized(l.gate), up: try quantized(l.up),
+                       down: try quantized(l.down, adapter: true))
+        }
+        var c = dense.config
+        c.slidingWindow = window
+        return LlamaModel(config: c, embed: dense.embed, layers: layers, norm: dense.norm, lmHead: dense.lmHead)
+    }
+
+    /// Quantized products take the fused GEMV (≤ 8 rows) and the dequantize + GEMM path (more rows);
+    /// the CPU forward pass of the same model is the reference.
+    @Test(arguments: ["nf4-dq", "nf3", "lq-window"])
+    func quantizedModelsMatchTheirCPUForwardPass(variant: String) throws {
+        let config = variant == "nf3" ? QuantConfig.plain(bits: 3) : QuantConfig.nf4DoubleQuant
+        let cpu = try Self.quantizedModel(config, window: variant == "lq-window" ? 5 : nil)
+        let (ids, _, _, _) = try LlamaTests.expected("gqa_llama3")
+        let reference = cpu.forward(ids)
+        let device = try Self.onDevice(try Self.quantizedModel(config, window: variant == "lq-window" ? 5 : nil))
+        // Same weights: quantization is deterministic; the adapters are random, so copy them over.
+        for (d, c) in zip(device.layers, cpu.layers) { d.q.lora = c.q.lora; d.down.lora = c.down.lora }
+        try device.moveForwardPass(to: Self.gpu)  // snapshot again, with the copied adapters
+        let full = device.forward(ids)
+        #expect(LlamaTests.maxDiff(full, reference) <= 1e-4, "\(variant): max |Δlogit| = \(LlamaTests.maxDiff(full, reference))")
+        let worst = Self.decodingWorstError(device, reference: reference, ids: ids, vocab: 128)
+        #expect(worst <= 1e-4, "\(variant) decoding: max |Δlogit| = \(worst)")
+        #expect(device.deviceForward != nil)
+    }
+
+    /// A GPU failure mid-way through decoding: the model says so once, refills its cache on the CPU
+    /// from the tokens seen and goes on with the same logits.
+    @Test func aFailingDeviceFallsBackToTheCPUWithoutLosingTheSequence() throws {
+        let model = try Self.onDevice(try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3"))
+        let (ids, logits, _, _) = try LlamaTests.expected("gqa_llama3")
+        defer { lq_cuda_emulation_fail_after(-1) }
+        let worst = Self.decodingWorstError(model, reference: logits, ids: ids, vocab: 128, midway: { lq_cuda_emulation_fail_after(7) })
+        #expect(worst <= 1e-4, "max |Δlogit| across the fallback = \(worst)")
+        #expect(model.deviceForward == nil, "the model should have left the device")
+
+        // Weights that cannot be copied: the model stays on the CPU and says why.
+        lq_cuda_emulation_fail_after(3)
+        let other = try LlamaModel(directory: LlamaTests.dir + "/mha")
+        #expect(throws: CUDAFailure.self) { try other.moveForwardPass(to: Self.gpu) }
+        #expect(other.deviceForward == nil)
+    }
+}
