@@ -3,7 +3,8 @@
 # builds liblqlora_cuda.so and cuda-check with the machine's nvcc, checks every kernel against the
 # CPU scalar reference, then benchmarks them against a device-to-device copy and cuBLAS in the same
 # run. With build/gpu-bundle.tar.xz carried over (scripts/make-gpu-bundle.sh), it also runs the
-# `lqlora` built here end to end: `eval --device cuda` against `--device cpu` on NF4 and NF3 models.
+# `lqlora` built here end to end: `eval --device cuda` (the whole forward pass on the GPU) against
+# `--device cpu` on NF4 and NF3 models, and greedy decoding on both.
 # The log goes to $OUT/cuda-device-check.txt (default build/cuda/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,10 +32,11 @@ mkdir -p "$out"
         done
       done
       echo "== (the perplexities of cpu and cuda should agree to about 1e-5 relative)"
-      for device in cpu cuda; do  # decoding: the fused GEMV, one row at a time
+      for device in cpu cuda; do  # decoding: the fused GEMV, one row at a time, the KV cache on the device
         printf 'greedy nf4 %s:' "$device"
-        run generate --model "$b/models/nf4" --prompt "The game" --max-tokens 16 --temperature 0 --device $device 2>/dev/null | tr '\n' ' '
+        run generate --model "$b/models/nf4" --prompt "The game" --max-tokens 64 --temperature 0 --device $device 2>"$bundle/gen.err" | tr '\n' ' '
         echo
+        tail -1 "$bundle/gen.err"
       done
       rm -rf "$bundle"
     fi

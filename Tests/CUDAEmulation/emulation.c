@@ -187,3 +187,57 @@ const lq_cuda_api *lq_cuda_emulation(void) {
     };
     return &api;
 }
+
+#ifdef LQ_CUDA_EMULATION_EXPORTS
+// Built as a shared library with this defined (scripts/test-cuda.sh), the emulation exports the
+// real library's names, so `lqlora --device cuda` loads it through the same loader, end to end.
+int lq_cuda_abi_version(void) { return abi_version(); }
+int lq_cuda_init(int device, lq_cuda_device_info *info) { return init(device, info); }
+const char *lq_cuda_last_error(void) { return last_error(); }
+int lq_cuda_malloc(void **ptr, size_t bytes) { return dmalloc(ptr, bytes); }
+int lq_cuda_free(void *ptr) { return dfree(ptr); }
+int lq_cuda_upload(void *dst, const void *src, size_t bytes) { return copy(dst, src, bytes); }
+int lq_cuda_download(void *dst, const void *src, size_t bytes) { return copy(dst, src, bytes); }
+int lq_cuda_copy(void *dst, const void *src, size_t bytes) { return copy(dst, src, bytes); }
+int lq_cuda_synchronize(void) { return synchronize(); }
+int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out) {
+    return matrix_upload(t, rows, cols, out);
+}
+void lq_cuda_matrix_free(lq_cuda_matrix *m) { matrix_free(m); }
+size_t lq_cuda_matrix_bytes(const lq_cuda_matrix *m) { return matrix_bytes(m); }
+int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out) { return dequantize(m, out); }
+int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) { return gemv(m, x, n, y); }
+int lq_cuda_gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *workspace, float *y) {
+    return gemm(m, x, n, transposed, beta, workspace, y);
+}
+int lq_cuda_matmul_host(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
+    return matmul_host(m, x, n, transposed, beta, y);
+}
+int lq_cuda_sgemv_dense(const float *w, int64_t rows, int64_t cols, const float *x, float *y) {
+    return sgemv_dense(w, rows, cols, x, y);
+}
+int lq_cuda_hgemv_dense(const uint16_t *w, int64_t rows, int64_t cols, const uint16_t *x, uint16_t *y) {
+    return hgemv_dense(w, rows, cols, x, y);
+}
+int lq_cuda_f32_to_f16(const float *in, int64_t count, uint16_t *out) { return f32_to_f16(in, count, out); }
+int lq_cuda_time(int (*body)(void *), void *context, int iterations, float *ms) { return time_body(body, context, iterations, ms); }
+int lq_cuda_dense_matmul(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float alpha, float beta, float *y) {
+    return dense_matmul(w, rows, cols, x, n, alpha, beta, y);
+}
+int lq_cuda_rms_norm(const float *x, const float *weight, int64_t n, int64_t width, float eps, float *out) {
+    return rms_norm(x, weight, n, width, eps, out);
+}
+int lq_cuda_add(float *x, const float *y, int64_t count) { return add(x, y, count); }
+int lq_cuda_add_bias(float *y, const float *bias, int64_t n, int64_t width) { return add_bias(y, bias, n, width); }
+int lq_cuda_silu_mul(float *g, const float *u, int64_t count) { return silu_mul(g, u, count); }
+int lq_cuda_gather_rows(const float *table, int64_t width, const int32_t *ids, int64_t n, float *out) {
+    return gather_rows(table, width, ids, n, out);
+}
+int lq_cuda_rope(float *x, const float *cos, const float *sin, int64_t batch, int64_t length, int64_t start, int64_t heads,
+                 int64_t head_dim) {
+    return rope(x, cos, sin, batch, length, start, heads, head_dim);
+}
+int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out) {
+    return attention(q, keys, values, shape, out);
+}
+#endif
