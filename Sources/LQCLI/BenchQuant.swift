@@ -58,6 +58,27 @@ struct BenchQuant: ParsableCommand {
             }
         }
 
+        // The decode rate alone: a matrix whose codes stay in cache, one thread, beside sgemv on the
+        // same (cache-resident) dense matrix. From memory NF4 reads 1/7.5 of sgemv's bytes; in cache
+        // the comparison shows what decoding in registers costs per weight.
+        do {
+            let (rows, cols) = (256, 2048)
+            let w = Tensor.gaussian([rows, cols], using: &rng, scale: 0.02)
+            let x = Tensor.gaussian([cols], using: &rng)
+            let y = Tensor(zeros: [rows])
+            let q = try Quantizer.quantize(w, config: .nf4DoubleQuant)
+            let repeats = 50
+            Parallel.configure(threads: 1)
+            defer { Parallel.configure(threads: options.threads) }
+            let tDense = Timing.median(repeats: options.repeats) { for _ in 0..<repeats { gemv(w.matrix, x: x.pointer, y: y.pointer) } }
+            let t = Timing.median(repeats: options.repeats) { for _ in 0..<repeats { q.gemv(x.pointer, y.pointer) } }
+            let weights = Double(rows * cols * repeats)
+            figures.append(BenchFigure(name: "sgemv \(rows)x\(cols) in cache, 1 thread", value: weights / tDense / 1e9, unit: "Gw/s",
+                                       anchor: nil, anchor_value: nil, ratio: nil))
+            figures.append(BenchFigure(name: "nf4 gemv \(rows)x\(cols) in cache, 1 thread", value: weights / t / 1e9, unit: "Gw/s",
+                                       anchor: "sgemv", anchor_value: weights / tDense / 1e9, ratio: tDense / t))
+        }
+
         if !noGemm {
             let x = Tensor.gaussian([gemmRows, 4096], using: &rng)
             let c = Tensor(zeros: [gemmRows, 4096])
