@@ -148,16 +148,8 @@ public final class DeviceLlama: @unchecked Sendable {
     private func ropeTables(positions: Int) throws -> (UnsafePointer<Float>, UnsafePointer<Float>) {
         rope.ensure(positions: positions)
         if rope.positions > ropePositions || cos == nil {
-            cos = try rope.cos.withUnsafeBufferPointer { b in
-                let d = try DeviceFloats(gpu, count: b.count)
-                try d.upload(b.baseAddress!, count: b.count)
-                return d
-            }
-            sin = try rope.sin.withUnsafeBufferPointer { b in
-                let d = try DeviceFloats(gpu, count: b.count)
-                try d.upload(b.baseAddress!, count: b.count)
-                return d
-            }
+            cos = try DeviceFloats(gpu, copying: rope.cos)
+            sin = try DeviceFloats(gpu, copying: rope.sin)
             ropePositions = rope.positions
         }
         return (UnsafePointer(cos!.pointer), UnsafePointer(sin!.pointer))

@@ -28,6 +28,12 @@ public final class DeviceFloats: @unchecked Sendable {
         try upload(tensor.pointer, count: tensor.count)
     }
 
+    /// A device copy of `values`.
+    public convenience init(_ gpu: CUDABackend, copying values: [Float]) throws {
+        try self.init(gpu, count: values.count)
+        try values.withUnsafeBufferPointer { try upload($0.baseAddress!, count: $0.count) }
+    }
+
     deinit { _ = gpu.api.free!(pointer) }
 
     public func upload(_ source: UnsafePointer<Float>, count: Int, at offset: Int = 0) throws {
