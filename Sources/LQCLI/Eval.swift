@@ -26,6 +26,7 @@ struct ModelOptions: ParsableArguments {
         if let gpu = CUDABackend.active {
             do {
                 try m.moveForwardPass(to: gpu)
+                FileHandle.standardError.write(Data("forward pass on the GPU: \(gpu.summary)\n".utf8))
             } catch {  // e.g. too little GPU memory for every weight: products alone still go there
                 WarnOnce.say("warning: the model does not fit on the GPU (\(error)); only its quantized products run there")
             }
