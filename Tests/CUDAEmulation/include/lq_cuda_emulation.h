@@ -6,11 +6,12 @@
 
 #include "lq_cuda.h"
 
-/// The emulated API (device name "host emulation"). `fail_after`: when ≥ 0, the call after that many
-/// more successful calls fails, as a device running out of memory would (-1: never).
+/// The emulated API (device name "host emulation").
 const lq_cuda_api *lq_cuda_emulation(void);
+/// On the calling thread, the call after `calls` more successful ones fails (and every call after
+/// it), as a device out of memory would; -1 stops that.
 void lq_cuda_emulation_fail_after(long calls);
-/// Calls made so far (all entry points but last_error).
+/// Calls made so far on the calling thread (all entry points but last_error).
 long lq_cuda_emulation_calls(void);
 
 #endif
