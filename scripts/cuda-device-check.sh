@@ -4,7 +4,7 @@
 # CPU scalar reference, then benchmarks them against a device-to-device copy and cuBLAS in the same
 # run. With build/gpu-bundle.tar.xz carried over (scripts/make-gpu-bundle.sh), it also runs the
 # `lqlora` built here end to end: `eval --device cuda` (the whole forward pass on the GPU) against
-# `--device cpu` on NF4 and NF3 models, and greedy decoding on both.
+# `--device cpu` on NF4 and NF3 models, greedy decoding and a short finetuning run on both.
 # The log goes to $OUT/cuda-device-check.txt (default build/cuda/).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +37,15 @@ mkdir -p "$out"
         run generate --model "$b/models/nf4" --prompt "The game" --max-tokens 64 --temperature 0 --device $device 2>"$bundle/gen.err" | tr '\n' ' '
         echo
         tail -1 "$bundle/gen.err"
+      done
+      # Finetuning: quantized products forward and backward on the GPU; the losses should agree.
+      for i in $(seq 24); do printf '{"text": "The game began at dawn and player %d ran across the field."}\n' "$i"; done > "$bundle/train.jsonl"
+      for device in cpu cuda; do
+        printf 'model: %s\noutput_dir: %s\ndata:\n  train: %s\n  format: text\nlora:\n  rank: 4\n  alpha: 8\ntrain:\n  seq_len: 64\n  batch_size: 4\n  max_steps: 6\n  lr: 1.0e-3\n  seed: 0\n' \
+          "$b/models/nf4" "$bundle/run-$device" "$bundle/train.jsonl" > "$bundle/finetune-$device.yaml"
+        printf 'finetune nf4 %s: ' "$device"
+        run finetune --config "$bundle/finetune-$device.yaml" --device $device 2>&1 | tail -1
+        tail -1 "$bundle/run-$device/metrics.jsonl"
       done
       rm -rf "$bundle"
     fi

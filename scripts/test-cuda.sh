@@ -16,7 +16,8 @@ cc -O2 -std=c11 -ffp-contract=off -DLQ_CUDA_CHECK_EMULATED -ISources/CKernels/in
   Tests/cuda/cuda_check.c $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/cuda-check" || exit 1
 "$emulated/cuda-check" || exit 1
 # Then `lqlora --device cuda` end to end through the loader, with the emulation built as the library:
-# the whole forward pass on the "device" must give the CPU's perplexity and greedy tokens.
+# the whole forward pass on the "device" must give the CPU's perplexity and greedy tokens, and
+# finetuning with its quantized products there the CPU's losses.
 if [ -x .build/release/lqlora ]; then
   cc -O2 -std=c11 -ffp-contract=off -fPIC -shared -DLQ_CUDA_EMULATION_EXPORTS -ISources/CKernels/include -ISources/CKernels \
     -ITests/CUDAEmulation/include $(ls Sources/CKernels/*.c | grep -v cuda_loader.c) Tests/CUDAEmulation/emulation.c \
@@ -30,13 +31,26 @@ if [ -x .build/release/lqlora ]; then
     lq eval --model "$emulated/nf4" --data "$emulated/text.txt" --ctx 64 --batch 3 --json --device $device >"$emulated/eval-$device.json" 2>"$emulated/eval-$device.err" || { cat "$emulated/eval-$device.err"; exit 1; }
     lq generate --model "$emulated/nf4" --prompt "The game" --max-tokens 12 --temperature 0 --device $device >"$emulated/gen-$device.txt" 2>/dev/null || exit 1
   done
+  # Finetuning: quantized products (forward and backward) on the "device", the rest on the CPU.
+  python3 -c "import json,sys; [print(json.dumps({'text': 'The game began at dawn and player %d ran across the field.' % i})) for i in range(24)]" \
+    > "$emulated/train.jsonl"
+  for device in cpu cuda; do
+    printf 'model: %s\noutput_dir: %s\ndata:\n  train: %s\n  format: text\nlora:\n  rank: 4\n  alpha: 8\ntrain:\n  seq_len: 32\n  batch_size: 2\n  max_steps: 4\n  lr: 1.0e-3\n  seed: 0\n' \
+      "$emulated/nf4" "$emulated/run-$device" "$emulated/train.jsonl" > "$emulated/finetune-$device.yaml"
+    lq finetune --config "$emulated/finetune-$device.yaml" --device $device >/dev/null 2>"$emulated/finetune-$device.err" ||
+      { cat "$emulated/finetune-$device.err"; exit 1; }
+  done
   python3 - "$emulated" <<'PY' || exit 1
 import json, sys
 d = sys.argv[1]
 cpu, cuda = (json.load(open(f"{d}/eval-{k}.json"))["perplexity"] for k in ("cpu", "cuda"))
 same = open(f"{d}/gen-cpu.txt").read() == open(f"{d}/gen-cuda.txt").read()
-print(f"test-cuda: emulated device end to end: perplexity cpu {cpu:.6f}, cuda {cuda:.6f}; greedy text {'identical' if same else 'DIFFERS'}")
-sys.exit(0 if abs(cpu - cuda) <= 1e-5 * cpu and same else 1)
+losses = {k: [json.loads(line)["loss"] for line in open(f"{d}/run-{k}/metrics.jsonl")] for k in ("cpu", "cuda")}
+train_ok = len(losses["cpu"]) == 4 and all(abs(a - b) <= 1e-5 * abs(a) for a, b in zip(losses["cpu"], losses["cuda"]))
+print(f"test-cuda: emulated device end to end: perplexity cpu {cpu:.6f}, cuda {cuda:.6f}; greedy text "
+      f"{'identical' if same else 'DIFFERS'}; finetuning losses {'agree' if train_ok else 'DIFFER'} "
+      f"(last {losses['cpu'][-1]:.6f} / {losses['cuda'][-1]:.6f})")
+sys.exit(0 if abs(cpu - cuda) <= 1e-5 * cpu and same and train_ok else 1)
 PY
 fi
 scripts/build-cuda.sh --fetch
