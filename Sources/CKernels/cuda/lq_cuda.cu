@@ -274,14 +274,16 @@ __global__ void rope_kernel(float *x, const float *cos, const float *sin, int64_
 
 constexpr int kAttentionWarps = 4, kMaxHeadDim = 256;
 
-/// One warp per (query row, head), one pass over the visible keys with a running softmax: lane l
-/// holds dimensions l, l + 32, ... of the query and of the output.
+/// One block per (query row, head). Warp w takes the visible keys first + w, first + w + 4, ... in
+/// one pass with a running softmax (lane l holds dimensions l, l + 32, ... of the query and of its
+/// partial output); the four partial softmaxes are then merged. Splitting the keys across warps
+/// keeps a decoding step (one query row) from walking a long cache with a single warp.
 __global__ void attention_kernel(const float *__restrict__ q, const float *__restrict__ keys,
                                  const float *__restrict__ values, lq_attention_shape s, float *__restrict__ out) {
     constexpr int kPerLane = kMaxHeadDim / 32;
-    const int64_t job = (int64_t)blockIdx.x * kAttentionWarps + threadIdx.x / 32;
-    if (job >= s.batch * s.length * s.heads) return;
-    const int lane = threadIdx.x % 32;
+    __shared__ float part_max[kAttentionWarps], part_sum[kAttentionWarps], part_out[kAttentionWarps][kMaxHeadDim];
+    const int64_t job = blockIdx.x;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t head = job % s.heads, row = job / s.heads, b = row / s.length, t = row % s.length;
     const int64_t hd = s.head_dim, kv_width = s.kv_heads * hd, group = s.heads / s.kv_heads;
     const int64_t last = s.start + t, first = s.window > 0 && last - s.window + 1 > 0 ? last - s.window + 1 : 0;
@@ -296,7 +298,7 @@ __global__ void attention_kernel(const float *__restrict__ q, const float *__res
         acc[r] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    for (int64_t j = first; j <= last; j++) {
+    for (int64_t j = first + warp; j <= last; j += kAttentionWarps) {
         float dot = 0.0f;
 #pragma unroll
         for (int r = 0; r < kPerLane; r++) {
@@ -313,11 +315,30 @@ __global__ void attention_kernel(const float *__restrict__ q, const float *__res
         }
         m = m_new;
     }
-    float *o = out + row * s.heads * hd + head * hd;
+    // A warp that saw no key keeps m = -inf and l = 0: its weight exp(m - M) below is 0.
+    if (lane == 0) {
+        part_max[warp] = m;
+        part_sum[warp] = l;
+    }
 #pragma unroll
     for (int r = 0; r < kPerLane; r++) {
         const int64_t d = lane + 32 * r;
-        if (d < hd) o[d] = acc[r] / l;
+        if (d < hd) part_out[warp][d] = acc[r];
+    }
+    __syncthreads();
+    if (warp != 0) return;
+    float M = part_max[0];
+    for (int w = 1; w < kAttentionWarps; w++) M = fmaxf(M, part_max[w]);  // finite: key `last` is always visible
+    float weight[kAttentionWarps], L = 0.0f;
+    for (int w = 0; w < kAttentionWarps; w++) {
+        weight[w] = expf(part_max[w] - M);
+        L += part_sum[w] * weight[w];
+    }
+    float *o = out + row * s.heads * hd + head * hd;
+    for (int64_t d = lane; d < hd; d += 32) {
+        float sum = 0.0f;
+        for (int w = 0; w < kAttentionWarps; w++) sum += part_out[w][d] * weight[w];
+        o[d] = sum / L;
     }
 }
 
@@ -617,8 +638,7 @@ extern "C" int lq_cuda_attention(const float *q, const float *keys, const float 
     if (shape->kv_heads < 1 || shape->heads % shape->kv_heads) return fail(-1, "lq_cuda_attention", "heads not a multiple of kv_heads");
     const int64_t jobs = shape->batch * shape->length * shape->heads;
     if (jobs == 0) return 0;
-    attention_kernel<<<(unsigned)((jobs + kAttentionWarps - 1) / kAttentionWarps), 32 * kAttentionWarps>>>(q, keys, values,
-                                                                                                           *shape, out);
+    attention_kernel<<<(unsigned)jobs, 32 * kAttentionWarps>>>(q, keys, values, *shape, out);
     CUDA_TRY(cudaGetLastError());
     return 0;
 }
