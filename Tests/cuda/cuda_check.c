@@ -403,7 +403,7 @@ static int run_sgemv(void *p) { bench_args *a = p; return gpu->sgemv_dense(a->c,
 static int run_hgemv(void *p) { bench_args *a = p; return gpu->hgemv_dense(a->c, a->rows, a->cols, a->a, a->b); }
 
 /// Median of five timings, microseconds per call.
-static double time_us(int (*body)(void *), bench_args *args, int iterations) {
+static double time_us(int (*body)(void *), void *args, int iterations) {
     double t[5];
     for (int r = 0; r < 5; r++) {
         float ms;
@@ -464,6 +464,42 @@ static void bench_format(const char *label, lq_qformat f, int64_t rows, int64_t 
     free_matrix(&m);
 }
 
+typedef struct {
+    const float *q, *k, *v;
+    float *out;
+    lq_attention_shape shape;
+} attention_args;
+static int run_attention(void *p) {
+    attention_args *a = p;
+    return gpu->attention(a->q, a->k, a->v, &a->shape, a->out);
+}
+
+/// Decoding attention (one query row per sequence) over a long cache: it reads every cached key and
+/// value once, so its effective bandwidth is set beside a device copy of the same bytes.
+static void bench_attention(int64_t cached, int64_t heads, int64_t kv_heads, int64_t head_dim) {
+    const lq_attention_shape s = {.batch = 1, .length = 1, .start = cached - 1, .capacity = cached, .heads = heads,
+                                  .kv_heads = kv_heads, .head_dim = head_dim, .window = 0,
+                                  .scale = 1.0f / sqrtf((float)head_dim)};
+    const size_t kv = (size_t)(cached * kv_heads * head_dim);
+    float *host = random_floats(kv, -1, 1);
+    attention_args a = {.q = device_floats(host, (size_t)(heads * head_dim)), .k = device_floats(host, kv),
+                        .v = device_floats(host, kv), .out = device_floats(NULL, (size_t)(heads * head_dim)), .shape = s};
+    const double t = time_us(run_attention, &a, 100);
+    float *copy_to = device_floats(NULL, 2 * kv);
+    bench_args c = {.a = a.k, .b = copy_to, .bytes = 2 * kv * sizeof(float)};
+    const double copy = time_us(run_copy, &c, 100);
+    const double bytes = 2.0 * kv * sizeof(float);
+    printf("attention decode, %lld cached, %lld/%lld heads x %lld: %8.2f us %7.1f GB/s | copy %7.1f GB/s | %.2fx copy\n",
+           (long long)cached, (long long)heads, (long long)kv_heads, (long long)head_dim, t, bytes / t / 1e3,
+           bytes / copy / 1e3, copy / t);
+    CHECK(gpu->free((void *)a.q));
+    CHECK(gpu->free((void *)a.k));
+    CHECK(gpu->free((void *)a.v));
+    CHECK(gpu->free(a.out));
+    CHECK(gpu->free(copy_to));
+    free(host);
+}
+
 static void run_bench(void) {
     const lq_qformat nf4 = {4, 64, LQ_SCALES_DYNAMIC8, 8, 256};  // bitsandbytes NF4 with double quantization
     const lq_qformat nf3 = {3, 64, LQ_SCALES_UINT, 8, 256};      // LQ-LoRA's table, 3.127 bits
@@ -472,6 +508,8 @@ static void run_bench(void) {
     for (size_t k = 0; k < 3; k++) bench_format("NF4", nf4, shapes[k][0], shapes[k][1]);
     bench_format("NF3", nf3, 4096, 4096);
     bench_format("NF2", nf2, 4096, 4096);
+    bench_attention(2048, 32, 8, 128);  // Llama 3 8B's attention at 2K positions
+    bench_attention(8192, 32, 8, 128);
 }
 
 int main(int argc, char **argv) {
