@@ -282,6 +282,6 @@ extension LlamaModel {
     /// Stops using the GPU after a failure, saying so once.
     func leaveDevice(after error: Error) {
         deviceForward = nil
-        WarnOnce.say("warning: the GPU forward pass stopped (\(error)); continuing on the CPU")
+        CUDABackend.abandon("the GPU forward pass stopped (\(error))")
     }
 }

@@ -22,7 +22,26 @@ public final class CUDABackend: @unchecked Sendable {
     public init(api: lq_cuda_api) { self.api = api }
 
     /// The backend products use in this process; nil means the CPU kernels.
-    nonisolated(unsafe) public private(set) static var active: CUDABackend?
+    public static var active: CUDABackend? {
+        activeLock.lock()
+        defer { activeLock.unlock() }
+        return activeBackend
+    }
+    nonisolated(unsafe) private static var activeBackend: CUDABackend?
+    private static let activeLock = NSLock()
+
+    private static func setActive(_ backend: CUDABackend?) {
+        activeLock.lock()
+        activeBackend = backend
+        activeLock.unlock()
+    }
+
+    /// Stops using the GPU for the rest of the process after a failed call, saying why once: a
+    /// device that failed once is not trusted with the next product.
+    public static func abandon(_ reason: String) {
+        setActive(nil)
+        WarnOnce.say("warning: \(reason); continuing on the CPU")
+    }
 
     /// Loads the library once per process: the backend, or why there is none.
     public static let loaded: Result<CUDABackend, CUDAUnavailable> = {
@@ -39,18 +58,18 @@ public final class CUDABackend: @unchecked Sendable {
     public static func select(_ device: ComputeDevice) throws -> String? {
         switch device {
         case .cpu:
-            active = nil
+            setActive(nil)
             return nil
         case .cuda:
-            active = try loaded.get()
+            setActive(try loaded.get())
             return nil
         case .auto:
             switch loaded {
             case let .success(backend):
-                active = backend
+                setActive(backend)
                 return nil
             case let .failure(error):
-                active = nil
+                setActive(nil)
                 let missing = error.reason.hasPrefix(LQ_CUDA_LIBRARY_NAME + " not found")
                 return missing ? nil : "note: running on the CPU (\(error.reason))"
             }

@@ -163,7 +163,7 @@ public final class QuantizedMatrix: @unchecked Sendable {
         guard let m = deviceCopy.matrix(on: gpu, name: deviceName, upload: { withCView { gpu.upload($0, rows: rows, cols: cols) } })
         else { return false }
         if let error = product(m) {
-            deviceCopy.markFailed("\(deviceName): GPU product failed (\(error)); it stays on the CPU")
+            CUDABackend.abandon("GPU product of \(deviceName) failed (\(error))")
             return false
         }
         return true

@@ -192,7 +192,12 @@ const lq_cuda_api *lq_cuda_emulation(void) {
 // Built as a shared library with this defined (scripts/test-cuda.sh), the emulation exports the
 // real library's names, so `lqlora --device cuda` loads it through the same loader, end to end.
 int lq_cuda_abi_version(void) { return abi_version(); }
-int lq_cuda_init(int device, lq_cuda_device_info *info) { return init(device, info); }
+/// $LQLORA_EMULATION_FAIL_AFTER=N: the loading thread's calls fail after N more (lq_cuda_emulation_fail_after).
+int lq_cuda_init(int device, lq_cuda_device_info *info) {
+    const char *fail = getenv("LQLORA_EMULATION_FAIL_AFTER");
+    if (fail && *fail) lq_cuda_emulation_fail_after(atol(fail));
+    return init(device, info);
+}
 const char *lq_cuda_last_error(void) { return last_error(); }
 int lq_cuda_malloc(void **ptr, size_t bytes) { return dmalloc(ptr, bytes); }
 int lq_cuda_free(void *ptr) { return dfree(ptr); }
