@@ -46,6 +46,16 @@ if [ -x .build/release/lqlora ]; then
     lq finetune --config "$emulated/finetune-$device.yaml" --device $device >/dev/null 2>"$emulated/finetune-$device.err" ||
       { cat "$emulated/finetune-$device.err"; exit 1; }
   done
+  # The real SmolLM2 when it was fetched (scripts/fetch-smollm2.sh): bf16 embeddings and tied head
+  # widened onto the device, dense projections through the dense product.
+  smol=models/SmolLM2-135M-Instruct
+  if [ -f "$smol/config.json" ] && [ -f ../shared/data/wikitext-2-raw-test.txt ]; then
+    head -c 8000 ../shared/data/wikitext-2-raw-test.txt > "$emulated/wiki.txt"
+    for device in cpu cuda; do
+      lq eval --model "$smol" --data "$emulated/wiki.txt" --ctx 256 --max-tokens 768 --json --device $device \
+        >"$emulated/smol-$device.json" 2>"$emulated/smol-$device.err" || { cat "$emulated/smol-$device.err"; exit 1; }
+    done
+  fi
   python3 - "$emulated" <<'PY' || exit 1
 import json, sys
 d = sys.argv[1]
@@ -56,7 +66,14 @@ train_ok = len(losses["cpu"]) == 4 and all(abs(a - b) <= 1e-5 * abs(a) for a, b 
 print(f"test-cuda: emulated device end to end: perplexity cpu {cpu:.6f}, cuda {cuda:.6f}; greedy text "
       f"{'identical' if same else 'DIFFERS'} (also across a device failure mid-way); finetuning losses {'agree' if train_ok else 'DIFFER'} "
       f"(last {losses['cpu'][-1]:.6f} / {losses['cuda'][-1]:.6f})")
-sys.exit(0 if abs(cpu - cuda) <= 1e-5 * cpu and same and train_ok else 1)
+smol_ok = True
+try:
+    smol = [json.load(open(f"{d}/smol-{k}.json"))["perplexity"] for k in ("cpu", "cuda")]
+    smol_ok = abs(smol[0] - smol[1]) <= 1e-5 * smol[0]
+    print(f"test-cuda: SmolLM2-135M (bf16) on the emulated device: perplexity cpu {smol[0]:.6f}, cuda {smol[1]:.6f}")
+except FileNotFoundError:
+    print("test-cuda: SmolLM2-135M not fetched; its emulated-device check skipped")
+sys.exit(0 if abs(cpu - cuda) <= 1e-5 * cpu and same and train_ok and smol_ok else 1)
 PY
 fi
 scripts/build-cuda.sh --fetch
