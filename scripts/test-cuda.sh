@@ -24,8 +24,8 @@ if [ -x .build/release/lqlora ]; then
     $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/liblqlora_cuda.so" || exit 1
   python3 scripts/make-tiny-llama.py "$emulated/dense" >/dev/null || exit 1
   .build/release/lqlora quantize --model "$emulated/dense" --out "$emulated/nf4" --method nf4 >/dev/null 2>&1 || exit 1
-  head -c 6000 ../shared/data/wikitext-2-raw-test.txt 2>/dev/null > "$emulated/text.txt" ||
-    yes "The quick brown fox jumps over the lazy dog." | head -c 6000 > "$emulated/text.txt"
+  head -c 8000 ../shared/data/wikitext-2-raw-test.txt 2>/dev/null > "$emulated/text.txt" ||
+    yes "The quick brown fox jumps over the lazy dog." | head -c 8000 > "$emulated/text.txt"
   lq() { LQLORA_CUDA_LIBRARY="$emulated/liblqlora_cuda.so" .build/release/lqlora "$@"; }
   for device in cpu cuda; do
     lq eval --model "$emulated/nf4" --data "$emulated/text.txt" --ctx 64 --batch 3 --json --device $device >"$emulated/eval-$device.json" 2>"$emulated/eval-$device.err" || { cat "$emulated/eval-$device.err"; exit 1; }
@@ -49,10 +49,9 @@ if [ -x .build/release/lqlora ]; then
   # The real SmolLM2 when it was fetched (scripts/fetch-smollm2.sh): bf16 embeddings and tied head
   # widened onto the device, dense projections through the dense product.
   smol=models/SmolLM2-135M-Instruct
-  if [ -f "$smol/config.json" ] && [ -f ../shared/data/wikitext-2-raw-test.txt ]; then
-    head -c 8000 ../shared/data/wikitext-2-raw-test.txt > "$emulated/wiki.txt"
+  if [ -f "$smol/config.json" ]; then
     for device in cpu cuda; do
-      lq eval --model "$smol" --data "$emulated/wiki.txt" --ctx 256 --max-tokens 768 --json --device $device \
+      lq eval --model "$smol" --data "$emulated/text.txt" --ctx 256 --max-tokens 768 --json --device $device \
         >"$emulated/smol-$device.json" 2>"$emulated/smol-$device.err" || { cat "$emulated/smol-$device.err"; exit 1; }
     done
   fi
@@ -72,7 +71,7 @@ try:
     smol_ok = abs(smol[0] - smol[1]) <= 1e-5 * smol[0]
     print(f"test-cuda: SmolLM2-135M (bf16) on the emulated device: perplexity cpu {smol[0]:.6f}, cuda {smol[1]:.6f}")
 except FileNotFoundError:
-    print("test-cuda: SmolLM2-135M not fetched; its emulated-device check skipped")
+    print("test-cuda: SmolLM2-135M not fetched (scripts/fetch-smollm2.sh); its emulated-device check skipped")
 sys.exit(0 if abs(cpu - cuda) <= 1e-5 * cpu and same and train_ok and smol_ok else 1)
 PY
 fi
