@@ -104,6 +104,7 @@ static void load_once(void) {
     RESOLVE(gather_rows, lq_cuda_gather_rows);
     RESOLVE(rope, lq_cuda_rope);
     RESOLVE(attention, lq_cuda_attention);
+    RESOLVE(token_nll, lq_cuda_token_nll);
     const char *dev = getenv("LQLORA_CUDA_DEVICE");
     int device = dev && *dev ? atoi(dev) : 0;
     if (loaded.init(device, &loaded.device) != 0) {

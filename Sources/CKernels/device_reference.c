@@ -59,3 +59,10 @@ void lq_ref_attention(const float *q, const float *keys, const float *values, co
     }
     free(p);
 }
+
+void lq_ref_token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out) {
+    for (int64_t i = 0; i < n; i++) {
+        const float *row = logits + i * vocab;
+        out[i] = lq_logsumexp_level(LQ_LEVEL_SCALAR, row, vocab) - (double)row[targets[i]];
+    }
+}

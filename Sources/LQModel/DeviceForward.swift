@@ -123,6 +123,30 @@ public final class DeviceLlama: @unchecked Sendable {
         return out
     }
 
+    /// −log p(target) for the given rows of host hidden states [*, hidden], as
+    /// LlamaModel.negativeLogLikelihoods: the logits stay on the device, only one number per row returns.
+    func negativeLogLikelihoods(_ hidden: Tensor, rows: Range<Int>, targets: [Int]) throws -> [Double] {
+        let h = config.hiddenSize, vocab = config.vocabSize
+        let chunk = max(1, min(rows.count, (1 << 25) / vocab))  // logits of at most 128 MiB at once
+        var out: [Double] = []
+        out.reserveCapacity(rows.count)
+        var r = rows.lowerBound
+        while r < rows.upperBound {
+            let r1 = min(rows.upperBound, r + chunk), n = r1 - r
+            let s = try scratch(rows: n)
+            try s.normed.upload(hidden.pointer + r * h, count: n * h)
+            if (logitsBuffer?.count ?? 0) < n * vocab { logitsBuffer = nil; logitsBuffer = try DeviceFloats(gpu, count: n * vocab) }
+            try apply(head, s.normed, n, into: logitsBuffer!)
+            let ids = targets[(r - rows.lowerBound)..<(r1 - rows.lowerBound)].map { id -> Int32 in
+                precondition(id >= 0 && id < vocab, "target id \(id) outside the vocabulary")
+                return Int32(id)
+            }
+            out += try gpu.tokenNLL(logitsBuffer!.pointer, vocab: vocab, targets: ids)
+            r = r1
+        }
+        return out
+    }
+
     /// y = x·Wᵀ (+ bias) (+ scale·(x·Aᵀ)·Bᵀ) for n rows.
     private func apply(_ linear: DeviceLinear, _ x: DeviceFloats, _ n: Int, into y: DeviceFloats) throws {
         switch linear.base {

@@ -113,8 +113,12 @@ public enum Perplexity {
 
 extension LlamaModel {
     /// −log p(target | position) for the given rows of the final hidden states, computing logits
-    /// in chunks of rows so the full [rows, vocab] matrix never exists at once.
+    /// in chunks of rows so the full [rows, vocab] matrix never exists at once (on the GPU when the
+    /// forward pass runs there: the logits then never leave the device).
     public func negativeLogLikelihoods(_ hidden: Tensor, rows: Range<Int>, targets: [Int]) -> [Double] {
+        if let device = deviceForward {
+            do { return try device.negativeLogLikelihoods(hidden, rows: rows, targets: targets) } catch { leaveDevice(after: error) }
+        }
         var out = [Double](repeating: 0, count: rows.count)
         let vocab = config.vocabSize
         let chunk = 128

@@ -106,6 +106,13 @@ extension CUDABackend {
         try check(api.attention!(q, keys, values, &s, out), "attention")
     }
 
+    /// −log softmax(logits[i, :])[targets[i]] for device logits [targets.count, vocab].
+    public func tokenNLL(_ logits: UnsafePointer<Float>, vocab: Int, targets: [Int32]) throws -> [Double] {
+        var out = [Double](repeating: 0, count: targets.count)
+        try check(api.token_nll!(logits, Int64(targets.count), Int64(vocab), targets, &out), "token log-likelihoods")
+        return out
+    }
+
     /// Device-to-device copy of `count` floats.
     public func copy(_ source: UnsafePointer<Float>, to destination: UnsafeMutablePointer<Float>, count: Int) throws {
         try check(api.copy!(destination, source, count * MemoryLayout<Float>.stride), "device copy")

@@ -154,6 +154,12 @@ static int attention(const float *q, const float *keys, const float *values, con
     return 0;
 }
 
+static int token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out) {
+    ENTER("token_nll");
+    lq_ref_token_nll(logits, n, vocab, targets, out);
+    return 0;
+}
+
 static int not_emulated(void) {
     snprintf(error, sizeof error, "not emulated");
     return -1;
@@ -182,7 +188,7 @@ const lq_cuda_api *lq_cuda_emulation(void) {
         .matrix_free = matrix_free, .matrix_bytes = matrix_bytes, .dequantize = dequantize, .gemv = gemv, .gemm = gemm,
         .matmul_host = matmul_host, .sgemv_dense = sgemv_dense, .hgemv_dense = hgemv_dense, .f32_to_f16 = f32_to_f16,
         .time = time_body, .dense_matmul = dense_matmul, .rms_norm = rms_norm, .add = add, .add_bias = add_bias,
-        .silu_mul = silu_mul, .gather_rows = gather_rows, .rope = rope, .attention = attention,
+        .silu_mul = silu_mul, .gather_rows = gather_rows, .rope = rope, .attention = attention, .token_nll = token_nll,
         .device = {.name = "host emulation"}, .path = "(host emulation)",
     };
     return &api;
@@ -244,5 +250,8 @@ int lq_cuda_rope(float *x, const float *cos, const float *sin, int64_t batch, in
 }
 int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out) {
     return attention(q, keys, values, shape, out);
+}
+int lq_cuda_token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out) {
+    return token_nll(logits, n, vocab, targets, out);
 }
 #endif

@@ -111,6 +111,32 @@ struct DeviceForwardTests {
         #expect(device.deviceForward != nil)
     }
 
+    /// Perplexity with the logits and their log-softmax on the device (only one number per token
+    /// returns), against PyTorch's runs of both protocols (PerplexityTests' references).
+    @Test func perplexityOnTheDeviceMatchesTransformersAndLlamaCpp() throws {
+        let model = try Self.onDevice(try LlamaModel(directory: LlamaTests.dir + "/mha"))
+        let file = PerplexityTests.file
+        func reference(_ key: String) throws -> Double { file.bytes(of: try file.entry(key)).loadUnaligned(as: Double.self) }
+        let tokens = try file.floatTensor("tokens").array.map { Int($0) }
+        for (ctx, stride) in [(16, 16), (16, 6), (50, 50)] {
+            let result = try Perplexity.evaluate(model, tokens: tokens, method: .huggingFace(context: ctx, stride: stride), batch: 3)
+            let expected = try reference("hf_\(ctx)_\(stride)")
+            #expect(abs(result.perplexity - expected) / expected < 1e-5, "ctx \(ctx) stride \(stride): \(result.perplexity) vs \(expected)")
+        }
+        let cpp = try Perplexity.evaluate(model, tokens: tokens, method: .llamaCpp(context: 16, bos: nil))
+        #expect(abs(cpp.perplexity - (try reference("llamacpp_16"))) / cpp.perplexity < 1e-5)
+        #expect(model.deviceForward != nil, "the device pass fell back to the CPU")
+        // Row by row, the device's log-likelihoods are the CPU's.
+        let cpu = try LlamaModel(directory: LlamaTests.dir + "/mha")
+        let ids = Array(tokens.prefix(20))
+        let hidden = cpu.hiddenStates([ids])
+        let targets = Array(ids[1...])
+        let want = cpu.negativeLogLikelihoods(hidden, rows: 0..<19, targets: targets)
+        let got = model.negativeLogLikelihoods(hidden, rows: 0..<19, targets: targets)
+        let worst = zip(want, got).map { abs($0 - $1) / abs($0) }.max() ?? 1
+        #expect(worst < 1e-6, "largest relative difference of a token's log-likelihood: \(worst)")
+    }
+
     /// A GPU failure mid-way through decoding: the model says so once, refills its cache on the CPU
     /// from the tokens seen and goes on with the same logits.
     @Test func aFailingDeviceFallsBackToTheCPUWithoutLosingTheSequence() throws {

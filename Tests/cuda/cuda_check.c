@@ -367,6 +367,24 @@ static void check_decoder_ops(void) {
         CHECK(gpu->free(dx)); CHECK(gpu->free(dc)); CHECK(gpu->free(ds));
         free(x), free(cs), free(sn), free(got);
     }
+    // Token log-likelihoods from device logits: a vocabulary not a multiple of the block, spread logits.
+    {
+        const int64_t n = 6, vocab = 49157;
+        float *logits = random_floats((size_t)(n * vocab), -12, 12);
+        const int32_t targets[] = {0, 49156, 17, 30000, 5, 5};
+        double want[6], got[6];
+        lq_ref_token_nll(logits, n, vocab, targets, want);
+        float *d = device_floats(logits, (size_t)(n * vocab));
+        CHECK(gpu->token_nll(d, n, vocab, targets, got));
+        for (int i = 0; i < n; i++)
+            if (!(fabs(got[i] - want[i]) <= 1e-6 * fabs(want[i]))) {
+                fprintf(stderr, "FAIL token_nll: row %d is %.12g, reference %.12g\n", i, got[i], want[i]);
+                failures++;
+                break;
+            }
+        CHECK(gpu->free(d));
+        free(logits);
+    }
     // Attention: prefill without a cache, a chunk after cached positions, decoding, sliding window,
     // head sizes below, at and above a warp (80 is not a multiple of 32).
     const lq_attention_shape shapes[] = {
@@ -381,7 +399,7 @@ static void check_decoder_ops(void) {
         s.scale = 1.0f / sqrtf((float)s.head_dim);
         check_attention(s);
     }
-    printf("cuda-check: decoder operations (dense product, RMSNorm, add, bias, SwiGLU, lookup, RoPE, 5 attention shapes), %d failures\n",
+    printf("cuda-check: decoder operations (dense product, RMSNorm, add, bias, SwiGLU, lookup, RoPE, token NLL, 5 attention shapes), %d failures\n",
            failures - before);
 }
 

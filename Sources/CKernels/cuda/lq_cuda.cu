@@ -342,6 +342,32 @@ __global__ void attention_kernel(const float *__restrict__ q, const float *__res
     }
 }
 
+/// One block per row: the row's maximum, then Σ exp(x − max) in double, as lq_ref_token_nll.
+__global__ void token_nll_kernel(const float *__restrict__ logits, int64_t vocab, const int32_t *__restrict__ targets,
+                                 double *__restrict__ out) {
+    __shared__ float part_max[32];
+    __shared__ double part_sum[32];
+    const float *row = logits + (int64_t)blockIdx.x * vocab;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+    float m = -INFINITY;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) m = fmaxf(m, row[j]);
+    for (int offset = 16; offset > 0; offset >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, offset));
+    if (lane == 0) part_max[warp] = m;
+    __syncthreads();
+    m = part_max[0];
+    for (int w = 1; w < warps; w++) m = fmaxf(m, part_max[w]);
+    double sum = 0;
+    for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) sum += (double)expf(row[j] - m);
+    for (int offset = 16; offset > 0; offset >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    if (lane == 0) part_sum[warp] = sum;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0;
+        for (int w = 0; w < warps; w++) total += part_sum[w];
+        out[blockIdx.x] = (double)m + log(total) - (double)row[targets[blockIdx.x]];
+    }
+}
+
 int grid_for(int64_t work, int threads) {
     const int64_t blocks = (work + threads - 1) / threads;
     return (int)(blocks < 65535 * 16 ? (blocks > 0 ? blocks : 1) : 65535 * 16);
@@ -640,6 +666,33 @@ extern "C" int lq_cuda_attention(const float *q, const float *keys, const float 
     if (jobs == 0) return 0;
     attention_kernel<<<(unsigned)jobs, 32 * kAttentionWarps>>>(q, keys, values, *shape, out);
     CUDA_TRY(cudaGetLastError());
+    return 0;
+}
+
+namespace {
+std::mutex nll_lock;
+int32_t *nll_targets = nullptr;
+double *nll_out = nullptr;
+size_t nll_capacity = 0;
+}  // namespace
+
+extern "C" int lq_cuda_token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out) {
+    if (n == 0) return 0;
+    std::lock_guard<std::mutex> guard(nll_lock);
+    if ((size_t)n > nll_capacity) {
+        cudaFree(nll_targets);
+        cudaFree(nll_out);
+        nll_targets = nullptr;
+        nll_out = nullptr;
+        nll_capacity = 0;
+        CUDA_TRY(cudaMalloc(&nll_targets, (size_t)n * sizeof(int32_t)));
+        CUDA_TRY(cudaMalloc(&nll_out, (size_t)n * sizeof(double)));
+        nll_capacity = (size_t)n;
+    }
+    CUDA_TRY(cudaMemcpy(nll_targets, targets, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice));
+    token_nll_kernel<<<(unsigned)n, 256>>>(logits, vocab, nll_targets, nll_out);
+    CUDA_TRY(cudaGetLastError());
+    CUDA_TRY(cudaMemcpy(out, nll_out, (size_t)n * sizeof(double), cudaMemcpyDeviceToHost));
     return 0;
 }
 

@@ -91,6 +91,9 @@ int lq_cuda_rope(float *x, const float *cos, const float *sin, int64_t batch, in
 /// out [batch·length, heads·head_dim] = softmax(scale · q·kᵀ under the causal mask)·v per head, with
 /// q [batch·length, heads·head_dim] and keys/values [batch, capacity, kv_heads·head_dim].
 int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out);
+/// Device logits [n, vocab]; host targets (n ids) and out (n doubles): each row's negative
+/// log-likelihood of its target (lq_ref_token_nll), so evaluation never copies logits to the host.
+int lq_cuda_token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out);
 
 // Anchors for the benchmark, on dense matrices W [rows, cols] on the device.
 int lq_cuda_sgemv_dense(const float *w, int64_t rows, int64_t cols, const float *x, float *y);
@@ -131,6 +134,7 @@ typedef struct {
     int (*gather_rows)(const float *, int64_t, const int32_t *, int64_t, float *);
     int (*rope)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t);
     int (*attention)(const float *, const float *, const float *, const lq_attention_shape *, float *);
+    int (*token_nll)(const float *, int64_t, int64_t, const int32_t *, double *);
     lq_cuda_device_info device;
     char path[1024];  // the library that was loaded
 } lq_cuda_api;

@@ -31,6 +31,10 @@ void lq_ref_rope(float *x, const float *cos, const float *sin, int64_t batch, in
 /// head; q [batch·length, heads·head_dim], keys/values [batch, capacity, kv_heads·head_dim].
 void lq_ref_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *s, float *out);
 
+/// out[i] = logsumexp(logits[i, :]) − logits[i, targets[i]] for n rows of `vocab`: each row's
+/// negative log-likelihood, the maximum subtracted and the exponentials summed in double.
+void lq_ref_token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out);
+
 #ifdef __cplusplus
 }
 #endif
