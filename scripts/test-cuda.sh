@@ -11,10 +11,16 @@ cd "$(dirname "$0")/.."
 # needs no GPU and no nvcc, and proves the checks and their references on every machine.
 emulated=$(mktemp -d)
 trap 'rm -rf "$emulated"' EXIT
-cc -O2 -std=c11 -ffp-contract=off -DLQ_CUDA_CHECK_EMULATED -ISources/CKernels/include -ISources/CKernels \
-  -ITests/CUDAEmulation/include $(ls Sources/CKernels/*.c | grep -v cuda_loader.c) Tests/CUDAEmulation/emulation.c \
-  Tests/cuda/cuda_check.c $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/cuda-check" || exit 1
-"$emulated/cuda-check" || exit 1
+# Under AddressSanitizer and UndefinedBehaviorSanitizer where the compiler has them: it drives every
+# kernel at awkward sizes.
+checker_src=($(ls Sources/CKernels/*.c | grep -v cuda_loader.c) Tests/CUDAEmulation/emulation.c Tests/cuda/cuda_check.c)
+checker_flags=(-std=c11 -ffp-contract=off -DLQ_CUDA_CHECK_EMULATED -ISources/CKernels/include -ISources/CKernels
+               -ITests/CUDAEmulation/include)
+cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined "${checker_flags[@]}" "${checker_src[@]}" \
+  $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/cuda-check" 2>/dev/null ||
+  cc -O2 "${checker_flags[@]}" "${checker_src[@]}" $(pkg-config --cflags --libs openblas) -lpthread -lm \
+    -o "$emulated/cuda-check" || exit 1
+ASAN_OPTIONS=detect_leaks=0 "$emulated/cuda-check" || exit 1
 # Then `lqlora --device cuda` end to end through the loader, with the emulation built as the library:
 # the whole forward pass on the "device" must give the CPU's perplexity and greedy tokens, and
 # finetuning with its quantized products there the CPU's losses.

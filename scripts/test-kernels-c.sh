@@ -3,7 +3,7 @@
 # when an aarch64 cross compiler and qemu-aarch64 are installed (apt: gcc-aarch64-linux-gnu
 # libc6-dev-arm64-cross qemu-user), as an arm64 binary under emulation so the NEON paths are
 # checked against the scalar reference on an x86-64 machine. Natively it also runs under
-# ThreadSanitizer (the thread pool).
+# ThreadSanitizer (the thread pool) and under AddressSanitizer with UndefinedBehaviorSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
@@ -26,6 +26,12 @@ if cc -fsanitize=thread -O1 -g "${flags[@]}" "${src[@]}" -lm -lpthread -o "$out/
     tail -1 "$out/tsan.log"
     [ $status -eq 0 ] || { cat "$out/tsan.log"; exit $status; }
   fi
+fi
+# Memory errors and undefined behaviour (a kernel writing past a block, an overflowing shift).
+if cc -fsanitize=address,undefined -fno-sanitize-recover=undefined -O1 -g "${flags[@]}" "${src[@]}" -lm -lpthread \
+  -o "$out/asan" 2>/dev/null; then
+  echo "== native under AddressSanitizer and UndefinedBehaviorSanitizer"
+  ASAN_OPTIONS=detect_leaks=0 "$out/asan" | tail -1
 fi
 if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; then
   aarch64-linux-gnu-gcc "${flags[@]}" -static "${src[@]}" -lm -lpthread -o "$out/arm64"
