@@ -33,14 +33,25 @@ public final class KVCache {
     private(set) var history: [[Int]] = []
     /// Keys and values on the GPU when the model's forward pass runs there.
     var device: DeviceKVCache?
-    var keys: [[Tensor]]  // [batch][layer] → [capacity, kvHeads·headDim]
-    var values: [[Tensor]]
+    private let config: LlamaConfig
+    private let batch: Int
+    private var host: (keys: [[Tensor]], values: [[Tensor]])?
 
     public init(config: LlamaConfig, batch: Int, capacity: Int) {
         self.capacity = capacity
+        self.config = config
+        self.batch = batch
+    }
+
+    /// Keys and values on the host, [batch][layer] → [capacity, kvHeads·headDim], allocated on first
+    /// use: a cache that only the GPU fills never holds them.
+    func hostTensors() -> (keys: [[Tensor]], values: [[Tensor]]) {
+        if let host { return host }
         let width = config.kvHeadCount * config.headDim
-        keys = (0..<batch).map { _ in (0..<config.layerCount).map { _ in Tensor(zeros: [capacity, width]) } }
-        values = (0..<batch).map { _ in (0..<config.layerCount).map { _ in Tensor(zeros: [capacity, width]) } }
+        func make() -> [[Tensor]] { (0..<batch).map { _ in (0..<config.layerCount).map { _ in Tensor(zeros: [capacity, width]) } } }
+        let made = (keys: make(), values: make())
+        host = made
+        return made
     }
 
     func advance(by n: Int) { length += n }
@@ -218,7 +229,8 @@ public final class LlamaModel: @unchecked Sendable {
             let kb = k.rows((b * length)..<((b + 1) * length)), vb = v.rows((b * length)..<((b + 1) * length))
             if let cache {
                 precondition(total <= cache.capacity, "KV cache of \(cache.capacity) positions is full")
-                let ck = cache.keys[b][layerIndex], cv = cache.values[b][layerIndex]
+                let stored = cache.hostTensors()
+                let ck = stored.keys[b][layerIndex], cv = stored.values[b][layerIndex]
                 (ck.pointer + start * kb.shape[1]).update(from: kb.pointer, count: kb.count)
                 (cv.pointer + start * vb.shape[1]).update(from: vb.pointer, count: vb.count)
                 keys.append(ck)
