@@ -87,7 +87,6 @@ static void load_once(void) {
     RESOLVE(synchronize, lq_cuda_synchronize);
     RESOLVE(matrix_upload, lq_cuda_matrix_upload);
     RESOLVE(matrix_free, lq_cuda_matrix_free);
-    RESOLVE(matrix_bytes, lq_cuda_matrix_bytes);
     RESOLVE(dequantize, lq_cuda_dequantize);
     RESOLVE(gemv, lq_cuda_gemv);
     RESOLVE(gemm, lq_cuda_gemm);

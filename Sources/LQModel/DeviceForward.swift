@@ -17,7 +17,7 @@ public final class DeviceLlama: @unchecked Sendable {
     private var cos: DeviceFloats?, sin: DeviceFloats?
     private var ropePositions = 0
     private var scratch: Scratch?
-    private var logitsBuffer: DeviceFloats?
+    private var headInput: DeviceFloats?, logitsBuffer: DeviceFloats?
     /// rows · cols floats of the largest quantized matrix: where GEMMs dequantize it.
     private let quantizedWorkspaceFloats: Int
     private var quantizedWorkspace: DeviceFloats?
@@ -115,11 +115,7 @@ public final class DeviceLlama: @unchecked Sendable {
         let n = hidden.shape[0], vocab = config.vocabSize
         let out = Tensor(uninitialized: [n, vocab])
         guard n > 0 else { return out }
-        let s = try scratch(rows: n)
-        try s.normed.upload(hidden.pointer, count: hidden.count)
-        if (logitsBuffer?.count ?? 0) < n * vocab { logitsBuffer = nil; logitsBuffer = try DeviceFloats(gpu, count: n * vocab) }
-        try apply(head, s.normed, n, into: logitsBuffer!)
-        try logitsBuffer!.download(into: out.pointer, count: n * vocab)
+        try headLogits(hidden.pointer, rows: n).download(into: out.pointer, count: n * vocab)
         return out
     }
 
@@ -132,19 +128,27 @@ public final class DeviceLlama: @unchecked Sendable {
         out.reserveCapacity(rows.count)
         var r = rows.lowerBound
         while r < rows.upperBound {
-            let r1 = min(rows.upperBound, r + chunk), n = r1 - r
-            let s = try scratch(rows: n)
-            try s.normed.upload(hidden.pointer + r * h, count: n * h)
-            if (logitsBuffer?.count ?? 0) < n * vocab { logitsBuffer = nil; logitsBuffer = try DeviceFloats(gpu, count: n * vocab) }
-            try apply(head, s.normed, n, into: logitsBuffer!)
+            let r1 = min(rows.upperBound, r + chunk)
+            let logits = try headLogits(hidden.pointer + r * h, rows: r1 - r)
             let ids = targets[(r - rows.lowerBound)..<(r1 - rows.lowerBound)].map { id -> Int32 in
                 precondition(id >= 0 && id < vocab, "target id \(id) outside the vocabulary")
                 return Int32(id)
             }
-            out += try gpu.tokenNLL(logitsBuffer!.pointer, vocab: vocab, targets: ids)
+            out += try gpu.tokenNLL(logits.pointer, vocab: vocab, targets: ids)
             r = r1
         }
         return out
+    }
+
+    /// The LM head's logits [n, vocab] on the device for n host rows of hidden states, in buffers
+    /// kept between calls (grown when a call needs more rows).
+    private func headLogits(_ hidden: UnsafePointer<Float>, rows n: Int) throws -> DeviceFloats {
+        let h = config.hiddenSize, vocab = config.vocabSize
+        if (headInput?.count ?? 0) < n * h { headInput = nil; headInput = try DeviceFloats(gpu, count: n * h) }
+        if (logitsBuffer?.count ?? 0) < n * vocab { logitsBuffer = nil; logitsBuffer = try DeviceFloats(gpu, count: n * vocab) }
+        try headInput!.upload(hidden, count: n * h)
+        try apply(head, headInput!, n, into: logitsBuffer!)
+        return logitsBuffer!
     }
 
     /// y = x·Wᵀ (+ bias) (+ scale·(x·Aᵀ)·Bᵀ) for n rows.

@@ -29,7 +29,7 @@ public final class LlamaLayer: @unchecked Sendable {
 public final class KVCache {
     public let capacity: Int
     public private(set) var length = 0
-    /// The tokens cached so far per sequence: what the CPU recomputes if the GPU fails mid-way.
+    /// The tokens the GPU has cached per sequence: what the CPU recomputes if the GPU fails mid-way.
     private(set) var history: [[Int]] = []
     /// Keys and values on the GPU when the model's forward pass runs there.
     var device: DeviceKVCache?
@@ -159,11 +159,11 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// The final normalised hidden states [batch·length, hidden].
     public func hiddenStates(_ tokens: [[Int]], cache: KVCache? = nil) -> Tensor {
-        defer { cache?.record(tokens) }
         if let device = deviceForward {
             do {
                 let hidden = try device.hiddenStates(tokens, cache: cache)
                 cache?.advance(by: tokens.first?.count ?? 0)
+                cache?.record(tokens)
                 return hidden
             } catch {
                 leaveDevice(after: error)

@@ -103,8 +103,9 @@ public final class CUDABackend: @unchecked Sendable {
     }
 }
 
-/// A quantized matrix's copy on the device, made on its first product while CUDA is active. If
-/// the upload or a product fails, the matrix says so once and stays on the CPU.
+/// A quantized matrix's copy on the device, made on its first product while CUDA is active. If the
+/// upload fails (too little GPU memory), the matrix says so once and stays on the CPU; a failed
+/// product gives up the GPU altogether (CUDABackend.abandon).
 final class DeviceCopy: @unchecked Sendable {
     private let lock = NSLock()
     private var handle: OpaquePointer?
@@ -122,17 +123,13 @@ final class DeviceCopy: @unchecked Sendable {
         if let handle { return handle }
         let (h, error) = upload()
         guard let h else {
-            markFailed("\(name()): cannot be copied to the GPU (\(error ?? "unknown error")); it stays on the CPU")
+            failed = true
+            WarnOnce.say("warning: \(name()): cannot be copied to the GPU (\(error ?? "unknown error")); it stays on the CPU")
             return nil
         }
         handle = h
         self.backend = backend
         return h
-    }
-
-    func markFailed(_ message: String) {
-        failed = true
-        WarnOnce.say("warning: " + message)
     }
 }
 

@@ -72,7 +72,6 @@ static int matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cud
     return 0;
 }
 static void matrix_free(lq_cuda_matrix *m) { free(m); }
-static size_t matrix_bytes(const lq_cuda_matrix *m) { return lq_packed_size(m->t.format.bits, m->t.numel); }
 
 static int dequantize(const lq_cuda_matrix *m, float *out) {
     ENTER("dequantize");
@@ -185,7 +184,7 @@ const lq_cuda_api *lq_cuda_emulation(void) {
     static lq_cuda_api api = {
         .abi_version = abi_version, .init = init, .last_error = last_error, .malloc = dmalloc, .free = dfree,
         .upload = copy, .download = copy, .copy = copy, .synchronize = synchronize, .matrix_upload = matrix_upload,
-        .matrix_free = matrix_free, .matrix_bytes = matrix_bytes, .dequantize = dequantize, .gemv = gemv, .gemm = gemm,
+        .matrix_free = matrix_free, .dequantize = dequantize, .gemv = gemv, .gemm = gemm,
         .matmul_host = matmul_host, .sgemv_dense = sgemv_dense, .hgemv_dense = hgemv_dense, .f32_to_f16 = f32_to_f16,
         .time = time_body, .dense_matmul = dense_matmul, .rms_norm = rms_norm, .add = add, .add_bias = add_bias,
         .silu_mul = silu_mul, .gather_rows = gather_rows, .rope = rope, .attention = attention, .token_nll = token_nll,
@@ -215,7 +214,6 @@ int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cu
     return matrix_upload(t, rows, cols, out);
 }
 void lq_cuda_matrix_free(lq_cuda_matrix *m) { matrix_free(m); }
-size_t lq_cuda_matrix_bytes(const lq_cuda_matrix *m) { return matrix_bytes(m); }
 int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out) { return dequantize(m, out); }
 int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) { return gemv(m, x, n, y); }
 int lq_cuda_gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *workspace, float *y) {

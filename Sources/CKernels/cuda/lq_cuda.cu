@@ -378,7 +378,6 @@ int grid_for(int64_t work, int threads) {
 struct lq_cuda_matrix {
     QView view;
     int64_t rows, cols;
-    size_t bytes;
     void *buffers[6];  // codes, codebook, absmax, scale codes, scale map, group absmax
 };
 
@@ -471,7 +470,6 @@ extern "C" int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t 
             lq_cuda_matrix_free(m);
             return fail((int)e, "lq_cuda_matrix_upload", cudaGetErrorString(e));
         }
-        m->bytes += padded;
     }
     QView &v = m->view;
     v.bits = f.bits;
@@ -492,8 +490,6 @@ extern "C" int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t 
     *out = m;
     return 0;
 }
-
-extern "C" size_t lq_cuda_matrix_bytes(const lq_cuda_matrix *m) { return m->bytes; }
 
 extern "C" int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out) {
     const QView &q = m->view;

@@ -51,8 +51,6 @@ int lq_cuda_synchronize(void);
 /// Copies a quantized matrix (rows × cols, t->numel = rows · cols) to the device.
 int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out);
 void lq_cuda_matrix_free(lq_cuda_matrix *m);
-/// Device bytes the matrix holds.
-size_t lq_cuda_matrix_bytes(const lq_cuda_matrix *m);
 
 /// Device pointers: out[0, rows·cols) = W as fp32, bit-exact with lq_dequantize's scalar reference.
 int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out);
@@ -117,7 +115,6 @@ typedef struct {
     int (*synchronize)(void);
     int (*matrix_upload)(const lq_qtensor *, int64_t, int64_t, lq_cuda_matrix **);
     void (*matrix_free)(lq_cuda_matrix *);
-    size_t (*matrix_bytes)(const lq_cuda_matrix *);
     int (*dequantize)(const lq_cuda_matrix *, float *);
     int (*gemv)(const lq_cuda_matrix *, const float *, int64_t, float *);
     int (*gemm)(const lq_cuda_matrix *, const float *, int64_t, int, float, float *, float *);
