@@ -47,7 +47,7 @@ let package = Package(
         // Llama-family models: configuration, GGUF import, tokenizer, forward pass.
         .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS"]),
         // LQ-LoRA: low-rank plus quantized decomposition and the bit-allocation ILP.
-        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQQuant"]),
+        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQFormats", "LQQuant"]),
         // LoRA finetuning: YAML config, datasets, optimizers, the training loop and its checkpoints.
         .target(name: "LQTrain", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQModel", "CKernels", .product(name: "Yams", package: "Yams")]),
         // The subcommands, kept in a library so tests can drive them.
@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor", "CKernels"]),
         .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQCLI", "LQTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor"]),
+        .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor", "LQFormats", "LQModel"], exclude: ["Fixtures"]),
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor", "LQQuant", "CUDAEmulation", "CKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "LQTrainTests", dependencies: ["LQTrain", "LQModel", "LQFormats", "LQTensor", "LQQuant", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels", "CUDAEmulation"], exclude: ["Fixtures"]),

@@ -25,7 +25,7 @@ p.add_argument("--model", default="models/SmolLM2-135M-Instruct"); p.add_argumen
 p.add_argument("--batch", type=int, default=4); p.add_argument("--seq-len", type=int, default=256)
 p.add_argument("--steps", type=int, default=8); p.add_argument("--threads", type=int, default=2)
 p.add_argument("--rank", type=int, default=16); p.add_argument("--repeats", type=int, default=3)
-p.add_argument("--text", default="../shared/data/wikitext-2-raw-test.txt"); p.add_argument("--lqlora", default=".build/release/lqlora")
+p.add_argument("--text", default="data/wikitext-2-raw-test.txt"); p.add_argument("--lqlora", default=".build/release/lqlora")
 p.add_argument("--torch-child", action="store_true")
 a = p.parse_args()
 

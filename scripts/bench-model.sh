@@ -12,7 +12,7 @@ bin=.build/release/lqlora
 [ -f models/smollm2-nf4/model.safetensors ] || $bin quantize --model models/SmolLM2-135M-Instruct --out models/smollm2-nf4 --method nf4 >/dev/null 2>&1
 [ -f models/smollm2-f32/model.safetensors ] || $bin convert --from-gguf models/SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-f32 --dtype f32 >/dev/null
 if [ -x .venv-ref/bin/python ]; then
-  eval_json=$(.venv-ref/bin/python scripts/compare-eval.py models/SmolLM2-135M-Instruct ../shared/data/wikitext-2-raw-test.txt --max-chars 60000 2>/dev/null)
+  eval_json=$(.venv-ref/bin/python scripts/compare-eval.py models/SmolLM2-135M-Instruct data/wikitext-2-raw-test.txt --max-chars 60000 2>/dev/null)
   echo "$eval_json"
   # The same run's eval speed as a share of the machine's sgemm: 2 FLOPs per weight per token.
   $bin bench blas --json 2>/dev/null | python3 -c '

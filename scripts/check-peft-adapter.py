@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 p = argparse.ArgumentParser()
 p.add_argument("model"); p.add_argument("adapter")
-p.add_argument("--text", default="../shared/data/wikitext-2-raw-test.txt"); p.add_argument("--tokens", type=int, default=64)
+p.add_argument("--text", default="data/wikitext-2-raw-test.txt"); p.add_argument("--tokens", type=int, default=64)
 p.add_argument("--lqlora", default=".build/release/lqlora")
 a = p.parse_args()
 with tempfile.TemporaryDirectory() as d:

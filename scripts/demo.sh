@@ -16,7 +16,7 @@ swift build -c release --product lqlora 2>&1 | tail -1
 scripts/fetch-smollm2.sh
 bin=.build/release/lqlora
 dense=models/SmolLM2-135M-Instruct
-data=../shared/data/wikitext-2-raw-test.txt
+data=data/wikitext-2-raw-test.txt
 chars=${DEMO_CHARS:-40000}
 steps=${DEMO_STEPS:-60}
 lq=models/smollm2-lqlora-2.75

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 chars=${EXP_CHARS:-40000}
 steps=${EXP_STEPS:-30}
 grid=${EXP_GRID:-compact}
-data=../shared/data/wikitext-2-raw-test.txt
+data=data/wikitext-2-raw-test.txt
 bin=.build/release/lqlora
 swift build -c release --product lqlora >/dev/null
 scripts/fetch-smollm2.sh >/dev/null

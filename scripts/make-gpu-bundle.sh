@@ -23,7 +23,7 @@ python3 scripts/make-tiny-llama.py "$root/models/dense" >/dev/null
 for method in nf4 nf3; do
   "$root/bin/lqlora" quantize --model "$root/models/dense" --out "$root/models/$method" --method $method >/dev/null 2>&1
 done
-head -c 20000 ../shared/data/wikitext-2-raw-test.txt > "$root/text.txt"
+head -c 20000 data/wikitext-2-raw-test.txt > "$root/text.txt"
 tar -cJf "$root.tar.xz.tmp" -C build gpu-bundle
 mv "$root.tar.xz.tmp" "$root.tar.xz"
 rm -rf "$root"

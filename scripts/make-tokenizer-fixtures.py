@@ -19,7 +19,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, train
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 out = os.path.join(root, "Tests", "LQModelTests", "Fixtures", "tokenizers")
 os.makedirs(out, exist_ok=True)
-corpus = open(os.path.join(root, "..", "shared", "data", "wikitext-2-raw-test.txt"), encoding="utf-8").read()[:300_000]
+corpus = open(os.path.join(root, "data", "wikitext-2-raw-test.txt"), encoding="utf-8").read()[:300_000]
 
 TEXTS = [
     "Hello, world! The year 1987 saw 12,345 people — naïve café owners.",

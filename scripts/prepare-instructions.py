@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Turns the 175 Stanford Alpaca seed tasks into chat-format training and validation files.
 
-Usage: python3 scripts/prepare-instructions.py [../shared/data/alpaca-seed-tasks.jsonl]   (standard library only)
+Usage: python3 scripts/prepare-instructions.py [data/alpaca-seed-tasks.jsonl]   (standard library only)
 
 Each task instance becomes {"messages": [{"role": "user", ...}, {"role": "assistant", ...}]}: the user turn
 is the instruction, followed by the instance input after a blank line when there is one. Tasks 0-159 go to
@@ -13,7 +13,7 @@ import os
 import sys
 
 here = os.path.dirname(os.path.abspath(__file__))
-source = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "shared", "data", "alpaca-seed-tasks.jsonl")
+source = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "data", "alpaca-seed-tasks.jsonl")
 out_dir = os.path.join(here, "..", "data")
 os.makedirs(out_dir, exist_ok=True)
 tasks = [json.loads(line) for line in open(source, encoding="utf-8") if line.strip()]

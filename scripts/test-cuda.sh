@@ -30,8 +30,7 @@ if [ -x .build/release/lqlora ]; then
     $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/liblqlora_cuda.so" || exit 1
   python3 scripts/make-tiny-llama.py "$emulated/dense" >/dev/null || exit 1
   .build/release/lqlora quantize --model "$emulated/dense" --out "$emulated/nf4" --method nf4 >/dev/null 2>&1 || exit 1
-  head -c 8000 ../shared/data/wikitext-2-raw-test.txt 2>/dev/null > "$emulated/text.txt" ||
-    yes "The quick brown fox jumps over the lazy dog." | head -c 8000 > "$emulated/text.txt"
+  head -c 8000 data/wikitext-2-raw-test.txt > "$emulated/text.txt"
   lq() { LQLORA_CUDA_LIBRARY="$emulated/liblqlora_cuda.so" .build/release/lqlora "$@"; }
   for device in cpu cuda; do
     lq eval --model "$emulated/nf4" --data "$emulated/text.txt" --ctx 64 --batch 3 --json --device $device >"$emulated/eval-$device.json" 2>"$emulated/eval-$device.err" || { cat "$emulated/eval-$device.err"; exit 1; }

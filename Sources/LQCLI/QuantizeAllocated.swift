@@ -37,24 +37,29 @@ extension Quantize {
         var committed = false
         defer { if !committed { output.abandon() } }
 
-        // 1. The error table (cached by matrix name and configuration name).
-        var cache = loadCache()
-        let cacheKey = "\(method) rank \(effectiveRank) fisher \(fisher ?? "none")"
+        // 1. The error table, cached per matrix under its weights' fingerprint and the options.
+        let svdMethod: Decomposition.SVDMethod = svd == "full" ? .full : .randomized
+        var cache = try ilpCache.map { try ErrorTableCache.load(path: $0) }
+        let configNames = configs.map(\.name)
         var table: [[Double]] = []
+        var cachedMatrices = 0
         let tableStart = Timing.now()
         let progress = Progress(total: selected.count, label: "errors")
         for (i, name) in selected.enumerated() {
-            if let cached = cache[cacheKey]?[name], configs.allSatisfy({ cached[$0.name] != nil }) {
-                table.append(configs.map { cached[$0.name]! })
+            let weights = try checkpoint.fingerprint(name)
+            let options = ErrorTableCache.optionsKey(rank: effectiveRank, svd: svdMethod, fisher: try fisherFile?.fingerprint(name))
+            if let ilpCache, let cached = try cache?.errors(name, weights: weights, options: options, configs: configNames, path: ilpCache) {
+                table.append(cached)
+                cachedMatrices += 1
             } else {
                 let w = try checkpoint.floatTensor(name)
                 let f = try fisherFile?.floatTensor(name)
-                let errors = try ErrorTable.errors(w, configs: configs, rank: effectiveRank, fisher: f, name: name)
+                let errors = try ErrorTable.errors(w, configs: configs, rank: effectiveRank, fisher: f, svd: svdMethod, name: name)
                 table.append(errors)
-                var entry = cache[cacheKey]?[name] ?? [:]
-                for (c, e) in zip(configs, errors) { entry[c.name] = e }
-                cache[cacheKey, default: [:]][name] = entry
-                try saveCache(cache)
+                if let ilpCache {
+                    cache?.store(name, weights: weights, options: options, configs: configNames, errors: errors)
+                    try cache?.save(path: ilpCache)
+                }
             }
             progress.update(i + 1, detail: name)
         }
@@ -89,7 +94,7 @@ extension Quantize {
             var row: [String: Any] = ["name": name, "shape": entry.shape, "config": reportFields(config), "bits_per_param": config.bitsPerParameter]
             if lowRank {
                 let r = try Decomposition.decompose(w, config: config, rank: rank, maxIterations: maxIters,
-                                                    svd: svd == "full" ? .full : .randomized, fisher: try fisherFile?.floatTensor(name), name: name)
+                                                    svd: svdMethod, fisher: try fisherFile?.floatTensor(name), name: name)
                 chosen[name] = (r.q, entry.dtype)
                 let module = String(name.dropLast(".weight".count))
                 let root = Float(scale).squareRoot()
@@ -129,6 +134,8 @@ extension Quantize {
             "method": method, "budget": budget!, "average_bits": bits / total,
             "average_bits_with_lowrank": (bits + 16 * Double(lowRankParams)) / total,
             "grid": grid, "configurations": configs.count, "rank": lowRank ? rank : 0,
+            "error_table": ["matrices": selected.count, "from_cache": cachedMatrices, "svd": svdMethod.rawValue,
+                            "cache": ilpCache.map { $0 as Any } ?? NSNull()],
             "solver": ["status": solution.optimal ? "optimal" : "time limit", "gap": solution.gap, "relative_gap": solution.gap / max(solution.error, 1e-300),
                        "nodes": solution.nodes, "objective": solution.error],
             "seconds": ["total": seconds, "error_table": tableSeconds, "ilp": solveSeconds, "final": Timing.now() - decomposeStart],
@@ -139,16 +146,5 @@ extension Quantize {
         print(String(format: "%@: %d matrices at %.3f bits per parameter (budget %.3f, %@%@) in %.1f s → %@", method, selected.count,
                      bits / total, budget!, solution.optimal ? "optimal" : "ILP gap ", solution.optimal ? "" : String(format: "%.1e", solution.gap / solution.error),
                      seconds, output.destination))
-    }
-
-    func loadCache() -> [String: [String: [String: Double]]] {
-        guard let ilpCache, let data = FileManager.default.contents(atPath: ilpCache),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: [String: [String: Double]]] else { return [:] }
-        return json
-    }
-
-    func saveCache(_ cache: [String: [String: [String: Double]]]) throws {
-        guard let ilpCache else { return }
-        try Data(JSONText.serialize(cache).utf8).writeAtomically(to: ilpCache)
     }
 }

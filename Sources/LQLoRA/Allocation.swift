@@ -16,8 +16,10 @@ public enum ErrorTable {
         return compact ? grid.filter { if case .uint(_, _, .bf16) = $0.scale { return true } else { return false } } : grid
     }
 
-    /// Errors of `w` under each configuration, after removing its rank-r part (none when rank is 0).
-    public static func errors(_ w: Tensor, configs: [QuantConfig], rank: Int, fisher: Tensor? = nil, seed: UInt64 = 0,
+    /// Errors of `w` under each configuration, after removing its rank-r part (none when rank is 0),
+    /// found with the same SVD method as the decomposition that follows.
+    public static func errors(_ w: Tensor, configs: [QuantConfig], rank: Int, fisher: Tensor? = nil,
+                              svd method: Decomposition.SVDMethod = .randomized, seed: UInt64 = 0,
                               name: String = "tensor") throws -> [Double] {
         var target = w
         if rank > 0 {
@@ -28,8 +30,8 @@ public enum ErrorTable {
                 scaled = w.copy()
                 Decomposition.scaleRowsCols(scaled, r, c)
             }
-            let d = try randomizedSVD(scaled, rank: rank, rng: &rng)
-            let lowRank = d.reconstruct()
+            let d = method == .full ? try svd(scaled) : try randomizedSVD(scaled, rank: rank, rng: &rng)
+            let lowRank = d.reconstruct(rank: rank)
             if let (r, c) = scales {
                 Decomposition.scaleRowsCols(lowRank, r.map { 1 / $0 }, c.map { 1 / $0 })
             }

@@ -50,13 +50,55 @@ struct LQLoRACommandTests {
                                               "--rank", "8", "--grid", "compact", "--ilp-cache", dir.file("cache.json")])
         #expect(again.status == 0)
         let report3 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("lq3") + "/quant_report.json"))) as! [String: Any]
-        #expect(((report3["seconds"] as! [String: Any])["error_table"] as! Double) < 0.1)
+        let table3 = report3["error_table"] as! [String: Any]
+        #expect(table3["from_cache"] as? Int == 14 && table3["matrices"] as? Int == 14, "\(table3)")
+        #expect((report["error_table"] as! [String: Any])["from_cache"] as? Int == 0)
 
         let low = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("x"), "--method", "lq-lora", "--budget", "1.5"])
         #expect(low.status != 0 && low.stderr.contains("below the cheapest"))
         let rank = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("y"), "--method", "lq-lora", "--budget", "3", "--rank", "64"])
         #expect(rank.status == 1 && rank.stderr.contains("--rank 64"))
         #expect(!FileManager.default.fileExists(atPath: dir.file("x")) && !FileManager.default.fileExists(atPath: dir.file("y")))
+    }
+
+    /// A cache is valid only for the weights, options and code that made it.
+    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    func errorTableCacheRefusesAnotherModelAndOlderCode() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let cache = dir.file("cache.json")
+        func quantize(_ model: String, _ out: String, _ extra: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
+            try CommandLineTests.run(["quantize", "--model", model, "--out", dir.file(out), "--method", "qlora-ilp", "--budget", "3",
+                                      "--grid", "compact", "--ilp-cache", cache] + extra)
+        }
+        #expect(try quantize(Self.tiny, "a").status == 0)
+
+        // The same tensor names with other weights: a copy of the model with one matrix changed.
+        let other = dir.file("other")
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        for f in ["config.json", "model.safetensors"] { try FileManager.default.copyItem(atPath: Self.tiny + "/" + f, toPath: other + "/" + f) }
+        let offset = try { () throws -> UInt64 in
+            let file = try SafeTensorsFile(path: other + "/model.safetensors")
+            return UInt64(file.dataStart + (try file.entry("model.layers.1.mlp.up_proj.weight")).dataRange.lowerBound)
+        }()
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: other + "/model.safetensors"))
+        try handle.seek(toOffset: offset)
+        try handle.write(contentsOf: Data([0, 0, 0x80, 0x3F]))  // the first weight becomes 1.0
+        try handle.close()
+        let refused = try quantize(other, "b")
+        #expect(refused.status == 1 && refused.stderr.contains("model.layers.1.mlp.up_proj.weight") && refused.stderr.contains("another model"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("b")))
+
+        // Other options are another table, not a hit.
+        #expect(try quantize(Self.tiny, "c", ["--method", "lq-lora", "--rank", "4"]).status == 0)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("c") + "/quant_report.json"))) as! [String: Any]
+        #expect((report["error_table"] as! [String: Any])["from_cache"] as? Int == 0)
+
+        // A cache without the code version (as lqlora wrote them before) is refused, not reused.
+        try Data(#"{"qlora-ilp rank 0 fisher none": {"model.layers.0.self_attn.q_proj.weight": {"nf2-b64-s8g256-bf16": 1.0}}}"#.utf8)
+            .write(to: URL(fileURLWithPath: cache))
+        let old = try quantize(Self.tiny, "d")
+        #expect(old.status == 1 && old.stderr.contains("older lqlora"), "\(old.stderr)")
     }
 
     /// The PEFT fixture adapter merged into its dense base reproduces PEFT's logits.

@@ -40,11 +40,10 @@ struct PerplexityTests {
 struct SmolLM2PerplexityTests {
     struct Reference: Decodable { let max_chars: Int; let ctx: Int; let tokens: Int; let transformers_ppl: Double }
     static let wikitext = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/data/wikitext-2-raw-test.txt").path
+        .deletingLastPathComponent().appendingPathComponent("data/wikitext-2-raw-test.txt").path
     static let available = FileManager.default.fileExists(atPath: TokenizerTests.smolLM2 + "/model.safetensors")
-        && FileManager.default.fileExists(atPath: wikitext)
 
-    @Test(.enabled(if: available, "SmolLM2 not converted (scripts/fetch-smollm2.sh) or ../shared/data missing"))
+    @Test(.enabled(if: available, "SmolLM2 not converted (scripts/fetch-smollm2.sh)"))
     func perplexityMatchesTransformers() throws {
         let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixtures + "/smollm2-wikitext-ppl.json")))
         let model = try LlamaModel(directory: TokenizerTests.smolLM2)

@@ -13,8 +13,16 @@ public enum BuiltCommand {
         return nil
     }()
 
-    /// Runs it with `arguments`, adding `environment` to this process's environment.
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    /// A child that ran past its time limit (killed, so that a stuck command fails its test instead of hanging CI).
+    public struct TimedOut: Error, CustomStringConvertible {
+        public let arguments: [String]
+        public let seconds: Double
+        public var description: String { "lqlora \(arguments.joined(separator: " ")) ran past \(seconds) s and was killed" }
+    }
+
+    /// Runs it with `arguments`, adding `environment` to this process's environment; kills it after `timeout` seconds.
+    public static func run(_ arguments: [String], environment: [String: String] = [:],
+                           timeout: Double = 600) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path!)
         process.arguments = arguments
@@ -25,6 +33,14 @@ public enum BuiltCommand {
         process.standardOutput = out
         process.standardError = err
         try process.run()
+        let killed = StandardError()  // the watchdog marks its kill here
+        let watchdog = DispatchWorkItem {
+            if process.isRunning {
+                killed.data = Data([1])
+                kill(process.processIdentifier, SIGKILL)
+            }
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: watchdog)
         // stderr drains on its own thread: a child filling that pipe while we wait on stdout would hang.
         let e = StandardError()
         let done = DispatchSemaphore(value: 0)
@@ -35,11 +51,15 @@ public enum BuiltCommand {
         let o = out.fileHandleForReading.readDataToEndOfFile()
         done.wait()
         process.waitUntilExit()
+        watchdog.cancel()
+        if process.terminationReason == .uncaughtSignal && !killed.data.isEmpty {
+            throw TimedOut(arguments: arguments, seconds: timeout)
+        }
         return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e.data, as: UTF8.self))
     }
 }
 
-/// The child's stderr, filled by its reader thread before the semaphore is signalled.
+/// Bytes written by one helper thread and read after it has signalled (the child's stderr, the watchdog's mark).
 private final class StandardError: @unchecked Sendable {
     var data = Data()
 }
