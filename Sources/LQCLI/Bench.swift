@@ -10,14 +10,17 @@ enum Timing {
     /// Median seconds of `repeats` runs of `body`, after one warm-up run.
     static func median(repeats: Int, _ body: () -> Void) -> Double {
         body()
-        var times: [Double] = []
-        for _ in 0..<max(1, repeats) {
-            let t0 = now()
-            body()
-            times.append(now() - t0)
-        }
-        times.sort()
-        let n = times.count
+        return medianOf((0..<max(1, repeats)).map { _ in seconds(body) })
+    }
+
+    static func seconds(_ body: () -> Void) -> Double {
+        let t0 = now()
+        body()
+        return now() - t0
+    }
+
+    static func medianOf(_ values: [Double]) -> Double {
+        let times = values.sorted(), n = times.count
         return n % 2 == 1 ? times[n / 2] : (times[n / 2 - 1] + times[n / 2]) / 2
     }
 }
@@ -87,10 +90,20 @@ struct BenchBLAS: ParsableCommand {
         var rng = SeededGenerator(seed: 1)
         let a = Tensor.gaussian([size, size], using: &rng), b = Tensor.gaussian([size, size], using: &rng)
         let c = Tensor(zeros: [size, size])
-        let t = Timing.median(repeats: options.repeats) { gemm(a.matrix, b.matrix, into: c.matrix) }
-        let gflops = 2 * pow(Double(size), 3) / t / 1e9
-        figures.append(BenchFigure(name: "sgemm \(size)³ (\(BLASThreads.count) threads)", value: gflops, unit: "GFLOP/s",
+        // Our gemm (OpenBLAS single-threaded on tiles fixed by the shape, on our threads) beside
+        // OpenBLAS threading the whole product itself, interleaved.
+        let flops = 2 * pow(Double(size), 3)
+        var ours: [Double] = [], theirs: [Double] = []
+        gemm(a.matrix, b.matrix, into: c.matrix)  // warm-up
+        for _ in 0..<max(1, options.repeats) {
+            ours.append(Timing.seconds { gemm(a.matrix, b.matrix, into: c.matrix) })
+            theirs.append(Timing.seconds { OpenBLASAnchor.gemm(a.matrix, b.matrix, into: c.matrix, threads: Parallel.threadCount) })
+        }
+        let gflops = flops / Timing.medianOf(ours) / 1e9, anchorGflops = flops / Timing.medianOf(theirs) / 1e9
+        figures.append(BenchFigure(name: "sgemm \(size)³ OpenBLAS, \(Parallel.threadCount) threads", value: anchorGflops, unit: "GFLOP/s",
                                    anchor: nil, anchor_value: nil, ratio: nil))
+        figures.append(BenchFigure(name: "sgemm \(size)³ tiled (deterministic), \(Parallel.threadCount) threads", value: gflops, unit: "GFLOP/s",
+                                   anchor: "OpenBLAS", anchor_value: anchorGflops, ratio: gflops / anchorGflops))
 
         // Conversion throughput in GB/s of fp32 output, against memcpy of the same output size.
         let n = elements

@@ -47,8 +47,8 @@ struct BenchQuant: ParsableCommand {
             let w = rows == 4096 ? square : Tensor.gaussian([rows, cols], using: &rng, scale: 0.02)
             let x = Tensor.gaussian([cols], using: &rng)
             let y = Tensor(zeros: [rows])
-            let tDense = Timing.median(repeats: options.repeats) { gemv(w.matrix, x: x.pointer, y: y.pointer) }
-            figures.append(BenchFigure(name: "sgemv \(rows)x\(cols) fp32, \(threads) threads", value: tDense * 1e3, unit: "ms",
+            let tDense = Timing.median(repeats: options.repeats) { OpenBLASAnchor.gemv(w.matrix, x: x.pointer, y: y.pointer, threads: threads) }
+            figures.append(BenchFigure(name: "sgemv \(rows)x\(cols) fp32 (OpenBLAS), \(threads) threads", value: tDense * 1e3, unit: "ms",
                                        anchor: nil, anchor_value: nil, ratio: nil))
             for (label, config) in formats {
                 let q = try Quantizer.quantize(w, config: config)
@@ -70,7 +70,7 @@ struct BenchQuant: ParsableCommand {
             let repeats = 50
             Parallel.configure(threads: 1)
             defer { Parallel.configure(threads: options.threads) }
-            let tDense = Timing.median(repeats: options.repeats) { for _ in 0..<repeats { gemv(w.matrix, x: x.pointer, y: y.pointer) } }
+            let tDense = Timing.median(repeats: options.repeats) { for _ in 0..<repeats { OpenBLASAnchor.gemv(w.matrix, x: x.pointer, y: y.pointer, threads: 1) } }
             let t = Timing.median(repeats: options.repeats) { for _ in 0..<repeats { q.gemv(x.pointer, y.pointer) } }
             let weights = Double(rows * cols * repeats)
             figures.append(BenchFigure(name: "sgemv \(rows)x\(cols) in cache, 1 thread", value: weights / tDense / 1e9, unit: "Gw/s",
@@ -83,9 +83,9 @@ struct BenchQuant: ParsableCommand {
             let x = Tensor.gaussian([gemmRows, 4096], using: &rng)
             let c = Tensor(zeros: [gemmRows, 4096])
             let tDense = Timing.median(repeats: max(1, options.repeats / 2)) {
-                gemm(x.matrix, square.matrix, transposeB: true, into: c.matrix)
+                OpenBLASAnchor.gemm(x.matrix, square.matrix, transposeB: true, into: c.matrix, threads: threads)
             }
-            figures.append(BenchFigure(name: "sgemm \(gemmRows)x4096x4096, \(threads) threads", value: tDense * 1e3, unit: "ms",
+            figures.append(BenchFigure(name: "sgemm \(gemmRows)x4096x4096 (OpenBLAS), \(threads) threads", value: tDense * 1e3, unit: "ms",
                                        anchor: nil, anchor_value: nil, ratio: nil))
             for (label, config) in formats {
                 let q = try Quantizer.quantize(square, config: config)

@@ -257,21 +257,19 @@ extension LlamaModel {
         let out = Tensor(zeros: [batch * length, nh * hd])
         let scale = 1 / Float(hd).squareRoot()
         let qb = attentionQueryBlock
-        BLASThreads.with(1) {
-            // Decoding (a single query row) is too little work per head to hand to other threads.
-            Parallel.forEach(batch * nh, minChunk: length == 1 ? batch * nh : 1) { range in
-                let scores = Tensor(uninitialized: [min(length, qb) * (start + length)])
-                for job in range {
-                    let b = job / nh, head = job % nh, kvHead = head / group
-                    let cols = (head * hd)..<((head + 1) * hd), kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
-                    for r0 in stride(from: 0, to: length, by: qb) {
-                        let r1 = min(length, r0 + qb), visible = start + r1
-                        let rows = (b * length + r0)..<(b * length + r1)
-                        let p = MatrixRef(base: scores.pointer, rows: r1 - r0, cols: visible, ld: visible)
-                        attentionProbabilities(q.block(rows: rows, cols: cols), keys[b].block(rows: 0..<visible, cols: kvCols),
-                                               into: p, firstPosition: start + r0, scale: scale)
-                        gemm(p, values[b].block(rows: 0..<visible, cols: kvCols), into: out.block(rows: rows, cols: cols))
-                    }
+        // Decoding (a single query row) is too little work per head to hand to other threads.
+        Parallel.forEach(batch * nh, minChunk: length == 1 ? batch * nh : 1) { range in
+            let scores = Tensor(uninitialized: [min(length, qb) * (start + length)])
+            for job in range {
+                let b = job / nh, head = job % nh, kvHead = head / group
+                let cols = (head * hd)..<((head + 1) * hd), kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
+                for r0 in stride(from: 0, to: length, by: qb) {
+                    let r1 = min(length, r0 + qb), visible = start + r1
+                    let rows = (b * length + r0)..<(b * length + r1)
+                    let p = MatrixRef(base: scores.pointer, rows: r1 - r0, cols: visible, ld: visible)
+                    attentionProbabilities(q.block(rows: rows, cols: cols), keys[b].block(rows: 0..<visible, cols: kvCols),
+                                           into: p, firstPosition: start + r0, scale: scale)
+                    gemm(p, values[b].block(rows: 0..<visible, cols: kvCols), into: out.block(rows: rows, cols: cols))
                 }
             }
         }

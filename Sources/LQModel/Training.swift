@@ -217,33 +217,31 @@ extension LlamaModel {
         let scale = 1 / Float(hd).squareRoot()
         let qb = attentionQueryBlock
         let dq = Tensor(zeros: q.shape), dk = Tensor(zeros: k.shape), dv = Tensor(zeros: v.shape)
-        BLASThreads.with(1) {
-            Parallel.forEach(batch * nkv) { range in
-                let pBuffer = Tensor(uninitialized: [min(length, qb) * length]), dpBuffer = Tensor(uninitialized: [min(length, qb) * length])
-                for job in range {
-                    let b = job / nkv, kvHead = job % nkv
-                    let kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
-                    for head in (kvHead * group)..<((kvHead + 1) * group) {
-                        let cols = (head * hd)..<((head + 1) * hd)
-                        for r0 in stride(from: 0, to: length, by: qb) {
-                            let r1 = min(length, r0 + qb), visible = r1, n = r1 - r0
-                            let rows = (b * length + r0)..<(b * length + r1), seen = (b * length)..<(b * length + visible)
-                            let qm = q.block(rows: rows, cols: cols), dom = dOut.block(rows: rows, cols: cols)
-                            let km = k.block(rows: seen, cols: kvCols), vm = v.block(rows: seen, cols: kvCols)
-                            let p = MatrixRef(base: pBuffer.pointer, rows: n, cols: visible, ld: visible)
-                            let dp = MatrixRef(base: dpBuffer.pointer, rows: n, cols: visible, ld: visible)
-                            attentionProbabilities(qm, km, into: p, firstPosition: r0, scale: scale)
-                            gemm(dom, vm, transposeB: true, into: dp)
-                            gemm(p, transposeA: true, dom, into: dv.block(rows: seen, cols: kvCols), beta: 1)
-                            for i in 0..<n {
-                                let pr = p.base + i * visible, dr = dp.base + i * visible
-                                var dot: Float = 0
-                                for j in 0...(r0 + i) { dot += pr[j] * dr[j] }
-                                for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
-                            }
-                            gemm(dp, km, into: dq.block(rows: rows, cols: cols), alpha: scale)
-                            gemm(dp, transposeA: true, qm, into: dk.block(rows: seen, cols: kvCols), alpha: scale, beta: 1)
+        Parallel.forEach(batch * nkv) { range in
+            let pBuffer = Tensor(uninitialized: [min(length, qb) * length]), dpBuffer = Tensor(uninitialized: [min(length, qb) * length])
+            for job in range {
+                let b = job / nkv, kvHead = job % nkv
+                let kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
+                for head in (kvHead * group)..<((kvHead + 1) * group) {
+                    let cols = (head * hd)..<((head + 1) * hd)
+                    for r0 in stride(from: 0, to: length, by: qb) {
+                        let r1 = min(length, r0 + qb), visible = r1, n = r1 - r0
+                        let rows = (b * length + r0)..<(b * length + r1), seen = (b * length)..<(b * length + visible)
+                        let qm = q.block(rows: rows, cols: cols), dom = dOut.block(rows: rows, cols: cols)
+                        let km = k.block(rows: seen, cols: kvCols), vm = v.block(rows: seen, cols: kvCols)
+                        let p = MatrixRef(base: pBuffer.pointer, rows: n, cols: visible, ld: visible)
+                        let dp = MatrixRef(base: dpBuffer.pointer, rows: n, cols: visible, ld: visible)
+                        attentionProbabilities(qm, km, into: p, firstPosition: r0, scale: scale)
+                        gemm(dom, vm, transposeB: true, into: dp)
+                        gemm(p, transposeA: true, dom, into: dv.block(rows: seen, cols: kvCols), beta: 1)
+                        for i in 0..<n {
+                            let pr = p.base + i * visible, dr = dp.base + i * visible
+                            var dot: Float = 0
+                            for j in 0...(r0 + i) { dot += pr[j] * dr[j] }
+                            for j in 0..<visible { dr[j] = pr[j] * (dr[j] - dot) }
                         }
+                        gemm(dp, km, into: dq.block(rows: rows, cols: cols), alpha: scale)
+                        gemm(dp, transposeA: true, qm, into: dk.block(rows: seen, cols: kvCols), alpha: scale, beta: 1)
                     }
                 }
             }

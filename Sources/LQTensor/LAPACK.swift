@@ -54,6 +54,7 @@ public struct SVD {
 
 /// Full thin SVD through LAPACK's divide-and-conquer `sgesdd`. `a` is not modified.
 public func svd(_ a: Tensor) throws -> SVD {
+    _ = BLASTiling.singleThreaded  // LAPACK calls OpenBLAS too
     precondition(a.rank == 2, "svd expects a matrix")
     let m = a.shape[0], n = a.shape[1], k = min(m, n)
     // Row-major A is column-major Aᵀ = U'·S·V'ᵀ, so A = V'·S·U'ᵀ: LAPACK's U' read row-major
@@ -72,6 +73,7 @@ public func svd(_ a: Tensor) throws -> SVD {
 
 /// Thin QR: A [m, n] = Q [m, k] · R [k, n] with k = min(m, n), Q with orthonormal columns.
 public func qr(_ a: Tensor) throws -> (q: Tensor, r: Tensor) {
+    _ = BLASTiling.singleThreaded  // LAPACK calls OpenBLAS too
     precondition(a.rank == 2, "qr expects a matrix")
     let m = a.shape[0], n = a.shape[1], k = min(m, n)
     let work = a.copy()
@@ -94,6 +96,7 @@ public func orthonormalBasis(_ a: Tensor) throws -> Tensor { try qr(a).q }
 
 /// Cholesky factor of a symmetric positive definite matrix: lower L with A = L·Lᵀ, or upper U with A = Uᵀ·U.
 public func cholesky(_ a: Tensor, upper: Bool = false) throws -> Tensor {
+    _ = BLASTiling.singleThreaded  // LAPACK calls OpenBLAS too
     precondition(a.rank == 2 && a.shape[0] == a.shape[1], "cholesky expects a square matrix")
     let n = a.shape[0]
     let out = a.copy()
@@ -107,6 +110,7 @@ public func cholesky(_ a: Tensor, upper: Bool = false) throws -> Tensor {
 
 /// Inverse of a triangular matrix (`strtri`); the other triangle of the result is zero.
 public func triangularInverse(_ a: Tensor, upper: Bool) throws -> Tensor {
+    _ = BLASTiling.singleThreaded  // LAPACK calls OpenBLAS too
     precondition(a.rank == 2 && a.shape[0] == a.shape[1], "triangularInverse expects a square matrix")
     let n = a.shape[0]
     let out = a.copy()

@@ -12,10 +12,10 @@ public enum Parallel {
         return max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 
-    /// Sets our thread count and OpenBLAS's to `threads` (default: `defaultThreadCount()`).
+    /// Sets our thread count to `threads` (default: `defaultThreadCount()`). OpenBLAS stays single-threaded:
+    /// large products are tiled over these threads (see `gemm`).
     public static func configure(threads: Int? = nil) {
         threadCount = max(1, threads ?? defaultThreadCount())
-        BLASThreads.set(threadCount)
     }
 
     /// How long idle workers wait spinning for the next loop, in microseconds (lq_pool.h): worth it
@@ -45,6 +45,29 @@ public enum Parallel {
                 }, pointer)
             }
         }
+    }
+
+    /// Calls `body` once for each of `tasks` tasks, which the threads take in turn. Unlike `forEach`,
+    /// the work of each call does not depend on the thread count (what `gemm`'s fixed tiles need).
+    public static func forTasks(_ tasks: Int, _ body: (Int) -> Void) {
+        if tasks <= 0 { return }
+        let threads = min(threadCount, tasks)
+        if threads == 1 {
+            for t in 0..<tasks { body(t) }
+            return
+        }
+        withoutActuallyEscaping(body) { body in
+            var list = TaskList(body: body)
+            withUnsafeMutablePointer(to: &list) { pointer in
+                lq_pool_run(Int32(threads), Int64(tasks), { context, t in
+                    context!.assumingMemoryBound(to: TaskList.self).pointee.body(Int(t))
+                }, pointer)
+            }
+        }
+    }
+
+    private struct TaskList {
+        let body: (Int) -> Void
     }
 
     /// One loop as the pool's C callback sees it.

@@ -46,10 +46,20 @@ struct BLASTests {
         for i in 0..<yLen { #expect(abs(Double(y.pointer[i]) - ref[i][0]) < 1e-4) }
     }
 
-    @Test func blasThreadCountIsRestored() {
-        let before = BLASThreads.count
-        let inside = BLASThreads.with(1) { BLASThreads.count }
-        #expect(inside == 1)
-        #expect(BLASThreads.count == before)
+    /// Products big enough to be tiled (rows, columns, both transposes) against a double-precision
+    /// reference, and OpenBLAS left single-threaded (its own threading would make results depend on it).
+    @Test(arguments: [(300, 70, 1000), (70, 600, 300), (256, 256, 256)])
+    func tiledProductsMatchTheReference(m: Int, n: Int, k: Int) {
+        var rng = SeededGenerator(seed: UInt64(m * n + k))
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let a = Tensor.gaussian(ta ? [k, m] : [m, k], using: &rng), b = Tensor.gaussian(tb ? [n, k] : [k, n], using: &rng)
+            let c = Tensor(zeros: [m, n])
+            gemm(a.matrix, transposeA: ta, b.matrix, transposeB: tb, into: c.matrix)
+            let ref = naiveMatmul(a.matrix, ta, b.matrix, tb)
+            var worst = 0.0
+            for i in 0..<m { for j in 0..<n { worst = max(worst, abs(Double(c[i, j]) - ref[i][j])) } }
+            #expect(worst < 1e-3, "\(m)x\(n)x\(k) transposes \(ta) \(tb): \(worst)")
+        }
+        #expect(BLASThreads.count == 1)
     }
 }
