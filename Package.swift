@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "CKernelsTests", dependencies: ["CKernels"]),
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor", "CKernels"]),
         .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQCLI", "LQTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor", "LQFormats", "LQModel"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor", "LQFormats", "LQModel", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor", "LQQuant", "CUDAEmulation", "CKernels"], exclude: ["Fixtures"]),
         .testTarget(name: "LQTrainTests", dependencies: ["LQTrain", "LQModel", "LQFormats", "LQTensor", "LQQuant", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels", "CUDAEmulation"], exclude: ["Fixtures"]),

@@ -106,6 +106,7 @@ extension Quantize {
                 lowRankParams += a.count + b.count
                 row["rank"] = rank
                 row["iterations"] = r.errors.count
+                row["iteration_errors"] = r.errors
                 row["best_iteration"] = r.bestIteration + 1
                 row["error_quantization_only"] = r.quantizationOnlyError
                 row["error"] = r.error
