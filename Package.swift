@@ -60,7 +60,7 @@ let package = Package(
         .executableTarget(name: "lqlora", dependencies: ["LQCLI", "CKernels"]),
 
         // Helpers shared by the test targets (running the built executable).
-        .target(name: "LQTestSupport", path: "Tests/TestSupport"),
+        .target(name: "LQTestSupport", dependencies: ["LQTensor"], path: "Tests/TestSupport"),
         // liblqlora_cuda.so's entry points computed on the host, so the device-resident forward pass
         // is tested without a GPU.
         .target(name: "CUDAEmulation", dependencies: ["CKernels", "CBLAS"], path: "Tests/CUDAEmulation"),
@@ -68,7 +68,7 @@ let package = Package(
         .testTarget(name: "LQTensorTests", dependencies: ["LQTensor", "CKernels"]),
         .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQCLI", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor", "LQFormats", "LQModel", "LQTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor", "LQQuant", "CUDAEmulation", "CKernels"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor", "LQQuant", "CUDAEmulation", "CKernels", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQTrainTests", dependencies: ["LQTrain", "LQModel", "LQFormats", "LQTensor", "LQQuant", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels", "CUDAEmulation"], exclude: ["Fixtures"]),
     ],

@@ -3,17 +3,14 @@ import LQFormats
 import LQModel
 import LQQuant
 import LQTensor
+import LQTestSupport
 import Testing
 
 /// `lqlora quantize --method lq-lora` end to end on the tiny Llama fixture.
 struct LQLoRACommandTests {
     static let tiny = packageRoot + "/Tests/LQModelTests/Fixtures/llama/mha"
 
-    func maxDiff(_ a: Tensor, _ b: Tensor) -> Float {
-        var m: Float = 0
-        for i in 0..<a.count { m = max(m, abs(a.pointer[i] - b.pointer[i])) }
-        return m
-    }
+    func maxDiff(_ a: Tensor, _ b: Tensor) -> Float { maxAbsDifference(a, b) }
 
     @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
     func lqloraModelWithItsAdapterIsCloserThanTheQuantizedBase() throws {

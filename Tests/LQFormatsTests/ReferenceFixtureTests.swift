@@ -21,6 +21,7 @@ struct ReferenceFixtureTests {
             #expect(entry.dtype.rawValue == expected.dtype && entry.shape == expected.shape, "\(name)")
             let values = try file.floatTensor(name).array
             // Every fixture value is exactly representable in fp32 except F64 and wide integers.
+            #expect(values.count == expected.values.count, "\(name): \(values.count) values vs \(expected.values.count)")
             for (got, want) in zip(values, expected.values) {
                 #expect(got == Float(want), "\(name): \(got) vs \(want)")
             }

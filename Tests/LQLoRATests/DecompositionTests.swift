@@ -45,10 +45,12 @@ struct DecompositionTests {
         let plain = try Decomposition.decompose(w, config: .qlora(bits: 3), rank: 8, seed: 5)
         let weighted = try Decomposition.decompose(w, config: .qlora(bits: 3), rank: 8, fisher: ones, seed: 5)
         #expect(Decomposition.scales(ones) == ([Float](repeating: 1, count: 256), [Float](repeating: 1, count: 256)))
-        // The first iterate is the same problem; later iterates may drift apart by a code flip or two when
-        // OpenBLAS runs with a different thread count (other suites change it concurrently), so they get a looser bound.
-        #expect(abs(weighted.errors[0] - plain.errors[0] * plain.errors[0]) <= 1e-4 * weighted.errors[0])
-        #expect(abs(weighted.error - plain.error * plain.error) <= 2e-2 * weighted.error)
+        // The same problem, iterate for iterate: scaling by ones is exact, and no product depends on the
+        // thread count or on other tests (gemm's tiles are fixed by shape), so only the objective's
+        // form differs (a weighted sum of squares against a norm).
+        #expect(weighted.errors.count == plain.errors.count && weighted.bestIteration == plain.bestIteration)
+        for (w, p) in zip(weighted.errors, plain.errors) { #expect(abs(w - p * p) <= 1e-12 * w, "\(w) vs \(p)²") }
+        #expect(weighted.q.dequantize().array == plain.q.dequantize().array)
     }
 
     @Test func fisherWeightingLowersTheWeightedError() throws {

@@ -52,12 +52,7 @@ struct PipelineOracleTests {
 
     func relative(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(abs(b), 1e-30) }
 
-    func maxDiff(_ a: Tensor, _ b: Tensor) -> Float {
-        precondition(a.count == b.count, "shapes \(a.shape) vs \(b.shape)")
-        var m: Float = 0
-        for i in 0..<a.count { m = max(m, abs(a.pointer[i] - b.pointer[i])) }
-        return m
-    }
+    func maxDiff(_ a: Tensor, _ b: Tensor) -> Float { maxAbsDifference(a, b) }
 
     @Test(.enabled(if: BuiltCommand.path != nil, "lqlora binary not built beside the tests"),
           arguments: ["lq-lora-2.5", "lq-lora-3.0", "qlora-ilp-2.5", "qlora-ilp-3.0"])
@@ -140,5 +135,36 @@ struct PipelineOracleTests {
             let adapterDiff = maxDiff(base.forward(tokens), try logits.floatTensor("logits.\(caseName).adapter"))
             #expect(adapterDiff <= logitBound, "base + adapter vs PEFT: \(adapterDiff)")
         }
+    }
+}
+
+/// The same command gives the same bytes on any number of threads (gemm's tiles are fixed by shape).
+struct ThreadCountDeterminismTests {
+    static let smolLM2 = PipelineOracleTests.root + "/models/SmolLM2-135M-Instruct"
+
+    @Test(.enabled(if: BuiltCommand.path != nil, "lqlora binary not built beside the tests"))
+    func outputsDoNotDependOnTheThreadCount() throws {
+        let dir = NSTemporaryDirectory() + "lqlora-threads-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var models: [Data] = [], adapters: [Data] = [], evals: [String] = []
+        for threads in [1, 2, 3] {
+            let out = dir + "/t\(threads)", env = ["LQLORA_NUM_THREADS": String(threads)]
+            let q = try BuiltCommand.run(["quantize", "--model", PipelineOracleTests.model, "--out", out, "--method", "lq-lora",
+                                          "--budget", "2.5", "--rank", "8", "--grid", "compact"], environment: env)
+            try #require(q.status == 0, "\(q.stderr)")
+            models.append(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")))
+            adapters.append(try Data(contentsOf: URL(fileURLWithPath: out + "/adapter/adapter_model.safetensors")))
+            // eval on the real model (its tokenizer), where one is fetched.
+            if FileManager.default.fileExists(atPath: Self.smolLM2 + "/model.safetensors") {
+                let e = try BuiltCommand.run(["eval", "--model", Self.smolLM2, "--data", PipelineOracleTests.root + "/data/wikitext-2-raw-test.txt",
+                                              "--max-chars", "3000", "--ctx", "128", "--json"], environment: env)
+                try #require(e.status == 0, "\(e.stderr)")
+                let r = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as! [String: Any]
+                evals.append("\(r["perplexity"]!) \(r["nll"]!)")
+            }
+        }
+        #expect(Set(models).count == 1 && Set(adapters).count == 1, "quantized outputs differ between 1, 2 and 3 threads")
+        #expect(Set(evals).count <= 1, "perplexities by thread count: \(evals)")
     }
 }

@@ -93,6 +93,7 @@ struct GGUFSentencePieceTests {
         try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
         let tokenizer = try loadTokenizer(directory: dir)
         let texts = expected["texts"] as! [String], ids = expected["ids"] as! [[Int]]
+        #expect(texts.count == ids.count && !texts.isEmpty)
         for (text, reference) in zip(texts, ids) {
             #expect(tokenizer.encode(text, addSpecialTokens: true) == reference, "\(text.debugDescription)")
         }

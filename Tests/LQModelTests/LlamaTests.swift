@@ -2,6 +2,7 @@ import Foundation
 import LQFormats
 import LQModel
 import LQTensor
+import LQTestSupport
 import Testing
 
 /// The forward pass against transformers on tiny random models (scripts/make-llama-fixtures.py).
@@ -16,11 +17,7 @@ struct LlamaTests {
         return (seqs, try f.floatTensor("logits"), try f.floatTensor("loss").array[0], f)
     }
 
-    static func maxDiff(_ a: Tensor, _ b: Tensor) -> Float {
-        var m: Float = 0
-        for i in 0..<a.count { m = max(m, abs(a.pointer[i] - b.pointer[i])) }
-        return m
-    }
+    static func maxDiff(_ a: Tensor, _ b: Tensor) -> Float { maxAbsDifference(a, b) }
 
     @Test(arguments: ["mha", "gqa_llama3", "tied", "qwen2_bias"])
     func logitsMatchTransformers(name: String) throws {

@@ -14,6 +14,7 @@ struct TokenizerTests {
     @Test(arguments: ["gpt2", "smollm", "llama3", "sentencepiece_legacy", "sentencepiece_metaspace"])
     func idsMatchTheTokenizersLibrary(variant: String) throws {
         let tok = try BPETokenizer(path: Self.dir + "/\(variant).json")
+        #expect(Self.expected.ids[variant]!.count == Self.expected.texts.count)
         for (text, ids) in zip(Self.expected.texts, Self.expected.ids[variant]!) {
             #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(variant): \(text.debugDescription)")
             // Metaspace's decoder drops the first space, which a text starting with spaces cannot survive.
@@ -31,6 +32,7 @@ struct TokenizerTests {
     func smolLM2TokenizerMatches() throws {
         let tok = try loadTokenizer(directory: Self.smolLM2)
         #expect(tok.vocabularySize == 49152)
+        #expect(Self.expected.ids["smollm2"]!.count == Self.expected.texts.count)
         for (text, ids) in zip(Self.expected.texts, Self.expected.ids["smollm2"]!) {
             #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(text.debugDescription)")
             #expect(tok.decode(ids, skipSpecialTokens: false) == text)
@@ -54,6 +56,7 @@ struct WordPieceTests {
     func idsMatchTheTokenizersLibrary() throws {
         let tok = try loadTokenizer(directory: Self.miniLM)
         #expect(tok is WordPieceTokenizer)
+        #expect(TokenizerTests.expected.ids["minilm"]!.count == TokenizerTests.expected.texts.count)
         for (text, ids) in zip(TokenizerTests.expected.texts, TokenizerTests.expected.ids["minilm"]!) {
             #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(text.debugDescription)")
         }

@@ -35,6 +35,7 @@ struct BackwardTests {
         let expectedLoss = try file.floatTensor("loss").array[0]
         #expect(abs(loss.mean - Double(expectedLoss)) <= 1e-5 * Double(expectedLoss), "loss \(loss.mean) vs transformers \(expectedLoss)")
         #expect(params.names.count == 28)
+        #expect(params.grads.count == params.names.count)
         for (name, grad) in zip(params.names, params.grads) {
             let reference = try file.floatTensor("grad." + name)
             var worst: Float = 0, scale: Float = 0

@@ -78,7 +78,8 @@ struct DatasetTests {
         #expect(b.reduce(0) { $0 + $1.targets } == examples.reduce(0) { $0 + $1.targets })
         for batch in b {
             #expect(Set(batch.tokens.map(\.count)).count == 1)
-            for (t, l) in zip(batch.tokens, batch.labels) { #expect(zip(t, l).allSatisfy { $0.0 == $0.1 || ($0.0 == 0 && $0.1 == -100) }) }
+            #expect(batch.tokens.count == batch.labels.count)
+            for (t, l) in zip(batch.tokens, batch.labels) { #expect(t.count == l.count && zip(t, l).allSatisfy { $0.0 == $0.1 || ($0.0 == 0 && $0.1 == -100) }) }
         }
         let packed = BatchPlan(examples: examples, batchSize: 2, seqLen: 8, packing: true, pad: 0, seed: 1).batches(epoch: 0)
         let rows = packed.flatMap(\.tokens)

@@ -46,6 +46,7 @@ struct SixteenBitTests {
             grads.append(params.grads)
         }
         #expect(abs(losses[0] - losses[1]) <= 1e-6 * abs(losses[1]))
+        #expect(grads[0].count == grads[1].count && !grads[0].isEmpty)
         for (a, b) in zip(grads[0], grads[1]) {
             let scale = b.array.map(abs).max() ?? 0
             #expect(maxAbsDifference(a, b) <= 1e-5 * scale + 1e-9)

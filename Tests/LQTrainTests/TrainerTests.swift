@@ -107,6 +107,7 @@ struct TrainerTests {
         let adapter = try base.loadAdapter(directory: config.outputDir)
         #expect(adapter.rank == 4 && adapter.scale == 2)
         let saved = try SafeTensorsFile(path: config.outputDir + "/adapter_model.safetensors")
+        #expect(second.parameters.values.count == second.parameters.names.count)
         for (name, value) in zip(second.parameters.names, second.parameters.values) {
             #expect(try saved.floatTensor(name).array == value.array)
         }
