@@ -5,8 +5,15 @@
 # nvcc from PyPI when the machine has none) and runs the check, which compares every GPU kernel with
 # the CPU scalar reference. Without a GPU the check reports why and the kernels are only compiled;
 # without any nvcc the CUDA build is skipped. A compile error or a failed check fails the tests.
+# Every block that does not run says so; with LQLORA_REQUIRE_SANITIZERS=1 (CI) a sanitizer build of the
+# checker that fails or an end-to-end block that cannot run fails the run, and with LQLORA_REQUIRE_MODELS=1
+# so does a missing SmolLM2.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+skipped() {
+  echo "test-cuda: $1; skipped"
+  if [ "${LQLORA_REQUIRE_SANITIZERS:-}" = 1 ]; then echo "test-cuda: LQLORA_REQUIRE_SANITIZERS=1: failing" >&2; exit 1; fi
+}
 # First the checker itself, against the host emulation of the library (Tests/CUDAEmulation): it
 # needs no GPU and no nvcc, and proves the checks and their references on every machine.
 emulated=$(mktemp -d)
@@ -16,10 +23,12 @@ trap 'rm -rf "$emulated"' EXIT
 checker_src=($(ls Sources/CKernels/*.c | grep -v cuda_loader.c) Tests/CUDAEmulation/emulation.c Tests/cuda/cuda_check.c)
 checker_flags=(-std=c11 -ffp-contract=off -DLQ_CUDA_CHECK_EMULATED -ISources/CKernels/include -ISources/CKernels
                -ITests/CUDAEmulation/include)
-cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined "${checker_flags[@]}" "${checker_src[@]}" \
-  $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/cuda-check" 2>/dev/null ||
+if ! cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined "${checker_flags[@]}" "${checker_src[@]}" \
+  $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/cuda-check" 2>"$emulated/asan-build.log"; then
+  skipped "the sanitized checker build failed ($(head -c 300 "$emulated/asan-build.log")): running it unsanitized"
   cc -O2 "${checker_flags[@]}" "${checker_src[@]}" $(pkg-config --cflags --libs openblas) -lpthread -lm \
     -o "$emulated/cuda-check" || exit 1
+fi
 ASAN_OPTIONS=detect_leaks=0 "$emulated/cuda-check" || exit 1
 # Then `lqlora --device cuda` end to end through the loader, with the emulation built as the library:
 # the whole forward pass on the "device" must give the CPU's perplexity and greedy tokens, and
@@ -54,6 +63,9 @@ if [ -x .build/release/lqlora ]; then
   # The real SmolLM2 when it was fetched (scripts/fetch-smollm2.sh): bf16 embeddings and tied head
   # widened onto the device, dense projections through the dense product.
   smol=models/SmolLM2-135M-Instruct
+  if [ ! -f "$smol/config.json" ] && [ "${LQLORA_REQUIRE_MODELS:-}" = 1 ]; then
+    echo "test-cuda: $smol missing (LQLORA_REQUIRE_MODELS=1)" >&2; exit 1
+  fi
   if [ -f "$smol/config.json" ]; then
     for device in cpu cuda; do
       lq eval --model "$smol" --data "$emulated/text.txt" --ctx 256 --max-tokens 768 --json --device $device \
@@ -79,6 +91,8 @@ except FileNotFoundError:
     print("test-cuda: SmolLM2-135M not fetched (scripts/fetch-smollm2.sh); its emulated-device check skipped")
 sys.exit(0 if abs(cpu - cuda) <= 1e-5 * cpu and same and train_ok and smol_ok else 1)
 PY
+else
+  skipped "no .build/release/lqlora (swift build -c release): lqlora --device cuda end to end not run"
 fi
 scripts/build-cuda.sh --fetch
 status=$?

@@ -5,12 +5,23 @@
 # cannot be fetched), runs the C kernel tests natively and under qemu-aarch64,
 # compiles the CUDA kernels (nvcc from PyPI if needed; run against the CPU reference when a GPU is
 # present), then every Swift test in release mode (numeric code is far too slow in debug).
+#
+# In CI (CI=true) nothing that should work may turn into a skip: LQLORA_REQUIRE_MODELS=1 makes the
+# real-model tests run, and fail, when a model could not be fetched, and LQLORA_REQUIRE_SANITIZERS=1
+# makes a sanitizer build that fails, or a block of the C and CUDA checks that cannot run, fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${CI:-}" = true ]; then
+  export LQLORA_REQUIRE_MODELS=${LQLORA_REQUIRE_MODELS:-1} LQLORA_REQUIRE_SANITIZERS=${LQLORA_REQUIRE_SANITIZERS:-1}
+fi
+fetch_failed() {
+  if [ "${LQLORA_REQUIRE_MODELS:-}" = 1 ]; then echo "test: could not fetch $1 (LQLORA_REQUIRE_MODELS=1)" >&2; exit 1; fi
+  echo "test: could not fetch $1; its integration tests will be skipped"
+}
 scripts/install-deps.sh --cross
-scripts/fetch-minilm.sh || echo "test: could not fetch all-MiniLM-L6-v2; its integration test will be skipped"
+scripts/fetch-minilm.sh || fetch_failed all-MiniLM-L6-v2
 swift build -c release --product lqlora
-scripts/fetch-smollm2.sh || echo "test: could not fetch SmolLM2-135M-Instruct; its integration tests will be skipped"
+scripts/fetch-smollm2.sh || fetch_failed SmolLM2-135M-Instruct
 scripts/test-kernels-c.sh
 scripts/test-cuda.sh
 swift test -c release --disable-xctest "$@"

@@ -2,6 +2,7 @@ import Foundation
 import LQCLI
 import LQFormats
 import LQTensor
+import LQTestSupport
 import Testing
 
 struct CheckpointTests {
@@ -103,10 +104,9 @@ struct CheckpointTests {
 
 /// The real checkpoint, when scripts/fetch-minilm.sh has fetched it.
 struct RealCheckpointTests {
-    static let miniLM = packageRoot + "/models/all-MiniLM-L6-v2"
-    static let available = FileManager.default.fileExists(atPath: miniLM + "/model.safetensors")
+    static let miniLM = RealModel.miniLM
 
-    @Test(.enabled(if: available, "all-MiniLM-L6-v2 not fetched: run scripts/fetch-minilm.sh"))
+    @Test(.enabled(if: RealModel.enabled(miniLM), "all-MiniLM-L6-v2 not fetched: run scripts/fetch-minilm.sh"))
     func inspectsAllMiniLM() throws {
         let checkpoint = try Checkpoint(path: Self.miniLM)
         let report = try InspectReport(checkpoint: checkpoint)

@@ -140,7 +140,7 @@ struct PipelineOracleTests {
 
 /// The same command gives the same bytes on any number of threads (gemm's tiles are fixed by shape).
 struct ThreadCountDeterminismTests {
-    static let smolLM2 = PipelineOracleTests.root + "/models/SmolLM2-135M-Instruct"
+    static let smolLM2 = RealModel.smolLM2
 
     @Test(.enabled(if: BuiltCommand.path != nil, "lqlora binary not built beside the tests"))
     func outputsDoNotDependOnTheThreadCount() throws {
@@ -156,7 +156,7 @@ struct ThreadCountDeterminismTests {
             models.append(try Data(contentsOf: URL(fileURLWithPath: out + "/model.safetensors")))
             adapters.append(try Data(contentsOf: URL(fileURLWithPath: out + "/adapter/adapter_model.safetensors")))
             // eval on the real model (its tokenizer), where one is fetched.
-            if FileManager.default.fileExists(atPath: Self.smolLM2 + "/model.safetensors") {
+            if RealModel.enabled(Self.smolLM2) {
                 let e = try BuiltCommand.run(["eval", "--model", Self.smolLM2, "--data", PipelineOracleTests.root + "/data/wikitext-2-raw-test.txt",
                                               "--max-chars", "3000", "--ctx", "128", "--json"], environment: env)
                 try #require(e.status == 0, "\(e.stderr)")

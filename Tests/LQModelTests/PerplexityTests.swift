@@ -1,6 +1,7 @@
 import Foundation
 import LQFormats
 import LQModel
+import LQTestSupport
 import Testing
 
 /// Perplexity protocols against transformers' documented sliding window and a transcription of
@@ -41,7 +42,7 @@ struct SmolLM2PerplexityTests {
     struct Reference: Decodable { let max_chars: Int; let ctx: Int; let tokens: Int; let transformers_ppl: Double }
     static let wikitext = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("data/wikitext-2-raw-test.txt").path
-    static let available = FileManager.default.fileExists(atPath: TokenizerTests.smolLM2 + "/model.safetensors")
+    static let available = RealModel.enabled(RealModel.smolLM2)
 
     @Test(.enabled(if: available, "SmolLM2 not converted (scripts/fetch-smollm2.sh)"))
     func perplexityMatchesTransformers() throws {

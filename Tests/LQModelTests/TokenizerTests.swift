@@ -1,5 +1,6 @@
 import Foundation
 import LQModel
+import LQTestSupport
 import Testing
 
 /// Byte-level BPE against huggingface/tokenizers (scripts/make-tokenizer-fixtures.py).
@@ -24,11 +25,9 @@ struct TokenizerTests {
         }
     }
 
-    static let smolLM2 = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("models/SmolLM2-135M-Instruct").path
+    static let smolLM2 = RealModel.smolLM2
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: smolLM2 + "/tokenizer.json"),
-                   "SmolLM2 not converted: run scripts/fetch-smollm2.sh"))
+    @Test(.enabled(if: RealModel.enabled(smolLM2), "SmolLM2 not converted: run scripts/fetch-smollm2.sh"))
     func smolLM2TokenizerMatches() throws {
         let tok = try loadTokenizer(directory: Self.smolLM2)
         #expect(tok.vocabularySize == 49152)
@@ -49,10 +48,9 @@ struct TokenizerTests {
 
 /// BERT WordPiece (all-MiniLM-L6-v2's tokenizer.json) against huggingface/tokenizers.
 struct WordPieceTests {
-    static let miniLM = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("models/all-MiniLM-L6-v2").path
+    static let miniLM = RealModel.miniLM
 
-    @Test(.enabled(if: FileManager.default.fileExists(atPath: miniLM + "/tokenizer.json"), "all-MiniLM-L6-v2 not fetched: run scripts/fetch-minilm.sh"))
+    @Test(.enabled(if: RealModel.enabled(miniLM), "all-MiniLM-L6-v2 not fetched: run scripts/fetch-minilm.sh"))
     func idsMatchTheTokenizersLibrary() throws {
         let tok = try loadTokenizer(directory: Self.miniLM)
         #expect(tok is WordPieceTokenizer)

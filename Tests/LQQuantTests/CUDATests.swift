@@ -8,11 +8,17 @@ import Testing
 /// present (scripts/build-cuda.sh; the library next to the test binary or LQLORA_CUDA_LIBRARY) they
 /// run there; elsewhere through the host emulation, which checks the plumbing, not the kernels.
 struct CUDATests {
-    static let gpu: CUDABackend = (try? CUDABackend.loaded.get()) ?? CUDABackend(api: lq_cuda_emulation().pointee)
+    /// The real library on a GPU when there is one, else the host emulation; the test output says which.
+    static let backend: (gpu: CUDABackend, name: String) = {
+        if let real = try? CUDABackend.loaded.get() { return (real, "liblqlora_cuda.so on a GPU") }
+        return (CUDABackend(api: lq_cuda_emulation().pointee), "the host emulation (no GPU library loaded)")
+    }()
+    static var gpu: CUDABackend { backend.gpu }
 
     @Test(arguments: [(QuantConfig.nf4DoubleQuant, 1), (.nf4DoubleQuant, 6), (.qlora(bits: 3), 40), (.qlora(bits: 2), 3)])
     func productsMatchTheCPU(config: QuantConfig, n: Int) throws {
         let gpu = Self.gpu
+        print("CUDATests: \(config.name) n=\(n) through \(Self.backend.name)")
         var rng = SeededGenerator(seed: 11)
         let q = try Quantizer.quantize(Tensor.gaussian([200, 136], using: &rng, scale: 0.05), config: config)
         let x = Tensor.gaussian([n, 136], using: &rng, scale: 1)
@@ -24,7 +30,7 @@ struct CUDATests {
         for (a, b, label) in [(got, want, "X·Wᵀ"), (dxGPU, dxCPU, "dY·W + dX")] {
             let scale = b.array.map(abs).max() ?? 1
             let worst = zip(a.array, b.array).map { abs($0 - $1) }.max() ?? 0
-            #expect(worst <= 1e-4 * scale, "\(config.name) n=\(n) \(label): max difference \(worst) of \(scale)")
+            #expect(worst <= 1e-4 * scale, "\(config.name) n=\(n) \(label) on \(Self.backend.name): max difference \(worst) of \(scale)")
         }
     }
 }
