@@ -6,7 +6,8 @@
 # LQ-LoRA model's adapter on the bundled instruction data (configs/lqlora-smollm2.yaml); measure
 # WikiText-2 perplexity of the dense, quantized and finetuned models; answer one prompt with and
 # without the finetuned adapter; print a summary table.
-# Re-running reuses the build, the download, the quantized models and the finetuned adapter.
+# Re-running reuses the build, the download, and the quantized models and finetuned adapter made by
+# the same lqlora build (scripts/lib/made-by.sh).
 # DEMO_CHARS: characters of WikiText-2 to evaluate (default 40,000); DEMO_STEPS: finetuning steps (60).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,11 +23,12 @@ steps=${DEMO_STEPS:-60}
 lq=models/smollm2-lqlora-2.75
 run=runs/demo-lqlora-$steps
 
-[ -f models/smollm2-nf4/model.safetensors ] || $bin quantize --model $dense --out models/smollm2-nf4 --method nf4
-[ -f $lq/model.safetensors ] || $bin quantize --model $dense --out $lq --method lq-lora --budget 2.75 --rank 64 \
-  --grid compact --ilp-cache models/smollm2-ilp-cache.json
-[ -f $run/summary.json ] || $bin finetune --config configs/lqlora-smollm2.yaml --set train.max_steps=$steps \
-  --set output_dir=$run --set checkpoint.every=0
+. scripts/lib/made-by.sh
+fresh models/smollm2-nf4 || { $bin quantize --model $dense --out models/smollm2-nf4 --method nf4 --overwrite; stamp models/smollm2-nf4; }
+fresh $lq || { $bin quantize --model $dense --out $lq --method lq-lora --budget 2.75 --rank 64 \
+  --grid compact --ilp-cache models/smollm2-ilp-cache.json --overwrite; stamp $lq; }
+fresh $run || { rm -rf $run; $bin finetune --config configs/lqlora-smollm2.yaml --set train.max_steps=$steps \
+  --set output_dir=$run --set checkpoint.every=0; stamp $run; }
 
 echo
 summary=$(mktemp)

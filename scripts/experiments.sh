@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The LQ-LoRA comparison on SmolLM2-135M-Instruct, one row per method (resumable: every model,
-# Fisher file, finetuning run and evaluation is kept under models/, runs/ and results/ and reused).
+# Fisher file, finetuning run and evaluation is kept under models/, runs/ and results/ and reused
+# while the lqlora build that made it is the current one: scripts/lib/made-by.sh).
 #   perplexity: the first $EXP_CHARS characters of WikiText-2 (default 40,000), ctx 512;
 #   finetune:   the same language-modelling run for every row: $EXP_STEPS steps (default 30) of 4
 #               packed 256-token windows from WikiText-2 characters 100,000-400,000 (disjoint from
@@ -18,6 +19,7 @@ bin=.build/release/lqlora
 swift build -c release --product lqlora >/dev/null
 scripts/fetch-smollm2.sh >/dev/null
 mkdir -p results runs
+. scripts/lib/made-by.sh
 dense=models/SmolLM2-135M-Instruct
 cache=models/smollm2-ilp-cache.json
 [ -f results/finetune-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/finetune-text.txt','w', encoding='utf-8', newline='').write(t[100000:400000])" $data
@@ -25,18 +27,19 @@ cache=models/smollm2-ilp-cache.json
 
 quantize() {  # name, then quantize arguments
   local name=$1; shift
-  [ -f models/$name/model.safetensors ] || $bin quantize --model $dense --out models/$name --overwrite "$@" >/dev/null 2>>results/log.txt
+  fresh models/$name || { $bin quantize --model $dense --out models/$name --overwrite "$@" >/dev/null 2>>results/log.txt; stamp models/$name; }
 }
 evaluate() {  # model dir, adapter dir or "", result name
   local out=results/$3-$chars.json
-  if [ ! -f "$out" ]; then
+  if ! fresh "$out"; then
     $bin eval --model $1 ${2:+--adapter $2} --data $data --max-chars $chars --json 2>/dev/null > "$out.tmp"
     mv "$out.tmp" "$out"
+    stamp "$out"
   fi
 }
 finetune() {  # name, adapter_init or ""
   local run=runs/exp-$1-$steps
-  [ -f $run/summary.json ] && return
+  fresh $run && return
   cat > results/finetune-$1.yaml <<YAML
 model: models/$1
 adapter_init: ${2:-null}
@@ -50,6 +53,7 @@ checkpoint: {every: 0}
 YAML
   rm -rf $run
   $bin finetune --config results/finetune-$1.yaml >/dev/null 2>>results/log.txt
+  stamp $run
 }
 row() {  # label, name, result before, result after
   python3 - "$1" "results/$3-$chars.json" "results/$4-$chars.json" "models/$2/quant_report.json" "runs/exp-$2-$steps/summary.json" <<'PY'
@@ -76,8 +80,8 @@ one() {  # label, name, lq-lora?
   row "$1" $name $name $name-ft$steps
 }
 
-[ -f models/smollm2-fisher.safetensors ] || $bin fisher --model $dense --data results/fisher-text.txt --samples 64 --seq-len 512 \
-  --out models/smollm2-fisher.safetensors >/dev/null 2>>results/log.txt
+fresh models/smollm2-fisher.safetensors || { $bin fisher --model $dense --data results/fisher-text.txt --samples 64 --seq-len 512 \
+  --out models/smollm2-fisher.safetensors >/dev/null 2>>results/log.txt; stamp models/smollm2-fisher.safetensors; }
 [ -d models/smollm2-dense ] || ln -s SmolLM2-135M-Instruct models/smollm2-dense
 
 echo "| method | bits/param (quantized part) | bits incl. low-rank | ppl before finetune | ppl after finetune | quantize time | finetune tokens/s | peak memory |"
