@@ -47,39 +47,24 @@ struct Generate: ParsableCommand {
                 var messages: [ChatTemplate.Message] = []
                 if let system { messages.append(.init(role: "system", content: system)) }
                 messages.append(.init(role: "user", content: prompt))
-                text = template.render(messages)
+                text = try template.render(messages)
                 for t in template.stopTokens { if let id = tokenizer.id(of: t) { stops.insert(id) } }
             }
-            var ids = tokenizer.encode(text, addSpecialTokens: !chat)
-            let capacity = min(model.config.maxPositions, ids.count + maxTokens)
-            guard ids.count < capacity else { throw CLIError("the prompt (\(ids.count) tokens) fills the model's \(model.config.maxPositions) positions") }
-            let cache = KVCache(config: model.config, batch: 1, capacity: capacity)
+            let ids = tokenizer.encode(text, addSpecialTokens: !chat)
             var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
-            let promptCount = ids.count
-            let t0 = Timing.now()
-            var hidden = model.hiddenStates([ids], cache: cache)
-            let t1 = Timing.now()
-            var generated: [Int] = []
             var printed = ""
-            while generated.count < maxTokens && cache.length < capacity {
-                let last = model.logits(hidden.rows((hidden.shape[0] - 1)..<hidden.shape[0]).copy())
-                let next = sampler.next(UnsafeBufferPointer(last.buffer))
-                if stops.contains(next) { break }
-                generated.append(next)
-                ids.append(next)
+            let result = try Generation.generate(model, prompt: ids, maxTokens: maxTokens, sampler: &sampler, stops: stops) { generated in
                 // Print whatever new text is complete (a token can end mid-character).
                 let decoded = tokenizer.decode(generated, skipSpecialTokens: true)
                 if !decoded.hasSuffix("\u{FFFD}"), decoded.count > printed.count, decoded.hasPrefix(printed) {
                     FileHandle.standardOutput.write(Data(String(decoded.dropFirst(printed.count)).utf8))
                     printed = decoded
                 }
-                if cache.length >= capacity { break }
-                hidden = model.hiddenStates([[next]], cache: cache)
             }
-            let t2 = Timing.now()
             FileHandle.standardOutput.write(Data("\n".utf8))  // unbuffered, so it precedes the stderr summary
-            printError(String(format: "%d prompt tokens at %.1f tokens/s, %d new tokens at %.1f tokens/s", promptCount,
-                              Double(promptCount) / max(t1 - t0, 1e-9), generated.count, Double(generated.count) / max(t2 - t1, 1e-9)))
+            printError(String(format: "%d prompt tokens at %.1f tokens/s, %d new tokens at %.1f tokens/s", ids.count,
+                              Double(ids.count) / max(result.promptSeconds, 1e-9), result.tokens.count,
+                              Double(result.tokens.count) / max(result.decodeSeconds, 1e-9)))
         } catch let error as ValidationError {
             throw error
         } catch {

@@ -42,7 +42,7 @@ public enum ChatTemplate: Equatable, Sendable {
     }
 
     /// The prompt text for `messages`, ending with the assistant's turn opened.
-    public func render(_ messages: [Message], addGenerationPrompt: Bool = true) -> String {
+    public func render(_ messages: [Message], addGenerationPrompt: Bool = true) throws -> String {
         switch self {
         case let .chatML(defaultSystem):
             var out = ""
@@ -58,16 +58,21 @@ public enum ChatTemplate: Equatable, Sendable {
             if addGenerationPrompt { out += "<|start_header_id|>assistant<|end_header_id|>\n\n" }
             return out
         case .llama2:
-            var out = ""
+            // Meta's template: an optional system message first, then user and assistant turns
+            // alternating; the system block joins the first user turn and the pair is stripped as one.
+            var turns = messages[...]
             var system: String?
-            for m in messages {
-                switch m.role {
-                case "system": system = m.content
-                case "user":
-                    let sys = system.map { "<<SYS>>\n\($0)\n<</SYS>>\n\n" } ?? ""
-                    out += "<s>[INST] \(sys)\(m.content.trimmingCharacters(in: .whitespacesAndNewlines)) [/INST]"
-                    system = nil
-                default: out += " \(m.content.trimmingCharacters(in: .whitespacesAndNewlines)) </s>"
+            if turns.first?.role == "system" { system = turns.removeFirst().content }
+            var out = ""
+            for (i, m) in turns.enumerated() {
+                guard m.role == (i % 2 == 0 ? "user" : "assistant") else {
+                    throw ModelError.unsupported(path: "chat messages", what: "a '\(m.role)' message at position \(i + (system == nil ? 1 : 2)) (Llama 2 chats alternate user and assistant after an optional first system message)")
+                }
+                if m.role == "user" {
+                    let content = (i == 0 ? system.map { "<<SYS>>\n\($0)\n<</SYS>>\n\n" } ?? "" : "") + m.content
+                    out += "<s>[INST] \(content.trimmingCharacters(in: .whitespacesAndNewlines)) [/INST]"
+                } else {
+                    out += " \(m.content.trimmingCharacters(in: .whitespacesAndNewlines)) </s>"
                 }
             }
             return out

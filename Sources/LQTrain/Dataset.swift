@@ -81,8 +81,11 @@ public struct ExampleFormatter {
             // Each assistant turn is trained; what the template puts before it (other turns, headers) is prompt.
             var out: [(String, Bool)] = [], done = ""
             for (k, m) in messages.enumerated() where m.role == "assistant" {
-                let prompt = chat.render(Array(messages[..<k]), addGenerationPrompt: true)
-                let full = chat.render(Array(messages[...k]), addGenerationPrompt: false)
+                let prompt: String, full: String
+                do {
+                    prompt = try chat.render(Array(messages[..<k]), addGenerationPrompt: true)
+                    full = try chat.render(Array(messages[...k]), addGenerationPrompt: false)
+                } catch { throw FieldError(name: "messages", detail: "\(error)") }
                 guard prompt.hasPrefix(done), full.hasPrefix(prompt) else {
                     throw FieldError(name: "messages", detail: "renders in a way whose turns cannot be separated")
                 }

@@ -54,6 +54,7 @@ struct SmolLM2PerplexityTests {
         #expect(tokens.count == ref.tokens)
         let result = try Perplexity.evaluate(model, tokens: tokens, method: .huggingFace(context: ref.ctx, stride: ref.ctx))
         let relative = abs(result.perplexity - ref.transformers_ppl) / ref.transformers_ppl
-        #expect(relative < 1e-3, "lqlora \(result.perplexity) vs transformers \(ref.transformers_ppl)")
+        // transformers itself moves by 8e-6 between runs (its summation order depends on threads).
+        #expect(relative < 2e-5, "lqlora \(result.perplexity) vs transformers \(ref.transformers_ppl)")
     }
 }

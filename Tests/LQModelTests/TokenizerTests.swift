@@ -75,7 +75,7 @@ struct ChatTemplateTests {
         #expect(template == .chatML(defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
         for c in f.cases {
             let messages = c.messages.map { ChatTemplate.Message(role: $0["role"]!, content: $0["content"]!) }
-            #expect(template.render(messages) == c.expected)
+            #expect(try template.render(messages) == c.expected)
         }
         #expect(throws: ModelError.self) { try ChatTemplate(template: "{{ messages }}") }
     }

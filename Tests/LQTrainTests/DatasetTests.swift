@@ -36,9 +36,9 @@ struct DatasetTests {
         let e = chat.examples[0]
         let trained = zip(e.tokens, e.labels).filter { $0.1 != -100 }.map(\.0)
         #expect(tokenizer.decode(trained, skipSpecialTokens: false) == "Yo<|im_end|>\nCiao<|im_end|>\n")
-        #expect(tokenizer.decode(e.tokens, skipSpecialTokens: false) == ChatTemplate.chatML(defaultSystem: "Be brief.").render(
+        #expect(tokenizer.decode(e.tokens, skipSpecialTokens: false) == (try ChatTemplate.chatML(defaultSystem: "Be brief.").render(
             [.init(role: "user", content: "Hi"), .init(role: "assistant", content: "Yo"), .init(role: "user", content: "Bye"), .init(role: "assistant", content: "Ciao")],
-            addGenerationPrompt: false))
+            addGenerationPrompt: false)))
 
         // Without mask_prompt every token is a target.
         let unmasked = ExampleFormatter(tokenizer: tokenizer, eos: 2, chat: nil, maskPrompt: false)

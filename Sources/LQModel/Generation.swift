@@ -1,0 +1,51 @@
+import Foundation
+import LQTensor
+
+/// Autoregressive decoding with a KV cache: the prompt in one pass, then one token per step.
+public enum Generation {
+    public struct Result {
+        /// The new tokens, without the stop token that ended them.
+        public let tokens: [Int]
+        public let promptSeconds: Double
+        public let decodeSeconds: Double
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case emptyPrompt
+        case promptFillsContext(tokens: Int, positions: Int)
+
+        public var description: String {
+            switch self {
+            case .emptyPrompt: return "the prompt has no tokens (give some text, or a model whose tokenizer adds a BOS token)"
+            case let .promptFillsContext(tokens, positions): return "the prompt (\(tokens) tokens) fills the model's \(positions) positions"
+            }
+        }
+    }
+
+    /// Up to `maxTokens` tokens after `prompt`, ending early at a token of `stops` or when the
+    /// model's positions are full. `onToken` sees the tokens so far after each new one.
+    public static func generate(_ model: LlamaModel, prompt: [Int], maxTokens: Int, sampler: inout Sampler,
+                                stops: Set<Int> = [], onToken: ([Int]) -> Void = { _ in }) throws -> Result {
+        guard !prompt.isEmpty else { throw Failure.emptyPrompt }
+        let capacity = min(model.config.maxPositions, prompt.count + maxTokens)
+        guard prompt.count < capacity || maxTokens == 0 else {
+            throw Failure.promptFillsContext(tokens: prompt.count, positions: model.config.maxPositions)
+        }
+        let cache = KVCache(config: model.config, batch: 1, capacity: max(capacity, prompt.count))
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        var hidden = model.hiddenStates([prompt], cache: cache)
+        let t1 = DispatchTime.now().uptimeNanoseconds
+        var generated: [Int] = []
+        while generated.count < maxTokens && cache.length < capacity {
+            let last = model.logits(hidden.rows((hidden.shape[0] - 1)..<hidden.shape[0]).copy())
+            let next = sampler.next(UnsafeBufferPointer(last.buffer))
+            if stops.contains(next) { break }
+            generated.append(next)
+            onToken(generated)
+            if generated.count == maxTokens || cache.length >= capacity { break }
+            hidden = model.hiddenStates([[next]], cache: cache)
+        }
+        let t2 = DispatchTime.now().uptimeNanoseconds
+        return Result(tokens: generated, promptSeconds: Double(t1 - t0) * 1e-9, decodeSeconds: Double(t2 - t1) * 1e-9)
+    }
+}
