@@ -50,9 +50,9 @@ CONFIGS = [c for c in lq.candidates(compact=True) if c in CONFIGS]  # grid order
 
 def command(rank):
     method = "lq-lora" if rank else "qlora-ilp"
-    extra = f" --rank {rank} --svd full" if rank else ""
+    extra = f" --rank {rank} --svd full --max-iters 1" if rank else ""  # qlora-ilp refuses the low-rank options
     return (f"lqlora quantize --model models/SmolLM2-135M-Instruct --out OUT --method {method} --budget 3.0 --grid compact"
-            f"{extra} --max-iters 1 --targets {','.join(MODULES)} --ilp-cache CACHE.json")
+            f"{extra} --targets {','.join(MODULES)} --ilp-cache CACHE.json")
 
 
 def table(W, names, rank, prec):

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import LQFormats
+import LQLoRA
 import LQQuant
 import LQTensor
 
@@ -45,6 +46,21 @@ func reportFields(_ c: QuantConfig) -> [String: Any] {
     return out
 }
 
+/// What `quantize --method` names.
+enum QuantMethod: String, CaseIterable, ExpressibleByArgument {
+    case nf2, nf3, nf4, nf8
+    case lqLora = "lq-lora"
+    case qloraILP = "qlora-ilp"
+
+    /// Whether bits are chosen per matrix under a budget (the error table and the ILP).
+    var allocates: Bool { self == .lqLora || self == .qloraILP }
+    /// The code width of a fixed NormalFloat method.
+    var bits: Int? { allocates ? nil : Int(rawValue.dropFirst(2)) }
+}
+
+extension Decomposition.SVDMethod: ExpressibleByArgument {}
+extension ErrorTable.Grid: ExpressibleByArgument {}
+
 /// `lqlora quantize`.
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -62,41 +78,41 @@ struct Quantize: ParsableCommand {
     @Option(help: "The output directory.")
     var out: String
 
-    @Option(help: "nf4, nf3, nf2, nf8; lq-lora (quantized + low-rank, bits chosen per matrix under --budget) or qlora-ilp (bits chosen per matrix, no low-rank part).")
-    var method: String = "nf4"
+    @Option(help: "nf4, nf3, nf2, nf8; lq-lora (quantized + low-rank, bits chosen per matrix under --budget) or qlora-ilp (bits chosen per matrix, no low-rank part). Default nf4.")
+    var method: QuantMethod?
 
     @Option(help: "lq-lora / qlora-ilp: average bits per parameter of the quantized parts (e.g. 2.75).")
     var budget: Double?
 
-    @Option(help: "lq-lora: rank of the low-rank part (the LoRA rank).")
-    var rank = 64
+    @Option(help: "lq-lora: rank of the low-rank part (the LoRA rank; default 64).")
+    var rank: Int?
 
-    @Option(help: "lq-lora: LoRA alpha written to the adapter (scale alpha/rank).")
-    var alpha = 16.0
+    @Option(help: "lq-lora: LoRA alpha written to the adapter (scale alpha/rank; default 16).")
+    var alpha: Double?
 
-    @Option(help: "lq-lora: most decomposition iterations per matrix.")
-    var maxIters = 20
+    @Option(help: "lq-lora: most decomposition iterations per matrix (default 20).")
+    var maxIters: Int?
 
-    @Option(help: "lq-lora: randomized or full SVD.")
-    var svd = "randomized"
+    @Option(help: "lq-lora: randomized or full SVD, for the error table and the decompositions (default randomized).")
+    var svd: Decomposition.SVDMethod?
 
-    @Option(help: "lq-lora: a diagonal Fisher file (lqlora fisher) to weight the decomposition.")
+    @Option(help: "lq-lora / qlora-ilp: a diagonal Fisher file (lqlora fisher) to weight the errors.")
     var fisher: String?
 
     @Option(help: "lq-lora / qlora-ilp: JSON file caching the per-matrix error table, so another budget costs seconds.")
     var ilpCache: String?
 
-    @Option(help: "lq-lora / qlora-ilp: candidate configurations, full (432) or compact (144, bf16 group scales).")
-    var grid = "full"
+    @Option(help: "lq-lora / qlora-ilp: candidate configurations, full (432) or compact (144, bf16 group scales; default full).")
+    var grid: ErrorTable.Grid?
 
-    @Option(help: "lq-lora / qlora-ilp: seconds the ILP solver may search before reporting its gap.")
-    var ilpTime = 60.0
+    @Option(help: "lq-lora / qlora-ilp: seconds the ILP solver may search before reporting its gap (default 60).")
+    var ilpTime: Double?
 
-    @Option(help: "Values per absmax block.")
-    var blockSize = 64
+    @Option(help: "nf2/nf3/nf4/nf8: values per absmax block (default 64).")
+    var blockSize: Int?
 
-    @Flag(inversion: .prefixedNo, help: "Quantize the block absmax values too (QLoRA's double quantization).")
-    var doubleQuant = true
+    @Flag(inversion: .prefixedNo, help: "nf2/nf3/nf4/nf8: quantize the block absmax values too (QLoRA's double quantization; default on).")
+    var doubleQuant: Bool?
 
     @Option(help: "An exact configuration instead of --method, e.g. nf3-b64-s8g256-fp32 (see quant_report.json).")
     var config: String?
@@ -110,25 +126,45 @@ struct Quantize: ParsableCommand {
     @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
     var threads: Int?
 
+    var resolvedMethod: QuantMethod { method ?? .nf4 }
+    var allocates: Bool { resolvedMethod.allocates }
+
     func chosenConfig() throws -> QuantConfig {
         if let config {
             guard let c = QuantConfig.parse(config), c.isValid else { throw ValidationError("unknown --config '\(config)'") }
             return c
         }
-        guard method.hasPrefix("nf"), let bits = Int(method.dropFirst(2)), [2, 3, 4, 8].contains(bits) else {
-            throw ValidationError("unknown --method '\(method)' (expected nf4, nf3, nf2 or nf8)")
-        }
+        guard let bits = resolvedMethod.bits else { preconditionFailure("\(resolvedMethod) has no fixed configuration") }
+        let blockSize = self.blockSize ?? 64
         guard [16, 32, 64, 128, 256].contains(blockSize) else { throw ValidationError("--block-size must be 16, 32, 64, 128 or 256") }
-        if !doubleQuant { return .plain(bits: bits, blockSize: blockSize) }
+        if doubleQuant == false { return .plain(bits: bits, blockSize: blockSize) }
         if bits == 4 { return QuantConfig(bits: 4, blockSize: blockSize, scale: .dynamic8) }
         return QuantConfig(bits: bits, blockSize: blockSize, scale: .uint(bits: 8, groupSize: 256, dtype: .fp32))
     }
 
-    var allocates: Bool { method == "lq-lora" || method == "qlora-ilp" }
-
     func validate() throws {
+        // Options that the chosen method would ignore are refused, naming them.
+        let given: [(String, Bool)] = [
+            ("--budget", budget != nil), ("--rank", rank != nil), ("--alpha", alpha != nil), ("--max-iters", maxIters != nil),
+            ("--svd", svd != nil), ("--fisher", fisher != nil), ("--ilp-cache", ilpCache != nil), ("--grid", grid != nil),
+            ("--ilp-time", ilpTime != nil), ("--block-size", blockSize != nil), ("--double-quant/--no-double-quant", doubleQuant != nil),
+        ]
+        let applies: Set<String>
+        if config != nil {
+            if let method { throw ValidationError("--config names the configuration itself: drop --method \(method.rawValue)") }
+            applies = []
+        } else {
+            switch resolvedMethod {
+            case .lqLora: applies = ["--budget", "--rank", "--alpha", "--max-iters", "--svd", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
+            case .qloraILP: applies = ["--budget", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
+            default: applies = ["--block-size", "--double-quant/--no-double-quant"]
+            }
+        }
+        if let (option, _) = given.first(where: { $0.1 && !applies.contains($0.0) }) {
+            throw ValidationError("\(option) does not apply to \(config.map { "--config \($0)" } ?? "--method \(resolvedMethod.rawValue)")")
+        }
         if allocates {
-            guard let budget else { throw ValidationError("--method \(method) needs --budget (average bits per parameter)") }
+            guard let budget else { throw ValidationError("--method \(resolvedMethod.rawValue) needs --budget (average bits per parameter)") }
             let costs = QuantConfig.lqloraGrid.map(\.bitsPerParameter)
             guard budget >= costs.min()! else {
                 throw ValidationError(String(format: "--budget %.3f is below the cheapest configuration (%.4f bits)", budget, costs.min()!))
@@ -136,9 +172,7 @@ struct Quantize: ParsableCommand {
             guard budget <= costs.max()! else {
                 throw ValidationError(String(format: "--budget %.3f is above the dearest configuration (%.4f bits)", budget, costs.max()!))
             }
-            guard ["compact", "full"].contains(grid) else { throw ValidationError("--grid must be compact or full") }
-            guard ["randomized", "full"].contains(svd) else { throw ValidationError("--svd must be randomized or full") }
-            guard rank >= 1, maxIters >= 1 else { throw ValidationError("--rank and --max-iters must be positive") }
+            guard (rank ?? 1) >= 1, (maxIters ?? 1) >= 1 else { throw ValidationError("--rank and --max-iters must be positive") }
             return
         }
         _ = try chosenConfig()

@@ -10,13 +10,14 @@ extension Quantize {
     /// the budget, then each matrix decomposed (lq-lora) or quantized (qlora-ilp) with its choice.
     func quantizeWithAllocation() throws {
         let start = Timing.now()
-        let lowRank = method == "lq-lora"
+        let lowRank = resolvedMethod == .lqLora
+        let rank = self.rank ?? 64, alpha = self.alpha ?? 16, maxIters = self.maxIters ?? 20, grid = self.grid ?? .full
         let checkpoint = try Checkpoint(path: model)
         let modelConfig = try checkpoint.config() ?? [:]
         let targetList = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
         let selected = try Targets.select(in: checkpoint, targets: targetList ?? Targets.decoderProjections, strict: targetList != nil)
         let fisherFile = try fisher.map { try Checkpoint(path: $0) }
-        let configs = ErrorTable.candidates(compact: grid == "compact")
+        let configs = ErrorTable.candidates(grid)
         let effectiveRank = lowRank ? rank : 0
 
         // Shapes and checks before any work.
@@ -38,7 +39,7 @@ extension Quantize {
         defer { if !committed { output.abandon() } }
 
         // 1. The error table, cached per matrix under its weights' fingerprint and the options.
-        let svdMethod: Decomposition.SVDMethod = svd == "full" ? .full : .randomized
+        let svdMethod = svd ?? .randomized
         var cache = try ilpCache.map { try ErrorTableCache.load(path: $0) }
         let configNames = configs.map(\.name)
         var table: [[Double]] = []
@@ -73,7 +74,7 @@ extension Quantize {
         let capacity = Int64((budget! * 16384 * Double(numels.reduce(0, +))).rounded(.down))
         let solveStart = Timing.now()
         let solution: BitAllocation.Solution
-        do { solution = try BitAllocation.solve(classes, capacity: capacity, timeLimit: ilpTime) } catch let BitAllocation.Failure.infeasible(minimum, _) {
+        do { solution = try BitAllocation.solve(classes, capacity: capacity, timeLimit: ilpTime ?? 60) } catch let BitAllocation.Failure.infeasible(minimum, _) {
             throw CLIError(String(format: "--budget %.4f cannot be met: the smallest feasible budget is %.4f bits", budget!,
                                   Double(minimum) / 16384 / Double(numels.reduce(0, +))))
         }
@@ -132,9 +133,9 @@ extension Quantize {
         let seconds = Timing.now() - start
         let total = Double(params)
         try ModelFiles.writeJSON([
-            "method": method, "budget": budget!, "average_bits": bits / total,
+            "method": resolvedMethod.rawValue, "budget": budget!, "average_bits": bits / total,
             "average_bits_with_lowrank": (bits + 16 * Double(lowRankParams)) / total,
-            "grid": grid, "configurations": configs.count, "rank": lowRank ? rank : 0,
+            "grid": grid.rawValue, "configurations": configs.count, "rank": lowRank ? rank : 0,
             "error_table": ["matrices": selected.count, "from_cache": cachedMatrices, "svd": svdMethod.rawValue,
                             "cache": ilpCache.map { $0 as Any } ?? NSNull()],
             "solver": ["status": solution.optimal ? "optimal" : "time limit", "gap": solution.gap, "relative_gap": solution.gap / max(solution.error, 1e-300),
@@ -144,7 +145,7 @@ extension Quantize {
         ], to: output.path("quant_report.json"))
         try output.commit()
         committed = true
-        print(String(format: "%@: %d matrices at %.3f bits per parameter (budget %.3f, %@%@) in %.1f s → %@", method, selected.count,
+        print(String(format: "%@: %d matrices at %.3f bits per parameter (budget %.3f, %@%@) in %.1f s → %@", resolvedMethod.rawValue, selected.count,
                      bits / total, budget!, solution.optimal ? "optimal" : "ILP gap ", solution.optimal ? "" : String(format: "%.1e", solution.gap / solution.error),
                      seconds, output.destination))
     }

@@ -9,11 +9,15 @@ import LQTensor
 /// so each pair costs one quantization: e_ij = ‖W − L − quant_j(W − L)‖ (Fisher-weighted when F
 /// is given). The chosen configuration is then decomposed in full.
 public enum ErrorTable {
-    /// Candidate configurations: the whole LQ-LoRA grid, or the grid with group absmax stored as
-    /// bf16 only (a third of the work; fp32 and fp16 scales cost as much or more for the same error).
-    public static func candidates(compact: Bool) -> [QuantConfig] {
-        let grid = QuantConfig.lqloraGrid
-        return compact ? grid.filter { if case .uint(_, _, .bf16) = $0.scale { return true } else { return false } } : grid
+    /// The candidate sets: the whole LQ-LoRA grid (432), or the grid with group absmax stored as
+    /// bf16 only (144: a third of the work; fp32 and fp16 scales cost as much or more for the same error).
+    public enum Grid: String, CaseIterable, Sendable {
+        case full, compact
+    }
+
+    public static func candidates(_ grid: Grid) -> [QuantConfig] {
+        let all = QuantConfig.lqloraGrid
+        return grid == .compact ? all.filter { if case .uint(_, _, .bf16) = $0.scale { return true } else { return false } } : all
     }
 
     /// Errors of `w` under each configuration, after removing its rank-r part (none when rank is 0),

@@ -58,6 +58,23 @@ struct LQLoRACommandTests {
         #expect(!FileManager.default.fileExists(atPath: dir.file("x")) && !FileManager.default.fileExists(atPath: dir.file("y")))
     }
 
+    /// An option the chosen method would ignore is refused, naming it, before anything is read.
+    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    func optionsThatDoNotApplyAreRefused() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        for (arguments, named) in [(["--budget", "3"], "--budget does not apply to --method nf4"),
+                                   (["--method", "qlora-ilp", "--budget", "3", "--rank", "8"], "--rank does not apply to --method qlora-ilp"),
+                                   (["--method", "lq-lora", "--budget", "3", "--block-size", "32"], "--block-size does not apply to --method lq-lora"),
+                                   (["--method", "nf3", "--no-double-quant", "--svd", "full"], "--svd does not apply to --method nf3"),
+                                   (["--config", "nf3-b64-s8g256-fp32", "--method", "nf3"], "drop --method nf3"),
+                                   (["--method", "nf5"], "'nf5' is invalid for '--method")] {
+            let r = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("q")] + arguments)
+            #expect(r.status == 64 && r.stderr.contains(named), "\(arguments): \(r.stderr)")
+        }
+        #expect(dir.contents().isEmpty)
+    }
+
     /// A cache is valid only for the weights, options and code that made it.
     @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
     func errorTableCacheRefusesAnotherModelAndOlderCode() throws {
