@@ -22,7 +22,7 @@ enum CLI {
     /// oracles.safetensors: logits, reference dequantizations and PEFT's merge.
     static func tensors() throws -> SafeTensorsFile { try SafeTensorsFile(path: fixtures + "/oracles.safetensors") }
 
-    /// Runs `lqlora arguments` , killed after two minutes.
+    /// Runs `lqlora arguments`, killed after two minutes.
     static func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         try BuiltCommand.run(arguments, timeout: 120)
     }
