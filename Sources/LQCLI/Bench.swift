@@ -82,6 +82,10 @@ struct BenchBLAS: ParsableCommand {
     @Option(help: "Elements converted per run (the output is 4 bytes each).")
     var elements = 1 << 24
 
+    func validate() throws {
+        guard size >= 1, elements >= 1, options.repeats >= 1 else { throw ValidationError("--size, --elements and --repeats must be positive") }
+    }
+
     func run() throws {
         Parallel.configure(threads: options.threads)
         var figures: [BenchFigure] = []

@@ -22,6 +22,15 @@ struct BenchDecompose: ParsableCommand {
     @Flag(help: "Only the ILP figures.")
     var ilpOnly = false
 
+    @Option(parsing: .upToNextOption, help: "Matrices of each ILP problem timed (default 210 224: SmolLM2-135M's and a 7B Llama's).")
+    var ilpMatrices = [210, 224]
+
+    func validate() throws {
+        guard size >= 2, rank >= 1, rank < size else { throw ValidationError("--size must be at least 2 and --rank between 1 and --size − 1") }
+        guard !ilpMatrices.isEmpty, ilpMatrices.allSatisfy({ $0 >= 1 }) else { throw ValidationError("--ilp-matrices takes positive counts") }
+        guard options.repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+    }
+
     func run() throws {
         Parallel.configure(threads: options.threads)
         var rng = SeededGenerator(seed: 4)
@@ -47,23 +56,22 @@ struct BenchDecompose: ParsableCommand {
                                    anchor: "sgesdd", anchor_value: tFull, ratio: tFull / iteration))
         }
         // The ILP: 432 grid configurations per matrix with errors falling in bits, as measured ones do.
-        for (matrices, label) in [(210, "SmolLM2-135M"), (224, "7B Llama")] {
-            let grid = QuantConfig.lqloraGrid
-            let classes = (0..<matrices).map { i -> [BitAllocation.Item] in
-                let numel = Int64(i % 7 < 4 ? 4096 * 4096 : 4096 * 11008)
-                return grid.map { c in
+        let known = [210: "SmolLM2-135M", 224: "7B Llama"]
+        for matrices in ilpMatrices {
+            let numels = (0..<matrices).map { i in Int64(i % 7 < 4 ? 4096 * 4096 : 4096 * 11008) }
+            let classes = numels.map { numel -> [BitAllocation.Item] in
+                QuantConfig.lqloraGrid.map { c in
                     let noise = Double(rng.next() % 1000) / 1e5
                     return BitAllocation.Item(error: Double(numel) * (pow(2, -2 * c.bitsPerParameter) + noise * 1e-3),
-                                              weight: Int64(c.bitsPerParameter * 16384) * numel)
+                                              bitsPerParameter: c.bitsPerParameter, parameters: numel)
                 }
             }
-            let total = classes.reduce(Int64(0)) { $0 + $1[0].weight / Int64(QuantConfig.lqloraGrid[0].bitsPerParameter * 16384) }
-            var solution: BitAllocation.Solution?
             let t0 = Timing.now()
-            solution = try? BitAllocation.solve(classes, capacity: Int64(2.75 * 16384) * total, timeLimit: 60)
+            let solution = try? BitAllocation.solve(classes, capacity: BitAllocation.Item.capacity(budget: 2.75, parameters: numels.reduce(0, +)),
+                                                    timeLimit: 60)
             let t = Timing.now() - t0
             let status = solution.map { $0.optimal ? "optimal" : String(format: "relative gap %.1e", $0.gap / $0.error) } ?? "failed"
-            figures.append(BenchFigure(name: "ILP \(matrices)×432 (\(label)), budget 2.75, \(status)",
+            figures.append(BenchFigure(name: "ILP \(matrices)×432\(known[matrices].map { " (\($0))" } ?? ""), budget 2.75, \(status)",
                                        value: t, unit: "s", anchor: nil, anchor_value: nil, ratio: nil))
         }
         try printFigures(figures, json: options.json)

@@ -19,6 +19,10 @@ struct BenchQuant: ParsableCommand {
     @Flag(help: "Skip the slow GEMM figures.")
     var noGemm = false
 
+    func validate() throws {
+        guard gemmRows >= 1, options.repeats >= 1 else { throw ValidationError("--gemm-rows and --repeats must be positive") }
+    }
+
     func run() throws {
         Parallel.configure(threads: options.threads)
         let threads = Parallel.threadCount

@@ -66,17 +66,17 @@ extension Quantize {
         }
         let tableSeconds = Timing.now() - tableStart
 
-        // 2. The ILP: weights are bits × numel × 16384, exact for every grid configuration.
+        // 2. The ILP over every matrix's configurations.
         let numels = selected.map { Int64(shapes[$0]!.reduce(1, *)) }
         let classes = zip(table, numels).map { errors, n in
-            zip(configs, errors).map { BitAllocation.Item(error: $1, weight: Int64(($0.bitsPerParameter * 16384).rounded()) * n) }
+            zip(configs, errors).map { BitAllocation.Item(error: $1, bitsPerParameter: $0.bitsPerParameter, parameters: n) }
         }
-        let capacity = Int64((budget! * 16384 * Double(numels.reduce(0, +))).rounded(.down))
+        let capacity = BitAllocation.Item.capacity(budget: budget!, parameters: numels.reduce(0, +))
         let solveStart = Timing.now()
         let solution: BitAllocation.Solution
         do { solution = try BitAllocation.solve(classes, capacity: capacity, timeLimit: ilpTime ?? 60) } catch let BitAllocation.Failure.infeasible(minimum, _) {
             throw CLIError(String(format: "--budget %.4f cannot be met: the smallest feasible budget is %.4f bits", budget!,
-                                  Double(minimum) / 16384 / Double(numels.reduce(0, +))))
+                                  BitAllocation.Item.bits(capacity: minimum, parameters: numels.reduce(0, +))))
         }
         let solveSeconds = Timing.now() - solveStart
 

@@ -9,11 +9,30 @@ import Foundation
 public enum BitAllocation {
     public struct Item: Sendable {
         public let error: Double
-        /// Integer cost (e.g. bits × numel × 16384 so every grid configuration is exact).
+        /// Integer cost: bits × parameters × `bitScale`, exact for every grid configuration.
         public let weight: Int64
         public init(error: Double, weight: Int64) {
             self.error = error
             self.weight = weight
+        }
+
+        /// Bits per parameter are multiples of 2^-14 on the LQ-LoRA grid (b + b0/B0 + s/(B0·B1) with
+        /// B0·B1 ≤ 2^14), so scaled by 2^14 every cost is an integer and the ILP is exact.
+        public static let bitScale = 16384.0
+
+        /// A matrix of `parameters` weights stored at `bitsPerParameter`, with `error`.
+        public init(error: Double, bitsPerParameter: Double, parameters: Int64) {
+            self.init(error: error, weight: Int64((bitsPerParameter * Self.bitScale).rounded()) * parameters)
+        }
+
+        /// The capacity that holds `parameters` weights at `budget` bits on average.
+        public static func capacity(budget: Double, parameters: Int64) -> Int64 {
+            Int64((budget * bitScale * Double(parameters)).rounded(.down))
+        }
+
+        /// A capacity back in average bits per parameter.
+        public static func bits(capacity: Int64, parameters: Int64) -> Double {
+            Double(capacity) / bitScale / Double(parameters)
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import LQTestSupport
 
 /// `lqlora bench` at the smallest sizes its options allow: it runs, and its JSON holds finite
 /// figures whose anchors come from the same run (performance itself is never asserted).
@@ -39,11 +40,21 @@ struct BenchCommandTests {
         try Self.checkFigures(out, "bench quant")
     }
 
-    /// bench decompose always solves two 210/224 × 432 ILPs (about 90 s on 2 cores): run with LQLORA_SLOW_TESTS=1.
-    @Test(builtBinary, .enabled(if: ProcessInfo.processInfo.environment["LQLORA_SLOW_TESTS"] == "1",
-                                "bench decompose takes ~90 s (its ILP figures have no size option); set LQLORA_SLOW_TESTS=1"))
+    /// The smallest decomposition and ILP problems (the default ILPs, 210 and 224 matrices, take 90 s).
+    @Test(builtBinary)
     func decompose() throws {
-        let out = try CLI.succeed(["bench", "decompose", "--size", "64", "--rank", "4", "--repeats", "1", "--json"])
+        let out = try CLI.succeed(["bench", "decompose", "--size", "64", "--rank", "4", "--ilp-matrices", "14", "--repeats", "1", "--json"])
         try Self.checkFigures(out, "bench decompose")
+    }
+}
+
+extension BenchCommandTests {
+    /// Sizes that have no benchmark are refused by name (a size of 0 used to trap, 0 elements printed nan).
+    @Test(builtBinary)
+    func emptySizesAreRefused() throws {
+        for arguments in [["blas", "--size", "0"], ["blas", "--elements", "0"], ["quant", "--gemm-rows", "0"], ["decompose", "--rank", "0"]] {
+            let r = try BuiltCommand.run(["bench"] + arguments)
+            #expect(r.status == 64 && r.stderr.contains("must be"), "\(arguments): \(r.stderr)")
+        }
     }
 }

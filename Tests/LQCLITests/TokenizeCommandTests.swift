@@ -12,7 +12,7 @@ struct TokenizeCommandTests {
     @Test(builtBinary)
     func idsMatchTokenizers() throws {
         let texts = Self.cases.filter { $0["text"] != nil }
-        #expect(texts.count == 4)
+        #expect(texts.count == 5)
         for c in texts {
             let text = c["text"] as! String
             let withSpecial = try CLI.run(["tokenize", "--model", CLI.model, "--text", text])
@@ -34,5 +34,22 @@ struct TokenizeCommandTests {
         let out = try CLI.succeed(["tokenize", "--model", CLI.model, "--file", CLI.text(c["file"] as! String),
                                    "--max-chars", String(c["max_chars"] as! Int)])
         #expect(Self.ids(out) == c["ids"] as! [Int])
+    }
+}
+
+/// A tokenizer with ids past the model's embedding table is refused at load, naming both sizes
+/// (eval and generate used to trap in the embedding lookup).
+struct VocabularyMismatchTests {
+    @Test(builtBinary)
+    func tokenizerLargerThanTheModelIsRefused() throws {
+        let dir = NSTemporaryDirectory() + "lqlora-vocab-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: CLI.model, toPath: dir)
+        let tokenizerPath = dir + "/tokenizer.json"
+        var tokenizer = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tokenizerPath))) as! [String: Any]
+        tokenizer["added_tokens"] = (tokenizer["added_tokens"] as! [[String: Any]]) + [["id": 150, "content": "<extra>", "special": true]]
+        try JSONSerialization.data(withJSONObject: tokenizer).write(to: URL(fileURLWithPath: tokenizerPath))
+        let r = try CLI.run(["generate", "--model", dir, "--prompt", "the river", "--max-tokens", "2"])
+        #expect(r.status == 1 && r.stderr.contains("ids up to 150") && r.stderr.contains("vocab_size is 128"), "\(r.stderr)")
     }
 }

@@ -80,3 +80,26 @@ struct ChatTemplateTests {
         #expect(throws: ModelError.self) { try ChatTemplate(template: "{{ messages }}") }
     }
 }
+
+/// tokenizer.json files that would trap, allocate without bound or loop forever are refused by name.
+struct HostileTokenizerTests {
+    func load(_ json: String) throws -> BPETokenizer {
+        let path = NSTemporaryDirectory() + "lqlora-tok-\(UUID().uuidString).json"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+        return try BPETokenizer(path: path)
+    }
+
+    static func tokenizer(vocab: String, added: String = "[]") -> String {
+        #"{"model": {"type": "BPE", "vocab": \#(vocab), "merges": []}, "added_tokens": \#(added), "pre_tokenizer": {"type": "ByteLevel"}}"#
+    }
+
+    @Test func idsOutsideTheTableAndEmptyTokensAreRefused() throws {
+        for (json, named) in [(Self.tokenizer(vocab: #"{"a": -1}"#), #"token "a" has id -1"#),
+                              (Self.tokenizer(vocab: #"{"a": 1000000000}"#), #"token "a" has id 1000000000"#),
+                              (Self.tokenizer(vocab: #"{"a": 0}"#, added: #"[{"id": 1, "content": "", "special": true}]"#), "added token 1 has empty content")] {
+            #expect { try load(json) } throws: { "\($0)".contains(named) }
+        }
+        _ = try load(Self.tokenizer(vocab: #"{"a": 0, "b": 1}"#))
+    }
+}

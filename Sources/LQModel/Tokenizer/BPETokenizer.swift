@@ -32,6 +32,8 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     let path: String
     let vocab: [String: Int]
+    /// Ids above this are refused at load: 2^24 is far above any real vocabulary.
+    static let maxTokenID = 1 << 24
     let tokens: [String]
     /// (left id, right id) → (rank, merged id)
     let merges: [Int64: (rank: Int, id: Int)]
@@ -66,13 +68,22 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         let type = model["type"] as? String ?? "?"
         guard type == "BPE" else { throw TokenizerError.unsupported(path: path, what: "model type '\(type)'") }
         guard let v = model["vocab"] as? [String: Any] else { throw TokenizerError.unreadable(path: path, detail: "no 'model.vocab'") }
+        // Ids index tables below: refuse what would trap or allocate without bound.
+        func checked(_ id: Any?, _ token: String) throws -> Int {
+            guard let n = (id as? NSNumber)?.intValue, n >= 0, n < Self.maxTokenID else {
+                throw TokenizerError.unreadable(path: path, detail: "token \(String(reflecting: token)) has id \(id.map { "\($0)" } ?? "none"), outside 0..<\(Self.maxTokenID)")
+            }
+            return n
+        }
         var vocab: [String: Int] = [:]
-        for (k, id) in v { vocab[k] = (id as? NSNumber)?.intValue ?? 0 }
+        for (k, id) in v { vocab[k] = try checked(id, k) }
 
         // Added tokens may lie outside the model vocabulary.
         var added: [AddedToken] = []
         for t in json["added_tokens"] as? [[String: Any]] ?? [] {
-            guard let content = t["content"] as? String, let id = (t["id"] as? NSNumber)?.intValue else { continue }
+            guard let content = t["content"] as? String, let rawID = t["id"] else { continue }
+            let id = try checked(rawID, content)
+            guard !content.isEmpty else { throw TokenizerError.unreadable(path: path, detail: "added token \(id) has empty content") }
             added.append(AddedToken(content: content, id: id, special: t["special"] as? Bool ?? false))
             vocab[content] = id
         }
@@ -282,7 +293,13 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         if ignoreMerges, let whole = vocab[word] {
             result = [whole]
         } else {
-            result = MergeQueue.apply(word.unicodeScalars.map { vocab[String($0)] ?? 0 }, merges: merges)
+            // A character outside the vocabulary becomes the unk token, or is dropped without one, as
+            // tokenizers' BPE does (a byte-level vocabulary normally holds all 256).
+            var symbols: [Int] = []
+            for c in word.unicodeScalars {
+                if let id = vocab[String(c)] { symbols.append(id) } else if let unk { symbols.append(unk) }
+            }
+            result = MergeQueue.apply(symbols, merges: merges)
         }
         lock.lock()
         if cache.count < 200_000 { cache[word] = result }
