@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "LQTrainTests", dependencies: ["LQTrain", "LQModel", "LQFormats", "LQTensor", "LQQuant", "LQTestSupport"], exclude: ["Fixtures"]),
         // The subcommands end to end, each against an oracle from the reference libraries (scripts/make-cli-fixtures.py).
         .testTarget(name: "LQCLITests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels", "CUDAEmulation"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels", "CUDAEmulation", "LQTestSupport"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to concurrent loops, which Swift 6's
     // checker cannot see are disjoint.

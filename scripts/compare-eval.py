@@ -22,10 +22,14 @@ import json
 import math
 import os
 import subprocess
+import sys
 import time
 
 import torch
 import transformers
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("model"); p.add_argument("text")
@@ -58,23 +62,8 @@ if a.adapter:
     import peft
     model = peft.PeftModel.from_pretrained(model, a.adapter).eval()
 ids = tok(text, return_tensors="pt").input_ids
-seq_len = ids.size(1)
-nll_sum, n_tokens, prev_end = 0.0, 0, 0
 start = time.time()
-with torch.no_grad():
-    for begin in range(0, seq_len, a.ctx):
-        end = min(begin + a.ctx, seq_len)
-        trg_len = end - prev_end
-        input_ids = ids[:, begin:end]
-        target = input_ids.clone()
-        target[:, :-trg_len] = -100
-        loss = model(input_ids, labels=target).loss
-        valid = (target != -100).sum().item() - target.size(0)
-        nll_sum += loss.item() * valid
-        n_tokens += valid
-        prev_end = end
-        if end == seq_len:
-            break
+nll_sum, n_tokens = reference.hf_perplexity_sums(model, ids, a.ctx, a.ctx)
 torch_seconds = time.time() - start
 torch_ppl = math.exp(nll_sum / n_tokens)
 

@@ -22,7 +22,11 @@ mkdir -p "$out"
       bundle=$(mktemp -d)
       tar -xJf build/gpu-bundle.tar.xz -C "$bundle"
       b=$bundle/gpu-bundle
-      run() { LD_LIBRARY_PATH=$b/lib LQLORA_CUDA_LIBRARY=$PWD/build/cuda/liblqlora_cuda.so "$b/bin/lqlora" "$@"; }
+      # Appended: where the driver (libcuda.so.1) is found through LD_LIBRARY_PATH, it must stay found.
+      libpath=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$b/lib
+      echo "== the bundle's lqlora resolves:"
+      LD_LIBRARY_PATH=$libpath ldd "$b/bin/lqlora" | grep -E "not found|swift|stdc|gcc_s" || true
+      run() { LD_LIBRARY_PATH=$libpath LQLORA_CUDA_LIBRARY=$PWD/build/cuda/liblqlora_cuda.so "$b/bin/lqlora" "$@"; }
       echo "== end to end: lqlora $(run --version 2>&1)"
       run env 2>&1
       for m in nf4 nf3; do

@@ -65,14 +65,17 @@ import math
 import os
 import random
 import shutil
+import sys
 
 import bitsandbytes.functional as BF
-import scipy.stats
 import tokenizers
 import torch
 import transformers
 from safetensors.torch import load_file, save_file
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 SOURCE = os.path.join(ROOT, "Tests", "LQModelTests", "Fixtures", "llama", "mha")
@@ -180,23 +183,7 @@ def load_model(adapter=False):
 
 def hf_perplexity(model, ids, ctx, stride):
     """scripts/compare-eval.py (transformers' docs, "Perplexity of fixed-length models")."""
-    ids = torch.tensor([ids])
-    seq_len = ids.size(1)
-    nll_sum, n_tokens, prev_end = 0.0, 0, 0
-    with torch.no_grad():
-        for begin in range(0, seq_len, stride):
-            end = min(begin + ctx, seq_len)
-            trg_len = end - prev_end
-            input_ids = ids[:, begin:end]
-            target = input_ids.clone()
-            target[:, :-trg_len] = -100
-            loss = model(input_ids, labels=target).loss
-            valid = (target != -100).sum().item() - target.size(0)
-            nll_sum += loss.item() * valid
-            n_tokens += valid
-            prev_end = end
-            if end == seq_len:
-                break
+    nll_sum, n_tokens = reference.hf_perplexity_sums(model, torch.tensor([ids]), ctx, stride)
     mean = nll_sum / n_tokens
     return {"perplexity": math.exp(mean), "nll": mean, "tokens": n_tokens}
 
@@ -219,42 +206,13 @@ def llamacpp_perplexity(model, ids, ctx, bos):
 
 
 # ---- quantizers ----
-def normal_float_codebook(bits, offset=0.9677083):
-    """bitsandbytes create_normal_map generalised to k bits (use_extra_value=True)."""
-    half = 2 ** (bits - 1)
-    v1 = scipy.stats.norm.ppf(torch.linspace(offset, 0.5, half + 1)[:-1]).tolist()
-    v3 = (-scipy.stats.norm.ppf(torch.linspace(offset, 0.5, half)[:-1])).tolist()
-    values = torch.Tensor(v1 + [0] + v3).sort().values
-    values /= values.max()
-    return values
-
-
-def boundaries(codebook):
-    return torch.cat([torch.tensor([-torch.inf]), (codebook[1:] + codebook[:-1]) / 2.0, torch.tensor([torch.inf])])
-
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+normal_float_codebook = reference.normal_float_codebook
+boundaries = reference.boundaries
 
 
 def grid_quantize(A, bits, b0, sb, g, dtype):
-    """LQ-LoRA's blockwise_absmax_nf_quantization (make-quant-fixtures.py's lqlora_quantize) over
-    flattened row-major blocks; a short last group of blocks takes the absmax of the blocks it has."""
-    codebook = normal_float_codebook(bits)
-    flat = A.reshape(-1, b0)
-    nblocks = flat.shape[0]
-    absmax = flat.abs().amax(dim=1)
-    offset = absmax.min()
-    centred = absmax - offset
-    ngroups = -(-nblocks // g)
-    padded = torch.cat([centred, torch.zeros(ngroups * g - nblocks)])  # centred ≥ 0: zeros leave maxima alone
-    gabs = padded.view(ngroups, g).amax(dim=1).to(DTYPES[dtype]).to(torch.float32)
-    gb = gabs.repeat_interleave(g)[:nblocks]
-    max_bound = torch.tensor(2.0 ** sb - 1.0)
-    step = max_bound / gb  # pytorch-quantization's tensor_quant(unsigned=True)
-    q0 = torch.clamp((centred * step).round(), 0, max_bound)
-    scales = q0 / step + offset
-    codes = torch.bucketize(flat / scales[:, None], boundaries(codebook), right=False) - 1
-    return (codebook[codes] * scales[:, None]).reshape(A.shape)
+    """LQ-LoRA's grid quantizer (scripts/reference.py): the dequantized values."""
+    return reference.grid_quantize(A, (bits, b0, sb, g, dtype))["values"]
 
 
 def bnb_rule_quantize(A, bits, b0):

@@ -34,6 +34,7 @@ import argparse
 import json
 import math
 import os
+import sys
 
 import gguf
 import numpy as np
@@ -41,6 +42,9 @@ import torch
 import transformers
 from gguf.quants import quantize
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
 
 p = argparse.ArgumentParser()
 p.add_argument("--skip-smollm2", action="store_true")
@@ -60,22 +64,7 @@ T = gguf.GGMLQuantizationType
 
 def perplexity(model, ids, ctx):
     """scripts/compare-eval.py's loop (stride = ctx)."""
-    seq_len = ids.size(1)
-    nll_sum, n_tokens, prev_end = 0.0, 0, 0
-    with torch.no_grad():
-        for begin in range(0, seq_len, ctx):
-            end = min(begin + ctx, seq_len)
-            trg_len = end - prev_end
-            input_ids = ids[:, begin:end]
-            target = input_ids.clone()
-            target[:, :-trg_len] = -100
-            loss = model(input_ids, labels=target).loss
-            valid = (target != -100).sum().item() - target.size(0)
-            nll_sum += loss.item() * valid
-            n_tokens += valid
-            prev_end = end
-            if end == seq_len:
-                break
+    nll_sum, n_tokens = reference.hf_perplexity_sums(model, ids, ctx, ctx)
     return math.exp(nll_sum / n_tokens)
 
 

@@ -15,7 +15,9 @@ cp .build/release/lqlora "$root/bin/"
 # Every resolved dependency except the C library's own parts, which must come from the device.
 ldd .build/release/lqlora | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
   case "$(basename "$lib")" in
-    libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
+    # The C library's parts come from the device; so do libstdc++ and libgcc_s, which every Linux
+    # has, backward compatible, and which ours (older) would shadow for the driver's libraries.
+    libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*|libstdc++.so.*|libgcc_s.so.*) ;;
     *) cp -L "$lib" "$root/lib/" ;;
   esac
 done

@@ -64,10 +64,12 @@ from functools import reduce
 
 import numpy as np
 import scipy.optimize
-import scipy.stats
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 MODEL_DIR = os.path.join(ROOT, "Tests", "LQModelTests", "Fixtures", "llama", "mha")
@@ -85,7 +87,7 @@ torch.use_deterministic_algorithms(True)
 
 
 # ---- the grid (QuantConfig.lqloraGrid, bitsPerParameter, name; ErrorTable.candidates) ----
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = reference.DTYPES
 DTYPE_BITS = {"fp32": 32, "bf16": 16, "fp16": 16}
 
 
@@ -108,23 +110,12 @@ def config_name(c):
     return f"nf{b}-b{b0}-s{sb}g{g}-{d}"
 
 
-# ---- the quantizer (scripts/make-quant-fixtures.py, LQ-LoRA's quantization_utils_2.py) ----
-def normal_float_codebook(bits, offset=0.9677083):
-    """bitsandbytes create_normal_map generalised to k bits (use_extra_value=True)."""
-    half = 2 ** (bits - 1)
-    v1 = scipy.stats.norm.ppf(torch.linspace(offset, 0.5, half + 1)[:-1]).tolist()
-    v3 = (-scipy.stats.norm.ppf(torch.linspace(offset, 0.5, half)[:-1])).tolist()
-    values = torch.Tensor(v1 + [0] + v3).sort().values
-    values /= values.max()
-    return values
-
-
-CODEBOOKS = {k: normal_float_codebook(k) for k in (2, 3, 4, 8)}
+# ---- the quantizer: scripts/reference.py (LQ-LoRA's quantization_utils_2.py) ----
+CODEBOOKS = reference.CODEBOOKS
 
 
 def boundaries(bits):
-    cb = CODEBOOKS[bits]
-    return torch.cat([torch.tensor([-torch.inf]), (cb[1:] + cb[:-1]) / 2.0, torch.tensor([torch.inf])])
+    return reference.boundaries(CODEBOOKS[bits])
 
 
 def reference_whole_groups(A, bits, block0, bits0, block1, dtype):
@@ -148,32 +139,9 @@ def reference_whole_groups(A, bits, block0, bits0, block1, dtype):
 
 
 def quantize(A, config):
-    """The same arithmetic over flattened row-major blocks, with a short last group of blocks (its
-    absmax is the max over the blocks it has) and Quantizer.swift's guard for a group absmax
-    ≤ 2⁻²⁴ (scale codes 0, scales = offset) and 0/0 coded as 0. Returns codes, scale codes, group
-    absmax (as stored, widened to fp32), offset and the dequantized fp32 values, shaped like A."""
-    bits, b0, sb, g, d = config
-    assert A.dtype == torch.float32 and A.numel() % b0 == 0
-    flat = A.reshape(-1, b0)
-    nblocks = flat.shape[0]
-    absmax = flat.abs().amax(dim=1)
-    offset = absmax.min()
-    centred = absmax - offset
-    ngroups = -(-nblocks // g)
-    padded = torch.cat([centred, torch.zeros(ngroups * g - nblocks)])  # centred ≥ 0: zeros leave maxima alone
-    gabs = padded.view(ngroups, g).amax(dim=1).to(DTYPES[d]).to(torch.float32)
-    gb = gabs.repeat_interleave(g)[:nblocks]
-    max_bound = torch.tensor(2.0 ** sb - 1.0)
-    step = max_bound / gb
-    live = gb > 2.0 ** -24
-    q0 = torch.where(live, torch.clamp((centred * step).round(), 0, max_bound), torch.zeros(()))
-    scales = torch.where(live, q0 / step, torch.zeros(())) + offset
-    x = flat / scales[:, None]
-    x = torch.where(torch.isnan(x), torch.zeros(()), x)
-    codes = torch.bucketize(x, boundaries(bits), right=False) - 1
-    values = CODEBOOKS[bits][codes] * scales[:, None]
-    return {"codes": codes.reshape(-1).to(torch.uint8), "scale_codes": q0.to(torch.uint8), "group_absmax": gabs,
-            "offset": offset.reshape(1), "values": values.reshape(A.shape)}
+    """reference.grid_quantize: the arithmetic of reference_whole_groups over flattened blocks, with
+    a short last group of blocks and Quantizer.swift's guards."""
+    return reference.grid_quantize(A, config)
 
 
 def check_quantizer():

@@ -34,7 +34,7 @@ lq_level lq_best_level(void) {
     return LQ_LEVEL_SCALAR;
 }
 
-static lq_level clamp_level(lq_level wanted) {
+lq_level lq_clamp_level(lq_level wanted) {
     lq_level best = lq_best_level();
     return wanted == best ? wanted : LQ_LEVEL_SCALAR;
 }
@@ -48,14 +48,14 @@ lq_level lq_active_level(void) {
     lq_level chosen = lq_best_level();
     const char *env = getenv("LQLORA_SIMD");
     if (env && strcmp(env, "scalar") == 0) chosen = LQ_LEVEL_SCALAR;
-    else if (env && strcmp(env, "avx2") == 0) chosen = clamp_level(LQ_LEVEL_AVX2);
-    else if (env && strcmp(env, "neon") == 0) chosen = clamp_level(LQ_LEVEL_NEON);
+    else if (env && strcmp(env, "avx2") == 0) chosen = lq_clamp_level(LQ_LEVEL_AVX2);
+    else if (env && strcmp(env, "neon") == 0) chosen = lq_clamp_level(LQ_LEVEL_NEON);
     active_level = (int)chosen;
     return chosen;
 }
 
 lq_level lq_set_level(lq_level level) {
-    active_level = (int)clamp_level(level);
+    active_level = (int)lq_clamp_level(level);
     return (lq_level)active_level;
 }
 

@@ -14,7 +14,7 @@ struct Env: ParsableCommand {
         print("lqlora \(LQLoRA.version)")
         print("cpu features:  \(flags.isEmpty ? "none" : flags.joined(separator: " "))")
         print("kernel level:  \(String(cString: lq_level_name(lq_active_level()))) (best \(String(cString: lq_level_name(lq_best_level()))); LQLORA_SIMD overrides)")
-        print("threads:       \(Parallel.threadCount) (LQLORA_NUM_THREADS overrides); OpenBLAS \(BLASThreads.count)")
+        print("threads:       \(Parallel.threadCount) (LQLORA_NUM_THREADS overrides); OpenBLAS \(BLASThreads.count) (products tiled over our threads)")
         switch CUDABackend.loaded {
         case let .success(gpu): print("cuda:          \(gpu.summary)")
         case let .failure(error): print("cuda:          not available: \(error.reason)")

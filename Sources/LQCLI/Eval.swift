@@ -50,8 +50,8 @@ struct Eval: ParsableCommand {
     @Option(help: "A .txt or .jsonl (\"text\" field) file, optionally .gz.")
     var data: String
 
-    @Option(help: "Tokens per window.")
-    var ctx = 512
+    @Option(help: "Tokens per window (default 512, or the model's max_position_embeddings when smaller).")
+    var ctx: Int?
 
     @Option(help: "Window stride for the transformers method (default: ctx, disjoint windows).")
     var stride: Int?
@@ -75,8 +75,8 @@ struct Eval: ParsableCommand {
     var logits: String?
 
     func validate() throws {
-        guard ctx >= 2 else { throw ValidationError("--ctx must be at least 2") }
-        if let stride, stride < 1 || stride > ctx { throw ValidationError("--stride must be between 1 and --ctx") }
+        if let ctx, ctx < 2 { throw ValidationError("--ctx must be at least 2") }
+        if let stride, stride < 1 || stride > (ctx ?? 512) { throw ValidationError("--stride must be between 1 and --ctx") }
         guard ["transformers", "llamacpp"].contains(method) else { throw ValidationError("--method must be transformers or llamacpp") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
     }
@@ -84,6 +84,12 @@ struct Eval: ParsableCommand {
     func run() throws {
         do {
             let (model, tokenizer) = try modelOptions.load()
+            // The default window is 512 tokens, or the model's whole context when that is shorter.
+            let ctx = self.ctx ?? min(512, model.config.maxPositions)
+            guard ctx <= model.config.maxPositions else {
+                throw CLIError("--ctx \(ctx) is above the model's \(model.config.maxPositions) positions (max_position_embeddings in config.json)")
+            }
+            if let stride, stride > ctx { throw CLIError("--stride \(stride) is above the window of \(ctx) tokens") }
             var text = try EvaluationText.read(path: data)
             if let maxChars { text = String(String.UnicodeScalarView(text.unicodeScalars.prefix(maxChars))) }
             var tokens = tokenizer.encode(text, addSpecialTokens: true)

@@ -32,7 +32,7 @@ struct Generate: ParsableCommand {
 
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
-        guard temperature >= 0, topP > 0, topP <= 1 else { throw ValidationError("--temperature must be ≥ 0 and --top-p in (0, 1]") }
+        guard temperature >= 0, temperature.isFinite, topP > 0, topP <= 1 else { throw ValidationError("--temperature must be finite and ≥ 0, and --top-p in (0, 1]") }
     }
 
     func run() throws {

@@ -102,7 +102,15 @@ public enum Perplexity {
             progress(i, windows.count, processed)
         }
         let seconds = Date().timeIntervalSince(start)
-        let mean = weighted > 0 ? weightedSum / weighted : .nan
+        guard weighted > 0 else {
+            throw ModelError.unsupported(path: "eval", what: "a text of \(tokens.count) token\(tokens.count == 1 ? "" : "s") (perplexity needs at least 2: one to predict from, one to score)")
+        }
+        let mean = weightedSum / weighted
+        // A NaN or infinity here comes from the model (non-finite weights, or a config such as a
+        // negative rms_norm_eps), never from the text: report it as an error, not as a result.
+        guard mean.isFinite else {
+            throw ModelError.unsupported(path: "eval", what: "a model whose log-likelihoods are not finite (mean \(mean)); check its weights and config.json")
+        }
         let ppl = exp(mean)
         let plainMean = plainSum / Double(max(count, 1))
         let variance = count > 1 ? max(0, sumSquares / Double(count) - plainMean * plainMean) / Double(count - 1) : 0

@@ -87,7 +87,10 @@ public func matmul(_ a: Tensor, transposeA: Bool = false, _ b: Tensor, transpose
 
 /// OpenBLAS's own thread count: 1 for every product of ours (see `BLASTiling`).
 public enum BLASThreads {
-    public static var count: Int { Int(openblas_get_num_threads()) }
+    public static var count: Int {
+        _ = BLASTiling.singleThreaded
+        return Int(openblas_get_num_threads())
+    }
 }
 
 /// OpenBLAS itself on the whole product with `threads` threads, as benchmark anchors: the library at

@@ -2,8 +2,8 @@ import CKernels
 import Foundation
 
 /// Our own parallel loops, on the spinning thread pool of lq_pool.h. The thread count comes from
-/// `LQLORA_NUM_THREADS` or the number of active cores; `configure` also sizes OpenBLAS so one does
-/// not oversubscribe the other.
+/// `LQLORA_NUM_THREADS` or the number of active cores. OpenBLAS stays single-threaded inside them
+/// (see `BLASTiling`), so the two never oversubscribe the cores.
 public enum Parallel {
     nonisolated(unsafe) public private(set) static var threadCount: Int = defaultThreadCount()
 

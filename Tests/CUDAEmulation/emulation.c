@@ -12,13 +12,13 @@
 
 static _Thread_local char error[256] = "no error";
 // Per thread, so a test injecting failures does not touch tests running beside it.
-static _Thread_local long calls, fail_at = -1;
+static _Thread_local long calls, fail_at = -1, fail_only = -1;
 
 /// Counts the call; false when this one is to fail.
 static int proceed(const char *what) {
     long n = calls++;
     long at = fail_at;
-    if (at >= 0 && n >= at) {
+    if ((at >= 0 && n >= at) || n == fail_only) {
         snprintf(error, sizeof error, "%s: out of memory (emulated)", what);
         return 0;
     }
@@ -28,6 +28,7 @@ static int proceed(const char *what) {
     if (!proceed(what)) return 2
 
 void lq_cuda_emulation_fail_after(long n) { fail_at = n < 0 ? -1 : calls + n; }
+void lq_cuda_emulation_fail_once(long n) { fail_only = n < 0 ? -1 : calls + n; }
 long lq_cuda_emulation_calls(void) { return calls; }
 
 static int abi_version(void) { return LQ_CUDA_ABI_VERSION; }

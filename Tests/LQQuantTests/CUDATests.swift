@@ -1,6 +1,7 @@
 import CUDAEmulation
 import LQQuant
 import LQTensor
+import LQTestSupport
 import Testing
 
 /// Quantized products through liblqlora_cuda.so against the CPU kernels, as the model calls them
@@ -32,5 +33,24 @@ struct CUDATests {
             let worst = zip(a.array, b.array).map { abs($0 - $1) }.max() ?? 0
             #expect(worst <= 1e-4 * scale, "\(config.name) n=\(n) \(label) on \(Self.backend.name): max difference \(worst) of \(scale)")
         }
+    }
+
+    /// A matrix whose upload fails stays on the CPU (its product still right), and the next
+    /// matrix's product still runs on the device: one failed allocation does not abandon the GPU.
+    /// (liblqlora_cuda.so clears the error a handled failure leaves, which CUDA would otherwise
+    /// report at the next launch.)
+    @Test func oneFailedUploadKeepsTheRestOnTheDevice() throws {
+        let emulated = CUDABackend(api: lq_cuda_emulation().pointee)
+        var rng = SeededGenerator(seed: 12)
+        let a = try Quantizer.quantize(Tensor.gaussian([64, 128], using: &rng, scale: 0.05), config: .nf4DoubleQuant)
+        let b = try Quantizer.quantize(Tensor.gaussian([64, 128], using: &rng, scale: 0.05), config: .nf4DoubleQuant)
+        let x = Tensor.gaussian([3, 128], using: &rng, scale: 1)
+        lq_cuda_emulation_fail_once(0)  // the next call, a's upload, fails
+        let onCPU = a.matmul(x, gpu: emulated)
+        #expect(maxAbsDifference(onCPU, a.matmul(x, gpu: nil)) == 0)
+        let before = lq_cuda_emulation_calls()
+        let onDevice = b.matmul(x, gpu: emulated)
+        #expect(lq_cuda_emulation_calls() > before, "b's product did not reach the device")
+        #expect(maxAbsDifference(onDevice, b.matmul(x, gpu: nil)) <= 1e-4)
     }
 }

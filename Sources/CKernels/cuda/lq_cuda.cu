@@ -26,6 +26,11 @@ thread_local char last_error[512] = "no error";
 
 int fail(int code, const char *what, const char *detail) {
     snprintf(last_error, sizeof last_error, "%s: %s", what, detail);
+    // A failed runtime call (an out-of-memory cudaMalloc, say) stays recorded on this thread, and
+    // the next launch's cudaGetLastError() would report it although that launch worked: the caller
+    // handles this failure (the matrix stays on the CPU), so clear it. Sticky errors (a faulted
+    // context) stay, as cudaGetLastError cannot clear those.
+    (void)cudaGetLastError();
     return code ? code : -1;
 }
 

@@ -6,3 +6,4 @@
 #include "lq_cuda.h"
 #include "lq_device_ops.h"
 #include "lq_pool.h"
+#include "lq_files.h"

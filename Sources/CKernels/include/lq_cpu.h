@@ -27,8 +27,12 @@ lq_level lq_best_level(void);
 /// LQLORA_SIMD environment variable ("scalar", "avx2", "neon") or lq_set_level.
 lq_level lq_active_level(void);
 
-/// Forces a level (clamped to what the CPU supports); returns the level now active.
+/// Forces a level (clamped to what the CPU supports); returns the level now active. Process-wide:
+/// for the command line and the C tests, never from a test that runs beside others.
 lq_level lq_set_level(lq_level level);
+
+/// `level`, lowered to what this CPU supports (what lq_set_level would make active).
+lq_level lq_clamp_level(lq_level level);
 
 /// Human-readable name of a level.
 const char *lq_level_name(lq_level level);

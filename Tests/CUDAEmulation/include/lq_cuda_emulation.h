@@ -11,6 +11,9 @@ const lq_cuda_api *lq_cuda_emulation(void);
 /// On the calling thread, the call after `calls` more successful ones fails (and every call after
 /// it), as a device out of memory would; -1 stops that.
 void lq_cuda_emulation_fail_after(long calls);
+/// On the calling thread, only the call after `calls` more successful ones fails (a single
+/// allocation that does not fit, say), and the ones after it succeed; -1 stops that.
+void lq_cuda_emulation_fail_once(long calls);
 /// Calls made so far on the calling thread (all entry points but last_error).
 long lq_cuda_emulation_calls(void);
 
