@@ -26,6 +26,9 @@ struct Finetune: ParsableCommand {
     @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
     var threads: Int?
 
+    @Flag(help: "Start again in an output_dir that holds an earlier run (its files are removed first).")
+    var overwrite = false
+
     @OptionGroup var deviceOptions: DeviceOptions
 
     @Flag(help: "Print every configuration key with its default and meaning, then exit.")
@@ -50,6 +53,7 @@ struct Finetune: ParsableCommand {
         Parallel.configure(threads: threads)
         var progress: Progress?
         do {
+            try Self.claim(outputDir: settings.outputDir, resuming: resume != nil, overwrite: overwrite)
             try deviceOptions.activate()
             let trainer = try Trainer(config: settings) { printError("lqlora finetune: note: \($0)") }
             if let resume { try trainer.resume(from: resume) }
@@ -96,6 +100,23 @@ struct Finetune: ParsableCommand {
         lines.append("\(t.totalSteps) steps of \(c.batchSize)×\(c.gradAccum) sequences, \(c.optimizer) lr \(c.lr) \(c.schedule.rawValue), warmup \(t.schedule.warmup)"
                      + (t.step > 0 ? "; resuming after step \(t.step)" : ""))
         for line in lines { printError(line) }
+    }
+}
+
+extension Finetune {
+    /// An output_dir that holds an earlier run is continued (--resume) or replaced (--overwrite),
+    /// never mixed with a new run's checkpoints and metrics.
+    static func claim(outputDir: String, resuming: Bool, overwrite: Bool) throws {
+        let fm = FileManager.default
+        guard !resuming, let entries = try? fm.contentsOfDirectory(atPath: outputDir) else { return }
+        let earlier = entries.filter { ["summary.json", "metrics.jsonl", "adapter_model.safetensors"].contains($0) || $0.hasPrefix("checkpoint-") }
+        guard !earlier.isEmpty else { return }
+        guard overwrite else {
+            throw CLIError("\(outputDir) holds an earlier run (\(earlier.sorted().prefix(3).joined(separator: ", "))): pass --resume \(outputDir) to continue it, --overwrite to start again, or set another output_dir")
+        }
+        do { try fm.removeItem(atPath: outputDir) } catch {
+            throw CLIError("cannot remove \(outputDir) for --overwrite: \(error.localizedDescription)")
+        }
     }
 }
 

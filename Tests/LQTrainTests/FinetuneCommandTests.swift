@@ -28,6 +28,13 @@ struct FinetuneCommandTests {
         #expect(straight.stdout.contains("adapter written to"))
         let reference = try Self.losses(ws.root + "/run")
         #expect(reference.count == 6)
+        // The same output_dir again: refused (its checkpoints and metrics would mix), or started afresh.
+        let again = try Self.run(["finetune", "--config", config])
+        #expect(again.status == 1 && again.stderr.contains("holds an earlier run") && again.stderr.contains("--overwrite"), "\(again.stderr)")
+        #expect(try Self.losses(ws.root + "/run") == reference)
+        let fresh = try Self.run(["finetune", "--config", config, "--overwrite"])
+        #expect(fresh.status == 0, "\(fresh.stderr)")
+        #expect(try Self.losses(ws.root + "/run") == reference)
 
         let stopped = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--stop-after", "3"])
         #expect(stopped.status == 130 && stopped.stderr.contains("interrupted at step 3; resume with"), "\(stopped.stderr)")
