@@ -119,23 +119,8 @@ def boundaries(bits):
 
 
 def reference_whole_groups(A, bits, block0, bits0, block1, dtype):
-    """make-quant-fixtures.py's lqlora_quantize, verbatim in its arithmetic (needs whole groups)."""
-    codebook = CODEBOOKS[bits]
-    bnd = boundaries(bits)
-    Ar = A.view(-1, block1, block0)
-    scales0 = Ar.abs().amax(dim=2, keepdim=True)
-    offset = scales0.min()
-    scales0_off = scales0 - offset
-    scales1 = scales0_off.abs().amax(dim=1, keepdim=True)
-    scales1_stored = scales1.to(dtype).to(torch.float32)
-    max_bound = torch.tensor(2.0 ** bits0 - 1.0)
-    step = max_bound / torch.broadcast_to(scales1_stored, scales0_off.shape)
-    q0 = torch.clamp((scales0_off * step).round_(), 0, max_bound)
-    scales_dq = q0 / step + offset
-    scales_full = torch.broadcast_to(scales_dq, Ar.shape).reshape(A.shape)
-    codes = torch.bucketize(A / scales_full, bnd, right=False) - 1
-    values = codebook[codes] * scales_full
-    return codes.to(torch.uint8), q0.reshape(-1).to(torch.uint8), scales1_stored.reshape(-1), offset.reshape(1), values
+    """make-quant-fixtures.py's quantizer (reference.lqlora_quantize: whole groups only)."""
+    return reference.lqlora_quantize(A, bits, block0, bits0, block1, dtype)
 
 
 def quantize(A, config):

@@ -18,12 +18,15 @@ runtime carries the reference's exact values.
 """
 import json
 import os
+import sys
 
 import bitsandbytes as bnb
 import bitsandbytes.functional as F
-import scipy.stats
 import torch
 from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import reference  # noqa: E402
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 out = os.path.join(root, "Tests", "LQQuantTests", "Fixtures")
@@ -31,14 +34,7 @@ os.makedirs(out, exist_ok=True)
 torch.manual_seed(1234)
 
 
-def normal_float_codebook(bits, offset=0.9677083):
-    """bitsandbytes create_normal_map generalised to k bits (use_extra_value=True)."""
-    half = 2 ** (bits - 1)
-    v1 = scipy.stats.norm.ppf(torch.linspace(offset, 0.5, half + 1)[:-1]).tolist()
-    v3 = (-scipy.stats.norm.ppf(torch.linspace(offset, 0.5, half)[:-1])).tolist()
-    values = torch.Tensor(v1 + [0] + v3).sort().values
-    values /= values.max()
-    return values
+normal_float_codebook = reference.normal_float_codebook
 
 
 tensors = {}
@@ -83,30 +79,8 @@ save_file(tensors, os.path.join(out, "bnb-nf4.safetensors"),
           metadata={"bitsandbytes": bnb.__version__, "torch": torch.__version__})
 
 
-# ---- LQ-LoRA's grid quantizer, as models/quantization_utils_2.py computes it ----
-def tensor_quant_unsigned(inputs, amax, num_bits):
-    """pytorch_quantization.tensor_quant(inputs, amax, num_bits, unsigned=True)."""
-    max_bound = torch.tensor(2.0 ** num_bits - 1.0)
-    scale = max_bound / amax
-    return torch.clamp((inputs * scale).round_(), 0, max_bound), scale
-
-
-def lqlora_quantize(A, bits, block0, bits0, block1, dtype):
-    codebook = normal_float_codebook(bits)
-    boundaries = torch.cat([torch.tensor([-torch.inf]), (codebook[1:] + codebook[:-1]) / 2.0, torch.tensor([torch.inf])])
-    Ar = A.view(-1, block1, block0)
-    scales0 = Ar.abs().amax(dim=2, keepdim=True)
-    offset = scales0.min()
-    scales0_off = scales0 - offset
-    scales1 = scales0_off.abs().amax(dim=1, keepdim=True)
-    scales1_stored = scales1.to(dtype).to(torch.float32)
-    q0, step = tensor_quant_unsigned(scales0_off, torch.broadcast_to(scales1_stored, scales0_off.shape), bits0)
-    scales_dq = q0 / step + offset
-    scales_full = torch.broadcast_to(scales_dq, Ar.shape).reshape(A.shape)
-    codes = torch.bucketize(A / scales_full, boundaries, right=False) - 1
-    values = codebook[codes] * scales_full
-    return codes.to(torch.uint8), q0.reshape(-1).to(torch.uint8), scales1_stored.reshape(-1), offset.reshape(1), values
-
+# ---- LQ-LoRA's grid quantizer, as models/quantization_utils_2.py computes it (scripts/reference.py) ----
+lqlora_quantize = reference.lqlora_quantize
 
 grid = {}
 configs = [(3, 64, 8, 256, torch.float32), (2, 16, 4, 16, torch.bfloat16), (4, 32, 2, 64, torch.float16),

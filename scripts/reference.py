@@ -28,6 +28,31 @@ def boundaries(codebook):
     return torch.cat([torch.tensor([-torch.inf]), (codebook[1:] + codebook[:-1]) / 2.0, torch.tensor([torch.inf])])
 
 
+def tensor_quant_unsigned(inputs, amax, num_bits):
+    """pytorch_quantization.tensor_quant(inputs, amax, num_bits, unsigned=True)."""
+    max_bound = torch.tensor(2.0 ** num_bits - 1.0)
+    scale = max_bound / amax
+    return torch.clamp((inputs * scale).round_(), 0, max_bound), scale
+
+
+def lqlora_quantize(A, bits, block0, bits0, block1, dtype):
+    """LQ-LoRA's grid quantizer as models/quantization_utils_2.py computes it (whole groups of
+    block1 blocks only). Returns codes, scale codes, stored group absmax, offset, values."""
+    codebook = CODEBOOKS[bits]
+    Ar = A.view(-1, block1, block0)
+    scales0 = Ar.abs().amax(dim=2, keepdim=True)
+    offset = scales0.min()
+    scales0_off = scales0 - offset
+    scales1 = scales0_off.abs().amax(dim=1, keepdim=True)
+    scales1_stored = scales1.to(dtype).to(torch.float32)
+    q0, step = tensor_quant_unsigned(scales0_off, torch.broadcast_to(scales1_stored, scales0_off.shape), bits0)
+    scales_dq = q0 / step + offset
+    scales_full = torch.broadcast_to(scales_dq, Ar.shape).reshape(A.shape)
+    codes = torch.bucketize(A / scales_full, boundaries(codebook), right=False) - 1
+    values = codebook[codes] * scales_full
+    return codes.to(torch.uint8), q0.reshape(-1).to(torch.uint8), scales1_stored.reshape(-1), offset.reshape(1), values
+
+
 def grid_quantize(A, config):
     """LQ-LoRA's blockwise_absmax_nf_quantization (models/quantization_utils_2.py, with
     pytorch-quantization's tensor_quant inlined) over flattened row-major blocks. config is

@@ -47,9 +47,12 @@ extension Quantize {
         let tableStart = Timing.now()
         let progress = Progress(total: selected.count, label: "errors")
         for (i, name) in selected.enumerated() {
-            let weights = try checkpoint.fingerprint(name)
-            let options = ErrorTableCache.optionsKey(rank: effectiveRank, svd: svdMethod, fisher: try fisherFile?.fingerprint(name))
-            if let ilpCache, let cached = try cache?.errors(name, weights: weights, options: options, configs: configNames, path: ilpCache) {
+            // Fingerprints (a CRC over the weights) only when there is a cache to key.
+            let key = try ilpCache.map { _ in
+                (weights: try checkpoint.fingerprint(name),
+                 options: ErrorTableCache.optionsKey(rank: effectiveRank, svd: svdMethod, fisher: try fisherFile?.fingerprint(name)))
+            }
+            if let ilpCache, let key, let cached = try cache?.errors(name, weights: key.weights, options: key.options, configs: configNames, path: ilpCache) {
                 table.append(cached)
                 cachedMatrices += 1
             } else {
@@ -57,8 +60,8 @@ extension Quantize {
                 let f = try fisherFile?.floatTensor(name)
                 let errors = try ErrorTable.errors(w, configs: configs, rank: effectiveRank, fisher: f, svd: svdMethod, name: name)
                 table.append(errors)
-                if let ilpCache {
-                    cache?.store(name, weights: weights, options: options, configs: configNames, errors: errors)
+                if let ilpCache, let key {
+                    cache?.store(name, weights: key.weights, options: key.options, configs: configNames, errors: errors)
                     try cache?.save(path: ilpCache)
                 }
             }
