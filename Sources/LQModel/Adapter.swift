@@ -63,10 +63,8 @@ extension LlamaModel {
         let file = try SafeTensorsFile(path: directory + "/adapter_model.safetensors")
         var attached = 0
         for (i, layer) in layers.enumerated() {
-            for (module, linear) in layer.linears {
-                let short = String(module.split(separator: ".").last!)
-                guard config.targetModules.contains(short) || config.targetModules.contains(module) else { continue }
-                let aKey = Self.adapterKey(layer: i, module: module, matrix: "A"), bKey = Self.adapterKey(layer: i, module: module, matrix: "B")
+            for (p, linear) in layer.linears where config.targets(p.module) {
+                let aKey = Self.adapterKey(layer: i, module: p.module, matrix: "A"), bKey = Self.adapterKey(layer: i, module: p.module, matrix: "B")
                 guard file.contains(aKey), file.contains(bKey) else {
                     throw ModelError.missingWeight(path: file.path, tensor: file.contains(aKey) ? bKey : aKey)
                 }
@@ -77,7 +75,7 @@ extension LlamaModel {
                 guard b.shape == [linear.outFeatures, config.rank] else {
                     throw ModelError.badShape(path: file.path, tensor: bKey, expected: [linear.outFeatures, config.rank], actual: b.shape)
                 }
-                linear.lora = LoRA(a: a, b: b, scale: config.scale)
+                layer[p] = LoRALinear(base: Self.withoutAdapter(linear), a: a, b: b, scale: config.scale)
                 attached += 1
             }
         }
@@ -85,5 +83,22 @@ extension LlamaModel {
             throw ModelError.unsupported(path: directory, what: "an adapter whose target_modules \(config.targetModules) match no layer")
         }
         return config
+    }
+
+    /// Every adapter removed (their bases back in place).
+    public func removeAdapters() {
+        for layer in layers { for (p, linear) in layer.linears { layer[p] = Self.withoutAdapter(linear) } }
+    }
+
+    /// The operator under any adapter: loading a second adapter replaces the first, as before.
+    static func withoutAdapter(_ linear: any LinearOperator) -> any LinearOperator {
+        (linear as? LoRALinear)?.base ?? linear
+    }
+}
+
+extension AdapterConfig {
+    /// Whether a module ("self_attn.q_proj") is a target, by its short or full name.
+    public func targets(_ module: String) -> Bool {
+        targetModules.contains(String(module.split(separator: ".").last!)) || targetModules.contains(module)
     }
 }

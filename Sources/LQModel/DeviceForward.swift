@@ -25,8 +25,9 @@ public final class DeviceLlama: @unchecked Sendable {
 
     struct Layer {
         let inputNorm: DeviceFloats, postNorm: DeviceFloats
-        let q: DeviceLinear, k: DeviceLinear, v: DeviceLinear, o: DeviceLinear
-        let gate: DeviceLinear, up: DeviceLinear, down: DeviceLinear
+        let projections: [DeviceLinear]  // in Projection.allCases order
+
+        subscript(_ p: Projection) -> DeviceLinear { projections[Projection.allCases.firstIndex(of: p)!] }
     }
 
     /// Copies `model`'s weights to `gpu`.
@@ -37,11 +38,9 @@ public final class DeviceLlama: @unchecked Sendable {
         embedTable = try DeviceLinear.widened(model.embed, on: gpu)
         var layers: [Layer] = []
         for layer in model.layers {
-            func linear(_ l: Linear) throws -> DeviceLinear { try DeviceLinear(l, on: gpu) }
             layers.append(Layer(
                 inputNorm: try DeviceFloats(gpu, copying: layer.inputNorm), postNorm: try DeviceFloats(gpu, copying: layer.postNorm),
-                q: try linear(layer.q), k: try linear(layer.k), v: try linear(layer.v), o: try linear(layer.o),
-                gate: try linear(layer.gate), up: try linear(layer.up), down: try linear(layer.down)))
+                projections: try Projection.allCases.map { try DeviceLinear(layer[$0], on: gpu) }))
         }
         self.layers = layers
         finalNorm = try DeviceFloats(gpu, copying: model.norm)
@@ -50,7 +49,7 @@ public final class DeviceLlama: @unchecked Sendable {
         } else {  // tied: the embedding table is the head
             head = DeviceLinear(base: .dense(embedTable), rows: config.vocabSize, cols: config.hiddenSize, bias: nil, lora: nil)
         }
-        let all = layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down] } + [head]
+        let all = layers.flatMap(\.projections) + [head]
         quantizedWorkspaceFloats = all.map { if case .quantized = $0.base { return $0.rows * $0.cols } else { return 0 } }.max() ?? 0
         loraRank = all.map { $0.lora?.rank ?? 0 }.max() ?? 0
     }
@@ -60,7 +59,7 @@ public final class DeviceLlama: @unchecked Sendable {
     func hiddenStates(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
         let c = config
         let batch = tokens.count, length = tokens.first?.count ?? 0, n = batch * length
-        let h = c.hiddenSize, hd = c.headDim, kvd = c.kvHeadCount * hd
+        let h = c.hiddenSize
         let start = cache?.length ?? 0
         let out = Tensor(uninitialized: [n, h])
         guard n > 0 else { return out }
@@ -72,38 +71,10 @@ public final class DeviceLlama: @unchecked Sendable {
         let deviceCache = try cache.map { try $0.deviceState(for: self, batch: batch) }
         try gpu.gatherRows(embedTable.pointer, width: h, ids: ids, into: s.x.pointer)
         let (cos, sin) = try ropeTables(positions: start + length)
-        var shape = lq_attention_shape(batch: Int64(batch), length: Int64(length), start: Int64(start), capacity: Int64(length),
-                                       heads: Int64(c.headCount), kv_heads: Int64(c.kvHeadCount), head_dim: Int64(hd),
-                                       window: Int64(c.slidingWindow ?? 0), scale: 1 / Float(hd).squareRoot())
-        for (l, layer) in layers.enumerated() {
-            try gpu.rmsNorm(s.x.pointer, weight: layer.inputNorm.pointer, rows: n, width: h, eps: c.rmsNormEps, into: s.normed.pointer)
-            try apply(layer.q, s.normed, n, into: s.q)
-            try apply(layer.k, s.normed, n, into: s.k)
-            try apply(layer.v, s.normed, n, into: s.v)
-            try gpu.rope(s.q.pointer, cos: cos, sin: sin, batch: batch, length: length, start: start, heads: c.headCount, headDim: hd)
-            try gpu.rope(s.k.pointer, cos: cos, sin: sin, batch: batch, length: length, start: start, heads: c.kvHeadCount, headDim: hd)
-            var keys = s.k.pointer, values = s.v.pointer
-            if let deviceCache, let cache {
-                precondition(start + length <= cache.capacity, "KV cache of \(cache.capacity) positions is full")
-                let ck = deviceCache.keys[l], cv = deviceCache.values[l]
-                for b in 0..<batch {
-                    let at = (b * cache.capacity + start) * kvd, from = b * length * kvd
-                    try gpu.copy(s.k.pointer + from, to: ck.pointer + at, count: length * kvd)
-                    try gpu.copy(s.v.pointer + from, to: cv.pointer + at, count: length * kvd)
-                }
-                keys = ck.pointer
-                values = cv.pointer
-                shape.capacity = Int64(cache.capacity)
-            }
-            try gpu.attention(q: s.q.pointer, keys: keys, values: values, shape: shape, into: s.attention.pointer)
-            try apply(layer.o, s.attention, n, into: s.projected)
-            try gpu.add(s.x.pointer, s.projected.pointer, count: n * h)
-            try gpu.rmsNorm(s.x.pointer, weight: layer.postNorm.pointer, rows: n, width: h, eps: c.rmsNormEps, into: s.normed.pointer)
-            try apply(layer.gate, s.normed, n, into: s.gate)
-            try apply(layer.up, s.normed, n, into: s.up)
-            try gpu.siluMul(s.gate.pointer, s.up.pointer, count: n * c.intermediateSize)
-            try apply(layer.down, s.gate, n, into: s.projected)
-            try gpu.add(s.x.pointer, s.projected.pointer, count: n * h)
+        for l in layers.indices {
+            let kernels = DeviceBlockKernels(model: self, layer: l, scratch: s, rows: n, batch: batch, length: length, start: start,
+                                             cos: cos, sin: sin, cache: cache.flatMap { c in deviceCache.map { (c, $0) } })
+            _ = try llamaBlock(kernels, s.x)
         }
         try gpu.rmsNorm(s.x.pointer, weight: finalNorm.pointer, rows: n, width: h, eps: c.rmsNormEps, into: s.normed.pointer)
         try s.normed.download(into: out.pointer, count: n * h)
@@ -152,7 +123,7 @@ public final class DeviceLlama: @unchecked Sendable {
     }
 
     /// y = x·Wᵀ (+ bias) (+ scale·(x·Aᵀ)·Bᵀ) for n rows.
-    private func apply(_ linear: DeviceLinear, _ x: DeviceFloats, _ n: Int, into y: DeviceFloats) throws {
+    func apply(_ linear: DeviceLinear, _ x: DeviceFloats, _ n: Int, into y: DeviceFloats) throws {
         switch linear.base {
         case let .dense(w):
             try gpu.denseProduct(w.pointer, rows: linear.rows, cols: linear.cols, x: x.pointer, n: n, y: y.pointer)
@@ -184,7 +155,7 @@ public final class DeviceLlama: @unchecked Sendable {
     }
 
     /// Activation buffers for up to `rows` rows, kept between calls (decoding reuses them every token).
-    private func scratch(rows: Int) throws -> Scratch {
+    func scratch(rows: Int) throws -> Scratch {
         if let scratch, scratch.rows >= rows { return scratch }
         scratch = nil  // free the smaller set first
         let made = try Scratch(gpu: gpu, rows: rows, config: config, loraRank: loraRank)
@@ -240,27 +211,28 @@ struct DeviceLinear {
         self.lora = lora
     }
 
-    init(_ linear: Linear, on gpu: CUDABackend) throws {
+    init(_ linear: any LinearOperator, on gpu: CUDABackend) throws {
         rows = linear.outFeatures
         cols = linear.inFeatures
-        if case let .quantized(q) = linear.base {
-            base = .quantized(try q.deviceMatrix(on: gpu), q)
+        let adapter = linear as? LoRALinear, frozen = adapter?.base ?? linear
+        if let q = frozen as? QuantizedLinear {
+            base = .quantized(try q.weight.deviceMatrix(on: gpu), q.weight)
         } else {
-            base = .dense(try Self.widened(linear, on: gpu))
+            base = .dense(try Self.widened(frozen, on: gpu))
         }
         bias = try linear.bias.map { try DeviceFloats(gpu, copying: $0) }
-        lora = try linear.lora.map {
+        lora = try adapter.map {
             Adapter(a: try DeviceFloats(gpu, copying: $0.a), b: try DeviceFloats(gpu, copying: $0.b), rank: $0.rank, scale: $0.scale)
         }
     }
 
     /// The weight as fp32 on the device, widened (or dequantized) on the host a slice of rows at a
     /// time, so no fp32 copy of a large matrix ever exists on the host.
-    static func widened(_ linear: Linear, on gpu: CUDABackend) throws -> DeviceFloats {
+    static func widened(_ linear: any LinearOperator, on gpu: CUDABackend) throws -> DeviceFloats {
         let rows = linear.outFeatures, cols = linear.inFeatures
         let device = try DeviceFloats(gpu, count: rows * cols)
-        if case let .dense(w) = linear.base {
-            try device.upload(w.pointer, count: rows * cols)
+        if let dense = linear as? DenseLinear {
+            try device.upload(dense.weight.pointer, count: rows * cols)
             return device
         }
         let slice = max(1, (1 << 20) / max(cols, 1))

@@ -5,24 +5,33 @@ import LQFormats
 import LQQuant
 import LQTensor
 
-/// One decoder block's weights.
+/// One decoder block's weights: two norms and the seven projections, each any linear operator
+/// (dense, 16-bit, quantized, or one of those wrapped in an adapter).
 public final class LlamaLayer: @unchecked Sendable {
     public let inputNorm: Tensor, postNorm: Tensor
-    public let q: Linear, k: Linear, v: Linear, o: Linear
-    public let gate: Linear, up: Linear, down: Linear
+    private var projections: [any LinearOperator]  // in Projection.allCases order
 
-    public init(inputNorm: Tensor, postNorm: Tensor, q: Linear, k: Linear, v: Linear, o: Linear, gate: Linear, up: Linear, down: Linear) {
+    public init(inputNorm: Tensor, postNorm: Tensor, q: any LinearOperator, k: any LinearOperator, v: any LinearOperator,
+                o: any LinearOperator, gate: any LinearOperator, up: any LinearOperator, down: any LinearOperator) {
         self.inputNorm = inputNorm
         self.postNorm = postNorm
-        self.q = q; self.k = k; self.v = v; self.o = o
-        self.gate = gate; self.up = up; self.down = down
+        projections = [q, k, v, o, gate, up, down]
     }
 
-    /// The seven projections by their checkpoint names.
-    public var linears: [(String, Linear)] {
-        [("self_attn.q_proj", q), ("self_attn.k_proj", k), ("self_attn.v_proj", v), ("self_attn.o_proj", o),
-         ("mlp.gate_proj", gate), ("mlp.up_proj", up), ("mlp.down_proj", down)]
+    /// A projection by name; setting one replaces it (attaching or removing an adapter).
+    public subscript(_ p: Projection) -> any LinearOperator {
+        get { projections[Self.index[p]!] }
+        set {
+            precondition(newValue.outFeatures == self[p].outFeatures && newValue.inFeatures == self[p].inFeatures,
+                         "a replacement for \(p.module) must keep its shape")
+            projections[Self.index[p]!] = newValue
+        }
     }
+
+    private static let index = Dictionary(uniqueKeysWithValues: Projection.allCases.enumerated().map { ($1, $0) })
+
+    /// The seven projections in block order.
+    public var linears: [(Projection, any LinearOperator)] { Projection.allCases.map { ($0, self[$0]) } }
 }
 
 /// Keys and values of earlier positions, per sequence and layer, for incremental decoding.
@@ -76,16 +85,16 @@ public final class KVCache {
 public final class LlamaModel: @unchecked Sendable {
     public let config: LlamaConfig
     /// The token embeddings [vocab, hidden], also the LM head when tied.
-    public let embed: Linear
+    public let embed: any LinearOperator
     public let layers: [LlamaLayer]
     public let norm: Tensor
     /// nil when tied to the embeddings.
-    public let lmHead: Linear?
+    public let lmHead: (any LinearOperator)?
     let rope: RotaryTable
     /// Where hidden states and logits are computed when on the GPU (moveForwardPass(to:)).
     public internal(set) var deviceForward: DeviceLlama?
 
-    public init(config: LlamaConfig, embed: Linear, layers: [LlamaLayer], norm: Tensor, lmHead: Linear?) {
+    public init(config: LlamaConfig, embed: any LinearOperator, layers: [LlamaLayer], norm: Tensor, lmHead: (any LinearOperator)?) {
         self.config = config
         self.embed = embed
         self.layers = layers
@@ -110,24 +119,22 @@ public final class LlamaModel: @unchecked Sendable {
         /// whose fp32 copy would cost the most memory and decoding bandwidth). Projections are widened
         /// once here: keeping them 16-bit too halves a dense model's memory but cost 15 % of eval speed
         /// on SmolLM2 (every window widens every panel again).
-        func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false, keepHalf: Bool = false) throws -> Linear {
+        func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false, keepHalf: Bool = false) throws -> any LinearOperator {
             let weight = name + ".weight"
-            let base: Linear.Base
+            let b = bias ? try tensor(name + ".bias", [out]) : nil
             if keepHalf, checkpoint.contains(weight), let w = try checkpoint.halfMatrix(weight) {
                 guard w.rows == out && w.cols == inFeatures else {
                     throw ModelError.badShape(path: path, tensor: weight, expected: [out, inFeatures], actual: [w.rows, w.cols])
                 }
-                base = .half(w)
+                return HalfLinear(weight: w, bias: b)
             } else if quantized.contains(weight) {
                 let q = try QuantizedStorage.load(weight, from: checkpoint).matrix
                 guard q.rows == out && q.cols == inFeatures else {
                     throw ModelError.badShape(path: path, tensor: weight, expected: [out, inFeatures], actual: [q.rows, q.cols])
                 }
-                base = .quantized(q)
-            } else {
-                base = .dense(try tensor(weight, [out, inFeatures]))
+                return QuantizedLinear(weight: q, bias: b)
             }
-            return Linear(base: base, bias: bias ? try tensor(name + ".bias", [out]) : nil)
+            return DenseLinear(weight: try tensor(weight, [out, inFeatures]), bias: b)
         }
         let h = config.hiddenSize, qd = config.headCount * config.headDim, kvd = config.kvHeadCount * config.headDim
         var layers: [LlamaLayer] = []
@@ -136,13 +143,13 @@ public final class LlamaModel: @unchecked Sendable {
             layers.append(LlamaLayer(
                 inputNorm: try tensor(p + "input_layernorm.weight", [h]),
                 postNorm: try tensor(p + "post_attention_layernorm.weight", [h]),
-                q: try linear(p + "self_attn.q_proj", out: qd, in: h, bias: config.qkvBias),
-                k: try linear(p + "self_attn.k_proj", out: kvd, in: h, bias: config.qkvBias),
-                v: try linear(p + "self_attn.v_proj", out: kvd, in: h, bias: config.qkvBias),
-                o: try linear(p + "self_attn.o_proj", out: h, in: qd),
-                gate: try linear(p + "mlp.gate_proj", out: config.intermediateSize, in: h),
-                up: try linear(p + "mlp.up_proj", out: config.intermediateSize, in: h),
-                down: try linear(p + "mlp.down_proj", out: h, in: config.intermediateSize)))
+                q: try linear(p + Projection.q.module, out: qd, in: h, bias: config.qkvBias),
+                k: try linear(p + Projection.k.module, out: kvd, in: h, bias: config.qkvBias),
+                v: try linear(p + Projection.v.module, out: kvd, in: h, bias: config.qkvBias),
+                o: try linear(p + Projection.o.module, out: h, in: qd),
+                gate: try linear(p + Projection.gate.module, out: config.intermediateSize, in: h),
+                up: try linear(p + Projection.up.module, out: config.intermediateSize, in: h),
+                down: try linear(p + Projection.down.module, out: h, in: config.intermediateSize)))
         }
         let tied = config.tieWordEmbeddings || !checkpoint.contains("lm_head.weight")
         self.init(config: config, embed: try linear("model.embed_tokens", out: config.vocabSize, in: h, keepHalf: true), layers: layers,
@@ -157,8 +164,10 @@ public final class LlamaModel: @unchecked Sendable {
         return logits(hidden)
     }
 
-    /// The final normalised hidden states [batch·length, hidden].
-    public func hiddenStates(_ tokens: [[Int]], cache: KVCache? = nil) -> Tensor {
+    /// The final normalised hidden states [batch·length, hidden]. An observer sees every
+    /// projection's input on the way (it makes the pass run on the CPU).
+    public func hiddenStates(_ tokens: [[Int]], cache: KVCache? = nil, observer: (any ForwardObserver)? = nil) -> Tensor {
+        if let observer { return hostHiddenStates(tokens, cache: cache, observer: observer) }
         if let device = deviceForward {
             do {
                 let hidden = try device.hiddenStates(tokens, cache: cache)
@@ -189,20 +198,15 @@ public final class LlamaModel: @unchecked Sendable {
         return out
     }
 
-    func hostHiddenStates(_ tokens: [[Int]], cache: KVCache?) -> Tensor {
+    func hostHiddenStates(_ tokens: [[Int]], cache: KVCache?, observer: (any ForwardObserver)? = nil) -> Tensor {
         let batch = tokens.count, length = tokens.first?.count ?? 0
         precondition(tokens.allSatisfy { $0.count == length }, "sequences in a batch must have equal length")
         let start = cache?.length ?? 0
-        let x = embedRows(tokens)
+        var x = embedRows(tokens)
         rope.ensure(positions: start + length)
-        for (l, layer) in layers.enumerated() {
-            let normed = rmsNorm(x, layer.inputNorm, eps: config.rmsNormEps)
-            let attn = attention(layer, normed, batch: batch, length: length, start: start, layerIndex: l, cache: cache)
-            add(x, attn)
-            let n2 = rmsNorm(x, layer.postNorm, eps: config.rmsNormEps)
-            let g = layer.gate(n2), u = layer.up(n2)
-            swiglu(g, u)
-            add(x, layer.down(g))
+        for l in layers.indices {
+            let kernels = HostBlockKernels(model: self, layer: l, batch: batch, length: length, start: start, cache: cache, observer: observer)
+            x = llamaBlock(kernels, x)
         }
         cache?.advance(by: length)
         return rmsNorm(x, norm, eps: config.rmsNormEps)
@@ -214,34 +218,6 @@ public final class LlamaModel: @unchecked Sendable {
             do { return try device.logits(hidden) } catch { leaveDevice(after: error) }
         }
         return (lmHead ?? embed)(hidden)
-    }
-
-    func attention(_ layer: LlamaLayer, _ x: Tensor, batch: Int, length: Int, start: Int, layerIndex: Int, cache: KVCache?) -> Tensor {
-        let c = config
-        let hd = c.headDim, nh = c.headCount, nkv = c.kvHeadCount
-        let q = layer.q(x), k = layer.k(x), v = layer.v(x)
-        rope.apply(q, heads: nh, headDim: hd, batch: batch, length: length, start: start)
-        rope.apply(k, heads: nkv, headDim: hd, batch: batch, length: length, start: start)
-        let total = start + length
-        // Keys and values for every position of each sequence: the cache's, or this call's.
-        var keys: [Tensor] = [], values: [Tensor] = []
-        for b in 0..<batch {
-            let kb = k.rows((b * length)..<((b + 1) * length)), vb = v.rows((b * length)..<((b + 1) * length))
-            if let cache {
-                precondition(total <= cache.capacity, "KV cache of \(cache.capacity) positions is full")
-                let stored = cache.hostTensors()
-                let ck = stored.keys[b][layerIndex], cv = stored.values[b][layerIndex]
-                (ck.pointer + start * kb.shape[1]).update(from: kb.pointer, count: kb.count)
-                (cv.pointer + start * vb.shape[1]).update(from: vb.pointer, count: vb.count)
-                keys.append(ck)
-                values.append(cv)
-            } else {
-                keys.append(kb)
-                values.append(vb)
-            }
-        }
-        let out = causalAttention(q: q, keys: keys, values: values, batch: batch, length: length, start: start)
-        return layer.o(out)
     }
 }
 

@@ -23,35 +23,85 @@ public struct TokenLoss: Sendable, Equatable {
 /// Labels at or below this value take no part in the loss (transformers' ignore_index is −100).
 public let ignoreLabel = -100
 
-/// One decoder block's forward activations, as its backward pass reads them.
-/// Shapes: N = batch·length rows; h hidden; qd = heads·headDim; kvd = kvHeads·headDim; f intermediate.
-struct BlockTape {
-    let x0: Tensor           // [N, h] block input
-    let rstd1: [Float]       // 1/rms of each row of x0
-    let q: Tensor, k: Tensor, v: Tensor  // [N, qd], [N, kvd], [N, kvd]; q and k after RoPE
-    let x1: Tensor           // [N, h] after the attention residual
-    let rstd2: [Float]
-    let g: Tensor, u: Tensor // [N, f] gate and up projections, before SwiGLU
-    let linears: [LinearTape]  // q, k, v, o, gate, up, down
+/// What training minimises, computed from the LM head's logits a chunk of rows at a time (so
+/// the [N, vocab] logits never exist at once).
+public protocol Objective {
+    /// The rows of the flattened [batch·length] positions whose logits take part, in order.
+    var rows: [Int] { get }
+    /// The loss of `logits` [k, vocab] of rows[chunk]; with `gradient`, the logits are replaced by
+    /// ∂loss/∂logits (as the loss is normalised for the optimizer).
+    func evaluate(_ logits: Tensor, chunk: Range<Int>, gradient: Bool) -> TokenLoss
+}
+
+/// The causal-LM cross-entropy as transformers computes it: position t's logits predict labels[t+1];
+/// labels at ignoreLabel or below take no part. The gradient is of Σ token losses / normalizer,
+/// which keeps the loss exact under gradient accumulation (the effective batch's target count).
+public struct MaskedCrossEntropy: Objective {
+    public let rows: [Int]
+    public let targets: [Int]
+    public let normalizer: Int
+
+    public init(labels: [[Int]], length: Int, vocabularySize vocab: Int, normalizer: Int = 1) {
+        var rows: [Int] = [], targets: [Int] = []
+        for (b, seq) in labels.enumerated() {
+            precondition(seq.count == length, "labels must match the tokens' shape")
+            for t in 0..<length {
+                let label = t + 1 < length ? seq[t + 1] : ignoreLabel
+                guard label > ignoreLabel else { continue }
+                precondition(label < vocab, "label \(label) outside the vocabulary")
+                rows.append(b * length + t)
+                targets.append(label)
+            }
+        }
+        self.rows = rows
+        self.targets = targets
+        self.normalizer = normalizer
+    }
+
+    public func evaluate(_ logits: Tensor, chunk: Range<Int>, gradient: Bool) -> TokenLoss {
+        let vocab = logits.shape[1]
+        let scale = Float(1 / Double(max(normalizer, 1)))
+        var loss = TokenLoss()
+        for (k, label) in targets[chunk].enumerated() {
+            let row = logits.pointer + k * vocab
+            let lse = lq_logsumexp(row, Int64(vocab))
+            loss.sum += lse - Double(row[label])
+            loss.targets += 1
+            if gradient {  // ∂/∂logits = (softmax − onehot) / normalizer
+                lq_softmax(row, Int64(vocab))
+                for j in 0..<vocab { row[j] *= scale }
+                row[label] -= scale
+            }
+        }
+        return loss
+    }
 }
 
 extension LlamaModel {
     /// The causal-LM loss of `tokens` against `labels` (aligned with the tokens, as transformers takes
-    /// them: position t's logits predict labels[t+1]), and its gradient with respect to every adapter:
-    /// ∂(Σ token losses / normalizer)/∂A and ∂B are added into each adapted linear's `loraGrad`.
-    /// Dividing by the effective batch's target count keeps the loss exact under gradient accumulation.
+    /// them: position t's logits predict labels[t+1]), and its gradients delivered to `gradients`
+    /// (each adapter's ∂(Σ token losses / normalizer)/∂A and ∂B, and any weight gradient it asks for).
+    public func accumulateGradients(tokens: [[Int]], labels: [[Int]], normalizer: Int, into gradients: (any GradientSink)?,
+                                    checkpointing: Bool = false, rng: inout SeededGenerator) -> TokenLoss {
+        precondition(labels.count == tokens.count, "labels must match the tokens' shape")
+        let objective = MaskedCrossEntropy(labels: labels, length: tokens.first?.count ?? 0, vocabularySize: config.vocabSize,
+                                           normalizer: normalizer)
+        return accumulateGradients(tokens: tokens, objective: objective, into: gradients, checkpointing: checkpointing, rng: &rng)
+    }
+
+    /// Forward and backward of `objective` on `tokens` (batch sequences of equal length).
     /// With `checkpointing`, blocks keep only their input and recompute the rest during backward.
-    public func accumulateGradients(tokens: [[Int]], labels: [[Int]], normalizer: Int, checkpointing: Bool = false,
-                                    rng: inout SeededGenerator) -> TokenLoss {
+    public func accumulateGradients(tokens: [[Int]], objective: some Objective, into gradients: (any GradientSink)?,
+                                    checkpointing: Bool = false, rng: inout SeededGenerator) -> TokenLoss {
         let batch = tokens.count, length = tokens.first?.count ?? 0
-        precondition(labels.count == batch && labels.allSatisfy { $0.count == length }, "labels must match the tokens' shape")
+        precondition(tokens.allSatisfy { $0.count == length }, "sequences in a batch must have equal length")
         rope.ensure(positions: length)
         var x = embedRows(tokens)
         var tapes: [BlockTape?] = []
         var inputs: [(Tensor, [UInt64])] = []
-        for layer in layers {
+        for l in layers.indices {
             let rngState = rng.state
-            let (out, tape) = blockForward(layer, x, batch: batch, length: length, rng: &rng)
+            let (out, tape) = blockForward(l, x, batch: batch, length: length, rng: &rng)
             if checkpointing {
                 inputs.append((x, rngState))
                 tapes.append(nil)
@@ -62,7 +112,7 @@ extension LlamaModel {
         }
         let (hidden, rstd) = rmsNormKeepingScale(x, norm)
         let dHidden = Tensor(zeros: hidden.shape)
-        let loss = headLoss(hidden, labels: labels, length: length, normalizer: normalizer, dHidden: dHidden, rng: &rng)
+        let loss = headLoss(hidden, objective: objective, dHidden: dHidden, gradients: gradients, rng: &rng)
         var dx = Tensor(zeros: x.shape)
         rmsNormBackward(dHidden, x: x, weight: norm, rstd: rstd, into: dx)
         for l in layers.indices.reversed() {
@@ -72,20 +122,20 @@ extension LlamaModel {
             } else {
                 var replay = SeededGenerator(seed: 0)
                 replay.state = inputs[l].1  // the same dropout masks as the first time
-                tape = blockForward(layers[l], inputs[l].0, batch: batch, length: length, rng: &replay).1
+                tape = blockForward(l, inputs[l].0, batch: batch, length: length, rng: &replay).1
             }
             tapes[l] = nil  // free each block's activations as soon as it is done
-            dx = blockBackward(layers[l], dx, tape: tape, batch: batch, length: length)
+            dx = blockBackward(l, dx, tape: tape, batch: batch, length: length, gradients: gradients)
         }
         return loss
     }
 
     /// The loss alone (no adapter dropout, no gradients): for validation.
     public func loss(tokens: [[Int]], labels: [[Int]]) -> TokenLoss {
-        let length = tokens.first?.count ?? 0
         let hidden = hiddenStates(tokens)
         var rng = SeededGenerator(seed: 0)
-        return headLoss(hidden, labels: labels, length: length, normalizer: 1, dHidden: nil, rng: &rng)
+        let objective = MaskedCrossEntropy(labels: labels, length: tokens.first?.count ?? 0, vocabularySize: config.vocabSize)
+        return headLoss(hidden, objective: objective, dHidden: nil, gradients: nil, rng: &rng)
     }
 
     func embedRows(_ tokens: [[Int]]) -> Tensor {
@@ -100,26 +150,16 @@ extension LlamaModel {
         return x
     }
 
-    /// Cross-entropy through the LM head in row chunks, so the [N, vocab] logits never exist at once.
-    /// Only rows that predict a target go through the head: with prompts masked from the loss, that
-    /// skips the largest matrix product for every prompt token. With `dHidden`, also writes
-    /// ∂(loss sum / normalizer)/∂hidden.
-    func headLoss(_ hidden: Tensor, labels: [[Int]], length: Int, normalizer: Int, dHidden: Tensor?,
+    /// The objective through the LM head in row chunks, so the [N, vocab] logits never exist at once.
+    /// Only the objective's rows go through the head: with prompts masked from the loss, that skips
+    /// the largest matrix product for every prompt token. With `dHidden`, also writes ∂loss/∂hidden.
+    func headLoss(_ hidden: Tensor, objective: some Objective, dHidden: Tensor?, gradients: (any GradientSink)?,
                   rng: inout SeededGenerator) -> TokenLoss {
         let head = lmHead ?? embed
         let n = hidden.shape[0], h = hidden.shape[1], vocab = config.vocabSize
-        var rows: [Int] = [], targets: [Int] = []
-        for i in 0..<n {
-            let b = i / length, t = i % length
-            let label = t + 1 < length ? labels[b][t + 1] : ignoreLabel
-            guard label > ignoreLabel else { continue }
-            precondition(label < vocab, "label \(label) outside the vocabulary")
-            rows.append(i)
-            targets.append(label)
-        }
+        let rows = objective.rows
         let contiguous = rows.count == n
         let chunk = max(1, min(rows.count, (1 << 24) / vocab))  // 64 MiB of logits: rows enough for sgemm to run at speed
-        let scale = Float(1 / Double(max(normalizer, 1)))
         var loss = TokenLoss()
         var r0 = 0
         while r0 < rows.count {
@@ -131,24 +171,14 @@ extension LlamaModel {
                 x = Tensor(zeros: [r1 - r0, h])
                 for (k, i) in rows[r0..<r1].enumerated() { (x.pointer + k * h).update(from: hidden.pointer + i * h, count: h) }
             }
-            let (logits, tape) = dHidden == nil ? (head(x), LinearTape(x: x, dropout: nil)) : head.trainingForward(x, rng: &rng)
-            for k in 0..<(r1 - r0) {
-                let row = logits.pointer + k * vocab, label = targets[r0 + k]
-                let lse = lq_logsumexp(row, Int64(vocab))
-                loss.sum += lse - Double(row[label])
-                loss.targets += 1
-                if dHidden != nil {  // ∂/∂logits = (softmax − onehot) / normalizer
-                    lq_softmax(row, Int64(vocab))
-                    for j in 0..<vocab { row[j] *= scale }
-                    row[label] -= scale
-                }
-            }
+            let (logits, tape) = dHidden == nil ? (head(x), LinearTape(input: x)) : head.trainingForward(x, rng: &rng)
+            loss += objective.evaluate(logits, chunk: r0..<r1, gradient: dHidden != nil)
             if let dHidden {
                 if contiguous {
-                    head.backward(logits, tape: tape, dx: dHidden.rows(r0..<r1))
+                    head.backward(logits, tape: tape, dx: dHidden.rows(r0..<r1), gradients: gradients)
                 } else {
                     let dx = Tensor(zeros: x.shape)
-                    head.backward(logits, tape: tape, dx: dx)
+                    head.backward(logits, tape: tape, dx: dx, gradients: gradients)
                     for (k, i) in rows[r0..<r1].enumerated() { (dHidden.pointer + i * h).update(from: dx.pointer + k * h, count: h) }
                 }
             }
@@ -157,53 +187,46 @@ extension LlamaModel {
         return loss
     }
 
-    func blockForward(_ layer: LlamaLayer, _ x0: Tensor, batch: Int, length: Int, rng: inout SeededGenerator) -> (Tensor, BlockTape) {
-        let c = config
-        let (n1, rstd1) = rmsNormKeepingScale(x0, layer.inputNorm)
-        let (q, tq) = layer.q.trainingForward(n1, rng: &rng)
-        let (k, tk) = layer.k.trainingForward(n1, rng: &rng)
-        let (v, tv) = layer.v.trainingForward(n1, rng: &rng)
-        rope.apply(q, heads: c.headCount, headDim: c.headDim, batch: batch, length: length, start: 0)
-        rope.apply(k, heads: c.kvHeadCount, headDim: c.headDim, batch: batch, length: length, start: 0)
-        let keys = (0..<batch).map { k.rows(($0 * length)..<(($0 + 1) * length)) }
-        let values = (0..<batch).map { v.rows(($0 * length)..<(($0 + 1) * length)) }
-        let attended = causalAttention(q: q, keys: keys, values: values, batch: batch, length: length, start: 0)
-        let (a, to) = layer.o.trainingForward(attended, rng: &rng)
-        let x1 = sum(x0, a)
-        let (n2, rstd2) = rmsNormKeepingScale(x1, layer.postNorm)
-        let (g, tg) = layer.gate.trainingForward(n2, rng: &rng)
-        let (u, tu) = layer.up.trainingForward(n2, rng: &rng)
-        let m = g.copy()
-        swiglu(m, u)
-        let (d, td) = layer.down.trainingForward(m, rng: &rng)
-        let tape = BlockTape(x0: x0, rstd1: rstd1, q: q, k: k, v: v, x1: x1, rstd2: rstd2, g: g, u: u,
-                             linears: [tq, tk, tv, to, tg, tu, td])
-        return (sum(x1, d), tape)
+    /// Block l's forward with its tape: the same llamaBlock inference runs, recording.
+    func blockForward(_ l: Int, _ x0: Tensor, batch: Int, length: Int, rng: inout SeededGenerator) -> (Tensor, BlockTape) {
+        let kernels = HostBlockKernels(model: self, layer: l, batch: batch, length: length, recordingWith: rng)
+        let out = llamaBlock(kernels, x0)
+        rng = kernels.rng
+        return (out, kernels.tape())
     }
 
-    /// dL/dx2 of a block's output → dL/dx0 of its input; adapter gradients accumulate on the way.
-    func blockBackward(_ layer: LlamaLayer, _ dx2: Tensor, tape: BlockTape, batch: Int, length: Int) -> Tensor {
-        let c = config
-        let t = tape.linears
+    /// Backward of one projection: its weight's gradient when the sink wants it, then the input
+    /// gradient and any adapter gradients.
+    func linearBackward(_ l: Int, _ p: Projection, _ dy: Tensor, tape: BlockTape, dx: Tensor, gradients: (any GradientSink)?) {
+        let t = tape.linear(p), site = LinearSite.projection(layer: l, p)
+        if let gradients, gradients.wantsWeightGradient(at: site) {
+            gradients.receiveWeightGradient(matmul(dy, transposeA: true, t.input), at: site)  // ∂L/∂W = dyᵀ·x
+        }
+        layers[l][p].backward(dy, tape: t, dx: dx, gradients: gradients)
+    }
+
+    /// dL/dx2 of block l's output → dL/dx0 of its input; parameter gradients go to `gradients` on the way.
+    func blockBackward(_ l: Int, _ dx2: Tensor, tape: BlockTape, batch: Int, length: Int, gradients: (any GradientSink)?) -> Tensor {
+        let c = config, layer = layers[l]
         // MLP: x2 = x1 + down(silu(gate(n2)) · up(n2)).
         let dm = Tensor(zeros: tape.g.shape)
-        layer.down.backward(dx2, tape: t[6], dx: dm)
+        linearBackward(l, .down, dx2, tape: tape, dx: dm, gradients: gradients)
         let (dg, du) = swigluBackward(dm, g: tape.g, u: tape.u)
         let dn2 = Tensor(zeros: tape.x1.shape)
-        layer.gate.backward(dg, tape: t[4], dx: dn2)
-        layer.up.backward(du, tape: t[5], dx: dn2)
+        linearBackward(l, .gate, dg, tape: tape, dx: dn2, gradients: gradients)
+        linearBackward(l, .up, du, tape: tape, dx: dn2, gradients: gradients)
         let dx1 = dx2.copy()
         rmsNormBackward(dn2, x: tape.x1, weight: layer.postNorm, rstd: tape.rstd2, into: dx1)
         // Attention: x1 = x0 + o(attend(rope(q(n1)), rope(k(n1)), v(n1))).
         let dAttended = Tensor(zeros: tape.q.shape)
-        layer.o.backward(dx1, tape: t[3], dx: dAttended)
+        linearBackward(l, .o, dx1, tape: tape, dx: dAttended, gradients: gradients)
         let (dq, dk, dv) = causalAttentionBackward(dAttended, q: tape.q, k: tape.k, v: tape.v, batch: batch, length: length)
         rope.apply(dq, heads: c.headCount, headDim: c.headDim, batch: batch, length: length, start: 0, inverse: true)
         rope.apply(dk, heads: c.kvHeadCount, headDim: c.headDim, batch: batch, length: length, start: 0, inverse: true)
         let dn1 = Tensor(zeros: tape.x0.shape)
-        layer.q.backward(dq, tape: t[0], dx: dn1)
-        layer.k.backward(dk, tape: t[1], dx: dn1)
-        layer.v.backward(dv, tape: t[2], dx: dn1)
+        linearBackward(l, .q, dq, tape: tape, dx: dn1, gradients: gradients)
+        linearBackward(l, .k, dk, tape: tape, dx: dn1, gradients: gradients)
+        linearBackward(l, .v, dv, tape: tape, dx: dn1, gradients: gradients)
         let dx0 = dx1.copy()
         rmsNormBackward(dn1, x: tape.x0, weight: layer.inputNorm, rstd: tape.rstd1, into: dx0)
         return dx0

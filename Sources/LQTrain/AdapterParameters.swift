@@ -3,32 +3,43 @@ import LQFormats
 import LQModel
 import LQTensor
 
-/// The adapter matrices being trained, in a fixed order under their PEFT names, with the
-/// gradient buffers the backward pass accumulates into (one flat list, as the optimizer wants it).
-public final class AdapterParameters {
+/// The adapter matrices being trained and their gradients: two mirrored slabs (as llm.c keeps
+/// parameters and gradients), each matrix a view in a fixed order under its PEFT name. The model's
+/// LoRALinear layers compute with views of the value slab; the backward pass finds each one's
+/// gradient views here (this is the GradientSink it is given), so the model holds no training state.
+public final class AdapterParameters: GradientSink {
     public let config: AdapterConfig
     public let names: [String]
     public let values: [Tensor]
     public let grads: [Tensor]
+    /// Each trained adapter's index into values/grads (A at 2i, B at 2i + 1).
+    private let adapterIndex: [ObjectIdentifier: Int]
 
-    /// Collects the adapters attached to `model`'s target linears (allocating their gradients).
+    /// Collects the adapters attached to `model`'s linears, moving their matrices into the value
+    /// slab, and sets their dropout.
     public init(model: LlamaModel, config: AdapterConfig, dropout: Float) {
         self.config = config
-        var names: [String] = [], values: [Tensor] = [], grads: [Tensor] = []
+        var names: [String] = [], adapters: [LoRALinear] = []
         for (i, layer) in model.layers.enumerated() {
-            for (module, linear) in layer.linears {
-                guard let lora = linear.lora else { continue }
-                let grad = LoRA(a: Tensor(zeros: lora.a.shape), b: Tensor(zeros: lora.b.shape), scale: lora.scale)
-                linear.loraGrad = grad
-                linear.loraDropout = dropout
-                names += [LlamaModel.adapterKey(layer: i, module: module, matrix: "A"), LlamaModel.adapterKey(layer: i, module: module, matrix: "B")]
-                values += [lora.a, lora.b]
-                grads += [grad.a, grad.b]
+            for (p, linear) in layer.linears {
+                guard let adapter = linear as? LoRALinear else { continue }
+                adapter.dropout = dropout
+                names += [LlamaModel.adapterKey(layer: i, module: p.module, matrix: "A"), LlamaModel.adapterKey(layer: i, module: p.module, matrix: "B")]
+                adapters.append(adapter)
             }
+        }
+        let shapes = adapters.flatMap { [$0.a.shape, $0.b.shape] }
+        let values = Self.slab(shapes), grads = Self.slab(shapes)
+        for (k, adapter) in adapters.enumerated() {
+            let a = values[2 * k], b = values[2 * k + 1]
+            a.pointer.update(from: adapter.a.pointer, count: a.count)
+            b.pointer.update(from: adapter.b.pointer, count: b.count)
+            adapter.rebind(a: a, b: b)
         }
         self.names = names
         self.values = values
         self.grads = grads
+        adapterIndex = Dictionary(uniqueKeysWithValues: adapters.enumerated().map { (ObjectIdentifier($1), $0) })
     }
 
     /// Loose tensors (tests, tools): gradients allocated alongside.
@@ -36,18 +47,34 @@ public final class AdapterParameters {
         self.config = config
         self.names = names
         self.values = values
-        grads = values.map { Tensor(zeros: $0.shape) }
+        grads = Self.slab(values.map(\.shape))
+        adapterIndex = [:]
+    }
+
+    /// Views of one zeroed allocation, one per shape, in order.
+    private static func slab(_ shapes: [[Int]]) -> [Tensor] {
+        let counts = shapes.map { $0.reduce(1, *) }
+        let storage = TensorStorage(byteCount: max(counts.reduce(0, +), 1) * MemoryLayout<Float>.stride)
+        var offset = 0
+        return zip(shapes, counts).map { shape, count in
+            defer { offset += count }
+            return Tensor(shape: shape, storage: storage, offset: offset)
+        }
+    }
+
+    public func adapterGradients(_ adapter: LoRALinear) -> (a: Tensor, b: Tensor)? {
+        adapterIndex[ObjectIdentifier(adapter)].map { (grads[2 * $0], grads[2 * $0 + 1]) }
     }
 
     /// Attaches fresh adapters to every linear whose short name is a target: A as PEFT initialises it
     /// (kaiming-uniform with a = √5, i.e. U(−1/√in, 1/√in)), B zero, so training starts at the base model.
     public static func attachFresh(to model: LlamaModel, config: AdapterConfig, dropout: Float, rng: inout SeededGenerator) -> AdapterParameters {
         for layer in model.layers {
-            for (module, linear) in layer.linears where config.targets(module) {
+            for (p, linear) in layer.linears where config.targets(p.module) {
                 let bound = 1 / Float(linear.inFeatures).squareRoot()
                 let a = Tensor(zeros: [config.rank, linear.inFeatures])
                 for i in 0..<a.count { a.pointer[i] = (Float(rng.next() >> 40) * 0x1p-24 * 2 - 1) * bound }
-                linear.lora = LoRA(a: a, b: Tensor(zeros: [linear.outFeatures, config.rank]), scale: config.scale)
+                layer[p] = LoRALinear(base: linear, a: a, b: Tensor(zeros: [linear.outFeatures, config.rank]), scale: config.scale)
             }
         }
         return AdapterParameters(model: model, config: config, dropout: dropout)
@@ -83,12 +110,5 @@ public final class AdapterParameters {
             guard t.shape == value.shape else { throw ModelError.badShape(path: file.path, tensor: name, expected: value.shape, actual: t.shape) }
             value.pointer.update(from: t.pointer, count: t.count)
         }
-    }
-}
-
-extension AdapterConfig {
-    /// Whether a module ("self_attn.q_proj") is a target, by its short or full name.
-    public func targets(_ module: String) -> Bool {
-        targetModules.contains(String(module.split(separator: ".").last!)) || targetModules.contains(module)
     }
 }

@@ -116,7 +116,7 @@ public final class Trainer {
             let normalizer = max(1, micro.reduce(0) { $0 + $1.targets })
             var loss = TokenLoss()
             for batch in micro {
-                loss += model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer,
+                loss += model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer, into: parameters,
                                                   checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
             }
             let mean = loss.sum / Double(normalizer)

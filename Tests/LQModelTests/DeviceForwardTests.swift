@@ -73,19 +73,19 @@ struct DeviceForwardTests {
     static func quantizedModel(_ config: QuantConfig, window: Int? = nil) throws -> LlamaModel {
         let dense = try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3")
         var rng = SeededGenerator(seed: 17)
-        func quantized(_ l: Linear, adapter: Bool = false) throws -> Linear {
-            guard case let .dense(w) = l.base else { preconditionFailure("the fixture has dense weights") }
-            let lora = adapter
-                ? LoRA(a: Tensor(shape: [4, l.inFeatures], values: (0..<(4 * l.inFeatures)).map { _ in Float.random(in: -0.2...0.2, using: &rng) }),
-                       b: Tensor(shape: [l.outFeatures, 4], values: (0..<(4 * l.outFeatures)).map { _ in Float.random(in: -0.2...0.2, using: &rng) }),
-                       scale: 2)
-                : nil
-            return Linear(base: .quantized(try Quantizer.quantize(w, config: config)), bias: l.bias, lora: lora)
+        func quantized(_ l: any LinearOperator, adapter: Bool = false) throws -> any LinearOperator {
+            guard let dense = l as? DenseLinear else { preconditionFailure("the fixture has dense weights") }
+            let base = QuantizedLinear(weight: try Quantizer.quantize(dense.weight, config: config), bias: l.bias)
+            guard adapter else { return base }
+            return LoRALinear(base: base,
+                              a: Tensor(shape: [4, l.inFeatures], values: (0..<(4 * l.inFeatures)).map { _ in Float.random(in: -0.2...0.2, using: &rng) }),
+                              b: Tensor(shape: [l.outFeatures, 4], values: (0..<(4 * l.outFeatures)).map { _ in Float.random(in: -0.2...0.2, using: &rng) }),
+                              scale: 2)
         }
         let layers = try dense.layers.map { l in
-            LlamaLayer(inputNorm: l.inputNorm, postNorm: l.postNorm, q: try quantized(l.q, adapter: true), k: try quantized(l.k),
-                       v: try quantized(l.v), o: try quantized(l.o), gate: try quantized(l.gate), up: try quantized(l.up),
-                       down: try quantized(l.down, adapter: true))
+            LlamaLayer(inputNorm: l.inputNorm, postNorm: l.postNorm, q: try quantized(l[.q], adapter: true), k: try quantized(l[.k]),
+                       v: try quantized(l[.v]), o: try quantized(l[.o]), gate: try quantized(l[.gate]), up: try quantized(l[.up]),
+                       down: try quantized(l[.down], adapter: true))
         }
         var c = dense.config
         c.slidingWindow = window

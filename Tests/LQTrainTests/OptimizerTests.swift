@@ -18,7 +18,7 @@ struct OptimizerTests {
         for _ in 0..<10 {
             params.zeroGradients()
             var rng = SeededGenerator(seed: 0)
-            losses.append(model.accumulateGradients(tokens: tokens, labels: labels, normalizer: targetCount(labels), rng: &rng).mean)
+            losses.append(model.accumulateGradients(tokens: tokens, labels: labels, normalizer: targetCount(labels), into: params, rng: &rng).mean)
             if let clip { clipGradientNorm(params, maxNorm: clip) }
             optimizer.update(params, learningRate: 1e-2)
         }
