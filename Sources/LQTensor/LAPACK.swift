@@ -128,3 +128,16 @@ private func zeroOtherTriangle(_ t: Tensor, keepUpper: Bool) {
         for j in 0..<n where keepUpper ? j < i : j > i { t[i, j] = 0 }
     }
 }
+
+/// (L·Lᵀ)⁻¹ from a lower Cholesky factor L (`spotri`, torch.cholesky_inverse), both triangles filled.
+public func choleskyInverse(_ l: Tensor) throws -> Tensor {
+    _ = BLASTiling.singleThreaded  // LAPACK calls OpenBLAS too
+    precondition(l.rank == 2 && l.shape[0] == l.shape[1], "choleskyInverse expects a square matrix")
+    let n = l.shape[0]
+    let out = l.copy()
+    try check("spotri", LAPACKE_spotri(LAPACK_ROW_MAJOR, Int8(UInt8(ascii: "L")), Int32(n), out.pointer, Int32(n))) {
+        .singular(index: $0)
+    }
+    for i in 0..<n { for j in (i + 1)..<max(i + 1, n) { out[i, j] = out[j, i] } }
+    return out
+}
