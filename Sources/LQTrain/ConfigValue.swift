@@ -21,11 +21,13 @@ extension ConfigValue {
 }
 
 extension ConfigValue where V == String {
-    static var string: ConfigValue { ConfigValue(decode: { raw, key in
-        try refuseNull(raw, key)
-        guard let s = raw as? String else { throw ConfigError.badValue(key: key, detail: "must be a string (got \(raw))") }
-        return s
-    }, encode: { yamlString($0) }) }
+    static var string: ConfigValue {
+        ConfigValue(decode: { raw, key in
+            try refuseNull(raw, key)
+            guard let s = raw as? String else { throw ConfigError.badValue(key: key, detail: "must be a string (got \(raw))") }
+            return s
+        }, encode: { yamlString($0) })
+    }
 
     static func yamlString(_ s: String) -> String {
         s.isEmpty ? "\"\"" : ((try? Yams.dump(object: s).trimmingCharacters(in: .whitespacesAndNewlines)) ?? s)
@@ -33,11 +35,13 @@ extension ConfigValue where V == String {
 }
 
 extension ConfigValue where V == Bool {
-    static var bool: ConfigValue { ConfigValue(decode: { raw, key in
-        try refuseNull(raw, key)
-        guard let b = raw as? Bool else { throw ConfigError.badValue(key: key, detail: "must be true or false (got \(raw))") }
-        return b
-    }, encode: { "\($0)" }) }
+    static var bool: ConfigValue {
+        ConfigValue(decode: { raw, key in
+            try refuseNull(raw, key)
+            guard let b = raw as? Bool else { throw ConfigError.badValue(key: key, detail: "must be true or false (got \(raw))") }
+            return b
+        }, encode: { "\($0)" })
+    }
 }
 
 extension ConfigValue where V == Int {
