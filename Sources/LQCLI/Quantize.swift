@@ -34,15 +34,10 @@ enum Targets {
 
 /// The configuration's fields as quant_report.json lists them.
 func reportFields(_ c: QuantConfig) -> [String: Any] {
-    var out: [String: Any] = ["name": c.name, "bits": c.bits, "block_size": c.blockSize]
-    switch c.scale {
-    case .fp32:
-        out["scale_bits"] = 32; out["scale_block_size"] = NSNull(); out["scale_dtype"] = "fp32"
-    case .dynamic8:
-        out["scale_bits"] = 8; out["scale_block_size"] = 256; out["scale_dtype"] = "fp32"; out["scale_map"] = "bitsandbytes-dynamic"
-    case let .uint(sb, g, d):
-        out["scale_bits"] = sb; out["scale_block_size"] = g; out["scale_dtype"] = d.rawValue
-    }
+    let t = c.scale.traits
+    var out: [String: Any] = ["name": c.name, "bits": c.bits, "block_size": c.blockSize, "scale_bits": t.bits,
+                              "scale_block_size": t.groupSize.map { $0 as Any } ?? NSNull(), "scale_dtype": t.dtype.rawValue]
+    if let map = t.map { out["scale_map"] = map }
     return out
 }
 
@@ -139,7 +134,7 @@ struct Quantize: ParsableCommand {
         guard [16, 32, 64, 128, 256].contains(blockSize) else { throw ValidationError("--block-size must be 16, 32, 64, 128 or 256") }
         if doubleQuant == false { return .plain(bits: bits, blockSize: blockSize) }
         if bits == 4 { return QuantConfig(bits: 4, blockSize: blockSize, scale: .dynamic8) }
-        return QuantConfig(bits: bits, blockSize: blockSize, scale: .uint(bits: 8, groupSize: 256, dtype: .fp32))
+        return .qlora(bits: bits, blockSize: blockSize)
     }
 
     func validate() throws {

@@ -175,10 +175,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
     /// Bytes of storage (codes and scales as stored; group absmax at its storage width).
     public var storageBytes: Int {
         var bytes = codes.count + absmax.count * 4 + scaleCodes.count
-        switch config.scale {
-        case .fp32: break
-        case .dynamic8: bytes += groupAbsmax.count * 4 + 4
-        case let .uint(_, _, d): bytes += groupAbsmax.count * d.bitCount / 8 + 4
+        if config.scale.traits.layout == .doubleQuantized {
+            bytes += groupAbsmax.count * config.scale.traits.dtype.bitCount / 8 + 4  // + the fp32 offset
         }
         return bytes
     }

@@ -31,10 +31,8 @@ public enum QuantizedStorage {
     public static let bnbStateSuffix = ".quant_state.bitsandbytes__nf4"
     public static let metadataPrefix = "lqlora.quant."
 
-    /// Whether a configuration is stored in the bitsandbytes layout.
-    public static func usesBitsandbytesLayout(_ c: QuantConfig) -> Bool {
-        c.bits == 4 && c.blockSize == 64 && (c.scale == .dynamic8 || c.scale == .fp32)
-    }
+    /// bitsandbytes' nested_blocksize: blocks per fp32 absmax of the double-quantized scales.
+    static var bnbNestedBlockSize: Int { ScaleFormat.dynamic8.traits.groupSize! }
 
     /// torch's name for a stored dtype ("bfloat16", ...), as bitsandbytes records it.
     public static func torchName(_ d: DType) -> String {
@@ -52,14 +50,14 @@ public enum QuantizedStorage {
         func floats(_ suffix: String, _ values: [Float], _ dtype: DType = .f32) -> PendingTensor {
             PendingTensor(name: name + suffix, tensor: Tensor(shape: [values.count], values: values), dtype: dtype)
         }
-        if usesBitsandbytesLayout(c) {
+        if c.isBitsandbytesCompatible {
             let state = Array(bnbState(q, original: original).utf8)
             var out = [
                 PendingTensor(name: name, dtype: .u8, shape: [q.codes.count, 1], bytes: q.codes),
                 floats(".quant_map", q.codebook),
                 PendingTensor(name: name + bnbStateSuffix, dtype: .u8, shape: [state.count], bytes: state),
             ]
-            if c.scale == .dynamic8 {
+            if c.scale.traits.layout == .doubleQuantized {
                 out += [PendingTensor(name: name + ".absmax", dtype: .u8, shape: [q.scaleCodes.count], bytes: q.scaleCodes),
                         floats(".nested_absmax", q.groupAbsmax), floats(".nested_quant_map", bitsandbytesDynamicMap)]
             } else {
@@ -71,31 +69,27 @@ public enum QuantizedStorage {
             PendingTensor(name: name + ".lq_codes", dtype: .u8, shape: [q.codes.count], bytes: q.codes),
             floats(".lq_codebook", q.codebook),
         ]
-        switch c.scale {
-        case .fp32:
+        switch c.scale.traits.layout {
+        case .perBlock:
             out.append(floats(".lq_absmax", q.absmax))
-        case .dynamic8:
+        case .doubleQuantized:
             out += [PendingTensor(name: name + ".lq_scale_codes", dtype: .u8, shape: [q.scaleCodes.count], bytes: q.scaleCodes),
-                    floats(".lq_group_absmax", q.groupAbsmax), floats(".lq_scale_offset", [q.scaleOffset])]
-        case let .uint(_, _, dtype):
-            let stored: DType = dtype == .fp32 ? .f32 : (dtype == .bf16 ? .bf16 : .f16)
-            out += [PendingTensor(name: name + ".lq_scale_codes", dtype: .u8, shape: [q.scaleCodes.count], bytes: q.scaleCodes),
-                    floats(".lq_group_absmax", q.groupAbsmax, stored), floats(".lq_scale_offset", [q.scaleOffset])]
+                    floats(".lq_group_absmax", q.groupAbsmax, c.scale.traits.dtype.stored), floats(".lq_scale_offset", [q.scaleOffset])]
         }
         return out
     }
 
     /// The metadata entry lqlora's own layout needs (none for the bitsandbytes layout).
     public static func metadata(for q: QuantizedMatrix, name: String, original: DType) -> [String: String] {
-        if usesBitsandbytesLayout(q.config) { return [:] }
+        if q.config.isBitsandbytesCompatible { return [:] }
         return [metadataPrefix + name: "{\"config\": \"\(q.config.name)\", \"shape\": [\(q.rows), \(q.cols)], \"dtype\": \"\(torchName(original))\"}"]
     }
 
     /// bitsandbytes' quant state JSON, with Python's json.dumps separators.
     static func bnbState(_ q: QuantizedMatrix, original: DType) -> String {
         var s = "{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"\(torchName(original))\", \"shape\": [\(q.rows), \(q.cols)]"
-        if q.config.scale == .dynamic8 {
-            s += ", \"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": \(Double(q.scaleOffset))"
+        if q.config.scale.traits.layout == .doubleQuantized {
+            s += ", \"nested_blocksize\": \(bnbNestedBlockSize), \"nested_dtype\": \"float32\", \"nested_offset\": \(Double(q.scaleOffset))"
         }
         return s + "}"
     }
@@ -172,7 +166,7 @@ public enum QuantizedStorage {
             let codes = try bytes("")
             let absmaxEntry = try part(".absmax").1
             if absmaxEntry.dtype == .u8 {
-                guard state["nested_blocksize"] as? Int == 256 else { throw bad("nested_blocksize must be 256") }
+                guard state["nested_blocksize"] as? Int == bnbNestedBlockSize else { throw bad("nested_blocksize must be \(bnbNestedBlockSize)") }
                 guard try floats(".nested_quant_map") == bitsandbytesDynamicMap else { throw bad("nested_quant_map is not bitsandbytes' dynamic map") }
                 guard let offset = (state["nested_offset"] as? NSNumber)?.floatValue else { throw bad("quant state has no nested_offset") }
                 let q = QuantizedMatrix(config: .nf4DoubleQuant, rows: shape[0], cols: shape[1], codes: codes,
@@ -194,10 +188,10 @@ public enum QuantizedStorage {
             throw bad("\(codes.count) code bytes do not fit \(shape) at \(config.bits) bits")
         }
         let q: QuantizedMatrix
-        switch config.scale {
-        case .fp32:
+        switch config.scale.traits.layout {
+        case .perBlock:
             q = QuantizedMatrix(config: config, rows: shape[0], cols: shape[1], codes: codes, absmax: try floats(".lq_absmax"))
-        case .dynamic8, .uint:
+        case .doubleQuantized:
             q = QuantizedMatrix(config: config, rows: shape[0], cols: shape[1], codes: codes, scaleCodes: try bytes(".lq_scale_codes"),
                                 groupAbsmax: try floats(".lq_group_absmax"), scaleOffset: try floats(".lq_scale_offset").first ?? 0)
         }
@@ -207,13 +201,24 @@ public enum QuantizedStorage {
 
     /// config.json's `quantization_config` for a checkpoint whose targets use `configs`.
     public static func quantizationConfig(configs: Set<QuantConfig>, computeDType: DType, skipped: [String]) -> [String: Any] {
-        if configs.count == 1, let c = configs.first, usesBitsandbytesLayout(c) {
+        if configs.count == 1, let c = configs.first, c.isBitsandbytesCompatible {
             return ["_load_in_4bit": true, "_load_in_8bit": false, "bnb_4bit_compute_dtype": torchName(computeDType),
                     "bnb_4bit_quant_storage": "uint8", "bnb_4bit_quant_type": "nf4",
-                    "bnb_4bit_use_double_quant": c.scale == .dynamic8, "llm_int8_enable_fp32_cpu_offload": false,
+                    "bnb_4bit_use_double_quant": c.scale.traits.layout == .doubleQuantized, "llm_int8_enable_fp32_cpu_offload": false,
                     "llm_int8_has_fp16_weight": false, "llm_int8_skip_modules": skipped.isEmpty ? NSNull() : skipped,
                     "llm_int8_threshold": 6.0, "load_in_4bit": true, "load_in_8bit": false, "quant_method": "bitsandbytes"]
         }
         return ["quant_method": "lqlora", "format_version": 1, "configs": configs.map(\.name).sorted()]
+    }
+}
+
+extension ScaleDType {
+    /// The safetensors dtype its values are stored as.
+    var stored: DType {
+        switch self {
+        case .fp32: return .f32
+        case .bf16: return .bf16
+        case .fp16: return .f16
+        }
     }
 }

@@ -37,18 +37,13 @@ public enum Quantizer {
 
         case .dynamic8:
             // bitsandbytes: offset = mean(absmax) (PyTorch's float32 sum order); absmax − offset
-            // through its CPU 8-bit blockwise quantizer in groups of 256.
+            // through its CPU 8-bit blockwise quantizer (the one its 8-bit optimizers use).
             let offset = TorchSum.mean(absmax)
             let centred = absmax.map { $0 - offset }
-            let groups = (blocks + 255) / 256
+            let groups = (blocks + DynamicQuantizer.blockSize - 1) / DynamicQuantizer.blockSize
             var nested = [Float](repeating: 0, count: groups)
             var scaleCodes = [UInt8](repeating: 0, count: blocks)
-            centred.withUnsafeBufferPointer { c in
-                nested.withUnsafeMutableBufferPointer { lq_blockwise_absmax(c.baseAddress, Int64(blocks), 256, $0.baseAddress) }
-                Self.dynamicMapTable.withUnsafeBufferPointer { lut in
-                    lq_bnb_encode8(c.baseAddress, Int64(blocks), 256, nested, lut.baseAddress, &scaleCodes)
-                }
-            }
+            DynamicQuantizer.signed.quantize(centred, count: blocks, codes: &scaleCodes, absmax: &nested)
             // Weights are coded against the exact absmax: bitsandbytes quantizes before compressing it.
             let codes = encode(values, config: config, scales: absmax, mode: LQ_ENCODE_BITSANDBYTES)
             return QuantizedMatrix(config: config, rows: rows, cols: cols, codes: codes, scaleCodes: scaleCodes,
@@ -90,13 +85,6 @@ public enum Quantizer {
         case .fp16: return lq_f16_to_f32_ref(lq_f32_to_f16_ref(v))
         }
     }
-
-    /// bitsandbytes' 65,536-entry table for the dynamic map, built once.
-    static let dynamicMapTable: [UInt8] = {
-        var lut = [UInt8](repeating: 0, count: 65536)
-        bitsandbytesDynamicMap.withUnsafeBufferPointer { lq_bnb_build_lut($0.baseAddress, &lut) }
-        return lut
-    }()
 
     /// Codes for every value against per-block scales, in parallel over whole blocks. Slots past
     /// the last value (an odd count at 4 bits, say) hold the code of 0, as bitsandbytes pads.

@@ -37,7 +37,7 @@ public final class Trainer {
     public let config: TrainConfig
     public let model: LlamaModel
     public let parameters: AdapterParameters
-    public let optimizer: AdamW
+    public let optimizer: any Optimizer
     public let train: Dataset
     public let valid: Dataset?
     public let plan: BatchPlan
@@ -73,10 +73,7 @@ public final class Trainer {
             parameters = AdapterParameters.attachFresh(to: model, config: adapterConfig, dropout: Float(config.dropout), rng: &rng)
         }
         dropoutRNG = SeededGenerator(seed: UInt64(config.seed) &+ 0x5EED)
-        var settings = AdamW.Settings()
-        settings.weightDecay = config.weightDecay
-        settings.eightBit = config.optimizer == "adamw8bit"
-        optimizer = AdamW(parameters: parameters, settings: settings)
+        optimizer = config.makeOptimizer(for: parameters)
 
         let tokenizer = try loadTokenizer(directory: config.model)
         let eos = model.config.eosTokenIDs.first ?? 0

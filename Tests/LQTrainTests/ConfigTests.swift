@@ -34,8 +34,29 @@ struct ConfigTests {
         #expect(error("- a\n- b\n").contains("must be a mapping"))
     }
 
+    @Test func optimizerKeysAreTypedAndValidated() throws {
+        func error(_ overrides: [String]) -> String {
+            do { _ = try TrainConfig(yaml: minimal, overrides: overrides); return "no error" } catch { return "\(error)" }
+        }
+        let defaults = try TrainConfig(yaml: minimal)
+        #expect(defaults.optimizer == .adamw && defaults.adam.beta1 == 0.9 && defaults.adam.beta2 == 0.999)
+        #expect(defaults.adam.epsilon == 1e-8 && defaults.adam.weightDecay == 0)
+        let c = try TrainConfig(yaml: minimal, overrides: ["train.optimizer=adamw8bit", "train.adam_beta2=0.95", "train.adam_epsilon=1e-6",
+                                                           "train.adam_beta1=0", "train.weight_decay=0.01"])
+        #expect(c.optimizer == .adamw8bit && c.adam == AdamW.Settings(beta1: 0, beta2: 0.95, epsilon: 1e-6, weightDecay: 0.01))
+        #expect(try TrainConfig(yaml: c.yaml()) == c)
+        #expect(c.yaml().contains("  optimizer: adamw8bit\n  adam_beta1: 0.0\n  adam_beta2: 0.95\n  adam_epsilon: 1e-06\n"))
+        #expect(error(["train.adam_beta1=1"]) == "'train.adam_beta1' must be in 0.0..<1.0 (got 1.0)")
+        #expect(error(["train.adam_beta2=-0.1"]) == "'train.adam_beta2' must be in 0.0..<1.0 (got -0.1)")
+        #expect(error(["train.adam_epsilon=0"]) == "'train.adam_epsilon' must be above 0.0 and at most 1.0 (got 0.0)")
+        #expect(error(["train.adam_epsilon=null"]) == "'train.adam_epsilon' cannot be null")
+        #expect(error(["train.adam_beta=0.9"]) == "unknown key 'train.adam_beta' (did you mean 'train.adam_beta1'?)")
+        #expect(error(["train.min_8bit_size=-1"]) == "'train.min_8bit_size' must be in 0...2147483647 (got -1)")
+    }
+
     @Test func theSchemaListsEveryKey() {
         let text = TrainConfig().yaml(help: true)
-        for key in ["model:", "adapter_init:", "  mask_prompt:", "  rslora:", "  grad_checkpoint:", "  keep:"] { #expect(text.contains(key)) }
+        for key in ["model:", "adapter_init:", "  mask_prompt:", "  rslora:", "  grad_checkpoint:", "  keep:", "  adam_beta1:",
+                    "  adam_beta2:", "  adam_epsilon:", "  weight_decay:", "  min_8bit_size:"] { #expect(text.contains(key)) }
     }
 }

@@ -46,8 +46,7 @@ struct OptimizerTests {
         let params = AdapterParameters(names: ["big", "small"], values: [big, small])
         var settings = AdamW.Settings()
         settings.weightDecay = 0.01
-        settings.eightBit = true
-        let optimizer = AdamW(parameters: params, settings: settings)
+        let optimizer = AdamW8bit(parameters: params, settings: settings)
         for step in 0..<3 {
             params.grads[0].pointer.update(from: try f.floatTensor("grad\(step)_big").pointer, count: 8192)
             params.grads[1].pointer.update(from: try f.floatTensor("grad\(step)_small").pointer, count: 1000)

@@ -133,7 +133,7 @@ struct TrainerTests {
     @Test func eightBitAndCheckpointedRunsTrainToo() throws {
         let ws = try Workspace()
         var config = try ws.config()
-        config.optimizer = "adamw8bit"
+        config.optimizer = .adamw8bit
         config.gradCheckpoint = true
         config.packing = true
         config.maxSteps = 4
