@@ -43,7 +43,7 @@ struct Generate: ParsableCommand {
             var stops = Set<Int>()
             stops.formUnion(model.config.eosTokenIDs)
             if chat {
-                let template = try ChatTemplate(template: chatTemplate(directory: modelOptions.model))
+                let template = try ChatTemplate(template: TokenizerConfig(directory: modelOptions.model).chatTemplate)
                 var messages: [ChatTemplate.Message] = []
                 if let system { messages.append(.init(role: "system", content: system)) }
                 messages.append(.init(role: "user", content: prompt))
@@ -71,11 +71,5 @@ struct Generate: ParsableCommand {
             printError("lqlora generate: error: \(error)")
             throw ExitCode.failure
         }
-    }
-
-    func chatTemplate(directory: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: directory + "/tokenizer_config.json"),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return json["chat_template"] as? String
     }
 }
