@@ -34,7 +34,7 @@ struct Merge: ParsableCommand {
             Parallel.configure()
             let checkpoint = try Checkpoint(path: model)
             let adapterConfig = try AdapterConfig(directory: adapter)
-            let adapterFile = try SafeTensorsFile(path: adapter + "/adapter_model.safetensors")
+            let adapterFile = try SafeTensorsFile(path: adapter + "/" + PEFTAdapter.weightsFile)
             let quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
             let storage: DType = ["bf16": .bf16, "f16": .f16, "f32": .f32][dtype]!
             let scale = adapterConfig.scale
@@ -49,8 +49,8 @@ struct Merge: ParsableCommand {
             for name in checkpoint.tensorNames {
                 let weight = QuantizedStorage.owner(of: name, in: quantized) ?? name
                 guard emitted.insert(weight).inserted else { continue }
-                let module = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
-                let aKey = "base_model.model.\(module).lora_A.weight", bKey = "base_model.model.\(module).lora_B.weight"
+                let module = PEFTKeys.module(ofWeight: weight)
+                let aKey = PEFTKeys.lora(module: module, matrix: .a), bKey = PEFTKeys.lora(module: module, matrix: .b)
                 let hasLoRA = adapterFile.contains(aKey) && adapterFile.contains(bKey)
                 if !quantized.contains(weight) && !hasLoRA {
                     let (file, entry) = try checkpoint.locate(name)

@@ -5,47 +5,6 @@ import LQLoRA
 import LQQuant
 import LQTensor
 
-/// Which weights a command quantizes or adapts.
-enum Targets {
-    static let decoderProjections = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-    /// Matrices `X.weight` where X is a target or ends in "." + target, in checkpoint order.
-    /// With `strict` (targets the user named) every target must match a matrix; otherwise at least one must.
-    static func select(in checkpoint: Checkpoint, targets: [String], strict: Bool) throws -> [String] {
-        var used = Set<String>()
-        var out: [String] = []
-        for name in checkpoint.tensorNames where name.hasSuffix(".weight") {
-            guard let entry = try? checkpoint.entry(name), entry.shape.count == 2 else { continue }
-            let module = String(name.dropLast(".weight".count))
-            if let t = targets.first(where: { module == $0 || module.hasSuffix("." + $0) }) {
-                used.insert(t)
-                out.append(name)
-            }
-        }
-        if out.isEmpty && !strict {
-            throw CLIError("none of the default targets (\(targets.joined(separator: ","))) matches a matrix in \(checkpoint.path); name modules with --targets")
-        }
-        if strict, let missing = targets.first(where: { !used.contains($0) }) {
-            throw CLIError("target '\(missing)' matches no matrix in \(checkpoint.path) (targets name modules such as q_proj or mlp.down_proj)")
-        }
-        return out
-    }
-}
-
-/// The configuration's fields as quant_report.json lists them.
-func reportFields(_ c: QuantConfig) -> [String: Any] {
-    var out: [String: Any] = ["name": c.name, "bits": c.bits, "block_size": c.blockSize]
-    switch c.scale {
-    case .fp32:
-        out["scale_bits"] = 32; out["scale_block_size"] = NSNull(); out["scale_dtype"] = "fp32"
-    case .dynamic8:
-        out["scale_bits"] = 8; out["scale_block_size"] = 256; out["scale_dtype"] = "fp32"; out["scale_map"] = "bitsandbytes-dynamic"
-    case let .uint(sb, g, d):
-        out["scale_bits"] = sb; out["scale_block_size"] = g; out["scale_dtype"] = d.rawValue
-    }
-    return out
-}
-
 /// What `quantize --method` names.
 enum QuantMethod: String, CaseIterable, ExpressibleByArgument {
     case nf2, nf3, nf4, nf8
@@ -127,6 +86,10 @@ struct Quantize: ParsableCommand {
     var threads: Int?
 
     var resolvedMethod: QuantMethod { method ?? .nf4 }
+    /// --targets as a list; nil when not given (the decoder projections).
+    var targetList: [String]? {
+        targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+    }
     var allocates: Bool { resolvedMethod.allocates }
 
     func chosenConfig() throws -> QuantConfig {
@@ -196,13 +159,12 @@ struct Quantize: ParsableCommand {
         let start = Timing.now()
         let checkpoint = try Checkpoint(path: model)
         let modelConfig = try checkpoint.config() ?? [:]
-        let targetList = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
-        let selected = try Targets.select(in: checkpoint, targets: targetList ?? Targets.decoderProjections, strict: targetList != nil)
+        let selected = try Targets.select(in: checkpoint, named: targetList)
         let output = try StagedDirectory(destination: out, overwrite: overwrite)
         var committed = false
         defer { if !committed { output.abandon() } }
 
-        var quantized: [String: (QuantizedMatrix, DType)] = [:]
+        var quantized: [String: QuantizedWeight] = [:]
         var rows: [[String: Any]] = []
         var totalBits = 0.0, totalParams = 0
         let progress = Progress(total: selected.count, label: "quantize")
@@ -210,16 +172,16 @@ struct Quantize: ParsableCommand {
             let (file, entry) = try checkpoint.locate(name)
             let w = try file.floatTensor(entry)
             let q = try Quantizer.quantize(w, config: config, name: name)
-            let relError = relativeError(q, w)
-            quantized[name] = (q, entry.dtype)
+            let relError = q.relativeError(to: w)
+            quantized[name] = QuantizedWeight(q, original: entry.dtype)
             totalBits += config.bitsPerParameter * Double(q.count)
             totalParams += q.count
-            rows.append(["name": name, "shape": [q.rows, q.cols], "config": reportFields(config),
+            rows.append(["name": name, "shape": [q.rows, q.cols], "config": try JSONTree.encode(ConfigReport(config)),
                          "bits_per_param": config.bitsPerParameter, "rel_error": relError])
             progress.update(i + 1, detail: "\(name) rel_error \(String(format: "%.4f", relError))")
         }
 
-        try output.writeQuantizedModel(from: checkpoint, quantized: quantized, modelConfig: modelConfig)
+        try QuantizedCheckpoint.write(from: checkpoint, quantized: quantized, modelConfig: modelConfig, to: output.staging)
         let seconds = Timing.now() - start
         try ModelFiles.writeJSON(["method": config.name, "average_bits": totalParams > 0 ? totalBits / Double(totalParams) : 0,
                                   "parameters_quantized": totalParams, "seconds": seconds, "matrices": rows],
@@ -229,16 +191,4 @@ struct Quantize: ParsableCommand {
         print("quantized \(selected.count) matrices (\(Format.grouped(totalParams)) parameters) to \(config.name), "
               + String(format: "%.3f bits per parameter, %.1f s", config.bitsPerParameter, seconds) + " → \(output.destination)")
     }
-}
-
-/// ‖W − Ŵ‖_F / ‖W‖_F, dequantizing one matrix.
-func relativeError(_ q: QuantizedMatrix, _ w: Tensor) -> Double {
-    let d = q.dequantize()
-    var num = 0.0
-    for i in 0..<w.count {
-        let e = Double(w.pointer[i]) - Double(d.pointer[i])
-        num += e * e
-    }
-    let den = w.frobeniusNorm
-    return den > 0 ? num.squareRoot() / den : 0
 }
