@@ -36,7 +36,7 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try CommandFailure.exits("generate") {
             let (model, tokenizer) = try modelOptions.load()
             Parallel.spinMicroseconds = 100  // decoding: ~200 small parallel products per token
             var text = prompt
@@ -65,11 +65,6 @@ struct Generate: ParsableCommand {
             printError(String(format: "%d prompt tokens at %.1f tokens/s, %d new tokens at %.1f tokens/s", ids.count,
                               Double(ids.count) / max(result.promptSeconds, 1e-9), result.tokens.count,
                               Double(result.tokens.count) / max(result.decodeSeconds, 1e-9)))
-        } catch let error as ValidationError {
-            throw error
-        } catch {
-            printError("lqlora generate: error: \(error)")
-            throw ExitCode.failure
         }
     }
 }

@@ -34,8 +34,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "The model directory (config.json + safetensors).")
     var model: String
 
-    @Option(help: "The output directory.")
-    var out: String
+    @OptionGroup var output: OutputOptions
 
     @Option(help: "nf4, nf3, nf2, nf8; lq-lora (quantized + low-rank, bits chosen per matrix under --budget) or qlora-ilp (bits chosen per matrix, no low-rank part). Default nf4.")
     var method: QuantMethod?
@@ -79,11 +78,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Comma-separated modules to quantize (default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).")
     var targets: String?
 
-    @Flag(help: "Replace --out if it exists.")
-    var overwrite = false
-
-    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
-    var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     var resolvedMethod: QuantMethod { method ?? .nf4 }
     /// --targets as a list; nil when not given (the decoder projections).
@@ -142,27 +137,20 @@ struct Quantize: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            try quantize()
-        } catch let error as ValidationError {
-            throw error
-        } catch {
-            printError("lqlora quantize: error: \(error)")
-            throw ExitCode.failure
-        }
+        try CommandFailure.exits("quantize") { try quantize() }
     }
 
     func quantize() throws {
-        Parallel.configure(threads: threads)
+        threadOptions.configure()
         if allocates { return try quantizeWithAllocation() }
         let config = try chosenConfig()
         let start = Timing.now()
         let checkpoint = try Checkpoint(path: model)
         let modelConfig = try checkpoint.config() ?? [:]
         let selected = try Targets.select(in: checkpoint, named: targetList)
-        let output = try StagedDirectory(destination: out, overwrite: overwrite)
+        let staged = try output.staged()
         var committed = false
-        defer { if !committed { output.abandon() } }
+        defer { if !committed { staged.abandon() } }
 
         var quantized: [String: QuantizedWeight] = [:]
         var rows: [[String: Any]] = []
@@ -181,14 +169,14 @@ struct Quantize: ParsableCommand {
             progress.update(i + 1, detail: "\(name) rel_error \(String(format: "%.4f", relError))")
         }
 
-        try QuantizedCheckpoint.write(from: checkpoint, quantized: quantized, modelConfig: modelConfig, to: output.staging)
+        try QuantizedCheckpoint.write(from: checkpoint, quantized: quantized, modelConfig: modelConfig, to: staged.staging)
         let seconds = Timing.now() - start
         try ModelFiles.writeJSON(["method": config.name, "average_bits": totalParams > 0 ? totalBits / Double(totalParams) : 0,
                                   "parameters_quantized": totalParams, "seconds": seconds, "matrices": rows],
-                                 to: output.path("quant_report.json"))
-        try output.commit()
+                                 to: staged.path("quant_report.json"))
+        try staged.commit()
         committed = true
         print("quantized \(selected.count) matrices (\(Format.grouped(totalParams)) parameters) to \(config.name), "
-              + String(format: "%.3f bits per parameter, %.1f s", config.bitsPerParameter, seconds) + " → \(output.destination)")
+              + String(format: "%.3f bits per parameter, %.1f s", config.bitsPerParameter, seconds) + " → \(staged.destination)")
     }
 }

@@ -27,9 +27,9 @@ extension Quantize {
         let checkpoint = try Checkpoint(path: model)
         let modelConfig = try checkpoint.config() ?? [:]
         let plan = try LQLoRAPipeline.Plan(pipelineOptions, checkpoint: checkpoint)
-        let output = try StagedDirectory(destination: out, overwrite: overwrite)
+        let staged = try output.staged()
         var committed = false
-        defer { if !committed { output.abandon() } }
+        defer { if !committed { staged.abandon() } }
 
         var bar: Progress?
         var result = try LQLoRAPipeline.run(plan) { event in
@@ -38,19 +38,19 @@ extension Quantize {
             case let .matrix(_, index, name, config): bar?.update(index + 1, detail: config.map { "\(name) \($0.name)" } ?? name)
             }
         }
-        try QuantizedCheckpoint.write(from: checkpoint, quantized: result.quantized, modelConfig: modelConfig, to: output.staging)
+        try QuantizedCheckpoint.write(from: checkpoint, quantized: result.quantized, modelConfig: modelConfig, to: staged.staging)
         if !result.adapter.isEmpty {
             try PEFTAdapter.write(result.adapter.map { PEFTAdapter.Pair(module: $0.module, a: $0.a, b: $0.b) },
-                                  rank: plan.options.rank, alpha: plan.options.alpha, base: checkpoint.directory, to: output.path("adapter"))
+                                  rank: plan.options.rank, alpha: plan.options.alpha, base: checkpoint.directory, to: staged.path("adapter"))
         }
         let seconds = Timing.now() - start
         result.report.seconds.total = seconds
-        try JSONTree.write(result.report, to: output.path("quant_report.json"))
-        try output.commit()
+        try JSONTree.write(result.report, to: staged.path("quant_report.json"))
+        try staged.commit()
         committed = true
         let report = result.report, solver = report.solver
         print(String(format: "%@: %d matrices at %.3f bits per parameter (budget %.3f, %@%@) in %.1f s → %@", report.method, result.matrices.count,
                      report.averageBits, report.budget, solver.optimal ? "optimal" : "ILP gap ",
-                     solver.optimal ? "" : String(format: "%.1e", solver.gap / solver.objective), seconds, output.destination))
+                     solver.optimal ? "" : String(format: "%.1e", solver.gap / solver.objective), seconds, staged.destination))
     }
 }
