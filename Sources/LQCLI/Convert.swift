@@ -11,21 +11,17 @@ struct Convert: ParsableCommand {
     @Option(name: .customLong("from-gguf"), help: "The .gguf file.")
     var gguf: String
 
-    @Option(help: "The output directory.")
-    var out: String
+    @OptionGroup var output: OutputOptions
 
     @Option(help: "bf16, f16 or f32 for the weights.")
     var dtype: String = "bf16"
-
-    @Flag(help: "Replace --out if it exists.")
-    var overwrite = false
 
     func validate() throws {
         guard ["bf16", "f16", "f32"].contains(dtype) else { throw ValidationError("--dtype must be bf16, f16 or f32") }
     }
 
     func run() throws {
-        do {
+        try CommandFailure.exits("convert") {
             let start = Timing.now()
             let converter = GGUFConverter(gguf: try GGUFFile(path: gguf))
             let storage: DType = ["bf16": .bf16, "f16": .f16, "f32": .f32][dtype]!
@@ -33,21 +29,18 @@ struct Convert: ParsableCommand {
             let tokenizer = try converter.tokenizerJSON()
             let tokenizerConfig = try converter.tokenizerConfig()
             let tensors = try converter.tensors(dtype: storage)
-            let output = try StagedDirectory(destination: out, overwrite: overwrite)
+            let staged = try output.staged()
             var committed = false
-            defer { if !committed { output.abandon() } }
-            try CheckpointWriter.write(tensors, toDirectory: output.staging)
-            try ModelFiles.writeJSON(config, to: output.path("config.json"))
-            try ModelFiles.writeJSON(tokenizer, to: output.path("tokenizer.json"))
-            try ModelFiles.writeJSON(tokenizerConfig, to: output.path("tokenizer_config.json"))
-            try ModelFiles.writeJSON(converter.generationConfig(), to: output.path("generation_config.json"))
-            try output.commit()
+            defer { if !committed { staged.abandon() } }
+            try CheckpointWriter.write(tensors, toDirectory: staged.staging)
+            try ModelFiles.writeJSON(config, to: staged.path("config.json"))
+            try ModelFiles.writeJSON(tokenizer, to: staged.path("tokenizer.json"))
+            try ModelFiles.writeJSON(tokenizerConfig, to: staged.path("tokenizer_config.json"))
+            try ModelFiles.writeJSON(converter.generationConfig(), to: staged.path("generation_config.json"))
+            try staged.commit()
             committed = true
             print("converted \(tensors.count) tensors (\(converter.architecture), \(dtype)) in "
-                  + String(format: "%.1f s", Timing.now() - start) + " → \(output.destination)")
-        } catch {
-            printError("lqlora convert: error: \(error)")
-            throw ExitCode.failure
+                  + String(format: "%.1f s", Timing.now() - start) + " → \(staged.destination)")
         }
     }
 }

@@ -12,26 +12,17 @@ struct Dequantize: ParsableCommand {
     @Option(help: "The quantized model directory.")
     var model: String
 
-    @Option(help: "The output directory.")
-    var out: String
+    @OptionGroup var output: OutputOptions
 
     @Option(help: "bf16, f16 or f32 for the dequantized matrices (default: their original dtype).")
     var dtype: String?
-
-    @Flag(help: "Replace --out if it exists.")
-    var overwrite = false
 
     func validate() throws {
         if let dtype, !["bf16", "f16", "f32"].contains(dtype) { throw ValidationError("--dtype must be bf16, f16 or f32") }
     }
 
     func run() throws {
-        do {
-            try dequantize()
-        } catch {
-            printError("lqlora dequantize: error: \(error)")
-            throw ExitCode.failure
-        }
+        try CommandFailure.exits("dequantize") { try dequantize() }
     }
 
     func dequantize() throws {
@@ -40,9 +31,9 @@ struct Dequantize: ParsableCommand {
         let weights = QuantizedStorage.quantizedWeights(in: checkpoint)
         guard !weights.isEmpty else { throw CLIError("\(checkpoint.path) holds no quantized weights") }
         let weightSet = Set(weights)
-        let output = try StagedDirectory(destination: out, overwrite: overwrite)
+        let staged = try output.staged()
         var committed = false
-        defer { if !committed { output.abandon() } }
+        defer { if !committed { staged.abandon() } }
         let forced: DType? = dtype.map { ["bf16": .bf16, "f16": .f16, "f32": .f32][$0]! }
 
         var pending: [PendingTensor] = []
@@ -63,13 +54,13 @@ struct Dequantize: ParsableCommand {
             }
         }
         // Plain checkpoints carry no lqlora metadata; weight names come from the quantized ones.
-        try CheckpointWriter.write(pending, toDirectory: output.staging)
+        try CheckpointWriter.write(pending, toDirectory: staged.staging)
         var config = try checkpoint.config() ?? [:]
         config.removeValue(forKey: "quantization_config")
-        try ModelFiles.writeJSON(config, to: output.path("config.json"))
-        try ModelFiles.copySideFiles(from: checkpoint.directory, to: output.staging)
-        try output.commit()
+        try ModelFiles.writeJSON(config, to: staged.path("config.json"))
+        try ModelFiles.copySideFiles(from: checkpoint.directory, to: staged.staging)
+        try staged.commit()
         committed = true
-        print("dequantized \(weights.count) matrices → \(output.destination)")
+        print("dequantized \(weights.count) matrices → \(staged.destination)")
     }
 }

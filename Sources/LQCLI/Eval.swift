@@ -13,13 +13,12 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "A PEFT LoRA adapter directory to apply.")
     var adapter: String?
 
-    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
-    var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     @OptionGroup var deviceOptions: DeviceOptions
 
     func load() throws -> (LlamaModel, any Tokenizer) {
-        Parallel.configure(threads: threads)
+        threadOptions.configure()
         try deviceOptions.activate()
         let m = try LlamaModel(directory: model)
         if let adapter { try m.loadAdapter(directory: adapter) }
@@ -82,7 +81,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try CommandFailure.exits("eval") {
             let (model, tokenizer) = try modelOptions.load()
             // The default window is 512 tokens, or the model's whole context when that is shorter.
             let ctx = self.ctx ?? min(512, model.config.maxPositions)
@@ -119,11 +118,6 @@ struct Eval: ParsableCommand {
                 print(String(format: "nll %.5f over %d tokens, %.1f s, %.0f tokens/s", result.nll, result.tokens, result.seconds,
                              result.tokens_per_second))
             }
-        } catch let error as ValidationError {
-            throw error
-        } catch {
-            printError("lqlora eval: error: \(error)")
-            throw ExitCode.failure
         }
     }
 }

@@ -23,8 +23,7 @@ struct Finetune: ParsableCommand {
     @Option(help: "Continue from the newest checkpoint in this output directory.")
     var resume: String?
 
-    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
-    var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     @Flag(help: "Start again in an output_dir that holds an earlier run (its files are removed first).")
     var overwrite = false
@@ -43,16 +42,13 @@ struct Finetune: ParsableCommand {
             return
         }
         guard let config else { throw ValidationError("--config is required") }
-        let settings: TrainConfig
-        do {
-            settings = try TrainConfig(path: config, overrides: overrides)
-        } catch {
-            printError("lqlora finetune: error: \(config): \(error)")
-            throw ExitCode(2)
+        // A configuration that cannot be read or checked exits 2, before any work.
+        let settings = try CommandFailure.exits("finetune", code: ExitCode(2), context: config) {
+            try TrainConfig(path: config, overrides: overrides)
         }
-        Parallel.configure(threads: threads)
+        threadOptions.configure()
         var progress: Progress?
-        do {
+        try CommandFailure.exits("finetune", beforeMessage: { progress?.message("") }) {
             try Self.claim(outputDir: settings.outputDir, resuming: resume != nil, overwrite: overwrite)
             try deviceOptions.activate()
             let trainer = try Trainer(config: settings) { printError("lqlora finetune: note: \($0)") }
@@ -79,12 +75,6 @@ struct Finetune: ParsableCommand {
                 bar.message("interrupted at step \(step); resume with: lqlora finetune --config \(config)\(sets) --resume \(settings.outputDir)")
                 throw ExitCode(130)
             }
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            progress?.message("")
-            printError("lqlora finetune: error: \(error)")
-            throw ExitCode.failure
         }
     }
 

@@ -32,8 +32,7 @@ struct Fisher: ParsableCommand {
     @Option(help: "Stored dtype: f32, bf16 or f16.")
     var dtype = "f32"
 
-    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
-    var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     @OptionGroup var deviceOptions: DeviceOptions
 
@@ -48,8 +47,8 @@ struct Fisher: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            Parallel.configure(threads: threads)
+        try CommandFailure.exits("fisher") {
+            threadOptions.configure()
             try deviceOptions.activate()
             let m = try LlamaModel(directory: model)
             let tokenizer = try loadTokenizer(directory: model)
@@ -67,9 +66,6 @@ struct Fisher: ParsableCommand {
             try SafeTensorsWriter.write(fisher.map { PendingTensor(name: $0.0, tensor: $0.1, dtype: type) }, to: out,
                                         metadata: ["format": "pt", "lqlora.fisher": "empirical diagonal Fisher, \(examples.count) examples of up to \(seqLen) tokens from \(data)"])
             print("Fisher of \(fisher.count) weights over \(examples.count) examples (\(tokens) tokens) → \(out)")
-        } catch {
-            printError("lqlora fisher: error: \(error)")
-            throw ExitCode.failure
         }
     }
 }

@@ -36,14 +36,14 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        do {
+        try CommandFailure.exits("generate") {
             let (model, tokenizer) = try modelOptions.load()
             Parallel.spinMicroseconds = 100  // decoding: ~200 small parallel products per token
             var text = prompt
             var stops = Set<Int>()
             stops.formUnion(model.config.eosTokenIDs)
             if chat {
-                let template = try ChatTemplate(template: chatTemplate(directory: modelOptions.model))
+                let template = try ChatTemplate(template: TokenizerConfig(directory: modelOptions.model).chatTemplate)
                 var messages: [ChatTemplate.Message] = []
                 if let system { messages.append(.init(role: "system", content: system)) }
                 messages.append(.init(role: "user", content: prompt))
@@ -65,17 +65,6 @@ struct Generate: ParsableCommand {
             printError(String(format: "%d prompt tokens at %.1f tokens/s, %d new tokens at %.1f tokens/s", ids.count,
                               Double(ids.count) / max(result.promptSeconds, 1e-9), result.tokens.count,
                               Double(result.tokens.count) / max(result.decodeSeconds, 1e-9)))
-        } catch let error as ValidationError {
-            throw error
-        } catch {
-            printError("lqlora generate: error: \(error)")
-            throw ExitCode.failure
         }
-    }
-
-    func chatTemplate(directory: String) -> String? {
-        guard let data = FileManager.default.contents(atPath: directory + "/tokenizer_config.json"),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-        return json["chat_template"] as? String
     }
 }

@@ -115,28 +115,19 @@ struct Inspect: ParsableCommand {
     var json = false
 
     func run() throws {
-        let checkpoint: Checkpoint
-        let config: [String: Any]?
-        do {
-            checkpoint = try Checkpoint(path: path)
-            config = try checkpoint.config()
-        } catch {
-            printError("lqlora inspect: error: \(error)")
-            throw ExitCode.failure
-        }
-        let report: InspectReport
-        do { report = try InspectReport(checkpoint: checkpoint) } catch {
-            printError("lqlora inspect: error: \(error)")
-            throw ExitCode.failure
-        }
-        if json {
-            print(try report.json())
-            return
-        }
-        print(report.text())
-        if let config {
-            let summary = configSummary(config)
-            if !summary.isEmpty { print("\n" + summary) }
+        try CommandFailure.exits("inspect") {
+            let checkpoint = try Checkpoint(path: path)
+            let config = try checkpoint.config()
+            let report = try InspectReport(checkpoint: checkpoint)
+            if json {
+                print(try report.json())
+                return
+            }
+            print(report.text())
+            if let config {
+                let summary = configSummary(config)
+                if !summary.isEmpty { print("\n" + summary) }
+            }
         }
     }
 }

@@ -16,31 +16,27 @@ struct Merge: ParsableCommand {
     @Option(help: "The PEFT adapter directory.")
     var adapter: String
 
-    @Option(help: "The output directory.")
-    var out: String
+    @OptionGroup var output: OutputOptions
 
     @Option(help: "bf16, f16 or f32 for the written weights.")
     var dtype = "bf16"
-
-    @Flag(help: "Replace --out if it exists.")
-    var overwrite = false
 
     func validate() throws {
         guard ["bf16", "f16", "f32"].contains(dtype) else { throw ValidationError("--dtype must be bf16, f16 or f32") }
     }
 
     func run() throws {
-        do {
+        try CommandFailure.exits("merge") {
             Parallel.configure()
             let checkpoint = try Checkpoint(path: model)
             let adapterConfig = try AdapterConfig(directory: adapter)
-            let adapterFile = try SafeTensorsFile(path: adapter + "/adapter_model.safetensors")
+            let adapterFile = try SafeTensorsFile(path: adapter + "/" + PEFTAdapter.weightsFile)
             let quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
             let storage: DType = ["bf16": .bf16, "f16": .f16, "f32": .f32][dtype]!
             let scale = adapterConfig.scale
-            let output = try StagedDirectory(destination: out, overwrite: overwrite)
+            let staged = try output.staged()
             var committed = false
-            defer { if !committed { output.abandon() } }
+            defer { if !committed { staged.abandon() } }
 
             // Every weight: dense as stored, or dequantized; plus s·B·A where the adapter has one.
             var pending: [PendingTensor] = []
@@ -49,8 +45,8 @@ struct Merge: ParsableCommand {
             for name in checkpoint.tensorNames {
                 let weight = QuantizedStorage.owner(of: name, in: quantized) ?? name
                 guard emitted.insert(weight).inserted else { continue }
-                let module = weight.hasSuffix(".weight") ? String(weight.dropLast(".weight".count)) : weight
-                let aKey = "base_model.model.\(module).lora_A.weight", bKey = "base_model.model.\(module).lora_B.weight"
+                let module = PEFTKeys.module(ofWeight: weight)
+                let aKey = PEFTKeys.lora(module: module, matrix: .a), bKey = PEFTKeys.lora(module: module, matrix: .b)
                 let hasLoRA = adapterFile.contains(aKey) && adapterFile.contains(bKey)
                 if !quantized.contains(weight) && !hasLoRA {
                     let (file, entry) = try checkpoint.locate(name)
@@ -73,18 +69,15 @@ struct Merge: ParsableCommand {
                 })
             }
             guard merged > 0 else { throw CLIError("\(adapter): no LoRA matrix matches a weight of \(checkpoint.path)") }
-            try CheckpointWriter.write(pending, toDirectory: output.staging)
+            try CheckpointWriter.write(pending, toDirectory: staged.staging)
             var config = try checkpoint.config() ?? [:]
             config.removeValue(forKey: "quantization_config")
             config["torch_dtype"] = storage == .bf16 ? "bfloat16" : (storage == .f16 ? "float16" : "float32")
-            try ModelFiles.writeJSON(config, to: output.path("config.json"))
-            try ModelFiles.copySideFiles(from: checkpoint.directory, to: output.staging)
-            try output.commit()
+            try ModelFiles.writeJSON(config, to: staged.path("config.json"))
+            try ModelFiles.copySideFiles(from: checkpoint.directory, to: staged.staging)
+            try staged.commit()
             committed = true
-            print("merged \(merged) adapted weights (scale \(scale)) → \(output.destination)")
-        } catch {
-            printError("lqlora merge: error: \(error)")
-            throw ExitCode.failure
+            print("merged \(merged) adapted weights (scale \(scale)) → \(staged.destination)")
         }
     }
 }

@@ -5,42 +5,6 @@ import LQLoRA
 import LQQuant
 import LQTensor
 
-/// Which weights a command quantizes or adapts.
-enum Targets {
-    static let decoderProjections = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-    /// Matrices `X.weight` where X is a target or ends in "." + target, in checkpoint order.
-    /// With `strict` (targets the user named) every target must match a matrix; otherwise at least one must.
-    static func select(in checkpoint: Checkpoint, targets: [String], strict: Bool) throws -> [String] {
-        var used = Set<String>()
-        var out: [String] = []
-        for name in checkpoint.tensorNames where name.hasSuffix(".weight") {
-            guard let entry = try? checkpoint.entry(name), entry.shape.count == 2 else { continue }
-            let module = String(name.dropLast(".weight".count))
-            if let t = targets.first(where: { module == $0 || module.hasSuffix("." + $0) }) {
-                used.insert(t)
-                out.append(name)
-            }
-        }
-        if out.isEmpty && !strict {
-            throw CLIError("none of the default targets (\(targets.joined(separator: ","))) matches a matrix in \(checkpoint.path); name modules with --targets")
-        }
-        if strict, let missing = targets.first(where: { !used.contains($0) }) {
-            throw CLIError("target '\(missing)' matches no matrix in \(checkpoint.path) (targets name modules such as q_proj or mlp.down_proj)")
-        }
-        return out
-    }
-}
-
-/// The configuration's fields as quant_report.json lists them.
-func reportFields(_ c: QuantConfig) -> [String: Any] {
-    let t = c.scale.traits
-    var out: [String: Any] = ["name": c.name, "bits": c.bits, "block_size": c.blockSize, "scale_bits": t.bits,
-                              "scale_block_size": t.groupSize.map { $0 as Any } ?? NSNull(), "scale_dtype": t.dtype.rawValue]
-    if let map = t.map { out["scale_map"] = map }
-    return out
-}
-
 /// What `quantize --method` names.
 enum QuantMethod: String, CaseIterable, ExpressibleByArgument {
     case nf2, nf3, nf4, nf8
@@ -70,8 +34,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "The model directory (config.json + safetensors).")
     var model: String
 
-    @Option(help: "The output directory.")
-    var out: String
+    @OptionGroup var output: OutputOptions
 
     @Option(help: "nf4, nf3, nf2, nf8; lq-lora (quantized + low-rank, bits chosen per matrix under --budget) or qlora-ilp (bits chosen per matrix, no low-rank part). Default nf4.")
     var method: QuantMethod?
@@ -115,13 +78,13 @@ struct Quantize: ParsableCommand {
     @Option(help: "Comma-separated modules to quantize (default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).")
     var targets: String?
 
-    @Flag(help: "Replace --out if it exists.")
-    var overwrite = false
-
-    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
-    var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     var resolvedMethod: QuantMethod { method ?? .nf4 }
+    /// --targets as a list; nil when not given (the decoder projections).
+    var targetList: [String]? {
+        targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+    }
     var allocates: Bool { resolvedMethod.allocates }
 
     func chosenConfig() throws -> QuantConfig {
@@ -134,7 +97,7 @@ struct Quantize: ParsableCommand {
         guard [16, 32, 64, 128, 256].contains(blockSize) else { throw ValidationError("--block-size must be 16, 32, 64, 128 or 256") }
         if doubleQuant == false { return .plain(bits: bits, blockSize: blockSize) }
         if bits == 4 { return QuantConfig(bits: 4, blockSize: blockSize, scale: .dynamic8) }
-        return .qlora(bits: bits, blockSize: blockSize)
+        return QuantConfig(bits: bits, blockSize: blockSize, scale: .uint(bits: 8, groupSize: 256, dtype: .fp32))
     }
 
     func validate() throws {
@@ -174,30 +137,22 @@ struct Quantize: ParsableCommand {
     }
 
     func run() throws {
-        do {
-            try quantize()
-        } catch let error as ValidationError {
-            throw error
-        } catch {
-            printError("lqlora quantize: error: \(error)")
-            throw ExitCode.failure
-        }
+        try CommandFailure.exits("quantize") { try quantize() }
     }
 
     func quantize() throws {
-        Parallel.configure(threads: threads)
+        threadOptions.configure()
         if allocates { return try quantizeWithAllocation() }
         let config = try chosenConfig()
         let start = Timing.now()
         let checkpoint = try Checkpoint(path: model)
         let modelConfig = try checkpoint.config() ?? [:]
-        let targetList = targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
-        let selected = try Targets.select(in: checkpoint, targets: targetList ?? Targets.decoderProjections, strict: targetList != nil)
-        let output = try StagedDirectory(destination: out, overwrite: overwrite)
+        let selected = try Targets.select(in: checkpoint, named: targetList)
+        let staged = try output.staged()
         var committed = false
-        defer { if !committed { output.abandon() } }
+        defer { if !committed { staged.abandon() } }
 
-        var quantized: [String: (QuantizedMatrix, DType)] = [:]
+        var quantized: [String: QuantizedWeight] = [:]
         var rows: [[String: Any]] = []
         var totalBits = 0.0, totalParams = 0
         let progress = Progress(total: selected.count, label: "quantize")
@@ -205,35 +160,23 @@ struct Quantize: ParsableCommand {
             let (file, entry) = try checkpoint.locate(name)
             let w = try file.floatTensor(entry)
             let q = try Quantizer.quantize(w, config: config, name: name)
-            let relError = relativeError(q, w)
-            quantized[name] = (q, entry.dtype)
+            let relError = q.relativeError(to: w)
+            quantized[name] = QuantizedWeight(q, original: entry.dtype)
             totalBits += config.bitsPerParameter * Double(q.count)
             totalParams += q.count
-            rows.append(["name": name, "shape": [q.rows, q.cols], "config": reportFields(config),
+            rows.append(["name": name, "shape": [q.rows, q.cols], "config": try JSONTree.encode(ConfigReport(config)),
                          "bits_per_param": config.bitsPerParameter, "rel_error": relError])
             progress.update(i + 1, detail: "\(name) rel_error \(String(format: "%.4f", relError))")
         }
 
-        try output.writeQuantizedModel(from: checkpoint, quantized: quantized, modelConfig: modelConfig)
+        try QuantizedCheckpoint.write(from: checkpoint, quantized: quantized, modelConfig: modelConfig, to: staged.staging)
         let seconds = Timing.now() - start
         try ModelFiles.writeJSON(["method": config.name, "average_bits": totalParams > 0 ? totalBits / Double(totalParams) : 0,
                                   "parameters_quantized": totalParams, "seconds": seconds, "matrices": rows],
-                                 to: output.path("quant_report.json"))
-        try output.commit()
+                                 to: staged.path("quant_report.json"))
+        try staged.commit()
         committed = true
         print("quantized \(selected.count) matrices (\(Format.grouped(totalParams)) parameters) to \(config.name), "
-              + String(format: "%.3f bits per parameter, %.1f s", config.bitsPerParameter, seconds) + " → \(output.destination)")
+              + String(format: "%.3f bits per parameter, %.1f s", config.bitsPerParameter, seconds) + " → \(staged.destination)")
     }
-}
-
-/// ‖W − Ŵ‖_F / ‖W‖_F, dequantizing one matrix.
-func relativeError(_ q: QuantizedMatrix, _ w: Tensor) -> Double {
-    let d = q.dequantize()
-    var num = 0.0
-    for i in 0..<w.count {
-        let e = Double(w.pointer[i]) - Double(d.pointer[i])
-        num += e * e
-    }
-    let den = w.frobeniusNorm
-    return den > 0 ? num.squareRoot() / den : 0
 }

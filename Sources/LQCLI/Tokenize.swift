@@ -25,7 +25,7 @@ struct Tokenize: ParsableCommand {
     var pieces = false
 
     func run() throws {
-        do {
+        try CommandFailure.exits("tokenize") {
             let tokenizer = try loadTokenizer(directory: model)
             var input: String
             if let text { input = text } else if let file { input = try EvaluationText.read(path: file) } else {
@@ -39,9 +39,6 @@ struct Tokenize: ParsableCommand {
                 print(ids.map(String.init).joined(separator: " "))
             }
             printError("\(ids.count) tokens")
-        } catch {
-            printError("lqlora tokenize: error: \(error)")
-            throw ExitCode.failure
         }
     }
 }

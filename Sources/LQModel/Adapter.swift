@@ -50,11 +50,6 @@ public struct AdapterConfig: Sendable, Equatable {
 }
 
 extension LlamaModel {
-    /// PEFT's key for a LoRA matrix of layer `i`'s module (e.g. "self_attn.q_proj").
-    public static func adapterKey(layer i: Int, module: String, matrix: String) -> String {
-        "base_model.model.model.layers.\(i).\(module).lora_\(matrix).weight"
-    }
-
     /// Attaches a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) to the
     /// matching linears; every adapted module must have both matrices with the right shapes.
     @discardableResult
@@ -64,7 +59,8 @@ extension LlamaModel {
         var attached = 0
         for (i, layer) in layers.enumerated() {
             for (p, linear) in layer.linears where config.targets(p.module) {
-                let aKey = Self.adapterKey(layer: i, module: p.module, matrix: "A"), bKey = Self.adapterKey(layer: i, module: p.module, matrix: "B")
+                let site = LinearSite.projection(layer: i, p)
+                let aKey = PEFTKeys.lora(module: site.module, matrix: .a), bKey = PEFTKeys.lora(module: site.module, matrix: .b)
                 guard file.contains(aKey), file.contains(bKey) else {
                     throw ModelError.missingWeight(path: file.path, tensor: file.contains(aKey) ? bKey : aKey)
                 }

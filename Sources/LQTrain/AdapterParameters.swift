@@ -24,7 +24,8 @@ public final class AdapterParameters: GradientSink {
             for (p, linear) in layer.linears {
                 guard let adapter = linear as? LoRALinear else { continue }
                 adapter.dropout = dropout
-                names += [LlamaModel.adapterKey(layer: i, module: p.module, matrix: "A"), LlamaModel.adapterKey(layer: i, module: p.module, matrix: "B")]
+                let module = LinearSite.projection(layer: i, p).module
+                names += [PEFTKeys.lora(module: module, matrix: .a), PEFTKeys.lora(module: module, matrix: .b)]
                 adapters.append(adapter)
             }
         }

@@ -8,6 +8,8 @@ import Testing
 enum CLI {
     static let binary = BuiltCommand.path
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().path + "/Fixtures"
+    /// Root of the package, found from this file's location.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     /// The tiny Llama (Tests/LQModelTests/Fixtures/llama/mha) with a 128-id byte-level BPE tokenizer.
     static let model = fixtures + "/mha"
     static let adapter = model + "/adapter"
@@ -58,6 +60,19 @@ struct TemporaryDirectory {
     func file(_ name: String) -> String { path + "/" + name }
 
     func cleanUp() { try? FileManager.default.removeItem(atPath: path) }
+
+    /// Its entries, sorted: leftovers such as staging directories show here.
+    func contents() -> [String] { (try? FileManager.default.contentsOfDirectory(atPath: path).sorted()) ?? [] }
+}
+
+/// A safetensors file byte by byte, so malformed ones can be made on purpose (as in LQFormatsTests).
+func craftSafetensors(header: String, buffer: [UInt8] = []) -> Data {
+    var data = Data()
+    var n = UInt64(header.utf8.count).littleEndian
+    withUnsafeBytes(of: &n) { data.append(contentsOf: $0) }
+    data.append(contentsOf: Array(header.utf8))
+    data.append(contentsOf: buffer)
+    return data
 }
 
 /// |a − b| ≤ tolerance · |b|.

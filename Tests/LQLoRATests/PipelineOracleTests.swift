@@ -46,13 +46,13 @@ struct PipelineOracleTests {
 
     static let oracle: Oracle? = try? JSONDecoder().decode(Oracle.self, from: Data(contentsOf: URL(fileURLWithPath: fixtures + "/lqlora-mha.json")))
 
-    func json(_ path: String) throws -> [String: Any] {
+    static func json(_ path: String) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
     }
 
-    func relative(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(abs(b), 1e-30) }
+    static func relative(_ a: Double, _ b: Double) -> Double { abs(a - b) / max(abs(b), 1e-30) }
 
-    func maxDiff(_ a: Tensor, _ b: Tensor) -> Float { maxAbsDifference(a, b) }
+    static func maxDiff(_ a: Tensor, _ b: Tensor) -> Float { maxAbsDifference(a, b) }
 
     @Test(.enabled(if: BuiltCommand.path != nil, "lqlora binary not built beside the tests"),
           arguments: ["lq-lora-2.5", "lq-lora-3.0", "qlora-ilp-2.5", "qlora-ilp-3.0"])
@@ -68,14 +68,27 @@ struct PipelineOracleTests {
         try #require(r.status == 0, "\(r.stderr)")
 
         // The error table, read back from the cache.
-        let cache = try json(cachePath)["matrices"] as! [String: [String: Any]]
-        let table = try #require(oracle.error_tables[expected.rank > 0 ? "rank\(expected.rank)" : "rank0"])
-        #expect(table.count == oracle.matrices.count && cache.count == oracle.matrices.count)
-        var deviations: [Double] = []
-        for (i, name) in oracle.matrices.enumerated() {
+        let cache = try Self.json(cachePath)["matrices"] as! [String: [String: Any]]
+        #expect(cache.count == oracle.matrices.count)
+        var table: [String: [String: Double]] = [:]
+        for name in oracle.matrices {
             let tables = try #require(cache[name]?["tables"] as? [String: [String: Double]], "\(name) not in the cache")
             try #require(tables.count == 1)
-            let ours = tables.values.first!
+            table[name] = tables.values.first!
+        }
+        try Self.check(caseName, table: table, report: try Self.json(out + "/quant_report.json"), out: out)
+    }
+
+    /// The oracle's values against one run's error table (matrix → configuration → error), its
+    /// quant_report.json as an object, and the model (with adapter/) it wrote to `out`.
+    static func check(_ caseName: String, table ours: [String: [String: Double]], report: [String: Any], out: String) throws {
+        let oracle = try #require(Self.oracle, "Tests/LQLoRATests/Fixtures/lqlora-mha.json (scripts/make-lqlora-fixtures.py)")
+        let expected = try #require(oracle.cases[caseName])
+        let table = try #require(oracle.error_tables[expected.rank > 0 ? "rank\(expected.rank)" : "rank0"])
+        #expect(table.count == oracle.matrices.count && ours.count == oracle.matrices.count)
+        var deviations: [Double] = []
+        for (i, name) in oracle.matrices.enumerated() {
+            let ours = try #require(ours[name], "\(name) not in the table")
             #expect(ours.count == oracle.configs.count)
             for (j, config) in oracle.configs.enumerated() {
                 let e = try #require(ours[config], "\(name) \(config)")
@@ -93,7 +106,6 @@ struct PipelineOracleTests {
         // a code flips (fp32 against fp64 SVD: one 2-bit scale code moves an iterate by up to 5e-4 on
         // this model); from then on the two trajectories are both right but differ, so each matrix is
         // checked tightly up to its first divergence and to 1e-3 after it.
-        let report = try json(out + "/quant_report.json")
         let rows = report["matrices"] as! [[String: Any]]
         try #require(rows.count == expected.matrices.count)
         var diverged: [String] = []

@@ -5,7 +5,7 @@ import LQTensor
 import Testing
 
 /// `lqlora quantize`, `dequantize` and `inspect` end to end on a small Llama-shaped checkpoint.
-struct QuantizeCommandTests {
+struct QuantizeRoundTripTests {
     static func makeModel(in dir: TemporaryDirectory, poison: Bool = false) throws -> String {
         let path = dir.file("model")
         var rng = SeededGenerator(seed: 21)
@@ -25,13 +25,13 @@ struct QuantizeCommandTests {
         return path
     }
 
-    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    @Test(builtBinary)
     func quantizeInspectDequantize() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
         let model = try Self.makeModel(in: dir)
         let out = dir.file("nf4")
-        let q = try CommandLineTests.run(["quantize", "--model", model, "--out", out, "--method", "nf4"])
+        let q = try CLI.run(["quantize", "--model", model, "--out", out, "--method", "nf4"])
         #expect(q.status == 0, "\(q.stderr)")
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: out))
                 == ["model.safetensors", "config.json", "quant_report.json", "tokenizer.json"])
@@ -67,13 +67,13 @@ struct QuantizeCommandTests {
             #expect(Array(a.bytes(of: ea)) == Array(b.bytes(of: eb)) && ea.dtype == eb.dtype)
         }
 
-        let inspect = try CommandLineTests.run(["inspect", out, "--json"])
+        let inspect = try CLI.run(["inspect", out, "--json"])
         let json = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as! [String: Any]
         #expect((json["quantized"] as! [[String: Any]]).count == 3)
         #expect(json["num_parameters"] as? Int == 32 * 64 + 64 + 64 * 64 * 2 + 128 * 64)
 
         let dense = dir.file("dense")
-        let d = try CommandLineTests.run(["dequantize", "--model", out, "--out", dense, "--dtype", "f32"])
+        let d = try CLI.run(["dequantize", "--model", out, "--out", dense, "--dtype", "f32"])
         #expect(d.status == 0, "\(d.stderr)")
         let restored = try Checkpoint(path: dense)
         for m in matrices {
@@ -84,25 +84,25 @@ struct QuantizeCommandTests {
         #expect(Set(restored.tensorNames) == Set(source.tensorNames))
     }
 
-    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    @Test(builtBinary)
     func badInputLeavesNothingBehind() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
         let model = try Self.makeModel(in: dir, poison: true)
         let out = dir.file("out")
-        let nan = try CommandLineTests.run(["quantize", "--model", model, "--out", out])
+        let nan = try CLI.run(["quantize", "--model", model, "--out", out])
         #expect(nan.status == 1 && nan.stderr.contains("model.layers.0.self_attn.k_proj.weight") && nan.stderr.contains("nan"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["model"])
 
         let clean = try Self.makeModel(in: TemporaryDirectory())
-        let noTarget = try CommandLineTests.run(["quantize", "--model", clean, "--out", out, "--targets", "q_proj,wq"])
+        let noTarget = try CLI.run(["quantize", "--model", clean, "--out", out, "--targets", "q_proj,wq"])
         #expect(noTarget.status == 1 && noTarget.stderr.contains("'wq'"))
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         try Data().write(to: URL(fileURLWithPath: out + "/keep"))
-        let exists = try CommandLineTests.run(["quantize", "--model", clean, "--out", out])
+        let exists = try CLI.run(["quantize", "--model", clean, "--out", out])
         #expect(exists.status == 1 && exists.stderr.contains("already exists"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: out) == ["keep"])
-        let method = try CommandLineTests.run(["quantize", "--model", clean, "--out", dir.file("x"), "--method", "nf5"])
+        let method = try CLI.run(["quantize", "--model", clean, "--out", dir.file("x"), "--method", "nf5"])
         #expect(method.status != 0 && method.stderr.contains("nf5"))
     }
 }

@@ -8,16 +8,16 @@ import Testing
 
 /// `lqlora quantize --method lq-lora` end to end on the tiny Llama fixture.
 struct LQLoRACommandTests {
-    static let tiny = packageRoot + "/Tests/LQModelTests/Fixtures/llama/mha"
+    static let tiny = CLI.root + "/Tests/LQModelTests/Fixtures/llama/mha"
 
     func maxDiff(_ a: Tensor, _ b: Tensor) -> Float { maxAbsDifference(a, b) }
 
-    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    @Test(builtBinary)
     func lqloraModelWithItsAdapterIsCloserThanTheQuantizedBase() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
         let out = dir.file("lq")
-        let r = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", out, "--method", "lq-lora", "--budget", "2.5",
+        let r = try CLI.run(["quantize", "--model", Self.tiny, "--out", out, "--method", "lq-lora", "--budget", "2.5",
                                           "--rank", "8", "--grid", "compact", "--ilp-cache", dir.file("cache.json")])
         #expect(r.status == 0, "\(r.stderr)")
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/quant_report.json"))) as! [String: Any]
@@ -37,13 +37,13 @@ struct LQLoRACommandTests {
 
         // Folding the adapter into a dense copy gives the same model.
         let merged = dir.file("merged")
-        let m = try CommandLineTests.run(["merge", "--model", out, "--adapter", out + "/adapter", "--out", merged, "--dtype", "f32"])
+        let m = try CLI.run(["merge", "--model", out, "--adapter", out + "/adapter", "--out", merged, "--dtype", "f32"])
         #expect(m.status == 0, "\(m.stderr)")
         let mergedDiff = maxDiff(try LlamaModel(directory: merged).forward(ids), base.forward(ids))
         #expect(mergedDiff <= 1e-4, "merged vs base + adapter: \(mergedDiff)")
 
         // A second budget reuses the cached error table.
-        let again = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("lq3"), "--method", "lq-lora", "--budget", "3.0",
+        let again = try CLI.run(["quantize", "--model", Self.tiny, "--out", dir.file("lq3"), "--method", "lq-lora", "--budget", "3.0",
                                               "--rank", "8", "--grid", "compact", "--ilp-cache", dir.file("cache.json")])
         #expect(again.status == 0)
         let report3 = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.file("lq3") + "/quant_report.json"))) as! [String: Any]
@@ -51,15 +51,15 @@ struct LQLoRACommandTests {
         #expect(table3["from_cache"] as? Int == 14 && table3["matrices"] as? Int == 14, "\(table3)")
         #expect((report["error_table"] as! [String: Any])["from_cache"] as? Int == 0)
 
-        let low = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("x"), "--method", "lq-lora", "--budget", "1.5"])
+        let low = try CLI.run(["quantize", "--model", Self.tiny, "--out", dir.file("x"), "--method", "lq-lora", "--budget", "1.5"])
         #expect(low.status != 0 && low.stderr.contains("below the cheapest"))
-        let rank = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("y"), "--method", "lq-lora", "--budget", "3", "--rank", "64"])
+        let rank = try CLI.run(["quantize", "--model", Self.tiny, "--out", dir.file("y"), "--method", "lq-lora", "--budget", "3", "--rank", "64"])
         #expect(rank.status == 1 && rank.stderr.contains("--rank 64"))
         #expect(!FileManager.default.fileExists(atPath: dir.file("x")) && !FileManager.default.fileExists(atPath: dir.file("y")))
     }
 
     /// An option the chosen method would ignore is refused, naming it, before anything is read.
-    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    @Test(builtBinary)
     func optionsThatDoNotApplyAreRefused() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
@@ -69,20 +69,20 @@ struct LQLoRACommandTests {
                                    (["--method", "nf3", "--no-double-quant", "--svd", "full"], "--svd does not apply to --method nf3"),
                                    (["--config", "nf3-b64-s8g256-fp32", "--method", "nf3"], "drop --method nf3"),
                                    (["--method", "nf5"], "'nf5' is invalid for '--method")] {
-            let r = try CommandLineTests.run(["quantize", "--model", Self.tiny, "--out", dir.file("q")] + arguments)
+            let r = try CLI.run(["quantize", "--model", Self.tiny, "--out", dir.file("q")] + arguments)
             #expect(r.status == 64 && r.stderr.contains(named), "\(arguments): \(r.stderr)")
         }
         #expect(dir.contents().isEmpty)
     }
 
     /// A cache is valid only for the weights, options and code that made it.
-    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    @Test(builtBinary)
     func errorTableCacheRefusesAnotherModelAndOlderCode() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
         let cache = dir.file("cache.json")
         func quantize(_ model: String, _ out: String, _ extra: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
-            try CommandLineTests.run(["quantize", "--model", model, "--out", dir.file(out), "--method", "qlora-ilp", "--budget", "3",
+            try CLI.run(["quantize", "--model", model, "--out", dir.file(out), "--method", "qlora-ilp", "--budget", "3",
                                       "--grid", "compact", "--ilp-cache", cache] + extra)
         }
         #expect(try quantize(Self.tiny, "a").status == 0)
@@ -116,12 +116,12 @@ struct LQLoRACommandTests {
     }
 
     /// The PEFT fixture adapter merged into its dense base reproduces PEFT's logits.
-    @Test(.enabled(if: CommandLineTests.binary != nil, "lqlora binary not built beside the tests"))
+    @Test(builtBinary)
     func mergedPEFTAdapterMatchesPEFT() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
         let merged = dir.file("merged")
-        let r = try CommandLineTests.run(["merge", "--model", Self.tiny, "--adapter", Self.tiny + "/adapter", "--out", merged, "--dtype", "f32"])
+        let r = try CLI.run(["merge", "--model", Self.tiny, "--adapter", Self.tiny + "/adapter", "--out", merged, "--dtype", "f32"])
         #expect(r.status == 0, "\(r.stderr)")
         let expected = try SafeTensorsFile(path: Self.tiny + "/expected.safetensors")
         let idsTensor = try expected.floatTensor("input_ids")

@@ -1,0 +1,24 @@
+import ArgumentParser
+
+/// How every command's failure reaches the user. A usage error (ValidationError, exit 64) or an
+/// exit code a command chose passes through to the argument parser; any other error becomes one
+/// line on stderr, "lqlora <command>: error: <what>", and `code` (1 unless the command says).
+enum CommandFailure {
+    /// Runs `body` as the command `name` and returns its value; `context` goes before the message
+    /// (e.g. the config file), `beforeMessage` runs first (e.g. to end a progress line).
+    @discardableResult
+    static func exits<T>(_ name: String, code: ExitCode = .failure, context: String? = nil,
+                         beforeMessage: () -> Void = {}, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as ValidationError {
+            throw error
+        } catch let error as ExitCode {
+            throw error
+        } catch {
+            beforeMessage()
+            printError("lqlora \(name): error: " + (context.map { "\($0): " } ?? "") + "\(error)")
+            throw code
+        }
+    }
+}

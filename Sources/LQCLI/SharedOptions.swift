@@ -1,0 +1,23 @@
+import ArgumentParser
+import LQTensor
+
+/// `--threads`, for the commands that compute on the CPU.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
+    var threads: Int?
+
+    /// Sizes this process's pool (and OpenBLAS's).
+    func configure() { Parallel.configure(threads: threads) }
+}
+
+/// `--out` and `--overwrite`, for the commands that write a model directory.
+struct OutputOptions: ParsableArguments {
+    @Option(help: "The output directory.")
+    var out: String
+
+    @Flag(help: "Replace --out if it exists.")
+    var overwrite = false
+
+    /// The staging directory that becomes --out on commit.
+    func staged() throws -> StagedDirectory { try StagedDirectory(destination: out, overwrite: overwrite) }
+}
