@@ -13,6 +13,8 @@ and per case C (named "L.b{bits}.g{group}.{sym|asym}.{order|act}"):
              (original column order; Q = scale[g_idx] * (codes - zero[g_idx]) exactly)
   C.scale    [groups, out] fp32, C.zero [groups, out] fp32 (in the order fasterquant made them)
   C.g_idx    [in] int32, C.loss [1] fp32 (sum of Losses: GPTQ's loss), C.damp [1]
+and pack.a.b{bits}.g128.sym.act.{qweight,qzeros,scales,g_idx}: AutoGPTQ's QuantLinear.pack of that
+case (I32 qweight [in*bits/32, out], I32 qzeros [groups, out*bits/32] holding zero - 1, F16 scales);
 and RTN cases "L.rtn.b{bits}.g{group}.{sym|asym}": C.codes, C.scale, C.zero (the quantizer alone, per
 row or per group of columns, no Hessian).
 Deviation from the reference, on purpose: act-order's argsort is stable (ties by column index),
@@ -168,7 +170,7 @@ def codes(Q, scale, zero, g_idx):
 torch.set_num_threads(1)
 torch.manual_seed(0)
 out = {}
-for name, (rows, cols) in {"a": (24, 256), "b": (16, 192)}.items():
+for name, (rows, cols) in {"a": (32, 256), "b": (16, 192)}.items():
     W = torch.randn(rows, cols) * 0.05
     W[:, 7] *= 12  # outlier inputs make act-order matter
     W[:, 100] *= 8
@@ -196,6 +198,88 @@ for name, (rows, cols) in {"a": (24, 256), "b": (16, 192)}.items():
                 out[key + ".codes"] = codes(Qr, sr, zr, torch.tensor([i // gs for i in range(W.shape[1])], dtype=torch.int32))
                 out[key + ".scale"] = sr
                 out[key + ".zero"] = zr
+def pack(Q, scales, zeros, g_idx, bits):
+    """AutoGPTQ's QuantLinear.pack (qlinear_cuda_old.py's bit loops for 2/3/4/8 bits, with the
+    act-order g_idx as qlinear_exllama.py indexes it): qweight, qzeros (zero - 1), fp16 scales."""
+    import numpy as np
+    W = Q.clone()
+    scales = scales.t().contiguous()  # [out, groups] as fasterquant returns them
+    zeros = zeros.t().contiguous()
+    scales, zeros = scales.t().contiguous(), zeros.t().contiguous()  # back to [groups, out] as pack takes .t() of [out, groups]
+    scale_zeros = zeros * scales
+    half = scales.clone().half()
+    intweight = torch.round((W + scale_zeros[g_idx.long()].T) / scales[g_idx.long()].T).to(torch.int)
+    intweight = intweight.t().contiguous().numpy().astype(np.uint32)
+    qweight = np.zeros((intweight.shape[0] // 32 * bits, intweight.shape[1]), dtype=np.uint32)
+    i = row = 0
+    while row < qweight.shape[0]:
+        if bits in [2, 4, 8]:
+            for j in range(i, i + (32 // bits)):
+                qweight[row] |= intweight[j] << (bits * (j - i))
+            i += 32 // bits
+            row += 1
+        else:
+            for j in range(i, i + 10):
+                qweight[row] |= intweight[j] << (3 * (j - i))
+            i += 10
+            qweight[row] |= intweight[i] << 30
+            row += 1
+            qweight[row] |= (intweight[i] >> 2) & 1
+            i += 1
+            for j in range(i, i + 10):
+                qweight[row] |= intweight[j] << (3 * (j - i) + 1)
+            i += 10
+            qweight[row] |= intweight[i] << 31
+            row += 1
+            qweight[row] |= (intweight[i] >> 1) & 0x3
+            i += 1
+            for j in range(i, i + 10):
+                qweight[row] |= intweight[j] << (3 * (j - i) + 2)
+            i += 10
+            row += 1
+    zeros = zeros.clone() - 1
+    assert (zeros >= 0).all(), "v1 cannot store a zero point of 0"
+    zeros = zeros.numpy().astype(np.uint32)
+    qzeros = np.zeros((zeros.shape[0], zeros.shape[1] // 32 * bits), dtype=np.uint32)
+    i = col = 0
+    while col < qzeros.shape[1]:
+        if bits in [2, 4, 8]:
+            for j in range(i, i + (32 // bits)):
+                qzeros[:, col] |= zeros[:, j] << (bits * (j - i))
+            i += 32 // bits
+            col += 1
+        else:
+            for j in range(i, i + 10):
+                qzeros[:, col] |= zeros[:, j] << (3 * (j - i))
+            i += 10
+            qzeros[:, col] |= zeros[:, i] << 30
+            col += 1
+            qzeros[:, col] |= (zeros[:, i] >> 2) & 1
+            i += 1
+            for j in range(i, i + 10):
+                qzeros[:, col] |= zeros[:, j] << (3 * (j - i) + 1)
+            i += 10
+            qzeros[:, col] |= zeros[:, i] << 31
+            col += 1
+            qzeros[:, col] |= (zeros[:, i] >> 1) & 0x3
+            i += 1
+            for j in range(i, i + 10):
+                qzeros[:, col] |= zeros[:, j] << (3 * (j - i) + 2)
+            i += 10
+            col += 1
+    return (torch.from_numpy(qweight.astype(np.int32)), torch.from_numpy(qzeros.astype(np.int32)), half)
+
+
+# AutoGPTQ's packing of the 256-column layer at every width, with act-order (a permuted g_idx).
+for bits in [2, 3, 4, 8]:
+    key = f"a.b{bits}.g128.sym.act"
+    Q, s, z, g, _, _ = fasterquant(out["a.weight"], out["a.hessian"], bits, True, 128, True)
+    qweight, qzeros, half = pack(Q, s, z, g, bits)
+    out[f"pack.{key}.qweight"] = qweight
+    out[f"pack.{key}.qzeros"] = qzeros
+    out[f"pack.{key}.scales"] = half
+    out[f"pack.{key}.g_idx"] = g
+
 os.makedirs(OUT, exist_ok=True)
 save_file(out, os.path.join(OUT, "layers.safetensors"))
 print(len(out), "tensors")

@@ -10,11 +10,14 @@ enum QuantMethod: String, CaseIterable, ExpressibleByArgument {
     case nf2, nf3, nf4, nf8
     case lqLora = "lq-lora"
     case qloraILP = "qlora-ilp"
+    case gptq, rtn
 
     /// Whether bits are chosen per matrix under a budget (the error table and the ILP).
     var allocates: Bool { self == .lqLora || self == .qloraILP }
+    /// Uniform integer codes (GPTQ's format), with or without calibration.
+    var uniform: Bool { self == .gptq || self == .rtn }
     /// The code width of a fixed NormalFloat method.
-    var bits: Int? { allocates ? nil : Int(rawValue.dropFirst(2)) }
+    var bits: Int? { allocates || uniform ? nil : Int(rawValue.dropFirst(2)) }
 }
 
 extension Decomposition.SVDMethod: ExpressibleByArgument {}
@@ -23,12 +26,13 @@ extension ErrorTable.Grid: ExpressibleByArgument {}
 /// `lqlora quantize`.
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Quantize a model's linear layers to NormalFloat (NF4 as bitsandbytes stores it, NF2/NF3/NF8).",
+        abstract: "Quantize a model's linear layers: NormalFloat (NF4 as bitsandbytes stores it), LQ-LoRA, or GPTQ / round-to-nearest integers.",
         discussion: """
         Each target matrix is read from the memory-mapped checkpoint, quantized and released before the next;
         embeddings, norms and lm_head are copied unchanged. The output directory is written in full beside
         --out and renamed into place at the end. NF4 with blocks of 64 uses the transformers + bitsandbytes
-        layout; other formats use lqlora's own, described in the file's metadata.
+        layout; other formats use lqlora's own, described in the file's metadata. gptq and rtn write AutoGPTQ's
+        checkpoint layout (qweight/qzeros/scales/g_idx, quantization_config in config.json), which transformers loads.
         """)
 
     @Option(help: "The model directory (config.json + safetensors).")
@@ -36,7 +40,7 @@ struct Quantize: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
-    @Option(help: "nf4, nf3, nf2, nf8; lq-lora (quantized + low-rank, bits chosen per matrix under --budget) or qlora-ilp (bits chosen per matrix, no low-rank part). Default nf4.")
+    @Option(help: "nf4, nf3, nf2, nf8; lq-lora (quantized + low-rank, bits chosen per matrix under --budget) or qlora-ilp (bits chosen per matrix, no low-rank part); gptq (calibrated on --calib) or rtn (round to nearest). Default nf4.")
     var method: QuantMethod?
 
     @Option(help: "lq-lora / qlora-ilp: average bits per parameter of the quantized parts (e.g. 2.75).")
@@ -72,6 +76,33 @@ struct Quantize: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "nf2/nf3/nf4/nf8: quantize the block absmax values too (QLoRA's double quantization; default on).")
     var doubleQuant: Bool?
 
+    @Option(help: "gptq / rtn: bits per weight, 2, 3, 4 or 8 (default 4).")
+    var bits: Int?
+
+    @Option(help: "gptq / rtn: input columns per scale and zero point, or -1 for one per row (default 128).")
+    var groupSize: Int?
+
+    @Flag(help: "gptq / rtn: asymmetric codes (a zero point per group) instead of symmetric ones.")
+    var asym = false
+
+    @Flag(help: "gptq: quantize columns by descending Hessian diagonal (desc_act).")
+    var actOrder = false
+
+    @Option(help: "gptq: damping as a fraction of the Hessian's mean diagonal (default 0.1; raised by 0.01 while a factorisation fails).")
+    var damp: Double?
+
+    @Option(help: "gptq: calibration text, .txt or .jsonl (\"text\" field), optionally .gz.")
+    var calib: String?
+
+    @Option(help: "gptq: calibration windows (default 128).")
+    var samples: Int?
+
+    @Option(help: "gptq: tokens per calibration window (default 2048).")
+    var seqLen: Int?
+
+    @Option(help: "gptq: seed of the windows' random starts (default 0).")
+    var seed: Int?
+
     @Option(help: "An exact configuration instead of --method, e.g. nf3-b64-s8g256-fp32 (see quant_report.json).")
     var config: String?
 
@@ -106,6 +137,9 @@ struct Quantize: ParsableCommand {
             ("--budget", budget != nil), ("--rank", rank != nil), ("--alpha", alpha != nil), ("--max-iters", maxIters != nil),
             ("--svd", svd != nil), ("--fisher", fisher != nil), ("--ilp-cache", ilpCache != nil), ("--grid", grid != nil),
             ("--ilp-time", ilpTime != nil), ("--block-size", blockSize != nil), ("--double-quant/--no-double-quant", doubleQuant != nil),
+            ("--bits", bits != nil), ("--group-size", groupSize != nil), ("--asym", asym), ("--act-order", actOrder), ("--damp", damp != nil),
+            ("--calib", calib != nil), ("--samples", samples != nil), ("--seq-len", seqLen != nil), ("--seed", seed != nil),
+            ("--targets", targets != nil && resolvedMethod.uniform),
         ]
         let applies: Set<String>
         if config != nil {
@@ -115,11 +149,21 @@ struct Quantize: ParsableCommand {
             switch resolvedMethod {
             case .lqLora: applies = ["--budget", "--rank", "--alpha", "--max-iters", "--svd", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
             case .qloraILP: applies = ["--budget", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
+            case .gptq: applies = ["--bits", "--group-size", "--asym", "--act-order", "--damp", "--calib", "--samples", "--seq-len", "--seed"]
+            case .rtn: applies = ["--bits", "--group-size", "--asym"]
             default: applies = ["--block-size", "--double-quant/--no-double-quant"]
             }
         }
         if let (option, _) = given.first(where: { $0.1 && !applies.contains($0.0) }) {
             throw ValidationError("\(option) does not apply to \(config.map { "--config \($0)" } ?? "--method \(resolvedMethod.rawValue)")")
+        }
+        if resolvedMethod.uniform {
+            if let bits, ![2, 3, 4, 8].contains(bits) { throw ValidationError("--bits must be 2, 3, 4 or 8") }
+            if let groupSize, groupSize != -1 && groupSize < 1 { throw ValidationError("--group-size must be -1 or positive") }
+            if let damp, !(damp > 0 && damp < 1) { throw ValidationError("--damp must be between 0 and 1") }
+            if resolvedMethod == .gptq && calib == nil { throw ValidationError("--method gptq needs --calib (a text file to calibrate on)") }
+            guard (samples ?? 1) >= 1, (seqLen ?? 2) >= 2 else { throw ValidationError("--samples must be positive and --seq-len at least 2") }
+            return
         }
         if allocates {
             guard let budget else { throw ValidationError("--method \(resolvedMethod.rawValue) needs --budget (average bits per parameter)") }
@@ -143,6 +187,7 @@ struct Quantize: ParsableCommand {
     func quantize() throws {
         threadOptions.configure()
         if allocates { return try quantizeWithAllocation() }
+        if resolvedMethod.uniform { return try quantizeUniform() }
         let config = try chosenConfig()
         let start = Timing.now()
         let checkpoint = try Checkpoint(path: model)

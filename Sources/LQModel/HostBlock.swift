@@ -37,6 +37,10 @@ final class HostBlockKernels: DecoderKernels {
     /// Non-nil when a backward pass will follow: the tape being filled.
     private var recording: TapeRecorder?
     var rng: SeededGenerator
+    /// A calibration pass that only needs to show the observer this projection's input: every
+    /// operation after it returns at once (the pass's output is then meaningless and unused).
+    var stopAfterObserving: Projection?
+    private var stopped = false
 
     init(model: LlamaModel, layer l: Int, batch: Int, length: Int, start: Int = 0, cache: KVCache? = nil,
          observer: (any ForwardObserver)? = nil, recordingWith rng: SeededGenerator? = nil) {
@@ -50,6 +54,7 @@ final class HostBlockKernels: DecoderKernels {
         self.observer = observer
         recording = rng.map { _ in TapeRecorder() }
         self.rng = rng ?? SeededGenerator(seed: 0)
+        model.rope.ensure(positions: start + length)
     }
 
     /// The tape of a recorded pass, once llamaBlock has run.
@@ -60,6 +65,7 @@ final class HostBlockKernels: DecoderKernels {
     }
 
     func norm(_ x: Tensor, _ which: BlockNorm) -> Tensor {
+        if stopped { return x }
         let weight = which == .input ? layer.inputNorm : layer.postNorm
         guard let r = recording else { return rmsNorm(x, weight, eps: model.config.rmsNormEps) }
         let (out, rstd) = model.rmsNormKeepingScale(x, weight)
@@ -71,7 +77,12 @@ final class HostBlockKernels: DecoderKernels {
     }
 
     func linear(_ p: Projection, _ x: Tensor) -> Tensor {
+        if stopped { return x }
         observer?.observeInput(x, of: .projection(layer: layerIndex, p))
+        if p == stopAfterObserving {
+            stopped = true
+            return x
+        }
         guard let r = recording else { return layer[p](x) }
         let (y, tape) = layer[p].trainingForward(x, rng: &rng)
         r.linears[p] = tape
@@ -79,12 +90,14 @@ final class HostBlockKernels: DecoderKernels {
     }
 
     func rotate(queries q: Tensor, keys k: Tensor) {
+        if stopped { return }
         let c = model.config
         model.rope.apply(q, heads: c.headCount, headDim: c.headDim, batch: batch, length: length, start: start)
         model.rope.apply(k, heads: c.kvHeadCount, headDim: c.headDim, batch: batch, length: length, start: start)
     }
 
     func attend(queries q: Tensor, keys k: Tensor, values v: Tensor) -> Tensor {
+        if stopped { return q }
         if let r = recording { r.q = q; r.k = k; r.v = v }
         let total = start + length
         // Keys and values for every position of each sequence: the cache's, or this call's.
@@ -108,12 +121,14 @@ final class HostBlockKernels: DecoderKernels {
     }
 
     func residual(_ x: Tensor, plus y: Tensor) -> Tensor {
+        if stopped { return x }
         if recording != nil { return sum(x, y) }  // the tape keeps x
         add(x, y)
         return x
     }
 
     func gatedActivation(gate g: Tensor, up u: Tensor) -> Tensor {
+        if stopped { return g }
         guard let r = recording else {
             swiglu(g, u)
             return g

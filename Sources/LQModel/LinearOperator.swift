@@ -138,3 +138,27 @@ public final class QuantizedLinear: LinearOperator, @unchecked Sendable {
 
     public func weightRow(_ i: Int, into out: UnsafeMutablePointer<Float>) { weight.dequantize(rows: i..<(i + 1), into: out) }
 }
+
+/// A uniform-integer weight (GPTQ or round-to-nearest: codes, per-group scales and zero points).
+public final class UniformLinear: LinearOperator, @unchecked Sendable {
+    public let weight: UniformQuantization
+    public let bias: Tensor?
+
+    public init(weight: UniformQuantization, bias: Tensor? = nil) {
+        self.weight = weight
+        self.bias = bias
+    }
+
+    public var outFeatures: Int { weight.rows }
+    public var inFeatures: Int { weight.cols }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = weight.matmul(x)
+        addBias(y)
+        return y
+    }
+
+    public func accumulateInputGradient(_ dy: Tensor, into dx: Tensor) { weight.accumulateTransposedProduct(dy, into: dx) }
+
+    public func weightRow(_ i: Int, into out: UnsafeMutablePointer<Float>) { weight.dequantize(rows: i..<(i + 1), into: out) }
+}

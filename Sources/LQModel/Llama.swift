@@ -108,6 +108,7 @@ public final class LlamaModel: @unchecked Sendable {
         let config = try LlamaConfig(directory: directory)
         let checkpoint = try Checkpoint(path: directory)
         let quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
+        let gptq = try GPTQFormat.Settings(modelConfig: try checkpoint.config() ?? [:], path: directory + "/config.json")
         let path = checkpoint.path
         func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
             guard checkpoint.contains(name) else { throw ModelError.missingWeight(path: path, tensor: name) }
@@ -127,6 +128,12 @@ public final class LlamaModel: @unchecked Sendable {
                     throw ModelError.badShape(path: path, tensor: weight, expected: [out, inFeatures], actual: [w.rows, w.cols])
                 }
                 return HalfLinear(weight: w, bias: b)
+            } else if let gptq, GPTQFormat.contains(name, in: checkpoint) {
+                let q = try GPTQFormat.load(name, from: checkpoint, settings: gptq)
+                guard q.rows == out && q.cols == inFeatures else {
+                    throw ModelError.badShape(path: path, tensor: name + ".qweight", expected: [out, inFeatures], actual: [q.rows, q.cols])
+                }
+                return UniformLinear(weight: q, bias: b)
             } else if quantized.contains(weight) {
                 let q = try QuantizedStorage.load(weight, from: checkpoint).matrix
                 guard q.rows == out && q.cols == inFeatures else {

@@ -61,6 +61,21 @@ public struct UniformQuantization: Sendable {
 
     public var groupCount: Int { scales.count / rows }
 
+    public init(quantizer: UniformQuantizer, rows: Int, cols: Int, groupSize: Int, codes: [UInt8], scales: [Float], zeros: [Float],
+                groupIndex: [Int32]) {
+        let groups = (cols + groupSize - 1) / groupSize
+        precondition(codes.count == rows * cols && scales.count == groups * rows && zeros.count == scales.count && groupIndex.count == cols,
+                     "a uniform quantization of [\(rows), \(cols)] in groups of \(groupSize) has mismatched parts")
+        self.quantizer = quantizer
+        self.rows = rows
+        self.cols = cols
+        self.groupSize = groupSize
+        self.codes = codes
+        self.scales = scales
+        self.zeros = zeros
+        self.groupIndex = groupIndex
+    }
+
     /// Round to nearest (RTN): the quantizer alone, per row or per group of `groupSize` columns.
     public static func roundToNearest(_ w: UnsafePointer<Float>, rows: Int, cols: Int, quantizer: UniformQuantizer,
                                       groupSize: Int?) -> UniformQuantization {

@@ -1,0 +1,83 @@
+import Foundation
+import LQFormats
+import LQModel
+import LQQuant
+import LQTensor
+import LQTestSupport
+import Testing
+
+/// `lqlora quantize --method gptq|rtn`: the checkpoint it writes is AutoGPTQ's layout with the codes
+/// the library computes (the library is checked against AutoGPTQ in LQQuantTests and LQModelTests),
+/// `eval` reads it, and bad input is refused by name with nothing written.
+struct GPTQCommandTests {
+    @Test(builtBinary)
+    func rtnWritesAutoGPTQsLayoutWithTheLibrarysCodes() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let out = dir.file("rtn")
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", out, "--method", "rtn", "--bits", "4", "--group-size", "32"])
+        let config = try CLI.jsonFile(out + "/config.json")
+        let q = config["quantization_config"] as! [String: Any]
+        #expect(q["quant_method"] as? String == "gptq" && q["bits"] as? Int == 4 && q["group_size"] as? Int == 32 && q["sym"] as? Bool == true)
+        #expect(FileManager.default.fileExists(atPath: out + "/quantize_config.json"))
+        let checkpoint = try Checkpoint(path: out)
+        let source = try Checkpoint(path: CLI.model)
+        let module = "model.layers.1.mlp.down_proj"
+        #expect(!checkpoint.contains(module + ".weight") && GPTQFormat.contains(module, in: checkpoint))
+        #expect(try checkpoint.entry(module + ".qweight").shape == [96 * 4 / 32, 64])
+        let w = try source.floatTensor(module + ".weight")
+        let expected = UniformQuantization.roundToNearest(w.pointer, rows: 64, cols: 96, quantizer: UniformQuantizer(bits: 4, symmetric: true),
+                                                          groupSize: 32).withHalfScales()
+        let loaded = try GPTQFormat.load(module, from: checkpoint, settings: try GPTQFormat.Settings(modelConfig: config, path: out)!)
+        #expect(loaded.codes == expected.codes && loaded.scales == expected.scales && loaded.zeros == expected.zeros)
+        // Untouched tensors are copied byte for byte.
+        #expect(Array(try checkpoint.locate("model.embed_tokens.weight").file.bytes(of: try checkpoint.entry("model.embed_tokens.weight")))
+            == Array(try source.locate("model.embed_tokens.weight").file.bytes(of: try source.entry("model.embed_tokens.weight"))))
+        let report = try CLI.jsonFile(out + "/quant_report.json")
+        #expect((report["matrices"] as! [[String: Any]]).count == 14 && report["format"] as? String == "gptq")
+        // eval reads it, and its perplexity is the in-process model's.
+        let eval = try CLI.json(try CLI.succeed(["eval", "--model", out, "--data", CLI.text("sample.txt"), "--ctx", "32", "--json"]))
+        let model = try LlamaModel(directory: out)
+        #expect(model.layers[1][.down] is UniformLinear)
+        #expect((eval["perplexity"] as! Double).isFinite)
+    }
+
+    @Test(builtBinary)
+    func gptqCalibratesOnTextAndReportsEachMatrix() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let out = dir.file("gptq")
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", out, "--method", "gptq", "--bits", "3", "--group-size", "32",
+                             "--act-order", "--calib", CLI.text("sample.txt"), "--samples", "4", "--seq-len", "32"])
+        let report = try CLI.jsonFile(out + "/quant_report.json")
+        let rows = report["matrices"] as! [[String: Any]]
+        #expect(rows.count == 14 && rows.allSatisfy { ($0["gptq_loss"] as! Double) >= 0 && $0["damp"] as? Double == 0.1 })
+        #expect((report["calibration"] as! [String: Any])["samples"] as? Int == 4)
+        let config = try CLI.jsonFile(out + "/config.json")["quantization_config"] as! [String: Any]
+        #expect(config["desc_act"] as? Bool == true && config["bits"] as? Int == 3)
+        let eval = try CLI.json(try CLI.succeed(["eval", "--model", out, "--data", CLI.text("sample.txt"), "--ctx", "32", "--json"]))
+        #expect((eval["perplexity"] as! Double).isFinite)
+    }
+
+    @Test(builtBinary)
+    func badInputIsRefusedByNameWithNothingWritten() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let out = dir.file("never")
+        let cases: [([String], String)] = [
+            (["--method", "gptq", "--group-size", "32", "--calib", CLI.text("sample.txt"), "--seq-len", "100000"], "fewer than one calibration window"),
+            (["--method", "gptq"], "--method gptq needs --calib"),
+            (["--method", "rtn", "--bits", "5"], "--bits must be 2, 3, 4 or 8"),
+            (["--method", "rtn", "--group-size", "0"], "--group-size must be -1 or positive"),
+            (["--method", "rtn", "--group-size", "128"], "--group-size 128 is wider than"),
+            (["--method", "rtn", "--budget", "3"], "--budget does not apply to --method rtn"),
+            (["--method", "rtn", "--calib", CLI.text("sample.txt")], "--calib does not apply to --method rtn"),
+            (["--method", "nf4", "--bits", "4"], "--bits does not apply to --method nf4"),
+        ]
+        for (args, message) in cases {
+            let r = try CLI.run(["quantize", "--model", CLI.model, "--out", out] + args)
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
+            #expect(dir.contents().isEmpty, "\(args) left \(dir.contents())")
+        }
+    }
+}

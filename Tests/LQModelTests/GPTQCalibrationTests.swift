@@ -1,0 +1,46 @@
+import Foundation
+import LQFormats
+import LQModel
+import LQQuant
+import LQTensor
+import LQTestSupport
+import Testing
+
+/// GPTQ over a whole model against AutoGPTQ's layer-by-layer loop run in torch on the same tiny
+/// Llama 3 model and calibration ids (scripts/make-gptq-model-fixture.py): each group's Hessian
+/// from inputs that passed through the quantized earlier layers and groups.
+struct GPTQCalibrationTests {
+    static let oracle = try! SafeTensorsFile(path: modelFixtures + "/oracles/gptq-gqa_llama3.safetensors")
+
+    @Test(arguments: ["order", "act"])
+    func everyProjectionMatchesAutoGPTQsLayerSequentialRun(order: String) throws {
+        let model = try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3")
+        let ids = try Self.oracle.floatTensor("calibration_ids")
+        let samples = (0..<ids.shape[0]).map { r in (0..<ids.shape[1]).map { Int(ids[r, $0]) } }
+        let options = GPTQ.Options(bits: 4, groupSize: 32, symmetric: true, actOrder: order == "act", damp: 0.1)
+        var blocks = 0
+        let results = try GPTQCalibration.quantize(model, samples: samples, options: options) { if case .block = $0 { blocks += 1 } }
+        #expect(blocks == 2 && results.count == 14)
+        var flips = 0, codes = 0
+        for r in results {
+            let key = order + "." + r.site.module
+            let expected = try Self.oracle.floatTensor(key + ".codes")
+            #expect(r.quantization.groupIndex.map(Float.init) == (try Self.oracle.floatTensor(key + ".g_idx")).array, "\(key): g_idx")
+            for i in 0..<expected.count where Float(r.quantization.codes[i]) != expected.pointer[i] { flips += 1 }
+            codes += expected.count
+            let scales = try Self.oracle.floatTensor(key + ".scale")
+            // Ours are stored in fp16: within half an fp16 ulp of the reference's fp32 scales (or a flip's worth).
+            var worst: Float = 0
+            for i in 0..<scales.count { worst = max(worst, abs(r.quantization.scales[i] - scales.pointer[i]) / scales.pointer[i]) }
+            #expect(worst <= 1e-3, "\(key): scales within \(worst)")
+            #expect(model.layers[0][.q] is UniformLinear)
+        }
+        #expect(flips * 200 <= codes, "\(flips) of \(codes) codes differ from AutoGPTQ's")
+        let logits = model.forward(samples)
+        let expected = try Self.oracle.floatTensor(order + ".logits")
+        let scale = (0..<expected.count).reduce(Float(0)) { max($0, abs(expected.pointer[$1])) }
+        let diff = maxAbsDifference(logits, expected.reshaped([samples.count * 24, 128]))
+        #expect(diff <= 2e-3 * scale, "max |Δlogit| \(diff) (logits up to \(scale)); \(flips) flipped codes")
+        print("GPTQ \(order): \(flips) of \(codes) codes differ; max |Δlogit| \(diff) of \(scale)")
+    }
+}
