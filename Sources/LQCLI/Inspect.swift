@@ -35,12 +35,22 @@ public struct InspectReport: Codable, Equatable {
         bytes = entries.reduce(0) { $0 + $1.byteCount }
         let weights = QuantizedStorage.quantizedWeights(in: checkpoint)
         let weightSet = Set(weights)
-        let rows = try weights.map { name -> QuantizedRow in
+        var rows = try weights.map { name -> QuantizedRow in
             let (config, shape) = try QuantizedStorage.describe(name, in: checkpoint)
             return QuantizedRow(name: name, shape: shape, config: config.name, bits_per_param: config.bitsPerParameter)
         }
+        let gptq = try checkpoint.config().flatMap { try GPTQFormat.Settings(modelConfig: $0, path: checkpoint.directory + "/config.json") }
+        let gptqModules = gptq == nil ? [] : GPTQFormat.modules(in: checkpoint)
+        if let gptq {
+            rows += try gptqModules.map { module in
+                let shape = try GPTQFormat.shape(of: module, in: checkpoint, bits: gptq.bits)
+                return QuantizedRow(name: module + ".weight", shape: shape, config: gptq.name, bits_per_param: gptq.bitsPerParameter(columns: shape[1]))
+            }
+        }
+        let gptqSet = Set(gptqModules)
         // Parameters: the logical count, so a quantized weight counts its matrix, not its parts.
-        let plain = entries.filter { QuantizedStorage.owner(of: $0.name, in: weightSet) == nil }.reduce(0) { $0 + $1.count }
+        let plain = entries.filter { QuantizedStorage.owner(of: $0.name, in: weightSet) == nil && GPTQFormat.owner(of: $0.name, in: gptqSet) == nil }
+            .reduce(0) { $0 + $1.count }
         let quantizedParams = rows.reduce(0) { $0 + $1.shape.reduce(1, *) }
         num_parameters = plain + quantizedParams
         quantized = rows.isEmpty ? nil : rows
@@ -98,7 +108,8 @@ func configSummary(_ config: [String: Any]) -> String {
     if let q = config["quantization_config"] as? [String: Any] {
         let method = q["quant_method"] as? String ?? "?"
         let type = q["bnb_4bit_quant_type"] as? String
-        lines.append("  quantization: \(method)\(type.map { " " + $0 } ?? "")")
+        let gptq = method == "gptq" ? " \(q["bits"] ?? "?")-bit, group size \(q["group_size"] ?? "?"), desc_act \(q["desc_act"] ?? false)" : ""
+        lines.append("  quantization: \(method)\(type.map { " " + $0 } ?? "")\(gptq)")
     }
     return lines.isEmpty ? "" : "config.json\n" + lines.joined(separator: "\n")
 }

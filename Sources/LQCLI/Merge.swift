@@ -32,6 +32,9 @@ struct Merge: ParsableCommand {
             let adapterConfig = try AdapterConfig(directory: adapter)
             let adapterFile = try SafeTensorsFile(path: adapter + "/" + PEFTAdapter.weightsFile)
             let quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
+            // A GPTQ base merges into its dequantized weights: dequant(W) + s·B·A, the model that was trained.
+            let gptq = try checkpoint.config().flatMap { try GPTQFormat.Settings(modelConfig: $0, path: checkpoint.directory + "/config.json") }
+            let gptqModules = Set(gptq == nil ? [] : GPTQFormat.modules(in: checkpoint))
             let storage: DType = ["bf16": .bf16, "f16": .f16, "f32": .f32][dtype]!
             let scale = adapterConfig.scale
             let staged = try output.staged()
@@ -43,20 +46,23 @@ struct Merge: ParsableCommand {
             var emitted = Set<String>()
             var merged = 0
             for name in checkpoint.tensorNames {
-                let weight = QuantizedStorage.owner(of: name, in: quantized) ?? name
+                let weight = GPTQFormat.owner(of: name, in: gptqModules).map { $0 + ".weight" } ?? QuantizedStorage.owner(of: name, in: quantized) ?? name
+                let isGPTQ = gptqModules.contains(PEFTKeys.module(ofWeight: weight))
                 guard emitted.insert(weight).inserted else { continue }
                 let module = PEFTKeys.module(ofWeight: weight)
                 let aKey = PEFTKeys.lora(module: module, matrix: .a), bKey = PEFTKeys.lora(module: module, matrix: .b)
                 let hasLoRA = adapterFile.contains(aKey) && adapterFile.contains(bKey)
-                if !quantized.contains(weight) && !hasLoRA {
+                if !quantized.contains(weight) && !isGPTQ && !hasLoRA {
                     let (file, entry) = try checkpoint.locate(name)
                     pending.append(ModelFiles.copied(entry, from: file))
                     continue
                 }
                 if hasLoRA { merged += 1 }
-                let shape = quantized.contains(weight) ? try QuantizedStorage.describe(weight, in: checkpoint).shape : try checkpoint.entry(weight).shape
+                let shape = isGPTQ ? try GPTQFormat.shape(of: module, in: checkpoint, bits: gptq!.bits)
+                    : quantized.contains(weight) ? try QuantizedStorage.describe(weight, in: checkpoint).shape : try checkpoint.entry(weight).shape
                 pending.append(PendingTensor(name: weight, dtype: storage, shape: shape) { raw in
-                    let w = quantized.contains(weight) ? try QuantizedStorage.load(weight, from: checkpoint).matrix.dequantize()
+                    let w = isGPTQ ? try GPTQFormat.load(module, from: checkpoint, settings: gptq!).dequantized()
+                        : quantized.contains(weight) ? try QuantizedStorage.load(weight, from: checkpoint).matrix.dequantize()
                         : try checkpoint.floatTensor(weight).copy()
                     if hasLoRA {
                         let a = try adapterFile.floatTensor(aKey), b = try adapterFile.floatTensor(bKey)

@@ -8,7 +8,8 @@ public enum ModelFiles {
         let fm = FileManager.default
         for name in try fm.contentsOfDirectory(atPath: source) {
             if name.hasSuffix(".safetensors") || name == Checkpoint.indexFileName || name == "config.json" || name.hasPrefix(".") { continue }
-            if name == "quant_report.json" || name == "adapter" { continue }
+            // A quantizer's own files describe the source, not what is written from it.
+            if name == "quant_report.json" || name == "quantize_config.json" || name == "adapter" { continue }
             try fm.copyItem(atPath: source + "/" + name, toPath: dir + "/" + name)
         }
     }

@@ -43,6 +43,17 @@ public enum GPTQFormat {
              "static_groups": false, "use_exllama": false]
         }
 
+        /// A name for reports: "gptq-b4-g128-sym", "-act" with act-order.
+        public var name: String {
+            "gptq-b\(bits)-g\(groupSize.map(String.init) ?? "row")-\(symmetric ? "sym" : "asym")\(descAct ? "-act" : "")"
+        }
+
+        /// Storage bits per weight for an input width: the code plus a group's fp16 scale and packed zero point.
+        public func bitsPerParameter(columns: Int) -> Double {
+            let gs = Double(groupSize ?? columns)
+            return Double(bits) + Double(16 + bits) / gs
+        }
+
         /// quantize_config.json as AutoGPTQ writes it beside the weights.
         public var quantizeConfigJSON: [String: Any] {
             ["bits": bits, "group_size": groupSize ?? -1, "desc_act": descAct, "sym": symmetric, "damp_percent": damp,
@@ -110,6 +121,27 @@ public enum GPTQFormat {
             PendingTensor(name: module + ".scales", dtype: .f16, shape: [groups, rows], bytes: bytes(scales)),
             PendingTensor(name: module + ".g_idx", dtype: .i32, shape: [cols], bytes: bytes(q.groupIndex)),
         ]
+    }
+
+    /// The modules stored as GPTQ tensors ("model.layers.0.self_attn.q_proj"), in checkpoint order.
+    public static func modules(in checkpoint: Checkpoint) -> [String] {
+        checkpoint.tensorNames.filter { $0.hasSuffix(".qweight") }.map { String($0.dropLast(".qweight".count)) }
+    }
+
+    /// The module whose GPTQ parts include tensor `name`, if any.
+    public static func owner(of name: String, in modules: Set<String>) -> String? {
+        for suffix in suffixes where name.hasSuffix("." + suffix) {
+            let module = String(name.dropLast(suffix.count + 1))
+            if modules.contains(module) { return module }
+        }
+        return nil
+    }
+
+    /// [out, in] of a GPTQ module, from its qweight's shape.
+    public static func shape(of module: String, in checkpoint: Checkpoint, bits: Int) throws -> [Int] {
+        let e = try checkpoint.entry(module + ".qweight")
+        guard e.shape.count == 2 else { throw GPTQFormatError.badTensor(path: checkpoint.path, tensor: e.name, detail: "must be 2-D, is \(e.shape)") }
+        return [e.shape[1], e.shape[0] * 32 / bits]
     }
 
     /// Whether `module`'s weight is stored as GPTQ tensors in `checkpoint`.

@@ -80,4 +80,53 @@ struct GPTQCommandTests {
             #expect(dir.contents().isEmpty, "\(args) left \(dir.contents())")
         }
     }
+
+    /// GPTQ-LoRA: finetuning on a GPTQ base works unchanged; merging folds the adapter into the
+    /// dequantized weights (dequant(W) + s·B·A: the model that was trained, not the original W);
+    /// inspect lists the GPTQ modules.
+    @Test(builtBinary)
+    func finetuneMergeAndInspectOnAGPTQBase() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let base = dir.file("rtn"), run = dir.file("run"), merged = dir.file("merged")
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", base, "--method", "rtn", "--bits", "4", "--group-size", "32"])
+        let yaml = """
+        model: \(base)
+        output_dir: \(run)
+        data:
+          train: \(CLI.text("sample.jsonl"))
+          format: text
+        lora:
+          rank: 4
+          alpha: 8
+        train:
+          seq_len: 32
+          batch_size: 2
+          max_steps: 3
+          lr: 1.0e-2
+          seed: 0
+        """
+        try yaml.write(toFile: dir.file("ft.yaml"), atomically: true, encoding: .utf8)
+        _ = try CLI.succeed(["finetune", "--config", dir.file("ft.yaml")])
+        let losses = try String(contentsOfFile: run + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .compactMap { try? CLI.json(String($0))["loss"] as? Double }
+        #expect(losses.count == 3 && losses.allSatisfy(\.isFinite) && losses.last! < losses.first!, "losses \(losses)")
+
+        _ = try CLI.succeed(["merge", "--model", base, "--adapter", run, "--out", merged, "--dtype", "f32"])
+        let module = "model.layers.0.self_attn.q_proj"
+        let checkpoint = try Checkpoint(path: base)
+        let settings = try GPTQFormat.Settings(modelConfig: try checkpoint.config()!, path: base)!
+        let w = try GPTQFormat.load(module, from: checkpoint, settings: settings).dequantized()
+        let adapter = try SafeTensorsFile(path: run + "/adapter_model.safetensors")
+        let a = try adapter.floatTensor(PEFTKeys.lora(module: module, matrix: .a)), b = try adapter.floatTensor(PEFTKeys.lora(module: module, matrix: .b))
+        gemm(b.matrix, a.matrix, into: w.matrix, alpha: 2, beta: 1)
+        let out = try Checkpoint(path: merged)
+        #expect(maxAbsDifference(try out.floatTensor(module + ".weight"), w) <= 1e-6)
+        #expect(try out.config()?["quantization_config"] == nil && !FileManager.default.fileExists(atPath: merged + "/quantize_config.json"))
+
+        let inspect = try CLI.json(try CLI.succeed(["inspect", base, "--json"]))
+        let rows = inspect["quantized"] as! [[String: Any]]
+        #expect(rows.count == 14 && rows.allSatisfy { $0["config"] as? String == "gptq-b4-g32-sym" })
+        #expect(inspect["num_parameters"] as? Int == (try CLI.json(try CLI.succeed(["inspect", CLI.model, "--json"])))["num_parameters"] as? Int)
+    }
 }
