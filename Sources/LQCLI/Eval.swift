@@ -42,12 +42,23 @@ struct ModelOptions: ParsableArguments {
 /// `lqlora eval`.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Perplexity of a model (optionally with an adapter) on a text file, as transformers or llama.cpp measure it.")
+        abstract: "Perplexity of a model (optionally with an adapter) on a text file, as transformers or llama.cpp measure it; or a zero-shot task's accuracy as lm-evaluation-harness scores it (--task).",
+        discussion: """
+        --task piqa|arc_easy|arc_challenge|hellaswag|winogrande reads --data as that dataset's JSON lines, exported with
+        the Hugging Face datasets library on a machine that can download them, e.g.
+          python -c "import datasets; datasets.load_dataset('ybisk/piqa', split='validation').to_json('piqa.jsonl')"
+          (allenai/ai2_arc ARC-Easy / ARC-Challenge split test, Rowan/hellaswag split validation,
+           allenai/winogrande winogrande_xl split validation)
+        and reports acc (and acc_norm) with their standard errors as lm-evaluation-harness v0.4 does.
+        """)
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(help: "A .txt or .jsonl (\"text\" field) file, optionally .gz.")
+    @Option(help: "A .txt or .jsonl (\"text\" field) file, optionally .gz; with --task, the task's .jsonl records.")
     var data: String
+
+    @Option(help: "A zero-shot multiple-choice task scored as lm-evaluation-harness does: piqa, arc_easy, arc_challenge, hellaswag, winogrande.")
+    var task: String?
 
     @Option(help: "Tokens per window (default 512, or the model's max_position_embeddings when smaller).")
     var ctx: Int?
@@ -64,8 +75,11 @@ struct Eval: ParsableCommand {
     @Option(help: "Windows per forward pass.")
     var batch = 1
 
-    @Option(help: "transformers (sliding window) or llamacpp (second half of disjoint chunks).")
+    @Option(help: "transformers (sliding window), llamacpp (second half of disjoint chunks) or gptq (disjoint windows, default ctx 2048, the text joined as GPTQ's loaders join it).")
     var method = "transformers"
+
+    @Option(help: "--method gptq: how the test set is joined: wikitext (default for .txt), ptb, or c4 (default for .jsonl).")
+    var corpus: EvaluationText.GPTQCorpus?
 
     @Flag(help: "Print one JSON object.")
     var json = false
@@ -74,24 +88,34 @@ struct Eval: ParsableCommand {
     var logits: String?
 
     func validate() throws {
+        if task != nil {
+            let given: [(String, Bool)] = [("--stride", stride != nil), ("--max-tokens", maxTokens != nil), ("--max-chars", maxChars != nil),
+                                           ("--logits", logits != nil), ("--method", method != "transformers"), ("--batch", batch != 1)]
+            if let (option, _) = given.first(where: \.1) { throw ValidationError("\(option) does not apply to --task (it scores records, not a text)") }
+        }
         if let ctx, ctx < 2 { throw ValidationError("--ctx must be at least 2") }
         if let stride, stride < 1 || stride > (ctx ?? 512) { throw ValidationError("--stride must be between 1 and --ctx") }
-        guard ["transformers", "llamacpp"].contains(method) else { throw ValidationError("--method must be transformers or llamacpp") }
+        guard ["transformers", "llamacpp", "gptq"].contains(method) else { throw ValidationError("--method must be transformers, llamacpp or gptq") }
+        if corpus != nil && method != "gptq" { throw ValidationError("--corpus applies to --method gptq only") }
+        if method == "gptq" && stride != nil { throw ValidationError("--stride does not apply to --method gptq (its windows are disjoint)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
     }
 
     func run() throws {
         try CommandFailure.exits("eval") {
+            if let task { return try runTask(try MultipleChoiceTask.named(task)) }
             let (model, tokenizer) = try modelOptions.load()
             // The default window is 512 tokens, or the model's whole context when that is shorter.
-            let ctx = self.ctx ?? min(512, model.config.maxPositions)
+            let ctx = self.ctx ?? min(method == "gptq" ? 2048 : 512, model.config.maxPositions)
             guard ctx <= model.config.maxPositions else {
                 throw CLIError("--ctx \(ctx) is above the model's \(model.config.maxPositions) positions (max_position_embeddings in config.json)")
             }
             if let stride, stride > ctx { throw CLIError("--stride \(stride) is above the window of \(ctx) tokens") }
-            var text = try EvaluationText.read(path: data)
+            let corpus = self.corpus ?? (data.hasSuffix(".jsonl") || data.hasSuffix(".jsonl.gz") ? .c4 : .wikitext)
+            var text = method == "gptq" ? try EvaluationText.gptqJoined(path: data, corpus: corpus) : try EvaluationText.read(path: data)
             if let maxChars { text = String(String.UnicodeScalarView(text.unicodeScalars.prefix(maxChars))) }
             var tokens = tokenizer.encode(text, addSpecialTokens: true)
+            if method == "gptq" && corpus == .c4 { tokens = Array(tokens.prefix(256 * ctx)) }  // GPTQ's C4 evaluation: 256 windows
             if let maxTokens { tokens = Array(tokens.prefix(maxTokens)) }
             if let logits {
                 let window = Array(tokens.prefix(ctx))
@@ -101,9 +125,12 @@ struct Eval: ParsableCommand {
                     PendingTensor(name: "logits", tensor: out.reshaped([1, window.count, out.shape[1]])),
                 ], to: logits)
             }
-            let m: PerplexityMethod = method == "llamacpp"
-                ? .llamaCpp(context: ctx, bos: model.config.addsBOS ? model.config.bosTokenID : nil)
-                : .huggingFace(context: ctx, stride: stride ?? ctx)
+            let m: PerplexityMethod
+            switch method {
+            case "llamacpp": m = .llamaCpp(context: ctx, bos: model.config.addsBOS ? model.config.bosTokenID : nil)
+            case "gptq": m = .gptq(context: ctx)
+            default: m = .huggingFace(context: ctx, stride: stride ?? ctx)
+            }
             let progress = Progress(total: 1, label: "eval")
             let result = try Perplexity.evaluate(model, tokens: tokens, method: m, batch: batch) { done, total, processed in
                 progress.retotal(total)
@@ -120,4 +147,28 @@ struct Eval: ParsableCommand {
             }
         }
     }
+
+    /// --task: every record's choices scored, then acc (and acc_norm) with standard errors.
+    func runTask(_ task: MultipleChoiceTask) throws {
+        let items = try task.items(path: data)
+        let (model, tokenizer) = try modelOptions.load()
+        // The harness's window is the model's max_position_embeddings.
+        let window = ctx ?? model.config.maxPositions
+        guard window <= model.config.maxPositions else {
+            throw CLIError("--ctx \(window) is above the model's \(model.config.maxPositions) positions (max_position_embeddings in config.json)")
+        }
+        let prefix = model.config.bosTokenID ?? model.config.eosTokenIDs.first ?? 0
+        let progress = Progress(total: items.count, label: task.rawValue)
+        let (score, _) = try task.evaluate(items, model: model, tokenizer: tokenizer, prefixToken: prefix, window: window) { progress.update($0) }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(score), as: UTF8.self))
+            return
+        }
+        print(String(format: "%@: acc %.4f ± %.4f", task.rawValue, score.acc, score.accStderr)
+              + (score.accNorm.map { String(format: ", acc_norm %.4f ± %.4f", $0, score.accNormStderr ?? .nan) } ?? ""))
+        print(String(format: "%d items, %.1f s, %.1f items/s", score.items, score.seconds, score.itemsPerSecond))
+    }
 }
+extension EvaluationText.GPTQCorpus: ExpressibleByArgument {}

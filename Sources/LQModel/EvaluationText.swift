@@ -17,8 +17,14 @@ public enum EvaluationText {
             bytes.append(b)
         }
         let text = String(decoding: bytes, as: UTF8.self)
+        guard let documents = try documents(text, path: path) else { return text }
+        return documents.joined(separator: "\n\n")
+    }
+
+    /// A .jsonl's `text` fields in order (nil for other files).
+    static func documents(_ text: String, path: String) throws -> [String]? {
         let base = path.hasSuffix(".gz") ? String(path.dropLast(3)) : path
-        guard base.hasSuffix(".jsonl") else { return text }
+        guard base.hasSuffix(".jsonl") else { return nil }
         var parts: [String] = []
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let t = obj["text"] as? String else {
@@ -26,6 +32,40 @@ public enum EvaluationText {
             }
             parts.append(t)
         }
-        return parts.joined(separator: "\n\n")
+        return parts
+    }
+
+    /// How GPTQ's data loaders join a test set before tokenizing it.
+    public enum GPTQCorpus: String, CaseIterable, Sendable {
+        /// WikiText-2 as the `datasets` rows of the raw file (each line with its newline, a blank line
+        /// as ""), joined by "\n\n".
+        case wikitext
+        /// PTB (ptb_text_only): the sentences (lines, stripped) joined by " ".
+        case ptb
+        /// C4 validation (.jsonl, "text" per line): the first 1,100 documents joined by " "; the
+        /// tokens are then cut to 256 windows.
+        case c4
+    }
+
+    /// The text GPTQ's evaluation tokenizes for `corpus`, from the file a user has.
+    public static func gptqJoined(path: String, corpus: GPTQCorpus) throws -> String {
+        if corpus == .c4 {
+            let raw = String(decoding: try Gzip.readMaybeCompressed(path: path), as: UTF8.self)
+            guard let documents = try documents(raw, path: path) else {
+                throw ModelError.unsupported(path: path, what: "C4 text that is not .jsonl with a \"text\" field per document")
+            }
+            return documents.prefix(1100).joined(separator: " ")
+        }
+        let text = try read(path: path)
+        switch corpus {
+        case .wikitext:
+            var lines = text.components(separatedBy: "\n").map { $0 + "\n" }
+            if text.hasSuffix("\n") { lines.removeLast() }  // no row after the final newline
+            return lines.map { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "" : $0 }.joined(separator: "\n\n")
+        case .ptb:
+            return text.components(separatedBy: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
+        case .c4:
+            preconditionFailure("handled above")
+        }
     }
 }

@@ -69,6 +69,26 @@ public final class KVCache {
         if history.isEmpty { history = tokens } else { for b in tokens.indices { history[b] += tokens[b] } }
     }
 
+    /// An independent copy holding the same positions on the host (a shared prompt scored with
+    /// several continuations). A cache filled on the GPU cannot be forked.
+    public func fork() -> KVCache {
+        precondition(device == nil, "a KV cache on the GPU cannot be forked")
+        let copy = KVCache(config: config, batch: batch, capacity: capacity)
+        copy.length = length
+        copy.history = history
+        if let host {
+            let width = config.kvHeadCount * config.headDim
+            let made = copy.hostTensors()
+            for b in 0..<batch {
+                for l in 0..<config.layerCount {
+                    made.keys[b][l].pointer.update(from: host.keys[b][l].pointer, count: length * width)
+                    made.values[b][l].pointer.update(from: host.values[b][l].pointer, count: length * width)
+                }
+            }
+        }
+        return copy
+    }
+
     /// Forgets every position (the next pass starts at 0), keeping the history.
     func rewind() {
         length = 0

@@ -9,6 +9,9 @@ public enum PerplexityMethod: Sendable, Equatable {
     case huggingFace(context: Int, stride: Int)
     /// llama.cpp's `llama-perplexity`: disjoint chunks of `context`, scoring the second half of each.
     case llamaCpp(context: Int, bos: Int?)
+    /// GPTQ's evaluation (and the LLaMA-3 low-bit study's): ⌊n/context⌋ disjoint windows, the tail
+    /// dropped, every position but the first scored; ppl = exp(mean of the windows' mean NLL).
+    case gptq(context: Int)
 }
 
 public struct PerplexityResult: Sendable, Codable {
@@ -56,6 +59,15 @@ public enum Perplexity {
                 prevEnd = end
                 if end == n { break }
                 begin += stride
+            }
+        case let .gptq(context):
+            let chunks = n / context
+            guard chunks >= 1 else {
+                throw ModelError.unsupported(path: "eval", what: "GPTQ perplexity with \(n) tokens (it needs one window of \(context))")
+            }
+            for c in 0..<chunks {
+                out.append(EvalWindow(tokens: Array(tokens[(c * context)..<((c + 1) * context)]), scored: 0..<(context - 1), weight: 1,
+                                      weightedCount: context - 1))
             }
         case let .llamaCpp(context, bos):
             let chunks = n / context
