@@ -15,7 +15,7 @@ is installed without its dependencies and the ones it imports are named):
   .venv-gptq/bin/pip install accelerate threadpoolctl packaging device-smi protobuf pillow requests \
       pypcre tokenicer logbar jinja2 dill defuser
   swift build -c release   # or LQLORA=/path/to/lqlora
-  GPTQMODEL_CPU_WORKERS=2 .venv-gptq/bin/python scripts/make-gptq-interop-fixtures.py
+  GPTQMODEL_CPU_WORKERS=2 .venv-gptq/bin/python scripts/make-gptq-interop-fixtures.py [--smollm2]
 (GPTQMODEL_CPU_WORKERS=2: on a 2-core machine GPTQModel's loader pool otherwise refuses to start.)
 
 Writes Tests/LQModelTests/Fixtures/gptq-interop/:
@@ -36,6 +36,17 @@ Writes Tests/LQModelTests/Fixtures/gptq-interop/:
                           dequantized weight fp32(scale) * (code - zero) is exact, as lqlora's is;
     V.logits_fp16_scales  the same with the scales left fp16 as GPTQModel keeps them (the product
                           scale * (code - zero) is then rounded to fp16 before the fp32 matmul).
+
+With --smollm2 (needs models/SmolLM2-135M-Instruct from scripts/fetch-smollm2.sh) it writes instead
+smollm2-gptq-4bit-g64.json and .safetensors, for a checkpoint that is not committed: lqlora quantize
+--method gptq --bits 4 --group-size 64 --calib data/wikitext-2-raw-test.txt --samples 4 --seq-len
+256 (the test makes it again; lqlora's GPTQ is deterministic). The JSON holds input_ids (32 ids of
+a wikitext passage, SmolLM2's tokenizer, no special tokens), vocab_slice and, per tensor of the
+checkpoint (every .qweight, .qzeros and .scales), the sum of its little-endian uint32 words mod
+2^64, so a test can tell a different checkpoint from a different forward pass. The safetensors:
+logits_head [32, vocab_slice] (every position, the first vocab_slice entries), logits_last
+[49152] (the last position, all of it) and argmax [32] (I32, over all of the vocabulary), of
+transformers with GPTQModel's TorchLinear, scales cast to fp32 as above.
 """
 import json
 import os
@@ -81,6 +92,7 @@ def lqlora_checkpoints(tmp):
 def gptqmodel_checkpoints(tmp):
     from gptqmodel import GPTQModel, QuantizeConfig
 
+    os.chdir(tmp)  # GPTQModel writes its quantization logs under ./logs
     for variant, settings in GPTQMODEL_VARIANTS.items():
         torch.manual_seed(0)
         ids = torch.randint(3, 128, (8, 32))
@@ -101,9 +113,10 @@ def gptqmodel_checkpoints(tmp):
                 json.dump(cfg, f, indent=2)
                 f.write("\n")
         keep_only(out, os.path.join(OUT, variant))
+    os.chdir(ROOT)
 
 
-def logits(directory, ids, fp32_scales):
+def logits(directory, ids, fp32_scales, linears_expected=14):
     from transformers import AutoModelForCausalLM, GPTQConfig
 
     with open(os.path.join(directory, "config.json")) as f:
@@ -113,12 +126,46 @@ def logits(directory, ids, fp32_scales):
     from gptqmodel.nn_modules.qlinear.torch import TorchLinear
 
     linears = [m for m in model.modules() if hasattr(m, "qweight")]
-    assert len(linears) == 14 and all(type(m) is TorchLinear for m in linears), {type(m) for m in linears}
+    assert len(linears) == linears_expected and all(type(m) is TorchLinear for m in linears), {type(m) for m in linears}
     if fp32_scales:
         for m in linears:
             m.scales = m.scales.float()
     with torch.no_grad():
         return model(ids).logits.float().contiguous()
+
+
+def word_sum(t):
+    import numpy as np
+
+    return int(np.frombuffer(t.contiguous().numpy().tobytes(), dtype="<u4").astype(np.uint64).sum(dtype=np.uint64))
+
+
+def smollm2():
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    model_dir = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct")
+    text = open(os.path.join(ROOT, "data", "wikitext-2-raw-test.txt"), encoding="utf-8").read()
+    ids = AutoTokenizer.from_pretrained(model_dir)(text[20000:22000], add_special_tokens=False)["input_ids"][:32]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "smollm2-gptq")
+        subprocess.run([LQLORA, "quantize", "--model", model_dir, "--method", "gptq", "--bits", "4", "--group-size", "64",
+                        "--calib", os.path.join(ROOT, "data", "wikitext-2-raw-test.txt"), "--samples", "4",
+                        "--seq-len", "256", "--out", out], check=True)
+        sums = {}
+        with safe_open(os.path.join(out, "model.safetensors"), "pt") as f:
+            for name in sorted(f.keys()):
+                if name.rsplit(".", 1)[-1] in ("qweight", "qzeros", "scales"):
+                    sums[name] = str(word_sum(f.get_tensor(name)))
+        logits_ = logits(out, torch.tensor([ids]), fp32_scales=True, linears_expected=210)[0]
+    vocab_slice = 1024
+    base = os.path.join(OUT, "smollm2-gptq-4bit-g64")
+    with open(base + ".json", "w") as f:
+        json.dump({"input_ids": ids, "vocab_slice": vocab_slice, "word_sums": sums}, f, indent=1, sort_keys=True)
+        f.write("\n")
+    save_file({"logits_head": logits_[:, :vocab_slice].contiguous(), "logits_last": logits_[-1].contiguous(),
+               "argmax": logits_.argmax(-1).to(torch.int32)}, base + ".safetensors")
 
 
 def main():
@@ -129,9 +176,11 @@ def main():
     print(f"transformers {transformers.__version__}, optimum {version('optimum')}, gptqmodel {gptqmodel.__version__}, "
           f"torch {torch.__version__}", file=sys.stderr)
     torch.set_num_threads(1)
-    if os.path.isdir(OUT):
-        shutil.rmtree(OUT)
-    os.makedirs(OUT)
+    if "--smollm2" in sys.argv[1:]:
+        return smollm2()
+    for variant in [*LQLORA_VARIANTS, *GPTQMODEL_VARIANTS]:
+        shutil.rmtree(os.path.join(OUT, variant), ignore_errors=True)
+    os.makedirs(OUT, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         lqlora_checkpoints(tmp)
         gptqmodel_checkpoints(tmp)
