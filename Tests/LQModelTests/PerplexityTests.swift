@@ -58,3 +58,22 @@ struct SmolLM2PerplexityTests {
         #expect(relative < 2e-5, "lqlora \(result.perplexity) vs transformers \(ref.transformers_ppl)")
     }
 }
+
+/// GPTQ's perplexity protocol (eval --method gptq) against the GPTQ evaluation loop run in torch on
+/// SmolLM2 (scripts/make-gptq-ppl-fixture.py): WikiText-2 joined as its loader joins the dataset's
+/// rows, disjoint windows of 2048, the first four.
+struct GPTQPerplexityProtocolTests {
+    struct Reference: Decodable { let seqlen: Int; let windows: Int; let perplexity: Double; let joined_text_tokens: Int; let first_ids: [Int] }
+
+    @Test(.enabled(if: SmolLM2PerplexityTests.available, "SmolLM2 not converted (scripts/fetch-smollm2.sh)"))
+    func matchesGPTQsEvaluationLoop() throws {
+        let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixtures + "/oracles/gptq-ppl-smollm2.json")))
+        let tokenizer = try loadTokenizer(directory: RealModel.smolLM2)
+        let tokens = tokenizer.encode(try EvaluationText.gptqJoined(path: SmolLM2PerplexityTests.wikitext, corpus: .wikitext), addSpecialTokens: true)
+        #expect(tokens.count == ref.joined_text_tokens && Array(tokens.prefix(16)) == ref.first_ids, "the joined text: \(tokens.count) tokens")
+        let model = try LlamaModel(directory: RealModel.smolLM2)
+        let result = try Perplexity.evaluate(model, tokens: Array(tokens.prefix(ref.windows * ref.seqlen + 100)), method: .gptq(context: ref.seqlen))
+        #expect(result.tokens == ref.windows * (ref.seqlen - 1))
+        #expect(abs(result.perplexity - ref.perplexity) / ref.perplexity < 2e-5, "lqlora \(result.perplexity) vs GPTQ's loop \(ref.perplexity)")
+    }
+}

@@ -84,12 +84,12 @@ public enum MultipleChoiceTask: String, CaseIterable, Sendable {
             // The context changes with the option; the rest of the sentence is the shared continuation.
             let target = sentence[sentence.index(after: blank)...].trimmingCharacters(in: .whitespaces)
             let contexts = options.map { String(sentence[..<blank]) + $0 }
-            return MultipleChoiceItem(requests: contexts.map { ($0, " " + target) }, gold: gold, lengths: contexts.map(\.count))
+            return MultipleChoiceItem(requests: contexts.map { ($0, " " + target) }, gold: gold, lengths: contexts.map(\.unicodeScalars.count))
         }
     }
 
     static func sharedContext(_ context: String, choices: [String], gold: Int) -> MultipleChoiceItem {
-        MultipleChoiceItem(requests: choices.map { (context, " " + $0) }, gold: gold, lengths: choices.map(\.count))
+        MultipleChoiceItem(requests: choices.map { (context, " " + $0) }, gold: gold, lengths: choices.map(\.unicodeScalars.count))
     }
 
     static func letter(_ label: String) -> String { ["1": "A", "2": "B", "3": "C", "4": "D", "5": "E"][label] ?? label }
