@@ -1,31 +1,36 @@
+import CKernels
 import LQTensor
 
 extension UniformQuantization {
-    /// Whether every column's group is its index / groupSize (no act-order permutation), so rows
-    /// dequantize a group at a time.
-    public var hasSequentialGroups: Bool {
-        groupIndex.indices.allSatisfy { Int(groupIndex[$0]) == $0 / groupSize }
+    /// The kernels' view of this matrix (sequential groups only), for the duration of `body`.
+    func withKernelView<R>(_ body: (UnsafePointer<lq_uniform>) -> R) -> R {
+        codes.withUnsafeBufferPointer { q in
+            scales.withUnsafeBufferPointer { s in
+                zeros.withUnsafeBufferPointer { z in
+                    var m = lq_uniform(codes: q.baseAddress, scales: s.baseAddress, zeros: z.baseAddress, rows: Int64(rows), cols: Int64(cols),
+                                       group: Int64(groupSize))
+                    return body(&m)
+                }
+            }
+        }
     }
 
-    /// Rows `range` of the dequantized weight into `out` [range.count, cols], row-major.
+    /// Rows `range` of the dequantized weight into `out` [range.count, cols], row-major: the C
+    /// kernels (bit-equal to their scalar reference) for sequential groups, a lookup per column after act-order.
     public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        let sequential = hasSequentialGroups
+        if sequentialGroups {
+            withKernelView { lq_uniform_dequantize($0, Int64(range.lowerBound), Int64(range.upperBound), out) }
+            return
+        }
         codes.withUnsafeBufferPointer { codes in
             scales.withUnsafeBufferPointer { scales in
                 zeros.withUnsafeBufferPointer { zeros in
                     groupIndex.withUnsafeBufferPointer { gIdx in
                         for r in range {
                             let src = codes.baseAddress! + r * cols, dst = out + (r - range.lowerBound) * cols
-                            if sequential {
-                                for g in 0..<groupCount {
-                                    let s = scales[g * rows + r], z = zeros[g * rows + r]
-                                    for c in (g * groupSize)..<min(cols, (g + 1) * groupSize) { dst[c] = s * (Float(src[c]) - z) }
-                                }
-                            } else {
-                                for c in 0..<cols {
-                                    let g = Int(gIdx[c]) * rows + r
-                                    dst[c] = scales[g] * (Float(src[c]) - zeros[g])
-                                }
+                            for c in 0..<cols {
+                                let g = Int(gIdx[c]) * rows + r
+                                dst[c] = scales[g] * (Float(src[c]) - zeros[g])
                             }
                         }
                     }
@@ -41,10 +46,21 @@ extension UniformQuantization {
         return out
     }
 
-    /// X · Wᵀ for X [n, cols] → [n, rows], dequantizing cache-sized panels of W feeding sgemm.
+    /// X · Wᵀ for X [n, cols] → [n, rows]: up to RowPanels.gemvRowLimit rows through the fused GEMV
+    /// (decoding; rows of W split over threads, each row summed the same way whatever the split),
+    /// more by dequantizing cache-sized panels of W feeding sgemm.
     public func matmul(_ x: Tensor) -> Tensor {
         precondition(x.rank == 2 && x.shape[1] == cols, "matmul: x \(x.shape) against W [\(rows), \(cols)]")
         let out = Tensor(uninitialized: [x.shape[0], rows])
+        if x.shape[0] <= RowPanels.gemvRowLimit && sequentialGroups {
+            withKernelView { m in
+                for i in 0..<x.shape[0] {
+                    let xi = x.pointer + i * cols, yi = out.pointer + i * rows
+                    Parallel.forEach(rows, minChunk: 64) { r in lq_uniform_gemv(m, Int64(r.lowerBound), Int64(r.upperBound), xi, yi) }
+                }
+            }
+            return out
+        }
         RowPanels.product(x, into: out, rows: rows, cols: cols) { range, panel in self.dequantize(rows: range, into: panel) }
         return out
     }

@@ -57,7 +57,13 @@ public struct UniformQuantization: Sendable {
     public var codes: [UInt8]        // [rows, cols]
     public var scales: [Float]       // [groups, rows]
     public var zeros: [Float]        // [groups, rows], integers
-    public var groupIndex: [Int32]   // [cols]
+    public var groupIndex: [Int32] { didSet { sequentialGroups = Self.isSequential(groupIndex, groupSize) } }  // [cols]
+    /// Whether every column's group is its index / groupSize (no act-order permutation): the kernels' case.
+    public private(set) var sequentialGroups: Bool
+
+    static func isSequential(_ groupIndex: [Int32], _ groupSize: Int) -> Bool {
+        groupIndex.indices.allSatisfy { Int(groupIndex[$0]) == $0 / groupSize }
+    }
 
     public var groupCount: Int { scales.count / rows }
 
@@ -74,6 +80,7 @@ public struct UniformQuantization: Sendable {
         self.scales = scales
         self.zeros = zeros
         self.groupIndex = groupIndex
+        sequentialGroups = Self.isSequential(groupIndex, groupSize)
     }
 
     /// Round to nearest (RTN): the quantizer alone, per row or per group of `groupSize` columns.

@@ -2,6 +2,7 @@ import Foundation
 import LQFormats
 import LQQuant
 import LQTensor
+import LQTestSupport
 import Testing
 
 /// GPTQ and RTN against AutoGPTQ's algorithm run in torch on the same weights and Hessians
@@ -70,5 +71,36 @@ struct GPTQTests {
             #expect(q.scales == (try f.floatTensor(key + ".scale")).array, "\(key): scales")
             #expect(q.zeros == (try f.floatTensor(key + ".zero")).array, "\(key): zeros")
         } } }
+    }
+}
+
+/// The uniform-integer products: the fused GEMV (decoding) and the panel path against the
+/// dequantized weight times x in double precision, with sequential and act-order groups.
+struct UniformProductTests {
+    @Test(arguments: ["a.b4.g128.sym.order", "a.b3.g64.asym.act", "b.b8.g128.sym.order", "b.b2.g-1.asym.order"])
+    func productsMatchTheDequantizedWeight(key: String) throws {
+        let f = GPTQTests.file, layer = String(key.prefix(1))
+        let q = try GPTQ.quantize(try f.floatTensor(layer + ".weight"), hessian: try f.floatTensor(layer + ".hessian"),
+                                  options: GPTQTests.options(key)).quantization
+        let w = q.dequantized()
+        var rng = SeededGenerator(seed: 3)
+        for n in [1, 3, 8, 9, 40] {
+            let x = Tensor.gaussian([n, q.cols], using: &rng)
+            let y = q.matmul(x)
+            for i in 0..<n {
+                for r in 0..<q.rows {
+                    var exact = 0.0, magnitude = 0.0
+                    for c in 0..<q.cols {
+                        let p = Double(w[r, c]) * Double(x[i, c])
+                        exact += p
+                        magnitude += abs(p)
+                    }
+                    #expect(abs(Double(y[i, r]) - exact) <= 1e-5 * magnitude, "\(key) n \(n) row \(r)")
+                }
+            }
+            let dy = Tensor.gaussian([n, q.rows], using: &rng), dx = Tensor(zeros: [n, q.cols])
+            q.accumulateTransposedProduct(dy, into: dx)
+            #expect(maxAbsDifference(dx, matmul(dy, w)) <= 1e-4, "\(key) n \(n): dY·W")
+        }
     }
 }

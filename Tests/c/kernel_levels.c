@@ -126,6 +126,42 @@ static void test_gemv16(lq_level level) {
         }
 }
 
+// ---- Uniform-integer (GPTQ) matrices: dequantization bit-equal, the GEMV within rounding ----
+
+static void test_uniform(lq_level level) {
+    const int64_t widths[] = {8, 20, 100, 576}, groups[] = {8, 32, 64, 128}, rows = 11;
+    for (int k = 0; k < 4; k++)
+        for (int gi = 0; gi < 4; gi++) {
+            const int64_t cols = widths[k], group = groups[gi] < cols ? groups[gi] : cols, ng = (cols + group - 1) / group;
+            uint8_t *q = malloc(rows * cols);  // unpadded: no reads past the end
+            float *s = malloc(sizeof(float) * ng * rows), *z = malloc(sizeof(float) * ng * rows);
+            float *x = malloc(sizeof(float) * cols), *a = malloc(sizeof(float) * rows * cols), *b = malloc(sizeof(float) * rows * cols);
+            float y0[11], y1[11];
+            for (int64_t i = 0; i < rows * cols; i++) q[i] = (uint8_t)(rnd() % 256);
+            for (int64_t i = 0; i < ng * rows; i++) { s[i] = fabsf(rndf()) * 0.01f + 1e-4f; z[i] = (float)(rnd() % 256); }
+            for (int64_t c = 0; c < cols; c++) x[c] = rndf();
+            lq_uniform m = {q, s, z, rows, cols, group};
+            lq_uniform_dequantize_level(LQ_LEVEL_SCALAR, &m, 0, rows, a);
+            lq_uniform_dequantize_level(level, &m, 0, rows, b);
+            char what[80];
+            snprintf(what, sizeof what, "uniform dequantize cols %lld group %lld", (long long)cols, (long long)group);
+            check(memcmp(a, b, sizeof(float) * rows * cols) == 0, what);
+            lq_uniform_dequantize_level(level, &m, 3, 7, b);  // a row range lands at the start of out
+            check(memcmp(a + 3 * cols, b, sizeof(float) * 4 * cols) == 0, "uniform dequantize row range");
+            lq_uniform_gemv_level(LQ_LEVEL_SCALAR, &m, 0, rows, x, y0);
+            lq_uniform_gemv_level(level, &m, 0, rows, x, y1);
+            int ok = 1;
+            for (int64_t r = 0; r < rows; r++) {
+                double exact = 0, mag = 0;
+                for (int64_t c = 0; c < cols; c++) { exact += (double)a[r * cols + c] * x[c]; mag += fabs((double)a[r * cols + c] * x[c]); }
+                ok &= fabs((double)y0[r] - exact) <= 1e-5 * mag + 1e-30 && fabs((double)y1[r] - exact) <= 1e-5 * mag + 1e-30;
+            }
+            snprintf(what, sizeof what, "uniform gemv cols %lld group %lld", (long long)cols, (long long)group);
+            check(ok, what);
+            free(q); free(s); free(z); free(x); free(a); free(b);
+        }
+}
+
 // ---- The thread pool: every chunk runs exactly once, nested and concurrent loops included ----
 
 typedef struct {
@@ -231,6 +267,7 @@ int main(void) {
     printf("kernel_levels: comparing %s with scalar\n", lq_level_name(level));
     test_conversions(level);
     test_gemv16(level);
+    test_uniform(level);
     test_pool();
     test_activations(level);
     // The table's block sizes, plus 24 and 20 (not a multiple of 16, of 8), which the C layer accepts
