@@ -5,7 +5,8 @@ import LQQuant
 import LQTensor
 
 /// `lqlora bench quant`: dequantization against memcpy, fused GEMV against sgemv on the dense
-/// matrix, panel GEMM against sgemm, for NF4 (bitsandbytes layout), NF3 and NF2.
+/// matrix, panel GEMM against sgemm, for NF4 (bitsandbytes layout), NF3 and NF2; GPTQ's int4 g128
+/// GEMV against sgemv and NF4.
 struct BenchQuant: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quant",
@@ -54,12 +55,23 @@ struct BenchQuant: ParsableCommand {
             let tDense = Timing.median(repeats: options.repeats) { OpenBLASAnchor.gemv(w.matrix, x: x.pointer, y: y.pointer, threads: threads) }
             figures.append(BenchFigure(name: "sgemv \(rows)x\(cols) fp32 (OpenBLAS), \(threads) threads", value: tDense * 1e3, unit: "ms",
                                        anchor: nil, anchor_value: nil, ratio: nil))
+            var nf4 = 0.0
             for (label, config) in formats {
                 let q = try Quantizer.quantize(w, config: config)
                 let t = Timing.median(repeats: options.repeats) { q.gemv(x.pointer, y.pointer) }
+                if label == "nf4" { nf4 = t }
                 figures.append(BenchFigure(name: "\(label) gemv \(rows)x\(cols), \(threads) threads", value: t * 1e3, unit: "ms",
                                            anchor: "sgemv", anchor_value: tDense * 1e3, ratio: tDense / t))
             }
+            // GPTQ's int4 with groups of 128 (codes a byte each in memory), against sgemv and NF4 from this run.
+            let int4 = UniformQuantization.roundToNearest(w.pointer, rows: rows, cols: cols, quantizer: UniformQuantizer(bits: 4, symmetric: true),
+                                                          groupSize: 128)
+            let xm = x.reshaped([1, cols])
+            let t = Timing.median(repeats: options.repeats) { _ = int4.matmul(xm) }
+            figures.append(BenchFigure(name: "int4 g128 gemv \(rows)x\(cols), \(threads) threads", value: t * 1e3, unit: "ms",
+                                       anchor: "sgemv", anchor_value: tDense * 1e3, ratio: tDense / t))
+            figures.append(BenchFigure(name: "int4 g128 gemv \(rows)x\(cols) against nf4, \(threads) threads", value: t * 1e3, unit: "ms",
+                                       anchor: "nf4 gemv", anchor_value: nf4 * 1e3, ratio: nf4 / t))
         }
 
         // The decode rate alone: a matrix whose codes stay in cache, one thread, beside sgemv on the

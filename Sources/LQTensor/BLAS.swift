@@ -15,7 +15,7 @@ enum BLASTiling {
     static let gemvMinWork = 1 << 18, gemvTile = 256
 
     /// Set once before the first BLAS call (a lazy global, so a library caller needs no setup).
-    nonisolated(unsafe) static let singleThreaded: Void = openblas_set_num_threads(1)
+    static let singleThreaded: Void = openblas_set_num_threads(1)
 }
 
 /// C = alpha · op(A) · op(B) + beta · C through `cblas_sgemm`, on strided row-major views.
