@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 samples=${GPTQ_SAMPLES:-32}
 data=data/wikitext-2-raw-test.txt
-bin=.build/release/lqlora
+bin=${LQLORA_BIN:-.build/release/lqlora}  # another build: its stamps decide what is reused
 swift build -c release --product lqlora >/dev/null
 scripts/fetch-smollm2.sh >/dev/null
 mkdir -p results

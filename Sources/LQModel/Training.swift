@@ -28,9 +28,10 @@ public let ignoreLabel = -100
 public protocol Objective {
     /// The rows of the flattened [batch·length] positions whose logits take part, in order.
     var rows: [Int] { get }
-    /// The loss of `logits` [k, vocab] of rows[chunk]; with `gradient`, the logits are replaced by
-    /// ∂loss/∂logits (as the loss is normalised for the optimizer).
-    func evaluate(_ logits: Tensor, chunk: Range<Int>, gradient: Bool) -> TokenLoss
+    /// Adds the loss of `logits` [k, vocab] of rows[chunk] to `loss` (one running sum over the
+    /// chunks, so the total does not depend on the chunking); with `gradient`, the logits are
+    /// replaced by ∂loss/∂logits (as the loss is normalised for the optimizer).
+    func evaluate(_ logits: Tensor, chunk: Range<Int>, gradient: Bool, into loss: inout TokenLoss)
 }
 
 /// The causal-LM cross-entropy as transformers computes it: position t's logits predict labels[t+1];
@@ -58,10 +59,9 @@ public struct MaskedCrossEntropy: Objective {
         self.normalizer = normalizer
     }
 
-    public func evaluate(_ logits: Tensor, chunk: Range<Int>, gradient: Bool) -> TokenLoss {
+    public func evaluate(_ logits: Tensor, chunk: Range<Int>, gradient: Bool, into loss: inout TokenLoss) {
         let vocab = logits.shape[1]
         let scale = Float(1 / Double(max(normalizer, 1)))
-        var loss = TokenLoss()
         for (k, label) in targets[chunk].enumerated() {
             let row = logits.pointer + k * vocab
             let lse = lq_logsumexp(row, Int64(vocab))
@@ -73,7 +73,6 @@ public struct MaskedCrossEntropy: Objective {
                 row[label] -= scale
             }
         }
-        return loss
     }
 }
 
@@ -172,7 +171,7 @@ extension LlamaModel {
                 for (k, i) in rows[r0..<r1].enumerated() { (x.pointer + k * h).update(from: hidden.pointer + i * h, count: h) }
             }
             let (logits, tape) = dHidden == nil ? (head(x), LinearTape(input: x)) : head.trainingForward(x, rng: &rng)
-            loss += objective.evaluate(logits, chunk: r0..<r1, gradient: dHidden != nil)
+            objective.evaluate(logits, chunk: r0..<r1, gradient: dHidden != nil, into: &loss)
             if let dHidden {
                 if contiguous {
                     head.backward(logits, tape: tape, dx: dHidden.rows(r0..<r1), gradients: gradients)
