@@ -1,27 +1,7 @@
 // Level dispatch for the conversion kernels.
 #include "convert_impl.h"
 
-#if defined(__x86_64__)
-#define LQ_PICK(level, name, ...)                                              \
-    do {                                                                       \
-        if ((level) == LQ_LEVEL_AVX2 && lq_best_level() == LQ_LEVEL_AVX2) {    \
-            name##_avx2(__VA_ARGS__);                                          \
-            return;                                                            \
-        }                                                                      \
-        name##_scalar(__VA_ARGS__);                                            \
-    } while (0)
-#elif defined(__aarch64__)
-#define LQ_PICK(level, name, ...)                                              \
-    do {                                                                       \
-        if ((level) == LQ_LEVEL_NEON) {                                        \
-            name##_neon(__VA_ARGS__);                                          \
-            return;                                                            \
-        }                                                                      \
-        name##_scalar(__VA_ARGS__);                                            \
-    } while (0)
-#else
-#define LQ_PICK(level, name, ...) name##_scalar(__VA_ARGS__)
-#endif
+#include "dispatch.h"
 
 void lq_f16_to_f32_level(lq_level level, const uint16_t *src, float *dst, size_t n) {
     LQ_PICK(level, lq_f16_to_f32, src, dst, n);

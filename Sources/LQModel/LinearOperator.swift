@@ -91,12 +91,26 @@ public final class DenseLinear: LinearOperator, @unchecked Sendable {
     }
 }
 
-/// A BF16/F16 weight as stored, widened as it computes (the embeddings and LM head).
-public final class HalfLinear: LinearOperator, @unchecked Sendable {
-    public let weight: HalfMatrix
+/// A weight kept in a compact form (16-bit as stored, NormalFloat, uniform integers) that multiplies,
+/// multiplies transposed and widens rows with its own kernels: what a storage brings to become a
+/// linear layer (`StoredLinear`).
+public protocol WeightStorage: Sendable {
+    var rows: Int { get }
+    var cols: Int { get }
+    /// x [n, cols] → x·Wᵀ [n, rows].
+    func product(_ x: Tensor) -> Tensor
+    /// dx [n, cols] += dy [n, rows] · W.
+    func accumulateTransposedProduct(_ dy: Tensor, into dx: Tensor)
+    /// Rows `range` of W as fp32 into `out`, row-major.
+    func widen(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>)
+}
+
+/// A linear layer over a compact weight storage, plus an optional bias.
+public final class StoredLinear<Storage: WeightStorage>: LinearOperator, @unchecked Sendable {
+    public let weight: Storage
     public let bias: Tensor?
 
-    public init(weight: HalfMatrix, bias: Tensor? = nil) {
+    public init(weight: Storage, bias: Tensor? = nil) {
         self.weight = weight
         self.bias = bias
     }
@@ -105,7 +119,7 @@ public final class HalfLinear: LinearOperator, @unchecked Sendable {
     public var inFeatures: Int { weight.cols }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = weight.matmul(x)
+        let y = weight.product(x)
         addBias(y)
         return y
     }
@@ -115,50 +129,24 @@ public final class HalfLinear: LinearOperator, @unchecked Sendable {
     public func weightRow(_ i: Int, into out: UnsafeMutablePointer<Float>) { weight.widen(rows: i..<(i + 1), into: out) }
 }
 
-/// A quantized weight (any NormalFloat configuration), computed with its kernels.
-public final class QuantizedLinear: LinearOperator, @unchecked Sendable {
-    public let weight: QuantizedMatrix
-    public let bias: Tensor?
+/// A BF16/F16 weight as stored, widened as it computes (the embeddings and LM head).
+public typealias HalfLinear = StoredLinear<HalfMatrix>
+/// A quantized weight (any NormalFloat configuration), computed with its kernels (and the GPU's when active).
+public typealias QuantizedLinear = StoredLinear<QuantizedMatrix>
+/// A uniform-integer weight (GPTQ or round-to-nearest: codes, per-group scales and zero points).
+public typealias UniformLinear = StoredLinear<UniformQuantization>
 
-    public init(weight: QuantizedMatrix, bias: Tensor? = nil) {
-        self.weight = weight
-        self.bias = bias
-    }
-
-    public var outFeatures: Int { weight.rows }
-    public var inFeatures: Int { weight.cols }
-
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = weight.matmul(x)
-        addBias(y)
-        return y
-    }
-
-    public func accumulateInputGradient(_ dy: Tensor, into dx: Tensor) { weight.accumulateTransposedProduct(dy, into: dx) }
-
-    public func weightRow(_ i: Int, into out: UnsafeMutablePointer<Float>) { weight.dequantize(rows: i..<(i + 1), into: out) }
+extension HalfMatrix: WeightStorage {
+    public func product(_ x: Tensor) -> Tensor { matmul(x) }
 }
 
-/// A uniform-integer weight (GPTQ or round-to-nearest: codes, per-group scales and zero points).
-public final class UniformLinear: LinearOperator, @unchecked Sendable {
-    public let weight: UniformQuantization
-    public let bias: Tensor?
+extension QuantizedMatrix: WeightStorage {
+    public func product(_ x: Tensor) -> Tensor { matmul(x) }
+    public func accumulateTransposedProduct(_ dy: Tensor, into dx: Tensor) { accumulateTransposedProduct(dy, into: dx, gpu: CUDABackend.active) }
+    public func widen(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) { dequantize(rows: range, into: out) }
+}
 
-    public init(weight: UniformQuantization, bias: Tensor? = nil) {
-        self.weight = weight
-        self.bias = bias
-    }
-
-    public var outFeatures: Int { weight.rows }
-    public var inFeatures: Int { weight.cols }
-
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = weight.matmul(x)
-        addBias(y)
-        return y
-    }
-
-    public func accumulateInputGradient(_ dy: Tensor, into dx: Tensor) { weight.accumulateTransposedProduct(dy, into: dx) }
-
-    public func weightRow(_ i: Int, into out: UnsafeMutablePointer<Float>) { weight.dequantize(rows: i..<(i + 1), into: out) }
+extension UniformQuantization: WeightStorage {
+    public func product(_ x: Tensor) -> Tensor { matmul(x) }
+    public func widen(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) { dequantize(rows: range, into: out) }
 }
