@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Two lqlora binaries side by side on the same inputs, interleaved, 3 runs each, medians: `eval`
 # tokens/s (SmolLM2, ctx 512), `generate` decode tokens/s (NF4), `finetune` tokens/s (the QLoRA
-# config, 8 steps) and LQ-LoRA `quantize` wall time with a cached error table (the 30 q_proj matrices:
-# 210 decompositions take 7 minutes a run here; set LQ_TARGETS=all for the whole model). Also checks that both
+# config, 8 steps) and LQ-LoRA `quantize` wall time with a cached error table (the demo's 2.75 bits,
+# rank 64, compact grid; LQ_TARGETS=q_proj limits it to those matrices). Also checks that both
 # print the same perplexity, text and losses and write the same model bytes.
 # Usage: scripts/bench-compare.sh OLD_BINARY NEW_BINARY   (build the old one from its commit, e.g.
 #   git worktree add /tmp/base COMMIT && (cd /tmp/base && swift build -c release --product lqlora))
@@ -24,8 +24,8 @@ measure() {  # $1 = label (old/new), $2 = binary, $3 = run index
   local t0 t1
   t0=$(date +%s.%N)
   local targets=()
-  [ "${LQ_TARGETS:-q_proj}" = all ] || targets=(--targets "${LQ_TARGETS:-q_proj}")
-  $b quantize --model models/SmolLM2-135M-Instruct --method lq-lora --budget 2.75 --ilp-cache models/smollm2-ilp-cache.json \
+  [ "${LQ_TARGETS:-all}" = all ] || targets=(--targets "$LQ_TARGETS")
+  $b quantize --model models/SmolLM2-135M-Instruct --method lq-lora --budget 2.75 --rank 64 --grid compact --ilp-cache models/smollm2-ilp-cache.json \
     "${targets[@]}" --out "$work/lq-$tag" --overwrite >/dev/null 2>&1
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc > "$work/quant-$tag.seconds"
@@ -45,7 +45,7 @@ def ft_tps(tag):
     return sum(r["tokens"] for r in rows) / sum(r["seconds"] for r in rows)
 def quant_s(tag): return float(open(work / f"quant-{tag}.seconds").read())
 rows = [("eval tokens/s (SmolLM2, ctx 512)", eval_tps, True), ("generate tokens/s (NF4, 64 tokens)", gen_tps, True),
-        ("finetune tokens/s (QLoRA config, 8 steps)", ft_tps, True), ("quantize lq-lora 2.75 bits, cached table, " + __import__("os").environ.get("LQ_TARGETS", "q_proj") + " (s)", quant_s, False)]
+        ("finetune tokens/s (QLoRA config, 8 steps)", ft_tps, True), ("quantize lq-lora 2.75 bits, cached table, " + __import__("os").environ.get("LQ_TARGETS", "all") + " (s)", quant_s, False)]
 print("| measure | before | after | after/before |\n|---|---|---|---|")
 for name, f, higher in rows:
     o, n = med(lambda i: f(f"old-{i}")), med(lambda i: f(f"new-{i}"))
