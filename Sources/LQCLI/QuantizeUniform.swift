@@ -38,7 +38,7 @@ extension Quantize {
         }
         let results = resolvedMethod == .gptq
             ? try GPTQCalibration.quantize(m, samples: calibration, options: options, progress: report)
-            : GPTQCalibration.roundToNearest(m, options: options, progress: report)
+            : try GPTQCalibration.roundToNearest(m, options: options, progress: report)
         let settings = GPTQFormat.Settings(bits: bits, groupSize: options.groupSize, descAct: actOrder, symmetric: !asym,
                                            damp: Double(options.damp))
         let quantized = Dictionary(uniqueKeysWithValues: results.map { ($0.site.weightName, $0.quantization) })

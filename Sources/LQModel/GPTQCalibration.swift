@@ -69,7 +69,7 @@ public enum GPTQCalibration {
     }
 
     /// Round to nearest at the same settings (no calibration): every projection in place.
-    public static func roundToNearest(_ model: LlamaModel, options: GPTQ.Options, progress: (Event) -> Void = { _ in }) -> [Quantized] {
+    public static func roundToNearest(_ model: LlamaModel, options: GPTQ.Options, progress: (Event) -> Void = { _ in }) throws -> [Quantized] {
         var out: [Quantized] = []
         let quantizer = UniformQuantizer(bits: options.bits, symmetric: options.symmetric)
         for (l, layer) in model.layers.enumerated() {
@@ -77,6 +77,7 @@ public enum GPTQCalibration {
             for p in Projection.allCases {
                 let site = LinearSite.projection(layer: l, p), original = layer[p]
                 let w = original.denseWeight()
+                try GPTQ.requireFinite(w, name: site.weightName)
                 let q = UniformQuantization.roundToNearest(w.pointer, rows: w.shape[0], cols: w.shape[1], quantizer: quantizer,
                                                             groupSize: options.groupSize).withHalfScales()
                 layer[p] = UniformLinear(weight: q, bias: original.bias)

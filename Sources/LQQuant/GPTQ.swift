@@ -39,9 +39,12 @@ public enum GPTQ {
 
     public enum Failure: Error, CustomStringConvertible, Equatable {
         case notPositiveDefinite(name: String, damp: Float)
+        case nonFinite(name: String, index: Int)
 
         public var description: String {
             switch self {
+            case let .nonFinite(name, index):
+                return "\(name) holds a non-finite value at flat index \(index); quantization needs finite weights"
             case let .notPositiveDefinite(name, damp):
                 return "\(name): the Hessian is not positive definite even with damp \(damp) (too little calibration data?)"
             }
@@ -52,6 +55,7 @@ public enum GPTQ {
     /// inputs). When a Cholesky factorisation fails, damping grows by 0.01 until it succeeds, as
     /// GPTQModel does, and the result says what it took.
     public static func quantize(_ w: Tensor, hessian h: Tensor, options o: Options, name: String = "weight") throws -> Result {
+        try requireFinite(w, name: name)
         let rows = w.shape[0], cols = w.shape[1]
         precondition(h.shape == [cols, cols], "\(name): Hessian \(h.shape) for a weight \(w.shape)")
         let quantizer = UniformQuantizer(bits: o.bits, symmetric: o.symmetric)
@@ -167,5 +171,10 @@ public enum GPTQ {
         let q = UniformQuantization(quantizer: quantizer, rows: rows, cols: cols, groupSize: gs, codes: unpermuted, scales: scales,
                                     zeros: zeros, groupIndex: groupIndex)
         return Result(quantization: q, loss: rowLoss.reduce(0, +), damp: percent)
+    }
+
+    /// Refuses a weight with NaN or infinity (codes are bytes: a NaN cannot become one).
+    public static func requireFinite(_ w: Tensor, name: String) throws {
+        if let i = w.buffer.firstIndex(where: { !$0.isFinite }) { throw Failure.nonFinite(name: name, index: i) }
     }
 }

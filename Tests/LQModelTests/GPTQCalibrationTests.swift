@@ -43,4 +43,19 @@ struct GPTQCalibrationTests {
         #expect(diff <= 2e-3 * scale, "max |Δlogit| \(diff) (logits up to \(scale)); \(flips) flipped codes")
         print("GPTQ \(order): \(flips) of \(codes) codes differ; max |Δlogit| \(diff) of \(scale)")
     }
+
+    /// A weight holding NaN is refused by name, by GPTQ and by round-to-nearest (a code is a byte).
+    @Test func nonFiniteWeightsAreRefusedByName() throws {
+        for gptq in [true, false] {
+            let model = try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3")
+            let w = model.layers[1][.up].denseWeight()
+            w.pointer[5] = .nan
+            model.layers[1][.up] = DenseLinear(weight: w)
+            let options = GPTQ.Options(bits: 4, groupSize: 32)
+            #expect(throws: GPTQ.Failure.nonFinite(name: "model.layers.1.mlp.up_proj.weight", index: 5)) {
+                if gptq { _ = try GPTQCalibration.quantize(model, samples: [[1, 2, 3, 4]], options: options) }
+                else { _ = try GPTQCalibration.roundToNearest(model, options: options) }
+            }
+        }
+    }
 }

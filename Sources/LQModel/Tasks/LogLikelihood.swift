@@ -36,8 +36,9 @@ extension LlamaModel {
     /// truncates. When every request fits the window whole, the context runs once into a KV cache
     /// that each continuation forks; otherwise each request runs on its own.
     public func logLikelihoods(context: [Int], continuations: [[Int]], window: Int) throws -> [LogLikelihood] {
-        for (k, c) in continuations.enumerated() where c.isEmpty || c.count > window {
-            throw TaskError.contextTooLong(item: k, tokens: c.count, window: window)
+        for (k, c) in continuations.enumerated() {
+            if c.isEmpty { throw TaskError.emptyContinuation(item: k) }
+            if c.count > window { throw TaskError.contextTooLong(item: k, tokens: c.count, window: window) }
         }
         let fits = continuations.allSatisfy { context.count + $0.count <= window + 1 } && !context.isEmpty
         guard fits, deviceForward == nil else {
@@ -128,6 +129,8 @@ extension MultipleChoiceTask {
                 while j < encoded.count && encoded[j].context == encoded[k].context { group.append(encoded[j].continuation); j += 1 }
                 do { lls += try model.logLikelihoods(context: encoded[k].context, continuations: group, window: window) } catch let TaskError.contextTooLong(_, tokens, w) {
                     throw TaskError.contextTooLong(item: i, tokens: tokens, window: w)
+                } catch TaskError.emptyContinuation {
+                    throw TaskError.emptyContinuation(item: i)
                 }
                 k = j
             }

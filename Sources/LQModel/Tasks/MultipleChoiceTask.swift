@@ -154,6 +154,7 @@ public enum TaskError: Error, CustomStringConvertible, Equatable {
     case unknownTask(name: String, known: [String])
     case badRecord(at: String, detail: String)
     case contextTooLong(item: Int, tokens: Int, window: Int)
+    case emptyContinuation(item: Int)
 
     public var description: String {
         switch self {
@@ -161,6 +162,8 @@ public enum TaskError: Error, CustomStringConvertible, Equatable {
         case let .badRecord(at, detail): return "\(at): \(detail)"
         case let .contextTooLong(item, tokens, window):
             return "item \(item): its continuation alone is \(tokens) tokens, more than the \(window)-token window"
+        case let .emptyContinuation(item):
+            return "item \(item): a choice's continuation encodes to no tokens (characters outside the tokenizer's vocabulary?)"
         }
     }
 }
