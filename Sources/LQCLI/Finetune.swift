@@ -57,11 +57,14 @@ struct Finetune: ParsableCommand {
             let bar = Progress(total: trainer.totalSteps, label: "finetune")
             progress = bar
             trainer.onStep = { r in
-                bar.update(r.step, detail: String(format: "loss %.4f  lr %.2e  %.0f tok/s  rss %@", r.loss, r.learningRate, r.tokensPerSecond,
-                                                  Format.bytes(r.residentBytes)))
+                let terms = r.divergence.map { String(format: " (kl %.2f, ce %.4f)", $0, r.crossEntropy ?? .nan) } ?? ""
+                let skipped = r.skippedSteps > 0 ? "  \(r.skippedSteps) skipped" : ""
+                bar.update(r.step, detail: String(format: "loss %.4f%@  lr %.2e  %.0f tok/s  rss %@%@", r.loss, terms, r.learningRate, r.tokensPerSecond,
+                                                  Format.bytes(r.residentBytes), skipped))
             }
             trainer.onEvaluation = { step, loss in
-                bar.message(String(format: "step %d: validation loss %.4f, perplexity %.3f (%d tokens)", step, loss.mean, exp(loss.mean), loss.targets))
+                let kl = trainer.teacher == nil ? "" : String(format: ", KL to the teacher %.4f nats/token", loss.meanDivergence)
+                bar.message(String(format: "step %d: validation loss %.4f, perplexity %.3f (%d tokens)%@", step, loss.mean, exp(loss.mean), loss.targets, kl))
             }
             trainer.onCheckpoint = { bar.message("saved \($0)") }
             let interrupt = InterruptFlag()
@@ -87,6 +90,9 @@ struct Finetune: ParsableCommand {
                      + (t.train.truncated > 0 ? ", \(t.train.truncated) truncated to \(c.seqLen)" : "")
                      + (t.train.dropped > 0 ? ", \(t.train.dropped) dropped (no target within seq_len)" : ""))
         if let v = t.valid { lines.append("valid \(c.validData!): \(v.examples.count) examples") }
+        if let teacher = c.teacher {
+            lines.append("distilling from \(teacher): loss = \(c.klWeight)·KL(teacher‖student)/sequence + \(c.ceWeight)·CE/token")
+        }
         lines.append("\(t.totalSteps) steps of \(c.batchSize)×\(c.gradAccum) sequences, \(c.optimizer) lr \(c.lr) \(c.schedule.rawValue), warmup \(t.schedule.warmup)"
                      + (t.step > 0 ? "; resuming after step \(t.step)" : ""))
         for line in lines { printError(line) }

@@ -2,10 +2,12 @@ import CKernels
 import Foundation
 import LQTensor
 
-/// The summed token loss of a batch and how many target tokens it had.
+/// The summed token loss of a batch and how many target tokens it had; a distillation also sums
+/// its KL divergence to the teacher over the rows it distils.
 public struct TokenLoss: Sendable, Equatable {
     public var sum: Double
     public var targets: Int
+    public var divergence = 0.0, divergenceRows = 0
 
     public init(sum: Double = 0, targets: Int = 0) {
         self.sum = sum
@@ -13,10 +15,14 @@ public struct TokenLoss: Sendable, Equatable {
     }
 
     public var mean: Double { targets > 0 ? sum / Double(targets) : .nan }
+    /// KL(teacher ‖ model) per distilled position, in nats.
+    public var meanDivergence: Double { divergenceRows > 0 ? divergence / Double(divergenceRows) : .nan }
 
     public static func += (a: inout TokenLoss, b: TokenLoss) {
         a.sum += b.sum
         a.targets += b.targets
+        a.divergence += b.divergence
+        a.divergenceRows += b.divergenceRows
     }
 }
 
@@ -131,9 +137,13 @@ extension LlamaModel {
 
     /// The loss alone (no adapter dropout, no gradients): for validation.
     public func loss(tokens: [[Int]], labels: [[Int]]) -> TokenLoss {
+        loss(tokens: tokens, objective: MaskedCrossEntropy(labels: labels, length: tokens.first?.count ?? 0, vocabularySize: config.vocabSize))
+    }
+
+    /// Any objective's value alone (no adapter dropout, no gradients).
+    public func loss(tokens: [[Int]], objective: some Objective) -> TokenLoss {
         let hidden = hiddenStates(tokens)
         var rng = SeededGenerator(seed: 0)
-        let objective = MaskedCrossEntropy(labels: labels, length: tokens.first?.count ?? 0, vocabularySize: config.vocabSize)
         return headLoss(hidden, objective: objective, dHidden: nil, gradients: nil, rng: &rng)
     }
 

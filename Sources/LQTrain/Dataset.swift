@@ -202,6 +202,8 @@ public struct Dataset {
 public struct Batch: Equatable, Sendable {
     public var tokens: [[Int]]
     public var labels: [[Int]]
+    /// Each sequence's real tokens; the rest of its row is padding.
+    public var lengths: [Int]
     public var targets: Int { labels.reduce(0) { $0 + Example.targetCount($1) } }
     public var tokenCount: Int { tokens.reduce(0) { $0 + $1.count } }
 }
@@ -254,7 +256,8 @@ public struct BatchPlan {
             let group = rows[start..<min(rows.count, start + batchSize)]
             let width = group.map(\.tokens.count).max()!
             batches.append(Batch(tokens: group.map { $0.tokens + [Int](repeating: pad, count: width - $0.tokens.count) },
-                                 labels: group.map { $0.labels + [Int](repeating: ignoreLabel, count: width - $0.labels.count) }))
+                                 labels: group.map { $0.labels + [Int](repeating: ignoreLabel, count: width - $0.labels.count) },
+                                 lengths: group.map(\.tokens.count)))
         }
         if shuffle && !packing { batches.shuffle(using: &rng) }
         return batches

@@ -33,6 +33,10 @@ public struct TrainConfig: Equatable, Sendable {
     public var seed = 0, packing = false, gradCheckpoint = false
     public var evalEvery = 50, evalBatches = 20
     public var checkpointEvery = 100, checkpointKeep = 2
+    /// Consecutive steps whose loss is not finite that are skipped (counted) before the run stops.
+    public var maxSkippedSteps = 0
+    /// INT2.1 / LREC: the dense teacher and the weights of KL(teacher ‖ student) and CE (lrec.py's defaults).
+    public var teacher: String?, klWeight = 1.0, ceWeight = 200.0
 
     public static let allTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -70,6 +74,10 @@ public struct TrainConfig: Equatable, Sendable {
         ConfigKey("train.seed", \.seed, .int(0...Int(Int32.max)), help: "adapter initialisation, data order and dropout"),
         ConfigKey("train.packing", \.packing, .bool, help: "pack examples into full seq_len windows instead of padded, length-grouped batches"),
         ConfigKey("train.grad_checkpoint", \.gradCheckpoint, .bool, help: "keep only block inputs and recompute activations in backward"),
+        ConfigKey("train.max_skipped_steps", \.maxSkippedSteps, .int(0...1_000_000), help: "steps with a non-finite loss skipped (no update, counted) before the run stops; 0: stop at the first"),
+        ConfigKey("distill.teacher", \.teacher, ConfigValue.string.optional, help: "INT2.1/LREC: dense model whose logits the student learns (KL + CE); null: plain CE"),
+        ConfigKey("distill.kl_weight", \.klWeight, .number(0.0...1e9), help: "weight of KL(teacher || student), summed over positions and vocabulary, / sequences"),
+        ConfigKey("distill.ce_weight", \.ceWeight, .number(0.0...1e9), help: "weight of the cross-entropy (mean over targets) beside the KL"),
         ConfigKey("eval.every", \.evalEvery, .int(0...100_000_000), help: "validation every N steps (0: only at the end)"),
         ConfigKey("eval.batches", \.evalBatches, .int(1...100_000_000), help: "validation batches per evaluation"),
         ConfigKey("checkpoint.every", \.checkpointEvery, .int(0...100_000_000), help: "checkpoint every N steps (0: only on interrupt)"),
@@ -132,6 +140,11 @@ public struct TrainConfig: Equatable, Sendable {
         }
         if maxSteps == nil && epochs == nil { throw ConfigError.badValue(key: "train.max_steps", detail: "or train.epochs must be set") }
         if let adapterInit, adapterInit.isEmpty { throw ConfigError.badValue(key: "adapter_init", detail: "is empty") }
+        let defaults = TrainConfig()
+        if teacher == nil, let key = [("distill.kl_weight", klWeight != defaults.klWeight), ("distill.ce_weight", ceWeight != defaults.ceWeight)].first(where: \.1)?.0 {
+            throw ConfigError.badValue(key: key, detail: "applies only with distill.teacher set")
+        }
+        if let teacher, teacher.isEmpty { throw ConfigError.badValue(key: "distill.teacher", detail: "is empty") }
     }
 
     /// The configuration as nested YAML, every key included; with `help`, each key's meaning as a comment.

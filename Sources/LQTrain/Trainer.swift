@@ -9,11 +9,13 @@ public enum TrainingError: Error, CustomStringConvertible {
     case noCheckpoint(directory: String)
     case badCheckpoint(path: String, detail: String)
     case adapterInit(path: String, detail: String)
+    case teacherMismatch(path: String, detail: String)
 
     public var description: String {
         switch self {
         case let .nonFinite(step, loss, last):
             return "the loss became \(loss) at step \(step); stopped without updating" + (last.map { " (last good checkpoint: \($0))" } ?? " (no checkpoint was written yet)")
+        case let .teacherMismatch(path, detail): return "distill.teacher \(path): \(detail)"
         case let .noCheckpoint(directory): return "\(directory): no checkpoint-N directory to resume from"
         case let .badCheckpoint(path, detail): return "\(path): \(detail)"
         case let .adapterInit(path, detail): return "\(path): \(detail)"
@@ -28,6 +30,10 @@ public struct StepReport: Sendable {
     public var tokens: Int, targets: Int
     public var seconds: Double, tokensPerSecond: Double, elapsed: Double
     public var residentBytes: Int
+    /// With a teacher: the step's KL (per sequence, as the loss weighs it) and cross-entropy (per target).
+    public var divergence: Double? = nil, crossEntropy: Double? = nil
+    /// Steps skipped so far because their loss was not finite.
+    public var skippedSteps = 0
 }
 
 /// The training loop of `lqlora finetune`: micro-batches with gradient accumulation, clipping,
@@ -36,6 +42,8 @@ public struct StepReport: Sendable {
 public final class Trainer {
     public let config: TrainConfig
     public let model: LlamaModel
+    /// INT2.1 / LREC's dense teacher (distill.teacher), run on each micro-batch.
+    public let teacher: LlamaModel?
     public let parameters: AdapterParameters
     public let optimizer: any Optimizer
     public let train: Dataset
@@ -50,6 +58,8 @@ public final class Trainer {
     var history: [(step: Int, loss: Double)] = [], validHistory: [(step: Int, loss: Double)] = []
     public private(set) var lastCheckpoint: String?
     var stepSpeeds: [Double] = [], tokensSeen = 0
+    public private(set) var skippedSteps = 0
+    var consecutiveSkips = 0
 
     public var onStep: (StepReport) -> Void = { _ in }
     public var onEvaluation: (_ step: Int, _ loss: TokenLoss) -> Void = { _, _ in }
@@ -59,7 +69,15 @@ public final class Trainer {
 
     public init(config: TrainConfig, log: (String) -> Void = { _ in }) throws {
         self.config = config
-        model = try LlamaModel(directory: config.model)
+        let model = try LlamaModel(directory: config.model)
+        self.model = model
+        teacher = try config.teacher.map { path in
+            let teacher = try LlamaModel(directory: path)
+            guard teacher.config.vocabSize == model.config.vocabSize else {
+                throw TrainingError.teacherMismatch(path: path, detail: "has a vocabulary of \(teacher.config.vocabSize) tokens, the student \(config.model) \(model.config.vocabSize)")
+            }
+            return teacher
+        }
         var rng = SeededGenerator(seed: UInt64(config.seed))
         let adapterConfig: AdapterConfig
         if let initPath = config.adapterInit {
@@ -98,7 +116,7 @@ public final class Trainer {
         if step == 0, let valid {  // the starting point, so the log shows what training changed
             let v = evaluate(valid)
             validHistory.append((0, v.mean))
-            try metrics.append(["step": 0, "val_loss": v.mean, "val_ppl": exp(v.mean), "val_targets": v.targets])
+            try metrics.append(validationRecord(step: 0, v))
             onEvaluation(0, v)
         }
         while step < totalSteps {
@@ -110,14 +128,30 @@ public final class Trainer {
             let stepStart = Date()
             parameters.zeroGradients()
             let micro = (0..<config.gradAccum).map { _ in nextBatch() }
-            let normalizer = max(1, micro.reduce(0) { $0 + $1.targets })
+            let normalizer = max(1, micro.reduce(0) { $0 + $1.targets }), sequences = micro.reduce(0) { $0 + $1.tokens.count }
             var loss = TokenLoss()
             for batch in micro {
-                loss += model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer, into: parameters,
-                                                  checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
+                if let objective = distillation(batch, sequences: sequences, targets: normalizer) {
+                    loss += model.accumulateGradients(tokens: batch.tokens, objective: objective, into: parameters,
+                                                      checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
+                } else {
+                    loss += model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer, into: parameters,
+                                                      checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
+                }
             }
-            let mean = loss.sum / Double(normalizer)
-            guard mean.isFinite else { throw TrainingError.nonFinite(step: step + 1, loss: mean, lastCheckpoint: lastCheckpoint) }
+            let crossEntropy = loss.sum / Double(normalizer), divergence = loss.divergence / Double(sequences)
+            let mean = teacher == nil ? crossEntropy : config.klWeight * divergence + config.ceWeight * crossEntropy
+            guard mean.isFinite else {
+                // As lrec.py does: the step is skipped (its batches consumed, no update) and counted.
+                skippedSteps += 1
+                consecutiveSkips += 1
+                guard consecutiveSkips <= config.maxSkippedSteps else {
+                    throw TrainingError.nonFinite(step: step + 1, loss: mean, lastCheckpoint: lastCheckpoint)
+                }
+                try metrics.append(["step": step + 1, "skipped": true, "skipped_steps": skippedSteps])
+                continue
+            }
+            consecutiveSkips = 0
             let norm = config.maxGradNorm.map { $0 > 0 ? clipGradientNorm(parameters, maxNorm: $0) : parameters.gradientNorm() } ?? parameters.gradientNorm()
             let lr = schedule.rate(at: step)
             optimizer.update(parameters, learningRate: lr)
@@ -125,17 +159,25 @@ public final class Trainer {
             let seconds = Date().timeIntervalSince(stepStart), tokens = micro.reduce(0) { $0 + $1.tokenCount }
             let report = StepReport(step: step, totalSteps: totalSteps, loss: mean, learningRate: lr, gradientNorm: norm, tokens: tokens,
                                     targets: loss.targets, seconds: seconds, tokensPerSecond: Double(tokens) / max(seconds, 1e-9),
-                                    elapsed: Date().timeIntervalSince(start), residentBytes: MemoryUsage.resident())
+                                    elapsed: Date().timeIntervalSince(start), residentBytes: MemoryUsage.resident(),
+                                    divergence: teacher == nil ? nil : divergence, crossEntropy: teacher == nil ? nil : crossEntropy,
+                                    skippedSteps: skippedSteps)
             history.append((step, mean))
             stepSpeeds.append(report.tokensPerSecond)
             tokensSeen += tokens
-            try metrics.append(["step": step, "loss": mean, "lr": lr, "grad_norm": norm, "tokens": tokens, "targets": loss.targets,
-                                "tokens_per_s": report.tokensPerSecond, "seconds": seconds, "rss_bytes": report.residentBytes])
+            var record: [String: Any] = ["step": step, "loss": mean, "lr": lr, "grad_norm": norm, "tokens": tokens, "targets": loss.targets,
+                                         "tokens_per_s": report.tokensPerSecond, "seconds": seconds, "rss_bytes": report.residentBytes]
+            if teacher != nil {
+                record["kl"] = divergence
+                record["kl_per_token"] = loss.meanDivergence
+                record["ce"] = crossEntropy
+            }
+            try metrics.append(record)
             onStep(report)
             if let valid, (config.evalEvery > 0 && step % config.evalEvery == 0) || step == totalSteps {
                 let v = evaluate(valid)
                 validHistory.append((step, v.mean))
-                try metrics.append(["step": step, "val_loss": v.mean, "val_ppl": exp(v.mean), "val_targets": v.targets])
+                try metrics.append(validationRecord(step: step, v))
                 onEvaluation(step, v)
             }
             if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < totalSteps { try saveCheckpoint() }
@@ -146,7 +188,7 @@ public final class Trainer {
         var summary: [String: Any] = ["steps": step, "seconds": Date().timeIntervalSince(start), "tokens": tokensSeen,
                                       "tokens_per_s_median": speeds.isEmpty ? stepSpeeds.first ?? 0 : speeds[speeds.count / 2],
                                       "peak_rss_bytes": MemoryUsage.peak(), "final_train_loss": history.last?.loss ?? Double.nan,
-                                      "trainable_parameters": parameters.parameterCount]
+                                      "trainable_parameters": parameters.parameterCount, "skipped_steps": skippedSteps]
         if let v = validHistory.last { summary["final_val_loss"] = v.loss; summary["final_val_ppl"] = exp(v.loss) }
         if let v = validHistory.first { summary["initial_val_loss"] = v.loss }
         try Data(JSONText.serialize(summary).utf8).writeAtomically(to: config.outputDir + "/summary.json")
@@ -165,14 +207,35 @@ public final class Trainer {
         return epochBatches[batchIndex]
     }
 
-    /// Mean loss over the first eval.batches validation batches (fixed order, no dropout).
+    /// The distillation objective of one micro-batch when there is a teacher (its logits computed
+    /// now, for this batch only), with the step's divisors.
+    func distillation(_ batch: Batch, sequences: Int, targets: Int) -> Distillation? {
+        teacher.map {
+            Distillation(labels: batch.labels, lengths: batch.lengths, vocabularySize: model.config.vocabSize,
+                         teacher: LiveTeacher(model: $0, tokens: batch.tokens), klWeight: config.klWeight, ceWeight: config.ceWeight,
+                         sequences: sequences, targets: targets)
+        }
+    }
+
+    /// Loss over the first eval.batches validation batches (fixed order, no dropout): the
+    /// cross-entropy, and with a teacher also the KL to it.
     public func evaluate(_ data: Dataset) -> TokenLoss {
         let vplan = BatchPlan(examples: data.examples, batchSize: config.batchSize, seqLen: config.seqLen, packing: config.packing, pad: plan.pad, seed: 0)
         var total = TokenLoss()
         for batch in vplan.batches(epoch: 0, shuffle: false).prefix(config.evalBatches) {
-            total += model.loss(tokens: batch.tokens, labels: batch.labels)
+            if let objective = distillation(batch, sequences: 1, targets: 1) {
+                total += model.loss(tokens: batch.tokens, objective: objective)
+            } else {
+                total += model.loss(tokens: batch.tokens, labels: batch.labels)
+            }
         }
         return total
+    }
+
+    func validationRecord(step: Int, _ v: TokenLoss) -> [String: Any] {
+        var record: [String: Any] = ["step": step, "val_loss": v.mean, "val_ppl": exp(v.mean), "val_targets": v.targets]
+        if teacher != nil { record["val_kl_per_token"] = v.meanDivergence }
+        return record
     }
 
     // MARK: - Checkpoints
@@ -186,7 +249,7 @@ public final class Trainer {
         try parameters.save(to: temp, base: config.model, dropout: config.dropout)
         try SafeTensorsWriter.write(optimizer.stateTensors(names: parameters.names), to: temp + "/optimizer.safetensors")
         let state: [String: Any] = [
-            "step": step, "epoch": epoch, "batch_index": batchIndex, "optimizer_step": optimizer.step,
+            "step": step, "epoch": epoch, "batch_index": batchIndex, "optimizer_step": optimizer.step, "skipped_steps": skippedSteps,
             "dropout_rng": dropoutRNG.state.map { String($0) }, "total_steps": totalSteps,
             "train_history": history.map { [$0.step, $0.loss] as [Any] }, "valid_history": validHistory.map { [$0.step, $0.loss] as [Any] },
         ]
@@ -228,6 +291,7 @@ public final class Trainer {
         self.step = step
         self.epoch = epoch
         self.batchIndex = batchIndex
+        skippedSteps = state["skipped_steps"] as? Int ?? 0
         epochBatches = plan.batches(epoch: epoch)
         dropoutRNG.state = rngWords.compactMap { UInt64($0) }
         func pairs(_ key: String) -> [(step: Int, loss: Double)] {
