@@ -37,6 +37,8 @@ public struct TrainConfig: Equatable, Sendable {
     public var maxSkippedSteps = 0
     /// INT2.1 / LREC: the dense teacher and the weights of KL(teacher ‖ student) and CE (lrec.py's defaults).
     public var teacher: String?, klWeight = 1.0, ceWeight = 200.0
+    /// A directory caching the teacher's top-k distribution (0: full fp16 logits) for the run's data.
+    public var teacherCache: String?, cacheTopK = 64
 
     public static let allTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -78,6 +80,8 @@ public struct TrainConfig: Equatable, Sendable {
         ConfigKey("distill.teacher", \.teacher, ConfigValue.string.optional, help: "INT2.1/LREC: dense model whose logits the student learns (KL + CE); null: plain CE"),
         ConfigKey("distill.kl_weight", \.klWeight, .number(0.0...1e9), help: "weight of KL(teacher || student), summed over positions and vocabulary, / sequences"),
         ConfigKey("distill.ce_weight", \.ceWeight, .number(0.0...1e9), help: "weight of the cross-entropy (mean over targets) beside the KL"),
+        ConfigKey("distill.teacher_cache", \.teacherCache, ConfigValue.string.optional, help: "directory caching the teacher's distribution of every sequence the run sees (built once, rebuilt when the teacher, top_k or data change); null: the teacher runs on every step"),
+        ConfigKey("distill.cache_top_k", \.cacheTopK, .int(0...1_000_000), help: "entries kept per position in the cache (the KL is then the sum over them); 0: full fp16 logits"),
         ConfigKey("eval.every", \.evalEvery, .int(0...100_000_000), help: "validation every N steps (0: only at the end)"),
         ConfigKey("eval.batches", \.evalBatches, .int(1...100_000_000), help: "validation batches per evaluation"),
         ConfigKey("checkpoint.every", \.checkpointEvery, .int(0...100_000_000), help: "checkpoint every N steps (0: only on interrupt)"),
@@ -141,7 +145,8 @@ public struct TrainConfig: Equatable, Sendable {
         if maxSteps == nil && epochs == nil { throw ConfigError.badValue(key: "train.max_steps", detail: "or train.epochs must be set") }
         if let adapterInit, adapterInit.isEmpty { throw ConfigError.badValue(key: "adapter_init", detail: "is empty") }
         let defaults = TrainConfig()
-        if teacher == nil, let key = [("distill.kl_weight", klWeight != defaults.klWeight), ("distill.ce_weight", ceWeight != defaults.ceWeight)].first(where: \.1)?.0 {
+        if teacher == nil, let key = [("distill.kl_weight", klWeight != defaults.klWeight), ("distill.ce_weight", ceWeight != defaults.ceWeight),
+                                      ("distill.teacher_cache", teacherCache != nil), ("distill.cache_top_k", cacheTopK != defaults.cacheTopK)].first(where: \.1)?.0 {
             throw ConfigError.badValue(key: key, detail: "applies only with distill.teacher set")
         }
         if let teacher, teacher.isEmpty { throw ConfigError.badValue(key: "distill.teacher", detail: "is empty") }

@@ -3,6 +3,12 @@ import LQFormats
 import LQModel
 import LQTensor
 
+/// Where a distillation's teacher distribution comes from in a run.
+public enum TeacherSource {
+    case live(LlamaModel)
+    case cached(TeacherCache)
+}
+
 /// Why a run stopped early.
 public enum TrainingError: Error, CustomStringConvertible {
     case nonFinite(step: Int, loss: Double, lastCheckpoint: String?)
@@ -42,8 +48,8 @@ public struct StepReport: Sendable {
 public final class Trainer {
     public let config: TrainConfig
     public let model: LlamaModel
-    /// INT2.1 / LREC's dense teacher (distill.teacher), run on each micro-batch.
-    public let teacher: LlamaModel?
+    /// INT2.1 / LREC's dense teacher (distill.teacher): run on each micro-batch, or read from its cache.
+    public private(set) var teacher: TeacherSource?
     public let parameters: AdapterParameters
     public let optimizer: any Optimizer
     public let train: Dataset
@@ -71,12 +77,11 @@ public final class Trainer {
         self.config = config
         let model = try LlamaModel(directory: config.model)
         self.model = model
-        teacher = try config.teacher.map { path in
-            let teacher = try LlamaModel(directory: path)
-            guard teacher.config.vocabSize == model.config.vocabSize else {
-                throw TrainingError.teacherMismatch(path: path, detail: "has a vocabulary of \(teacher.config.vocabSize) tokens, the student \(config.model) \(model.config.vocabSize)")
+        if let path = config.teacher {
+            let vocab = try LlamaConfig(directory: path).vocabSize
+            guard vocab == model.config.vocabSize else {
+                throw TrainingError.teacherMismatch(path: path, detail: "has a vocabulary of \(vocab) tokens, the student \(config.model) \(model.config.vocabSize)")
             }
-            return teacher
         }
         var rng = SeededGenerator(seed: UInt64(config.seed))
         let adapterConfig: AdapterConfig
@@ -102,6 +107,28 @@ public final class Trainer {
         let perEpoch = max(1, (plan.batches(epoch: 0).count + config.gradAccum - 1) / config.gradAccum)
         totalSteps = config.maxSteps ?? max(1, Int((config.epochs! * Double(perEpoch)).rounded(.up)))
         schedule = LearningRateSchedule(kind: config.schedule, peak: config.lr, warmup: config.warmupSteps(total: totalSteps), total: totalSteps)
+        if let path = config.teacher {
+            if let directory = config.teacherCache {
+                teacher = .cached(try TeacherCache.open(directory: directory, teacher: path, topK: config.cacheTopK, vocab: model.config.vocabSize,
+                                                        sequences: sequencesSeen(), loadTeacher: { try LlamaModel(directory: path) }, log: log))
+            } else {
+                teacher = .live(try LlamaModel(directory: path))
+            }
+        }
+    }
+
+    /// Every distinct sequence (its real tokens) that the run's steps and validations will read:
+    /// whole epochs, so that skipped steps stay inside the cache.
+    func sequencesSeen() -> [[Int]] {
+        let perEpoch = max(1, plan.batches(epoch: 0).count)
+        let epochs = (totalSteps * config.gradAccum + perEpoch - 1) / perEpoch + 1
+        var batches = (0..<epochs).flatMap { plan.batches(epoch: $0) }
+        if let valid { batches += validationPlan(valid).batches(epoch: 0, shuffle: false).prefix(config.evalBatches) }
+        var seen = Set<[Int]>(), out: [[Int]] = []
+        for batch in batches {
+            for (seq, n) in zip(batch.tokens, batch.lengths) where seen.insert(Array(seq[0..<n])).inserted { out.append(Array(seq[0..<n])) }
+        }
+        return out
     }
 
     // MARK: - The loop
@@ -114,7 +141,7 @@ public final class Trainer {
         let metrics = try MetricsLog(path: config.outputDir + "/metrics.jsonl", keepingThrough: step)
         let start = Date()
         if step == 0, let valid {  // the starting point, so the log shows what training changed
-            let v = evaluate(valid)
+            let v = try evaluate(valid)
             validHistory.append((0, v.mean))
             try metrics.append(validationRecord(step: 0, v))
             onEvaluation(0, v)
@@ -131,7 +158,7 @@ public final class Trainer {
             let normalizer = max(1, micro.reduce(0) { $0 + $1.targets }), sequences = micro.reduce(0) { $0 + $1.tokens.count }
             var loss = TokenLoss()
             for batch in micro {
-                if let objective = distillation(batch, sequences: sequences, targets: normalizer) {
+                if let objective = try distillation(batch, sequences: sequences, targets: normalizer) {
                     loss += model.accumulateGradients(tokens: batch.tokens, objective: objective, into: parameters,
                                                       checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
                 } else {
@@ -175,7 +202,7 @@ public final class Trainer {
             try metrics.append(record)
             onStep(report)
             if let valid, (config.evalEvery > 0 && step % config.evalEvery == 0) || step == totalSteps {
-                let v = evaluate(valid)
+                let v = try evaluate(valid)
                 validHistory.append((step, v.mean))
                 try metrics.append(validationRecord(step: step, v))
                 onEvaluation(step, v)
@@ -209,21 +236,29 @@ public final class Trainer {
 
     /// The distillation objective of one micro-batch when there is a teacher (its logits computed
     /// now, for this batch only), with the step's divisors.
-    func distillation(_ batch: Batch, sequences: Int, targets: Int) -> Distillation? {
-        teacher.map {
-            Distillation(labels: batch.labels, lengths: batch.lengths, vocabularySize: model.config.vocabSize,
-                         teacher: LiveTeacher(model: $0, tokens: batch.tokens), klWeight: config.klWeight, ceWeight: config.ceWeight,
-                         sequences: sequences, targets: targets)
+    func distillation(_ batch: Batch, sequences: Int, targets: Int) throws -> Distillation? {
+        let source: any Teacher
+        switch teacher {
+        case nil: return nil
+        case let .live(model)?: source = LiveTeacher(model: model, tokens: batch.tokens)
+        case let .cached(cache)?:
+            try cache.select(tokens: batch.tokens, lengths: batch.lengths)
+            source = cache
         }
+        return Distillation(labels: batch.labels, lengths: batch.lengths, vocabularySize: model.config.vocabSize, teacher: source,
+                            klWeight: config.klWeight, ceWeight: config.ceWeight, sequences: sequences, targets: targets)
+    }
+
+    func validationPlan(_ data: Dataset) -> BatchPlan {
+        BatchPlan(examples: data.examples, batchSize: config.batchSize, seqLen: config.seqLen, packing: config.packing, pad: plan.pad, seed: 0)
     }
 
     /// Loss over the first eval.batches validation batches (fixed order, no dropout): the
     /// cross-entropy, and with a teacher also the KL to it.
-    public func evaluate(_ data: Dataset) -> TokenLoss {
-        let vplan = BatchPlan(examples: data.examples, batchSize: config.batchSize, seqLen: config.seqLen, packing: config.packing, pad: plan.pad, seed: 0)
+    public func evaluate(_ data: Dataset) throws -> TokenLoss {
         var total = TokenLoss()
-        for batch in vplan.batches(epoch: 0, shuffle: false).prefix(config.evalBatches) {
-            if let objective = distillation(batch, sequences: 1, targets: 1) {
+        for batch in validationPlan(data).batches(epoch: 0, shuffle: false).prefix(config.evalBatches) {
+            if let objective = try distillation(batch, sequences: 1, targets: 1) {
                 total += model.loss(tokens: batch.tokens, objective: objective)
             } else {
                 total += model.loss(tokens: batch.tokens, labels: batch.labels)

@@ -60,3 +60,17 @@ struct ConfigTests {
                     "  adam_beta2:", "  adam_epsilon:", "  weight_decay:", "  min_8bit_size:"] { #expect(text.contains(key)) }
     }
 }
+
+/// The configurations the repository ships read without error and say what their comments say.
+struct ShippedConfigTests {
+    static let configs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../configs").standardized.path
+
+    @Test func everyShippedConfigReads() throws {
+        let names = try FileManager.default.contentsOfDirectory(atPath: Self.configs).filter { $0.hasSuffix(".yaml") }.sorted()
+        #expect(names.contains("lrec-smollm2.yaml") && names.contains("qlora-smollm2.yaml"))
+        for name in names { _ = try TrainConfig(path: Self.configs + "/" + name) }
+        let lrec = try TrainConfig(path: Self.configs + "/lrec-smollm2.yaml")
+        #expect(lrec.teacher == "models/SmolLM2-135M-Instruct" && lrec.klWeight == 1 && lrec.ceWeight == 50)
+        #expect(lrec.rank == 32 && lrec.alpha == 128 && lrec.dropout == 0.05 && lrec.lr == 3e-4 && lrec.adam.weightDecay == 1e-5)
+    }
+}

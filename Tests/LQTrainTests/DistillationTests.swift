@@ -5,28 +5,6 @@ import LQTensor
 import LQTrain
 import Testing
 
-/// The teacher's top-k support of each row, as a compact cache keeps it: computed from the live
-/// teacher here, so the test checks the objective's sparse path against torch's masked KL.
-struct TopKTeacher: Teacher {
-    let live: LiveTeacher
-    let k: Int
-
-    func distribution(rows: ArraySlice<Int>) -> TeacherRows {
-        guard case let .logits(t) = live.distribution(rows: rows) else { fatalError("a live teacher gives logits") }
-        let vocab = t.shape[1]
-        var indices: [Int32] = [], logp: [Float] = []
-        for r in 0..<rows.count {
-            let row = Array(UnsafeBufferPointer(start: t.pointer + r * vocab, count: vocab))
-            let top = Double(row.max()!), lse = Float(top + log(row.reduce(0.0) { $0 + exp(Double($1) - top) }))
-            for j in row.indices.sorted(by: { row[$0] > row[$1] }).prefix(k) {
-                indices.append(Int32(j))
-                logp.append(row[j] - lse)
-            }
-        }
-        return .support(indices: indices, logProbabilities: logp, width: k)
-    }
-}
-
 struct DistillationTests {
     /// scripts/make-distillation-fixtures.py: teacher = the tiny base, student = base + adapter.
     func fixture() throws -> (student: LlamaModel, params: AdapterParameters, teacher: LlamaModel, file: SafeTensorsFile) {
@@ -42,8 +20,15 @@ struct DistillationTests {
         let tokens = ints(try file.floatTensor("input_ids")), labels = ints(try file.floatTensor("labels"))
         let lengths = try file.floatTensor("lengths").array.map { Int($0) }
         let weights = try file.floatTensor("weights").array.map(Double.init)
-        let live = LiveTeacher(model: teacherModel, tokens: tokens)
-        let teacher: any Teacher = topK.map { TopKTeacher(live: live, k: $0) } ?? live
+        var teacher: any Teacher = LiveTeacher(model: teacherModel, tokens: tokens)
+        if let topK {  // the top-k support through the cache a run would build
+            let directory = NSTemporaryDirectory() + "lqlora-teacher-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let cache = try TeacherCache.open(directory: directory, teacher: trainFixtures + "/tiny", topK: topK, vocab: student.config.vocabSize,
+                                              sequences: zip(tokens, lengths).map { Array($0[0..<$1]) }, loadTeacher: { teacherModel }, log: { _ in })
+            try cache.select(tokens: tokens, lengths: lengths)
+            teacher = cache
+        }
         let objective = Distillation(labels: labels, lengths: lengths, vocabularySize: student.config.vocabSize, teacher: teacher,
                                      klWeight: weights[0], ceWeight: weights[1], sequences: tokens.count, targets: targetCount(labels))
         var rng = SeededGenerator(seed: 0)
@@ -129,6 +114,34 @@ struct DistillationTrainerTests {
         #expect(throws: ConfigError.badValue(key: "distill.ce_weight", detail: "applies only with distill.teacher set")) {
             try ws.config("distill: {ce_weight: 5}")
         }
+    }
+
+    /// A full-logit cache (fp16) trains as the live teacher does up to fp16's rounding of the
+    /// logits; a top-k cache is built once, reused (no teacher load), rebuilt when k changes.
+    @Test func theTeacherCacheStandsInForTheLiveTeacher() throws {
+        let ws = try Workspace()
+        let base = ["train.max_steps=3", "eval.every=0", "lora.dropout=0", "distill.teacher=\(ws.root)/model"]
+        func run(_ name: String, _ extra: [String]) throws -> [Int: Double] {
+            let trainer = try Trainer(config: try TrainConfig(yaml: ws.yaml(), overrides: base + extra + ["output_dir=\(ws.root)/\(name)"]))
+            _ = try trainer.run()
+            return try metricLosses(ws.root + "/\(name)")
+        }
+        let live = try run("live", [])
+        let full = try run("full", ["distill.teacher_cache=\(ws.root)/cache-full", "distill.cache_top_k=0"])
+        for step in 1...3 { #expect(abs(full[step]! - live[step]!) <= 1e-3 * live[step]!, "step \(step): \(full[step]!) vs live \(live[step]!)") }
+        var notes: [String] = []
+        let topk = try TrainConfig(yaml: ws.yaml(), overrides: base + ["distill.teacher_cache=\(ws.root)/cache", "distill.cache_top_k=8", "output_dir=\(ws.root)/k8"])
+        _ = try Trainer(config: topk) { notes.append($0) }
+        let made = try FileManager.default.attributesOfItem(atPath: ws.root + "/cache/teacher-cache.safetensors")[.modificationDate] as! Date
+        _ = try Trainer(config: topk) { notes.append($0) }
+        #expect(try FileManager.default.attributesOfItem(atPath: ws.root + "/cache/teacher-cache.safetensors")[.modificationDate] as! Date == made)
+        #expect(notes.isEmpty)
+        var k4 = topk
+        k4.cacheTopK = 4
+        _ = try Trainer(config: k4) { notes.append($0) }
+        #expect(notes.count == 1 && notes[0].contains("rebuilding"), "\(notes)")
+        let file = try SafeTensorsFile(path: ws.root + "/cache/teacher-cache.safetensors")
+        #expect(try file.entry("indices").shape.last == 4)
     }
 
     /// As lrec.py does, a non-finite loss skips its step (counted in metrics.jsonl) until

@@ -124,9 +124,9 @@ struct TrainerTests {
         settings.evalEvery = 30
         settings.dropout = 0
         let trainer = try Trainer(config: settings)
-        let before = trainer.evaluate(trainer.valid!).mean
+        let before = try trainer.evaluate(trainer.valid!).mean
         #expect(try trainer.run() == .finished)
-        let after = trainer.evaluate(trainer.valid!).mean
+        let after = try trainer.evaluate(trainer.valid!).mean
         #expect(after < before - 0.5, "validation loss \(before) → \(after)")
     }
 

@@ -13,10 +13,10 @@ evaluate() {  # model dir, adapter dir or "", result name
     stamp "$out"
   fi
 }
-finetune() {  # name, adapter_init or ""
-  local run=runs/exp-$1-$steps
+finetune() {  # name, adapter_init or "", then optionally a run suffix and extra YAML (e.g. a distill: section)
+  local run=runs/exp-$1${3:-}-$steps
   fresh $run && return
-  cat > results/finetune-$1.yaml <<YAML
+  cat > results/finetune-$1${3:-}.yaml <<YAML
 model: models/$1
 adapter_init: ${2:-null}
 output_dir: $run
@@ -26,9 +26,10 @@ train: {seq_len: 256, batch_size: 4, grad_accum: 1, max_steps: $steps, lr: 2.0e-
         max_grad_norm: 1.0, optimizer: adamw, seed: 0, packing: true}
 eval: {every: 0}
 checkpoint: {every: 0}
+${4:-}
 YAML
   rm -rf $run
-  $bin finetune --config results/finetune-$1.yaml >/dev/null 2>>results/log.txt
+  $bin finetune --config results/finetune-$1${3:-}.yaml >/dev/null 2>>results/log.txt
   stamp $run
 }
 row() {  # label, name, result before, result after
