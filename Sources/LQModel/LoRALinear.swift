@@ -122,10 +122,14 @@ public protocol GradientSink: AnyObject {
     func wantsWeightGradient(at site: LinearSite) -> Bool
     /// Receives ∂L/∂W of the weight at `site` (a fresh tensor the sink may keep).
     func receiveWeightGradient(_ gradient: Tensor, at site: LinearSite)
+    /// The buffers a trainable layer's parameter gradients accumulate into, in its parameters'
+    /// order; nil leaves it untrained.
+    func gradients(of layer: any TrainableLinear) -> [Tensor]?
 }
 
 extension GradientSink {
     public func adapterGradients(_ adapter: LoRALinear) -> (a: Tensor, b: Tensor)? { nil }
     public func wantsWeightGradient(at site: LinearSite) -> Bool { false }
     public func receiveWeightGradient(_ gradient: Tensor, at site: LinearSite) {}
+    public func gradients(of layer: any TrainableLinear) -> [Tensor]? { nil }
 }

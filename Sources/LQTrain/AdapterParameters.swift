@@ -12,35 +12,45 @@ public final class AdapterParameters: GradientSink {
     public let names: [String]
     public let values: [Tensor]
     public let grads: [Tensor]
-    /// Each trained adapter's index into values/grads (A at 2i, B at 2i + 1).
-    private let adapterIndex: [ObjectIdentifier: Int]
+    /// Each trained layer's first index into values/grads (a LoRA adapter's A, then B; a
+    /// trainable layer's parameters in its order).
+    private let firstIndex: [ObjectIdentifier: Int]
+    private let parameterCounts: [ObjectIdentifier: Int]
 
-    /// Collects the adapters attached to `model`'s linears, moving their matrices into the value
-    /// slab, and sets their dropout.
+    /// Collects the adapters (and other trainable layers) attached to `model`'s linears, moving
+    /// their tensors into the value slab, and sets the adapters' dropout.
     public init(model: LlamaModel, config: AdapterConfig, dropout: Float) {
         self.config = config
-        var names: [String] = [], adapters: [LoRALinear] = []
+        var names: [String] = [], tensors: [Tensor] = [], rebinds: [(Int, Int, ([Tensor]) -> Void)] = []
+        var firstIndex: [ObjectIdentifier: Int] = [:], counts: [ObjectIdentifier: Int] = [:]
         for (i, layer) in model.layers.enumerated() {
             for (p, linear) in layer.linears {
-                guard let adapter = linear as? LoRALinear else { continue }
-                adapter.dropout = dropout
                 let module = LinearSite.projection(layer: i, p).module
-                names += [PEFTKeys.lora(module: module, matrix: .a), PEFTKeys.lora(module: module, matrix: .b)]
-                adapters.append(adapter)
+                let owned: [(String, Tensor)]
+                if let adapter = linear as? LoRALinear {
+                    adapter.dropout = dropout
+                    owned = [(PEFTKeys.lora(module: module, matrix: .a), adapter.a), (PEFTKeys.lora(module: module, matrix: .b), adapter.b)]
+                    rebinds.append((tensors.count, 2, { adapter.rebind(a: $0[0], b: $0[1]) }))
+                } else if let trainable = linear as? any TrainableLinear {
+                    owned = trainable.parameters.map { (PEFTKeys.prefix + module + "." + $0.suffix, $0.value) }
+                    rebinds.append((tensors.count, owned.count, { trainable.rebind($0) }))
+                } else {
+                    continue
+                }
+                firstIndex[ObjectIdentifier(linear)] = tensors.count
+                counts[ObjectIdentifier(linear)] = owned.count
+                names += owned.map(\.0)
+                tensors += owned.map(\.1)
             }
         }
-        let shapes = adapters.flatMap { [$0.a.shape, $0.b.shape] }
-        let values = Self.slab(shapes), grads = Self.slab(shapes)
-        for (k, adapter) in adapters.enumerated() {
-            let a = values[2 * k], b = values[2 * k + 1]
-            a.pointer.update(from: adapter.a.pointer, count: a.count)
-            b.pointer.update(from: adapter.b.pointer, count: b.count)
-            adapter.rebind(a: a, b: b)
-        }
+        let values = Self.slab(tensors.map(\.shape)), grads = Self.slab(tensors.map(\.shape))
+        for (value, old) in zip(values, tensors) { value.pointer.update(from: old.pointer, count: value.count) }
+        for (start, count, rebind) in rebinds { rebind(Array(values[start..<(start + count)])) }
         self.names = names
         self.values = values
         self.grads = grads
-        adapterIndex = Dictionary(uniqueKeysWithValues: adapters.enumerated().map { (ObjectIdentifier($1), $0) })
+        self.firstIndex = firstIndex
+        parameterCounts = counts
     }
 
     /// Loose tensors (tests, tools): gradients allocated alongside.
@@ -49,7 +59,8 @@ public final class AdapterParameters: GradientSink {
         self.names = names
         self.values = values
         grads = Self.slab(values.map(\.shape))
-        adapterIndex = [:]
+        firstIndex = [:]
+        parameterCounts = [:]
     }
 
     /// Views of one zeroed allocation, one per shape, in order.
@@ -64,7 +75,13 @@ public final class AdapterParameters: GradientSink {
     }
 
     public func adapterGradients(_ adapter: LoRALinear) -> (a: Tensor, b: Tensor)? {
-        adapterIndex[ObjectIdentifier(adapter)].map { (grads[2 * $0], grads[2 * $0 + 1]) }
+        firstIndex[ObjectIdentifier(adapter)].map { (grads[$0], grads[$0 + 1]) }
+    }
+
+    public func gradients(of layer: any TrainableLinear) -> [Tensor]? {
+        let id = ObjectIdentifier(layer)
+        guard let start = firstIndex[id], let count = parameterCounts[id] else { return nil }
+        return Array(grads[start..<(start + count)])
     }
 
     /// Attaches fresh adapters to every linear whose short name is a target: A as PEFT initialises it
