@@ -71,6 +71,8 @@ struct Finetune: ParsableCommand {
             let started = trainer.step
             trainer.shouldStop = { interrupt.isSet || (stopAfter.map { trainer.step - started >= $0 } ?? false) }
             switch try trainer.run() {
+            case .finished where settings.l4qBits != nil:
+                print("quantized model written to \(settings.outputDir)/model (\(settings.l4qBits!)-bit codes, fractional zero points; eval and generate load it); metrics.jsonl and loss.svg in \(settings.outputDir); peak memory \(Format.bytes(MemoryUsage.peak()))")
             case .finished:
                 print("adapter written to \(settings.outputDir) (PEFT format); metrics.jsonl and loss.svg beside it; peak memory \(Format.bytes(MemoryUsage.peak()))")
             case let .interrupted(step):
@@ -90,6 +92,10 @@ struct Finetune: ParsableCommand {
                      + (t.train.truncated > 0 ? ", \(t.train.truncated) truncated to \(c.seqLen)" : "")
                      + (t.train.dropped > 0 ? ", \(t.train.dropped) dropped (no target within seq_len)" : ""))
         if let v = t.valid { lines.append("valid \(c.validData!): \(v.examples.count) examples") }
+        if let bits = c.l4qBits {
+            lines.append("L4Q: LoRA through a learned \(bits)-bit quantizer, groups of \(c.l4qGroupSize == 0 ? "a whole row" : String(c.l4qGroupSize))"
+                         + (c.l4qWarmupSteps > 0 ? ", quantizer off for the first \(c.l4qWarmupSteps) steps" : ""))
+        }
         if let teacher = c.teacher {
             lines.append("distilling from \(teacher): loss = \(c.klWeight)·KL(teacher‖student)/sequence + \(c.ceWeight)·CE/token")
         }

@@ -11,7 +11,7 @@ import LQTensor
 /// - `P.scales` F16 [groups, out]; `P.g_idx` I32 [in]: each input's group.
 /// config.json's quantization_config says bits, group_size (−1: one group), desc_act and sym.
 public enum GPTQFormat {
-    public static let suffixes = ["qweight", "qzeros", "scales", "g_idx"]
+    public static let suffixes = ["qweight", "qzeros", "zeros", "scales", "g_idx"]
 
     /// The settings of a GPTQ checkpoint's quantization_config.
     public struct Settings: Sendable, Equatable {
@@ -24,9 +24,14 @@ public enum GPTQFormat {
         public var trueSequential: Bool
         /// v2 stores zero points as they are; v1 (the default) stores zero − 1.
         public var zeroOffset: Int
+        /// Zero points that need not be integers (L4Q's learned offsets), stored as fp16 `<module>.zeros`
+        /// in place of the packed qzeros: lqlora's own variant of the layout (quant_method
+        /// "lqlora_uniform"), which GPTQ loaders do not read.
+        public var fractionalZeros: Bool
 
         public init(bits: Int, groupSize: Int?, descAct: Bool, symmetric: Bool, damp: Double = 0.1, trueSequential: Bool = true,
-                    zeroOffset: Int = 1) {
+                    zeroOffset: Int = 1, fractionalZeros: Bool = false) {
+            self.fractionalZeros = fractionalZeros
             self.bits = bits
             self.groupSize = groupSize
             self.descAct = descAct
@@ -38,20 +43,26 @@ public enum GPTQFormat {
 
         /// quantization_config as transformers' GPTQConfig writes it.
         public var json: [String: Any] {
-            ["quant_method": "gptq", "bits": bits, "group_size": groupSize ?? -1, "desc_act": descAct, "sym": symmetric,
+            if fractionalZeros {
+                return ["quant_method": Self.fractionalMethod, "bits": bits, "group_size": groupSize ?? -1, "zero_points": "fp16", "sym": symmetric]
+            }
+            return ["quant_method": "gptq", "bits": bits, "group_size": groupSize ?? -1, "desc_act": descAct, "sym": symmetric,
              "damp_percent": damp, "true_sequential": trueSequential, "checkpoint_format": zeroOffset == 1 ? "gptq" : "gptq_v2",
              "static_groups": false, "use_exllama": false]
         }
 
+        static let fractionalMethod = "lqlora_uniform"
+
         /// A name for reports: "gptq-b4-g128-sym", "-act" with act-order.
         public var name: String {
-            "gptq-b\(bits)-g\(groupSize.map(String.init) ?? "row")-\(symmetric ? "sym" : "asym")\(descAct ? "-act" : "")"
+            if fractionalZeros { return "uniform-b\(bits)-g\(groupSize.map(String.init) ?? "row")-fp16zero" }
+            return "gptq-b\(bits)-g\(groupSize.map(String.init) ?? "row")-\(symmetric ? "sym" : "asym")\(descAct ? "-act" : "")"
         }
 
         /// Storage bits per weight for an input width: the code plus a group's fp16 scale and packed zero point.
         public func bitsPerParameter(columns: Int) -> Double {
             let gs = Double(groupSize ?? columns)
-            return Double(bits) + Double(16 + bits) / gs
+            return Double(bits) + Double(16 + (fractionalZeros ? 16 : bits)) / gs
         }
 
         /// quantize_config.json as AutoGPTQ writes it beside the weights.
@@ -63,7 +74,8 @@ public enum GPTQFormat {
 
         /// The settings of a model directory's config.json, nil when it is not a GPTQ checkpoint.
         public init?(modelConfig json: [String: Any], path: String) throws {
-            guard let q = json["quantization_config"] as? [String: Any], (q["quant_method"] as? String)?.lowercased() == "gptq" else { return nil }
+            guard let q = json["quantization_config"] as? [String: Any], let method = (q["quant_method"] as? String)?.lowercased(),
+                  method == "gptq" || method == Self.fractionalMethod else { return nil }
             func bad(_ key: String, _ detail: String) -> GPTQFormatError { .badConfig(path: path, key: "quantization_config." + key, detail: detail) }
             guard let bits = (q["bits"] as? NSNumber)?.intValue else { throw bad("bits", "is missing") }
             guard [2, 3, 4, 8].contains(bits) else { throw bad("bits", "is \(bits); GPTQ checkpoints of 2, 3, 4 or 8 bits load") }
@@ -73,7 +85,8 @@ public enum GPTQFormat {
             guard format == "gptq" || format == "gptq_v2" else { throw bad("checkpoint_format", "is '\(format)' (gptq or gptq_v2 load)") }
             self.init(bits: bits, groupSize: group == -1 ? nil : group, descAct: q["desc_act"] as? Bool ?? false,
                       symmetric: q["sym"] as? Bool ?? true, damp: (q["damp_percent"] as? NSNumber)?.doubleValue ?? 0.1,
-                      trueSequential: q["true_sequential"] as? Bool ?? true, zeroOffset: format == "gptq" ? 1 : 0)
+                      trueSequential: q["true_sequential"] as? Bool ?? true, zeroOffset: format == "gptq" ? 1 : 0,
+                      fractionalZeros: method == Self.fractionalMethod)
         }
     }
 
@@ -95,7 +108,7 @@ public enum GPTQFormat {
     }
 
     /// The four tensors of `q` under `module` ("model.layers.0.self_attn.q_proj"), zero points stored with `zeroOffset`.
-    public static func tensors(_ q: UniformQuantization, module: String, zeroOffset: Int = 1) throws -> [PendingTensor] {
+    public static func tensors(_ q: UniformQuantization, module: String, zeroOffset: Int = 1, fractionalZeros: Bool = false) throws -> [PendingTensor] {
         let bits = q.quantizer.bits, rows = q.rows, cols = q.cols, groups = q.groupCount
         guard (cols * bits) % 32 == 0, (rows * bits) % 32 == 0 else {
             throw GPTQFormatError.unpackable(tensor: module, detail: "[\(rows), \(cols)] at \(bits) bits does not pack into 32-bit words")
@@ -115,9 +128,12 @@ public enum GPTQFormat {
         }
         let scales = q.scales.map { Float16($0).bitPattern }
         func bytes<T>(_ a: [T]) -> [UInt8] { a.withUnsafeBytes { Array($0) } }
+        let zeros = fractionalZeros
+            ? PendingTensor(name: module + ".zeros", dtype: .f16, shape: [groups, rows], bytes: bytes(q.zeros.map { Float16($0).bitPattern }))
+            : PendingTensor(name: module + ".qzeros", dtype: .i32, shape: [groups, zw], bytes: bytes(qzeros))
         return [
             PendingTensor(name: module + ".qweight", dtype: .i32, shape: [cols * bits / 32, rows], bytes: bytes(qweight)),
-            PendingTensor(name: module + ".qzeros", dtype: .i32, shape: [groups, zw], bytes: bytes(qzeros)),
+            zeros,
             PendingTensor(name: module + ".scales", dtype: .f16, shape: [groups, rows], bytes: bytes(scales)),
             PendingTensor(name: module + ".g_idx", dtype: .i32, shape: [cols], bytes: bytes(q.groupIndex)),
         ]
@@ -151,11 +167,12 @@ public enum GPTQFormat {
 
     /// Loads `module`'s GPTQ tensors: [out, in] is read from qweight and scales, every shape checked.
     public static func load(_ module: String, from checkpoint: Checkpoint, settings s: Settings) throws -> UniformQuantization {
-        for suffix in ["qweight", "qzeros", "scales"] where !checkpoint.contains(module + "." + suffix) {
+        let zeroName = s.fractionalZeros ? "zeros" : "qzeros"
+        for suffix in ["qweight", zeroName, "scales"] where !checkpoint.contains(module + "." + suffix) {
             throw GPTQFormatError.missingTensor(path: checkpoint.path, tensor: module + "." + suffix)
         }
         let (qwFile, qwEntry) = try checkpoint.locate(module + ".qweight")
-        let (qzFile, qzEntry) = try checkpoint.locate(module + ".qzeros")
+        let (qzFile, qzEntry) = try checkpoint.locate(module + "." + zeroName)
         let (scFile, scEntry) = try checkpoint.locate(module + ".scales")
         let bits = s.bits
         func bad(_ e: TensorEntry, _ detail: String) -> GPTQFormatError { .badTensor(path: checkpoint.path, tensor: e.name, detail: detail) }
@@ -167,8 +184,14 @@ public enum GPTQFormat {
         guard scEntry.shape == [groups, rows], [.f16, .bf16, .f32].contains(scEntry.dtype) else {
             throw bad(scEntry, "must be [\(groups), \(rows)] fp16 (group size \(gs) over \(cols) inputs), is \(scEntry.dtype.rawValue) \(scEntry.shape)")
         }
-        guard qzEntry.shape == [groups, rows * bits / 32], [.i32, .u32].contains(qzEntry.dtype) else {
-            throw bad(qzEntry, "must be [\(groups), \(rows * bits / 32)] int32, is \(qzEntry.dtype.rawValue) \(qzEntry.shape)")
+        if s.fractionalZeros {
+            guard qzEntry.shape == [groups, rows], [.f16, .f32].contains(qzEntry.dtype) else {
+                throw bad(qzEntry, "must be [\(groups), \(rows)] fp16, is \(qzEntry.dtype.rawValue) \(qzEntry.shape)")
+            }
+        } else {
+            guard qzEntry.shape == [groups, rows * bits / 32], [.i32, .u32].contains(qzEntry.dtype) else {
+                throw bad(qzEntry, "must be [\(groups), \(rows * bits / 32)] int32, is \(qzEntry.dtype.rawValue) \(qzEntry.shape)")
+            }
         }
         var gIdx = (0..<cols).map { Int32($0 / gs) }
         if checkpoint.contains(module + ".g_idx") {
@@ -186,13 +209,17 @@ public enum GPTQFormat {
                 for c in 0..<cols { codes[o * cols + c] = UInt8(unpackStream(w.baseAddress! + o, stride: rows, index: c, bits: bits)) }
             }
         }
-        let zwords = words32(qz), zw = rows * bits / 32
         var zeros = [Float](repeating: 0, count: groups * rows)
-        zwords.withUnsafeBufferPointer { w in
+        if s.fractionalZeros {
+            zeros = try qzFile.floatTensor(qzEntry).array
+            if let bad = zeros.first(where: { !$0.isFinite }) { throw GPTQFormatError.badTensor(path: checkpoint.path, tensor: qzEntry.name, detail: "holds \(bad)") }
+        }
+        let zwords = s.fractionalZeros ? [] : words32(qz), zw = rows * bits / 32
+        if !s.fractionalZeros { zwords.withUnsafeBufferPointer { w in
             for g in 0..<groups {
                 for o in 0..<rows { zeros[g * rows + o] = Float(Int(unpackStream(w.baseAddress! + g * zw, stride: 1, index: o, bits: bits)) + s.zeroOffset) }
             }
-        }
+        } }
         let scales = try scFile.floatTensor(scEntry).array
         return UniformQuantization(quantizer: UniformQuantizer(bits: bits, symmetric: s.symmetric), rows: rows, cols: cols, groupSize: gs,
                                    codes: codes, scales: scales, zeros: zeros, groupIndex: gIdx)
@@ -214,7 +241,8 @@ public enum GPTQFormat {
         var pending: [PendingTensor] = []
         for name in checkpoint.tensorNames {
             if let q = quantized[name] {
-                pending += try tensors(q, module: String(name.dropLast(".weight".count)), zeroOffset: settings.zeroOffset)
+                pending += try tensors(q, module: String(name.dropLast(".weight".count)), zeroOffset: settings.zeroOffset,
+                                       fractionalZeros: settings.fractionalZeros)
             } else {
                 let (file, entry) = try checkpoint.locate(name)
                 pending.append(ModelFiles.copied(entry, from: file))
@@ -224,7 +252,7 @@ public enum GPTQFormat {
         var config = modelConfig
         config["quantization_config"] = settings.json
         try ModelFiles.writeJSON(config, to: directory + "/config.json")
-        try ModelFiles.writeJSON(settings.quantizeConfigJSON, to: directory + "/quantize_config.json")
+        if !settings.fractionalZeros { try ModelFiles.writeJSON(settings.quantizeConfigJSON, to: directory + "/quantize_config.json") }
         try ModelFiles.copySideFiles(from: checkpoint.directory, to: directory)
     }
 }

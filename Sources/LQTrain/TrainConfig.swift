@@ -39,6 +39,8 @@ public struct TrainConfig: Equatable, Sendable {
     public var teacher: String?, klWeight = 1.0, ceWeight = 200.0
     /// A directory caching the teacher's top-k distribution (0: full fp16 logits) for the run's data.
     public var teacherCache: String?, cacheTopK = 64
+    /// L4Q: LoRA trained through a learned quantizer of this many bits (nil: plain LoRA).
+    public var l4qBits: Int?, l4qGroupSize = 128, l4qWarmupSteps = 0
 
     public static let allTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -82,6 +84,9 @@ public struct TrainConfig: Equatable, Sendable {
         ConfigKey("distill.ce_weight", \.ceWeight, .number(0.0...1e9), help: "weight of the cross-entropy (mean over targets) beside the KL"),
         ConfigKey("distill.teacher_cache", \.teacherCache, ConfigValue.string.optional, help: "directory caching the teacher's distribution of every sequence the run sees (built once, rebuilt when the teacher, top_k or data change); null: the teacher runs on every step"),
         ConfigKey("distill.cache_top_k", \.cacheTopK, .int(0...1_000_000), help: "entries kept per position in the cache (the KL is then the sum over them); 0: full fp16 logits"),
+        ConfigKey("l4q.bits", \.l4qBits, ConfigValue.int(2...8).optional, help: "L4Q: train LoRA through a learned uniform quantizer of 2, 3, 4 or 8 bits and write one quantized model (output_dir/model); null: plain LoRA"),
+        ConfigKey("l4q.group_size", \.l4qGroupSize, .int(0...1_048_576), help: "L4Q: input columns per learned step and offset; 0: one per output row"),
+        ConfigKey("l4q.warmup_steps", \.l4qWarmupSteps, .int(0...100_000_000), help: "L4Q: first steps train A, B against the unquantized W0 + s·B·A"),
         ConfigKey("eval.every", \.evalEvery, .int(0...100_000_000), help: "validation every N steps (0: only at the end)"),
         ConfigKey("eval.batches", \.evalBatches, .int(1...100_000_000), help: "validation batches per evaluation"),
         ConfigKey("checkpoint.every", \.checkpointEvery, .int(0...100_000_000), help: "checkpoint every N steps (0: only on interrupt)"),
@@ -145,9 +150,18 @@ public struct TrainConfig: Equatable, Sendable {
         if maxSteps == nil && epochs == nil { throw ConfigError.badValue(key: "train.max_steps", detail: "or train.epochs must be set") }
         if let adapterInit, adapterInit.isEmpty { throw ConfigError.badValue(key: "adapter_init", detail: "is empty") }
         let defaults = TrainConfig()
-        if teacher == nil, let key = [("distill.kl_weight", klWeight != defaults.klWeight), ("distill.ce_weight", ceWeight != defaults.ceWeight),
-                                      ("distill.teacher_cache", teacherCache != nil), ("distill.cache_top_k", cacheTopK != defaults.cacheTopK)].first(where: \.1)?.0 {
-            throw ConfigError.badValue(key: key, detail: "applies only with distill.teacher set")
+        /// A key changed from its default while the section's switch is off is a mistake, not a no-op.
+        func requireSwitch(_ on: Bool, _ name: String, _ changed: [(String, Bool)]) throws {
+            if !on, let key = changed.first(where: \.1)?.0 { throw ConfigError.badValue(key: key, detail: "applies only with \(name) set") }
+        }
+        try requireSwitch(teacher != nil, "distill.teacher", [("distill.kl_weight", klWeight != defaults.klWeight), ("distill.ce_weight", ceWeight != defaults.ceWeight),
+                                                             ("distill.teacher_cache", teacherCache != nil), ("distill.cache_top_k", cacheTopK != defaults.cacheTopK)])
+        try requireSwitch(l4qBits != nil, "l4q.bits", [("l4q.group_size", l4qGroupSize != defaults.l4qGroupSize),
+                                                       ("l4q.warmup_steps", l4qWarmupSteps != defaults.l4qWarmupSteps)])
+        if let bits = l4qBits {
+            guard [2, 3, 4, 8].contains(bits) else { throw ConfigError.badValue(key: "l4q.bits", detail: "is \(bits); the uniform storage takes 2, 3, 4 or 8") }
+            if dropout > 0 { throw ConfigError.badValue(key: "lora.dropout", detail: "must be 0 with l4q.bits (L4Q trains through the quantizer without adapter dropout)") }
+            if adapterInit != nil { throw ConfigError.badValue(key: "adapter_init", detail: "does not apply with l4q.bits (L4Q starts from B = 0, the round-to-nearest model)") }
         }
         if let teacher, teacher.isEmpty { throw ConfigError.badValue(key: "distill.teacher", detail: "is empty") }
     }

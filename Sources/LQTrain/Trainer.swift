@@ -16,12 +16,14 @@ public enum TrainingError: Error, CustomStringConvertible {
     case badCheckpoint(path: String, detail: String)
     case adapterInit(path: String, detail: String)
     case teacherMismatch(path: String, detail: String)
+    case l4qBase(path: String, detail: String)
 
     public var description: String {
         switch self {
         case let .nonFinite(step, loss, last):
             return "the loss became \(loss) at step \(step); stopped without updating" + (last.map { " (last good checkpoint: \($0))" } ?? " (no checkpoint was written yet)")
         case let .teacherMismatch(path, detail): return "distill.teacher \(path): \(detail)"
+        case let .l4qBase(path, detail): return "l4q.bits on \(path): \(detail)"
         case let .noCheckpoint(directory): return "\(directory): no checkpoint-N directory to resume from"
         case let .badCheckpoint(path, detail): return "\(path): \(detail)"
         case let .adapterInit(path, detail): return "\(path): \(detail)"
@@ -84,15 +86,16 @@ public final class Trainer {
             }
         }
         var rng = SeededGenerator(seed: UInt64(config.seed))
-        let adapterConfig: AdapterConfig
-        if let initPath = config.adapterInit {
-            adapterConfig = try model.loadAdapter(directory: initPath)
+        if config.l4qBits != nil {
+            parameters = try Self.attachL4Q(to: model, config: config, rng: &rng)
+        } else if let initPath = config.adapterInit {
+            let adapterConfig = try model.loadAdapter(directory: initPath)
             if adapterConfig.rank != config.rank || adapterConfig.alpha != config.alpha {
                 log("adapter_init \(initPath): rank \(adapterConfig.rank), alpha \(adapterConfig.alpha) (taken from the adapter, not lora.rank/lora.alpha)")
             }
             parameters = AdapterParameters(model: model, config: adapterConfig, dropout: Float(config.dropout))
         } else {
-            adapterConfig = AdapterConfig(rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRSLoRA: config.rsLoRA)
+            let adapterConfig = AdapterConfig(rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRSLoRA: config.rsLoRA)
             parameters = AdapterParameters.attachFresh(to: model, config: adapterConfig, dropout: Float(config.dropout), rng: &rng)
         }
         dropoutRNG = SeededGenerator(seed: UInt64(config.seed) &+ 0x5EED)
@@ -153,6 +156,7 @@ public final class Trainer {
                 return .interrupted(step: step)
             }
             let stepStart = Date()
+            if config.l4qBits != nil { setQuantizing(forStep: step) }
             parameters.zeroGradients()
             let micro = (0..<config.gradAccum).map { _ in nextBatch() }
             let normalizer = max(1, micro.reduce(0) { $0 + $1.targets }), sequences = micro.reduce(0) { $0 + $1.tokens.count }
@@ -209,7 +213,13 @@ public final class Trainer {
             }
             if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < totalSteps { try saveCheckpoint() }
         }
-        try parameters.save(to: config.outputDir, base: config.model, dropout: config.dropout)
+        var summaryExtras: [String: Any] = [:]
+        if config.l4qBits != nil {
+            setQuantizing(forStep: step)
+            summaryExtras["quantized_model"] = try writeQuantizedModel()
+        } else {
+            try parameters.save(to: config.outputDir, base: config.model, dropout: config.dropout)
+        }
         try writePlot()
         let speeds = stepSpeeds.dropFirst().sorted()  // the first step warms caches and allocations
         var summary: [String: Any] = ["steps": step, "seconds": Date().timeIntervalSince(start), "tokens": tokensSeen,
@@ -218,6 +228,7 @@ public final class Trainer {
                                       "trainable_parameters": parameters.parameterCount, "skipped_steps": skippedSteps]
         if let v = validHistory.last { summary["final_val_loss"] = v.loss; summary["final_val_ppl"] = exp(v.loss) }
         if let v = validHistory.first { summary["initial_val_loss"] = v.loss }
+        summary.merge(summaryExtras) { $1 }
         try Data(JSONText.serialize(summary).utf8).writeAtomically(to: config.outputDir + "/summary.json")
         return .finished
     }

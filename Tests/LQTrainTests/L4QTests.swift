@@ -72,3 +72,46 @@ struct L4QTests {
         }
     }
 }
+
+/// l4q.bits in the training loop: the Workspace's tiny model trained through a 4-bit quantizer.
+struct L4QTrainerTests {
+    @Test func aRunEndsWithAQuantizedModelThatComputesWhatTrainingLastComputed() throws {
+        let ws = try Workspace()
+        let settings = try TrainConfig(yaml: ws.yaml("l4q: {bits: 4, group_size: 16, warmup_steps: 1}"),
+                                       overrides: ["lora.dropout=0", "train.max_steps=6", "checkpoint.every=0"])
+        let trainer = try Trainer(config: settings)
+        #expect(trainer.parameters.names.filter { $0.hasSuffix("l4q_step") }.count == 14)
+        let before = try trainer.evaluate(trainer.valid!).mean
+        #expect(try trainer.run() == .finished)
+        let trained = try trainer.evaluate(trainer.valid!).mean
+        #expect(trained < before, "validation loss \(before) → \(trained)")
+        let directory = ws.root + "/run/model"
+        #expect(!FileManager.default.fileExists(atPath: ws.root + "/run/adapter_model.safetensors"))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/quant_report.json"))) as! [String: Any]
+        #expect(report["method"] as? String == "l4q" && report["average_bits"] as? Double == 4 + 32.0 / 16)
+        // Loaded back, every projection runs on the uniform kernels, and the model's loss is the
+        // trained one up to the fp16 rounding of the scales and zero points.
+        let loaded = try LlamaModel(directory: directory)
+        #expect(loaded.layers.allSatisfy { $0.linears.allSatisfy { $0.1 is UniformLinear } })
+        let batch = BatchPlan(examples: trainer.valid!.examples, batchSize: 2, seqLen: 64, packing: false, pad: 2, seed: 0).batches(epoch: 0, shuffle: false)[0]
+        let mine = trainer.model.loss(tokens: batch.tokens, labels: batch.labels).mean, theirs = loaded.loss(tokens: batch.tokens, labels: batch.labels).mean
+        #expect(abs(mine - theirs) <= 2e-3 * mine, "loss \(mine) in training, \(theirs) loaded")
+        // L4Q on that (already quantized) model is refused by name, before any work.
+        #expect {
+            _ = try Trainer(config: try TrainConfig(yaml: ws.yaml("l4q: {bits: 4, group_size: 16}"), overrides: ["lora.dropout=0", "model=\(directory)"]))
+        } throws: { "\($0)".hasPrefix("l4q.bits on \(directory): model.layers.0.self_attn.q_proj.weight is already quantized") }
+    }
+
+    @Test func l4qKeysAreCheckedTogether() {
+        let ws = try? Workspace()
+        #expect(throws: ConfigError.badValue(key: "lora.dropout", detail: "must be 0 with l4q.bits (L4Q trains through the quantizer without adapter dropout)")) {
+            try TrainConfig(yaml: ws!.yaml("l4q: {bits: 4}"))
+        }
+        #expect(throws: ConfigError.badValue(key: "l4q.group_size", detail: "applies only with l4q.bits set")) {
+            try TrainConfig(yaml: ws!.yaml("l4q: {group_size: 64}"))
+        }
+        #expect(throws: ConfigError.badValue(key: "l4q.bits", detail: "is 5; the uniform storage takes 2, 3, 4 or 8")) {
+            try TrainConfig(yaml: ws!.yaml("l4q: {bits: 5}"), overrides: ["lora.dropout=0"])
+        }
+    }
+}
