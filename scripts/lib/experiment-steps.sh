@@ -13,7 +13,7 @@ evaluate() {  # model dir, adapter dir or "", result name
     stamp "$out"
   fi
 }
-finetune() {  # name, adapter_init or "", then optionally a run suffix and extra YAML (e.g. a distill: section)
+finetune() {  # name, adapter_init or "", then optionally a run suffix and extra YAML (e.g. a distill: section); $finetune_set: one --set override
   local run=runs/exp-$1${3:-}-$steps
   fresh $run && return
   cat > results/finetune-$1${3:-}.yaml <<YAML
@@ -29,7 +29,7 @@ checkpoint: {every: 0}
 ${4:-}
 YAML
   rm -rf $run
-  $bin finetune --config results/finetune-$1${3:-}.yaml >/dev/null 2>>results/log.txt
+  $bin finetune --config results/finetune-$1${3:-}.yaml ${finetune_set:+--set $finetune_set} >/dev/null 2>>results/log.txt
   stamp $run
 }
 row() {  # label, name, result before, result after

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# L4Q on SmolLM2-135M-Instruct at 4 and 3 bits (group 128) against GPTQ and RTN at the same bits
+# (scripts/gptq-study.sh's models) and QLoRA NF4/NF3 + LoRA, all finetuned with docs/EXPERIMENTS.md's
+# protocol (scripts/lib/experiment-steps.sh: $EXP_STEPS (30) steps of 4 packed 256-token windows
+# from WikiText-2 characters 100,000-400,000, LoRA rank 64, alpha 16 on all seven projections, lr
+# 2e-4). L4Q trains the same LoRA through its learned quantizer and ends as one quantized model
+# (no adapter), evaluated as it is. Perplexity: the first 40,000 characters at ctx 512 and the first
+# 160,000 at ctx 2048 (the GPTQ protocol's window). Resumable (scripts/lib/made-by.sh).
+# Prints a Markdown table (also results/l4q-study.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=data/wikitext-2-raw-test.txt
+bin=${LQLORA_BIN:-.build/release/lqlora}  # another build: its stamps decide what is reused
+[ -n "${LQLORA_BIN:-}" ] || swift build -c release --product lqlora >/dev/null
+scripts/fetch-smollm2.sh >/dev/null
+mkdir -p results
+. scripts/lib/made-by.sh
+dense=models/SmolLM2-135M-Instruct
+steps=${EXP_STEPS:-30}
+chars=40000
+calib=results/gptq-calibration.txt
+[ -f $calib ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open(sys.argv[2],'w', encoding='utf-8', newline='').write(t[700000:])" $data $calib
+[ -f results/finetune-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/finetune-text.txt','w', encoding='utf-8', newline='').write(t[100000:400000])" $data
+. scripts/lib/experiment-steps.sh
+long() {  # model dir, adapter dir or "", result name: ctx 2048 over 160,000 characters
+  local out=results/$3-160000-2048.json
+  if ! fresh "$out"; then
+    $bin eval --model $1 ${2:+--adapter $2} --data $data --max-chars 160000 --ctx 2048 --json 2>/dev/null > "$out.tmp"
+    mv "$out.tmp" "$out"
+    stamp "$out"
+  fi
+}
+both() { evaluate "$@"; long "$@"; }
+for b in 4 3; do
+  quantize smollm2-rtn$b-g128 --method rtn --bits $b --group-size 128
+  quantize smollm2-gptq$b-g128 --method gptq --bits $b --group-size 128 --calib $calib --samples ${GPTQ_SAMPLES:-32} --seq-len 2048 --seed 0
+  quantize smollm2-nf$b --method nf$b
+  for m in rtn$b-g128 gptq$b-g128 nf$b; do
+    both models/smollm2-$m "" smollm2-$m
+    finetune smollm2-$m ""
+    both models/smollm2-$m runs/exp-smollm2-$m-$steps smollm2-$m-ft$steps
+  done
+  finetune SmolLM2-135M-Instruct "" -l4q$b "l4q: {bits: $b, group_size: 128}"
+  both runs/exp-SmolLM2-135M-Instruct-l4q$b-$steps/model "" l4q$b-$steps
+  # L4Q's starting point (B = 0, min-max steps and offsets): one step at learning rate 0.
+  ( steps=1; finetune_set=train.lr=0 finetune SmolLM2-135M-Instruct "" -l4q$b-start "l4q: {bits: $b, group_size: 128}" )
+  both runs/exp-SmolLM2-135M-Instruct-l4q$b-start-1/model "" l4q$b-start
+done
+python3 - $steps <<'PY' | tee results/l4q-study.md
+import json, sys
+steps = sys.argv[1]
+def ppl(name, ctx):
+    return json.load(open(f"results/{name}-{'40000' if ctx == 512 else '160000-2048'}.json"))["perplexity"]
+def cells(name):
+    return f"{ppl(name, 512):.2f} / {ppl(name, 2048):.2f}"
+def run(path):
+    s = json.load(open(f"{path}/summary.json"))
+    return f"{s['tokens_per_s_median']:.0f} | {s['peak_rss_bytes'] / 2**20:.0f} MiB"
+print("| method | bits/param | before finetune: ppl 512 / 2048 | after: ppl 512 / 2048 | finetune tokens/s | peak memory |")
+print("|---|---|---|---|---|---|")
+for b in (4, 3):
+    for label, m in ((f"RTN {b}-bit g128 + LoRA", f"rtn{b}-g128"), (f"GPTQ {b}-bit g128 + LoRA", f"gptq{b}-g128"), (f"QLoRA NF{b} + LoRA", f"nf{b}")):
+        bits = json.load(open(f"models/smollm2-{m}/quant_report.json"))["average_bits"]
+        print(f"| {label} | {bits:.3f} | {cells('smollm2-' + m)} | {cells(f'smollm2-{m}-ft{steps}')} | {run(f'runs/exp-smollm2-{m}-{steps}')} |")
+    d = f"runs/exp-SmolLM2-135M-Instruct-l4q{b}-{steps}"
+    bits = json.load(open(f"{d}/model/quant_report.json"))["average_bits"]
+    print(f"| L4Q {b}-bit g128 (one quantized model) | {bits:.3f} | {cells(f'l4q{b}-start')} (min-max start) | {cells(f'l4q{b}-{steps}')} | {run(d)} |")
+PY
