@@ -55,7 +55,7 @@ struct Embed: ParsableCommand {
             var out = ""
             if !json {
                 let s = embedder.settings
-                out += "\(texts.count) embeddings of \(d) dimensions (\(s.pooling.map(\.rawValue).joined(separator: "+")) pooling"
+                out += "\(texts.count) embedding\(texts.count == 1 ? "" : "s") of \(d) dimensions (\(s.pooling.map(\.rawValue).joined(separator: "+")) pooling"
                     + (s.normalize ? ", L2-normalised" : "") + ", at most \(embedder.maxLength) tokens)\n"
             }
             for (i, text) in texts.enumerated() {
@@ -72,7 +72,7 @@ struct Embed: ParsableCommand {
             }
             FileHandle.standardOutput.write(Data(out.utf8))
             let tokens = tokenized.reduce(0) { $0 + $1.ids.count }, truncated = tokenized.filter(\.truncated).count
-            printError(String(format: "embedded %d texts (%d tokens%@) in %.2f s: %.1f texts/s, %.0f tokens/s", texts.count, tokens,
+            printError(String(format: "embedded %d text%@ (%d tokens%@) in %.2f s: %.1f texts/s, %.0f tokens/s", texts.count, texts.count == 1 ? "" : "s", tokens,
                               truncated > 0 ? ", \(truncated) truncated to \(embedder.maxLength)" : "", seconds,
                               Double(texts.count) / max(seconds, 1e-9), Double(tokens) / max(seconds, 1e-9)))
         }
