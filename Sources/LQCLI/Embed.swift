@@ -47,31 +47,37 @@ struct Embed: ParsableCommand {
         try CommandFailure.exits("embed") {
             let embedder = try SentenceEmbedder(directory: model)
             let texts = try file.map { try EvaluationText.texts(path: $0) } ?? text
-            let tokenized = texts.map(embedder.tokenize)
-            let start = Date()
-            let embeddings = embedder.embed(tokens: tokenized.map(\.ids), batchSize: batchSize)
-            let seconds = Date().timeIntervalSince(start)
             let d = embedder.dimension
-            var out = ""
             if !json {
                 let s = embedder.settings
-                out += "\(texts.count) embedding\(texts.count == 1 ? "" : "s") of \(d) dimensions (\(s.pooling.map(\.rawValue).joined(separator: "+")) pooling"
-                    + (s.normalize ? ", L2-normalised" : "") + ", at most \(embedder.maxLength) tokens)\n"
+                print("\(texts.count) embedding\(texts.count == 1 ? "" : "s") of \(d) dimensions (\(s.pooling.map(\.rawValue).joined(separator: "+")) pooling"
+                    + (s.normalize ? ", L2-normalised" : "") + ", at most \(embedder.maxLength) tokens)")
             }
-            for (i, text) in texts.enumerated() {
-                let v = UnsafeBufferPointer(start: embeddings.pointer + i * d, count: d)
-                if json {
-                    out += "{\"text\":" + JSONText.serialize(text) + ",\"embedding\":[" + v.map { "\($0)" }.joined(separator: ",") + "]}\n"
-                } else {
-                    let norm = v.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
-                    let first = v.prefix(Self.shownValues).map { String(format: "%+.4f", $0) }.joined(separator: " ")
-                    out += String(format: "%4d  %3d tokens  norm %.4f  [%@ …]  ", i + 1, tokenized[i].ids.count, norm, first)
-                        + JSONText.serialize(Self.preview(text)) + "\n"
+            // A batch at a time, written as it is done: memory stays that of one batch.
+            let start = Date()
+            var tokens = 0, truncated = 0
+            for first in stride(from: 0, to: texts.count, by: batchSize) {
+                let batch = texts[first..<min(texts.count, first + batchSize)]
+                let tokenized = batch.map(embedder.tokenize)
+                let embeddings = embedder.embed(tokens: tokenized.map(\.ids), batchSize: batchSize)
+                var out = ""
+                for (i, text) in batch.enumerated() {
+                    let v = UnsafeBufferPointer(start: embeddings.pointer + i * d, count: d)
+                    if json {
+                        out += "{\"text\":" + JSONText.serialize(text) + ",\"embedding\":[" + v.map { "\($0)" }.joined(separator: ",") + "]}\n"
+                    } else {
+                        let norm = v.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+                        let values = v.prefix(Self.shownValues).map { String(format: "%+.4f", $0) }.joined(separator: " ")
+                        out += String(format: "%4d  %3d tokens  norm %.4f  [%@ …]  ", first + i + 1, tokenized[i].ids.count, norm, values)
+                            + JSONText.serialize(Self.preview(text)) + "\n"
+                    }
                 }
-                if out.utf8.count > 1 << 16 { FileHandle.standardOutput.write(Data(out.utf8)); out = "" }
+                print(out, terminator: "")
+                tokens += tokenized.reduce(0) { $0 + $1.ids.count }
+                truncated += tokenized.filter(\.truncated).count
             }
-            FileHandle.standardOutput.write(Data(out.utf8))
-            let tokens = tokenized.reduce(0) { $0 + $1.ids.count }, truncated = tokenized.filter(\.truncated).count
+            fflush(stdout)  // before the summary on stderr
+            let seconds = Date().timeIntervalSince(start)
             printError(String(format: "embedded %d text%@ (%d tokens%@) in %.2f s: %.1f texts/s, %.0f tokens/s", texts.count, texts.count == 1 ? "" : "s", tokens,
                               truncated > 0 ? ", \(truncated) truncated to \(embedder.maxLength)" : "", seconds,
                               Double(texts.count) / max(seconds, 1e-9), Double(tokens) / max(seconds, 1e-9)))

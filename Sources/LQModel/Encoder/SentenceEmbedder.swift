@@ -143,6 +143,10 @@ public final class SentenceEmbedder: @unchecked Sendable {
             throw ModelError.unsupported(path: dir + "/tokenizer.json", what: "a tokenizer other than WordPiece for a BERT encoder")
         }
         tokenizer = wordPiece
+        // Every sequence then has a token to pool, the empty text included.
+        guard tokenizer.specialTokensAdded > 0 else {
+            throw ModelError.unsupported(path: dir + "/tokenizer.json", what: "a tokenizer whose post-processor adds no [CLS]/[SEP] for an encoder")
+        }
         guard tokenizer.vocabularySize <= encoder.config.vocabSize else {
             throw ModelError.badConfig(path: dir + "/config.json", key: "vocab_size",
                                        detail: "is \(encoder.config.vocabSize), but tokenizer.json has ids up to \(tokenizer.vocabularySize - 1)")
