@@ -139,6 +139,12 @@ def tiny_model():
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     trainer = trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials, show_progress=False)
     tok.train_from_iterator([WIKITEXT[i:i + 2000] for i in range(0, 200_000, 2000)] + TEXTS[:-1], trainer)
+    # The trainer numbers its alphabet in hash order; numbered again (specials, then sorted) the file is reproducible.
+    learned = sorted(set(tok.get_vocab()) - set(specials))
+    trained = tok
+    tok = tokenizers.Tokenizer(tokenizers.models.WordPiece({t: i for i, t in enumerate(specials + learned)}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = trained.normalizer, trained.pre_tokenizer
+    tok.add_special_tokens(specials)
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                                        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
     tok.decoder = decoders.WordPiece()
