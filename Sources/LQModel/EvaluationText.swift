@@ -6,6 +6,20 @@ import LQFormats
 /// \n), so token counts and perplexities agree with scripts that `open()` the same file.
 public enum EvaluationText {
     public static func read(path: String) throws -> String {
+        let text = try decoded(path: path)
+        guard let documents = try documents(text, path: path) else { return text }
+        return documents.joined(separator: "\n\n")
+    }
+
+    /// Separate texts: a .jsonl's `text` fields, or the other files' non-blank lines.
+    public static func texts(path: String) throws -> [String] {
+        let text = try decoded(path: path)
+        return try documents(text, path: path)
+            ?? text.split(separator: "\n").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }.map(String.init)
+    }
+
+    /// The file's text (gunzipped when it is gzip) with universal newlines.
+    static func decoded(path: String) throws -> String {
         let data = try Gzip.readMaybeCompressed(path: path)
         var bytes = [UInt8]()
         bytes.reserveCapacity(data.count)
@@ -16,9 +30,7 @@ public enum EvaluationText {
             previousCR = false
             bytes.append(b)
         }
-        let text = String(decoding: bytes, as: UTF8.self)
-        guard let documents = try documents(text, path: path) else { return text }
-        return documents.joined(separator: "\n\n")
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// A .jsonl's `text` fields in order (nil for other files).

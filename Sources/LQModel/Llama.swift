@@ -126,62 +126,26 @@ public final class LlamaModel: @unchecked Sendable {
     /// Loads a model directory: config.json plus dense or quantized safetensors.
     public convenience init(directory: String) throws {
         let config = try LlamaConfig(directory: directory)
-        let checkpoint = try Checkpoint(path: directory)
-        let quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
-        let gptq = try GPTQFormat.Settings(modelConfig: try checkpoint.config() ?? [:], path: directory + "/config.json")
-        let path = checkpoint.path
-        func tensor(_ name: String, _ shape: [Int]) throws -> Tensor {
-            guard checkpoint.contains(name) else { throw ModelError.missingWeight(path: path, tensor: name) }
-            let t = try checkpoint.floatTensor(name)
-            guard t.shape == shape else { throw ModelError.badShape(path: path, tensor: name, expected: shape, actual: t.shape) }
-            return t
-        }
-        /// keepHalf: a BF16/F16 weight stays 16-bit (the embeddings and LM head: the largest matrices,
-        /// whose fp32 copy would cost the most memory and decoding bandwidth). Projections are widened
-        /// once here: keeping them 16-bit too halves a dense model's memory but cost 15 % of eval speed
-        /// on SmolLM2 (every window widens every panel again).
-        func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false, keepHalf: Bool = false) throws -> any LinearOperator {
-            let weight = name + ".weight"
-            let b = bias ? try tensor(name + ".bias", [out]) : nil
-            if keepHalf, checkpoint.contains(weight), let w = try checkpoint.halfMatrix(weight) {
-                guard w.rows == out && w.cols == inFeatures else {
-                    throw ModelError.badShape(path: path, tensor: weight, expected: [out, inFeatures], actual: [w.rows, w.cols])
-                }
-                return HalfLinear(weight: w, bias: b)
-            } else if let gptq, GPTQFormat.contains(name, in: checkpoint) {
-                let q = try GPTQFormat.load(name, from: checkpoint, settings: gptq)
-                guard q.rows == out && q.cols == inFeatures else {
-                    throw ModelError.badShape(path: path, tensor: name + ".qweight", expected: [out, inFeatures], actual: [q.rows, q.cols])
-                }
-                return UniformLinear(weight: q, bias: b)
-            } else if quantized.contains(weight) {
-                let q = try QuantizedStorage.load(weight, from: checkpoint).matrix
-                guard q.rows == out && q.cols == inFeatures else {
-                    throw ModelError.badShape(path: path, tensor: weight, expected: [out, inFeatures], actual: [q.rows, q.cols])
-                }
-                return QuantizedLinear(weight: q, bias: b)
-            }
-            return DenseLinear(weight: try tensor(weight, [out, inFeatures]), bias: b)
-        }
+        let weights = try CheckpointWeights(directory: directory)
         let h = config.hiddenSize, qd = config.headCount * config.headDim, kvd = config.kvHeadCount * config.headDim
         var layers: [LlamaLayer] = []
         for i in 0..<config.layerCount {
             let p = "model.layers.\(i)."
             layers.append(LlamaLayer(
-                inputNorm: try tensor(p + "input_layernorm.weight", [h]),
-                postNorm: try tensor(p + "post_attention_layernorm.weight", [h]),
-                q: try linear(p + Projection.q.module, out: qd, in: h, bias: config.qkvBias),
-                k: try linear(p + Projection.k.module, out: kvd, in: h, bias: config.qkvBias),
-                v: try linear(p + Projection.v.module, out: kvd, in: h, bias: config.qkvBias),
-                o: try linear(p + Projection.o.module, out: h, in: qd),
-                gate: try linear(p + Projection.gate.module, out: config.intermediateSize, in: h),
-                up: try linear(p + Projection.up.module, out: config.intermediateSize, in: h),
-                down: try linear(p + Projection.down.module, out: h, in: config.intermediateSize)))
+                inputNorm: try weights.tensor(p + "input_layernorm.weight", [h]),
+                postNorm: try weights.tensor(p + "post_attention_layernorm.weight", [h]),
+                q: try weights.linear(p + Projection.q.module, out: qd, in: h, bias: config.qkvBias),
+                k: try weights.linear(p + Projection.k.module, out: kvd, in: h, bias: config.qkvBias),
+                v: try weights.linear(p + Projection.v.module, out: kvd, in: h, bias: config.qkvBias),
+                o: try weights.linear(p + Projection.o.module, out: h, in: qd),
+                gate: try weights.linear(p + Projection.gate.module, out: config.intermediateSize, in: h),
+                up: try weights.linear(p + Projection.up.module, out: config.intermediateSize, in: h),
+                down: try weights.linear(p + Projection.down.module, out: h, in: config.intermediateSize)))
         }
-        let tied = config.tieWordEmbeddings || !checkpoint.contains("lm_head.weight")
-        self.init(config: config, embed: try linear("model.embed_tokens", out: config.vocabSize, in: h, keepHalf: true), layers: layers,
-                  norm: try tensor("model.norm.weight", [h]),
-                  lmHead: tied ? nil : try linear("lm_head", out: config.vocabSize, in: h, keepHalf: true))
+        let tied = config.tieWordEmbeddings || !weights.contains("lm_head.weight")
+        self.init(config: config, embed: try weights.linear("model.embed_tokens", out: config.vocabSize, in: h, keepHalf: true), layers: layers,
+                  norm: try weights.tensor("model.norm.weight", [h]),
+                  lmHead: tied ? nil : try weights.linear("lm_head", out: config.vocabSize, in: h, keepHalf: true))
     }
 
     /// Logits [batch·length, vocab] for `tokens` (batch sequences of equal length), continuing

@@ -51,39 +51,24 @@ public struct LlamaConfig: Sendable, Equatable {
     public var addsBOS = false
 
     public init(json: [String: Any], path: String) throws {
-        func bad(_ key: String, _ detail: String) -> ModelError { .badConfig(path: path, key: key, detail: detail) }
-        func int(_ key: String, default d: Int? = nil) throws -> Int {
-            guard let v = json[key] else {
-                if let d { return d }
-                throw bad(key, "is missing")
-            }
-            guard let n = v as? NSNumber, !isJSONBool(n), Double(n.intValue) == n.doubleValue, n.intValue > 0 else {
-                throw bad(key, "must be a positive integer, not \(v)")
-            }
-            return n.intValue
-        }
-        func float(_ key: String, default d: Float) throws -> Float {
-            guard let v = json[key] else { return d }
-            guard let n = v as? NSNumber, !isJSONBool(n) else { throw bad(key, "must be a number, not \(v)") }
-            return n.floatValue
-        }
+        let config = ConfigReader(json: json, path: path)
         modelType = json["model_type"] as? String ?? "llama"
         guard Self.supportedTypes.contains(modelType) else {
             throw ModelError.unsupported(path: path, what: "model_type '\(modelType)' (supported: \(Self.supportedTypes.joined(separator: ", ")))")
         }
-        hiddenSize = try int("hidden_size")
-        intermediateSize = try int("intermediate_size")
-        layerCount = try int("num_hidden_layers")
-        headCount = try int("num_attention_heads")
-        kvHeadCount = try int("num_key_value_heads", default: headCount)
-        headDim = (json["head_dim"] is NSNull || json["head_dim"] == nil) ? hiddenSize / headCount : try int("head_dim")
-        vocabSize = try int("vocab_size")
-        maxPositions = try int("max_position_embeddings", default: 2048)
-        rmsNormEps = try float("rms_norm_eps", default: 1e-6)
+        hiddenSize = try config.int("hidden_size")
+        intermediateSize = try config.int("intermediate_size")
+        layerCount = try config.int("num_hidden_layers")
+        headCount = try config.int("num_attention_heads")
+        kvHeadCount = try config.int("num_key_value_heads", default: headCount)
+        headDim = (json["head_dim"] is NSNull || json["head_dim"] == nil) ? hiddenSize / headCount : try config.int("head_dim")
+        vocabSize = try config.int("vocab_size")
+        maxPositions = try config.int("max_position_embeddings", default: 2048)
+        rmsNormEps = try config.float("rms_norm_eps", default: 1e-6)
         // transformers 5 nests rope settings in `rope_parameters`; earlier versions keep
         // `rope_theta` and `rope_scaling` at the top level.
         let ropeParameters = json["rope_parameters"] as? [String: Any]
-        let topTheta = try float("rope_theta", default: 10000)
+        let topTheta = try config.float("rope_theta", default: 10000)
         ropeTheta = (ropeParameters?["rope_theta"] as? NSNumber)?.floatValue ?? topTheta
         tieWordEmbeddings = json["tie_word_embeddings"] as? Bool ?? false
         qkvBias = modelType == "qwen2" ? true : (json["attention_bias"] as? Bool ?? false)
@@ -91,8 +76,8 @@ public struct LlamaConfig: Sendable, Equatable {
         bosTokenID = (json["bos_token_id"] as? NSNumber)?.intValue
         if let one = json["eos_token_id"] as? NSNumber { eosTokenIDs = [one.intValue] }
         else if let many = json["eos_token_id"] as? [NSNumber] { eosTokenIDs = many.map(\.intValue) }
-        guard headCount % kvHeadCount == 0 else { throw bad("num_key_value_heads", "must divide num_attention_heads (\(headCount))") }
-        guard headDim % 2 == 0 else { throw bad("head_dim", "must be even for rotary embeddings") }
+        guard headCount % kvHeadCount == 0 else { throw config.bad("num_key_value_heads", "must divide num_attention_heads (\(headCount))") }
+        guard headDim % 2 == 0 else { throw config.bad("head_dim", "must be even for rotary embeddings") }
         if let act = json["hidden_act"] as? String, act != "silu" { throw ModelError.unsupported(path: path, what: "hidden_act '\(act)'") }
         if json["mlp_bias"] as? Bool == true { throw ModelError.unsupported(path: path, what: "mlp_bias") }
 
@@ -106,7 +91,7 @@ public struct LlamaConfig: Sendable, Equatable {
             case "llama3":
                 guard let low = (s["low_freq_factor"] as? NSNumber)?.floatValue, let high = (s["high_freq_factor"] as? NSNumber)?.floatValue,
                       let original = (s["original_max_position_embeddings"] as? NSNumber)?.floatValue
-                else { throw bad("rope_scaling", "of type llama3 needs low_freq_factor, high_freq_factor, original_max_position_embeddings") }
+                else { throw config.bad("rope_scaling", "of type llama3 needs low_freq_factor, high_freq_factor, original_max_position_embeddings") }
                 ropeScaling = .llama3(factor: factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: original)
             default:
                 throw ModelError.unsupported(path: path, what: "rope_scaling type '\(type)' (none, linear and llama3 are)")
@@ -115,17 +100,11 @@ public struct LlamaConfig: Sendable, Equatable {
     }
 
     public init(directory: String) throws {
-        let path = directory + "/config.json"
-        guard let data = FileManager.default.contents(atPath: path),
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { throw ModelError.badConfig(path: path, key: "(file)", detail: "is missing or not a JSON object") }
-        try self.init(json: json, path: path)
+        let config = try ConfigReader(path: directory + "/config.json")
+        try self.init(json: config.json, path: config.path)
         if let t = FileManager.default.contents(atPath: directory + "/tokenizer_config.json"),
            let tc = try? JSONSerialization.jsonObject(with: t) as? [String: Any] {
             addsBOS = tc["add_bos_token"] as? Bool ?? false
         }
     }
 }
-
-/// JSONSerialization's booleans are NSNumbers of type "c"; `is Bool` also matches the numbers 0 and 1.
-func isJSONBool(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }

@@ -154,6 +154,18 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
         return ids
     }
 
+    /// The special tokens the post-processor puts around one sequence ([CLS] … [SEP] for BERT).
+    public var specialTokensAdded: Int { before.count + after.count }
+
+    /// Ids with the special tokens, at most `maxLength` of them, as `tokenizers` truncates one
+    /// sequence (what transformers' `truncation=True, max_length=` asks): the text's tokens are cut
+    /// on the right to leave room for the special tokens, which are then added. `truncated`: some were cut.
+    public func encode(_ text: String, maxLength: Int) -> (ids: [Int], truncated: Bool) {
+        precondition(maxLength >= specialTokensAdded, "max length \(maxLength) leaves no room for the \(specialTokensAdded) special tokens")
+        let body = encode(text, addSpecialTokens: false), room = maxLength - specialTokensAdded
+        return (before + body.prefix(room) + after, body.count > room)
+    }
+
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
         var out = ""
         for id in ids where id >= 0 && id < tokens.count {
