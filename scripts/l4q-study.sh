@@ -4,9 +4,10 @@
 # protocol (scripts/lib/experiment-steps.sh: $EXP_STEPS (30) steps of 4 packed 256-token windows
 # from WikiText-2 characters 100,000-400,000, LoRA rank 64, alpha 16 on all seven projections, lr
 # 2e-4). L4Q trains the same LoRA through its learned quantizer and ends as one quantized model
-# (no adapter), evaluated as it is. Perplexity: the first 40,000 characters at ctx 512 and the first
-# 160,000 at ctx 2048 (the GPTQ protocol's window). Resumable (scripts/lib/made-by.sh).
-# Prints a Markdown table (also results/l4q-study.md).
+# (no adapter), evaluated as it is. Perplexity: the first 40,000 characters at ctx 512 and, with
+# QAT_LONG=1, the first 160,000 at ctx 2048 (the GPTQ protocol's window). Resumable
+# (scripts/lib/made-by.sh). L4Q_BITS (default "4 3") and L4Q_BASES (default "rtn gptq nf") pick
+# the rows. Prints a Markdown table of the rows whose results exist (also results/l4q-study.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=data/wikitext-2-raw-test.txt
@@ -23,6 +24,7 @@ calib=results/gptq-calibration.txt
 [ -f results/finetune-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/finetune-text.txt','w', encoding='utf-8', newline='').write(t[100000:400000])" $data
 . scripts/lib/experiment-steps.sh
 long() {  # model dir, adapter dir or "", result name: ctx 2048 over 160,000 characters
+  [ "${QAT_LONG:-0}" = 1 ] || return 0
   local out=results/$3-160000-2048.json
   if ! fresh "$out"; then
     $bin eval --model $1 ${2:+--adapter $2} --data $data --max-chars 160000 --ctx 2048 --json 2>/dev/null > "$out.tmp"
@@ -31,11 +33,13 @@ long() {  # model dir, adapter dir or "", result name: ctx 2048 over 160,000 cha
   fi
 }
 both() { evaluate "$@"; long "$@"; }
-for b in 4 3; do
-  quantize smollm2-rtn$b-g128 --method rtn --bits $b --group-size 128
-  quantize smollm2-gptq$b-g128 --method gptq --bits $b --group-size 128 --calib $calib --samples ${GPTQ_SAMPLES:-32} --seq-len 2048 --seed 0
-  quantize smollm2-nf$b --method nf$b
-  for m in rtn$b-g128 gptq$b-g128 nf$b; do
+for b in ${L4Q_BITS:-4 3}; do
+  for base in ${L4Q_BASES:-rtn gptq nf}; do
+    case $base in
+      rtn) m=rtn$b-g128; quantize smollm2-$m --method rtn --bits $b --group-size 128 ;;
+      gptq) m=gptq$b-g128; quantize smollm2-$m --method gptq --bits $b --group-size 128 --calib $calib --samples ${GPTQ_SAMPLES:-32} --seq-len 2048 --seed 0 ;;
+      nf) m=nf$b; quantize smollm2-$m --method nf$b ;;
+    esac
     both models/smollm2-$m "" smollm2-$m
     finetune smollm2-$m ""
     both models/smollm2-$m runs/exp-smollm2-$m-$steps smollm2-$m-ft$steps
@@ -47,12 +51,13 @@ for b in 4 3; do
   both runs/exp-SmolLM2-135M-Instruct-l4q$b-start-1/model "" l4q$b-start
 done
 python3 - $steps <<'PY' | tee results/l4q-study.md
-import json, sys
+import json, os, sys
 steps = sys.argv[1]
 def ppl(name, ctx):
-    return json.load(open(f"results/{name}-{'40000' if ctx == 512 else '160000-2048'}.json"))["perplexity"]
+    path = f"results/{name}-{'40000' if ctx == 512 else '160000-2048'}.json"
+    return f"{json.load(open(path))['perplexity']:.2f}" if os.path.exists(path) else "-"
 def cells(name):
-    return f"{ppl(name, 512):.2f} / {ppl(name, 2048):.2f}"
+    return f"{ppl(name, 512)} / {ppl(name, 2048)}"
 def run(path):
     s = json.load(open(f"{path}/summary.json"))
     return f"{s['tokens_per_s_median']:.0f} | {s['peak_rss_bytes'] / 2**20:.0f} MiB"
@@ -60,9 +65,13 @@ print("| method | bits/param | before finetune: ppl 512 / 2048 | after: ppl 512 
 print("|---|---|---|---|---|---|")
 for b in (4, 3):
     for label, m in ((f"RTN {b}-bit g128 + LoRA", f"rtn{b}-g128"), (f"GPTQ {b}-bit g128 + LoRA", f"gptq{b}-g128"), (f"QLoRA NF{b} + LoRA", f"nf{b}")):
+        if not os.path.exists(f"runs/exp-smollm2-{m}-{steps}/summary.json"):
+            continue
         bits = json.load(open(f"models/smollm2-{m}/quant_report.json"))["average_bits"]
         print(f"| {label} | {bits:.3f} | {cells('smollm2-' + m)} | {cells(f'smollm2-{m}-ft{steps}')} | {run(f'runs/exp-smollm2-{m}-{steps}')} |")
     d = f"runs/exp-SmolLM2-135M-Instruct-l4q{b}-{steps}"
+    if not os.path.exists(f"{d}/summary.json"):
+        continue
     bits = json.load(open(f"{d}/model/quant_report.json"))["average_bits"]
     print(f"| L4Q {b}-bit g128 (one quantized model) | {bits:.3f} | {cells(f'l4q{b}-start')} (min-max start) | {cells(f'l4q{b}-{steps}')} | {run(d)} |")
 PY

@@ -8,9 +8,11 @@
 #                LoRA rank 64, alpha 16 on all seven projections, lr 2e-4; LREC adds the dense model
 #                as teacher with kl_weight 1 and ce_weight 25 (lrec.py's 200 at 2048 tokens, scaled to
 #                256 so that KL per token and CE keep the reference's balance);
-#   perplexity:  the first 40,000 characters at ctx 512, and the first 160,000 at ctx 2048 in
-#                disjoint windows (the GPTQ protocol's window); GPTQ calibration as scripts/gptq-study.sh.
-# Prints a Markdown table (also results/lrec-study.md).
+#   perplexity:  the first 40,000 characters at ctx 512, and with QAT_LONG=1 also the first 160,000
+#                at ctx 2048 in disjoint windows (the GPTQ protocol's window); GPTQ calibration as
+#                scripts/gptq-study.sh.
+# LREC_BASES picks the bases (default "rtn2 gptq2 rtn3 gptq3"). Prints a Markdown table of the
+# rows whose results exist (also results/lrec-study.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=data/wikitext-2-raw-test.txt
@@ -27,6 +29,7 @@ calib=results/gptq-calibration.txt
 [ -f results/finetune-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/finetune-text.txt','w', encoding='utf-8', newline='').write(t[100000:400000])" $data
 . scripts/lib/experiment-steps.sh
 long() {  # model dir, adapter dir or "", result name: the GPTQ protocol's ctx 2048 over 160,000 characters
+  [ "${QAT_LONG:-0}" = 1 ] || return 0
   local out=results/$3-160000-2048.json
   if ! fresh "$out"; then
     $bin eval --model $1 ${2:+--adapter $2} --data $data --max-chars 160000 --ctx 2048 --json 2>/dev/null > "$out.tmp"
@@ -37,8 +40,8 @@ long() {  # model dir, adapter dir or "", result name: the GPTQ protocol's ctx 2
 teacher="distill: {teacher: $dense, kl_weight: 1.0, ce_weight: 25.0}"
 evaluate $dense "" dense
 long $dense "" dense
-for b in 2 3; do
-  for m in rtn gptq; do
+for base in ${LREC_BASES:-rtn2 gptq2 rtn3 gptq3}; do
+    m=${base%[0-9]} b=${base#${base%[0-9]}}
     name=smollm2-$m$b-g128
     extra=()
     [ $m = gptq ] && extra=(--calib $calib --samples ${GPTQ_SAMPLES:-32} --seq-len 2048 --seed 0)
@@ -46,25 +49,28 @@ for b in 2 3; do
     evaluate models/$name "" $name;  long models/$name "" $name
     finetune $name "";               evaluate models/$name runs/exp-$name-$steps $name-ce$steps;    long models/$name runs/exp-$name-$steps $name-ce$steps
     finetune $name "" -lrec "$teacher"; evaluate models/$name runs/exp-$name-lrec-$steps $name-lrec$steps; long models/$name runs/exp-$name-lrec-$steps $name-lrec$steps
-  done
 done
 python3 - $steps <<'PY' | tee results/lrec-study.md
-import json, sys
+import json, os, sys
 steps = sys.argv[1]
 def ppl(name, ctx):
-    return json.load(open(f"results/{name}-{'40000' if ctx == 512 else '160000-2048'}.json"))["perplexity"]
+    path = f"results/{name}-{'40000' if ctx == 512 else '160000-2048'}.json"
+    return f"{json.load(open(path))['perplexity']:.2f}" if os.path.exists(path) else "-"
+
 def summary(run):
     s = json.load(open(f"runs/{run}/summary.json"))
     return f"{s['tokens_per_s_median']:.0f} | {s['peak_rss_bytes'] / 2**20:.0f} MiB"
 print("| base | bits/param | before: ppl 512 / 2048 | CE-LoRA: ppl 512 / 2048 | LREC: ppl 512 / 2048 | tokens/s CE / LREC | peak memory CE / LREC |")
 print("|---|---|---|---|---|---|---|")
-print(f"| dense | 16 | {ppl('dense', 512):.2f} / {ppl('dense', 2048):.2f} | | | | |")
+print(f"| dense | 16 | {ppl('dense', 512)} / {ppl('dense', 2048)} | | | | |")
 for b in (2, 3):
     for m in ("rtn", "gptq"):
         name = f"smollm2-{m}{b}-g128"
+        if not all(os.path.exists(f"runs/exp-{name}{s}-{steps}/summary.json") for s in ("", "-lrec")):
+            continue
         bits = json.load(open(f"models/{name}/quant_report.json"))["average_bits"]
         ce, lrec = (json.load(open(f"runs/exp-{name}{s}-{steps}/summary.json")) for s in ("", "-lrec"))
-        cells = [f"{ppl(n, 512):.2f} / {ppl(n, 2048):.2f}" for n in (name, f"{name}-ce{steps}", f"{name}-lrec{steps}")]
+        cells = [f"{ppl(n, 512)} / {ppl(n, 2048)}" for n in (name, f"{name}-ce{steps}", f"{name}-lrec{steps}")]
         speed = f"{ce['tokens_per_s_median']:.0f} / {lrec['tokens_per_s_median']:.0f}"
         mem = f"{ce['peak_rss_bytes'] / 2**20:.0f} / {lrec['peak_rss_bytes'] / 2**20:.0f} MiB"
         print(f"| {m.upper()} {b}-bit g128 | {bits:.3f} | " + " | ".join(cells) + f" | {speed} | {mem} |")
