@@ -10,28 +10,7 @@
 # the rows. Prints a Markdown table of the rows whose results exist (also results/l4q-study.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=data/wikitext-2-raw-test.txt
-bin=${LQLORA_BIN:-.build/release/lqlora}  # another build: its stamps decide what is reused
-[ -n "${LQLORA_BIN:-}" ] || swift build -c release --product lqlora >/dev/null
-scripts/fetch-smollm2.sh >/dev/null
-mkdir -p results
-. scripts/lib/made-by.sh
-dense=models/SmolLM2-135M-Instruct
-steps=${EXP_STEPS:-30}
-chars=40000
-calib=results/gptq-calibration.txt
-[ -f $calib ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open(sys.argv[2],'w', encoding='utf-8', newline='').write(t[700000:])" $data $calib
-[ -f results/finetune-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/finetune-text.txt','w', encoding='utf-8', newline='').write(t[100000:400000])" $data
-. scripts/lib/experiment-steps.sh
-long() {  # model dir, adapter dir or "", result name: ctx 2048 over 160,000 characters
-  [ "${QAT_LONG:-0}" = 1 ] || return 0
-  local out=results/$3-160000-2048.json
-  if ! fresh "$out"; then
-    $bin eval --model $1 ${2:+--adapter $2} --data $data --max-chars 160000 --ctx 2048 --json 2>/dev/null > "$out.tmp"
-    mv "$out.tmp" "$out"
-    stamp "$out"
-  fi
-}
+. scripts/lib/qat-study.sh
 both() { evaluate "$@"; long "$@"; }
 for b in ${L4Q_BITS:-4 3}; do
   for base in ${L4Q_BASES:-rtn gptq nf}; do

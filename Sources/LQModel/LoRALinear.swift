@@ -13,12 +13,17 @@ public final class LoRALinear: LinearOperator, @unchecked Sendable {
     public var dropout: Float = 0
 
     public init(base: any LinearOperator, a: Tensor, b: Tensor, scale: Float) {
-        precondition(a.shape == [a.shape[0], base.inFeatures] && b.shape == [base.outFeatures, a.shape[0]],
-                     "LoRA shapes A \(a.shape), B \(b.shape) do not fit a [\(base.outFeatures), \(base.inFeatures)] weight")
+        Self.checkShapes(a: a, b: b, base: base)
         self.base = base
         self.a = a
         self.b = b
         self.scale = scale
+    }
+
+    /// A [r, in] and B [out, r] for a base weight [out, in].
+    static func checkShapes(a: Tensor, b: Tensor, base: any LinearOperator) {
+        precondition(a.shape == [a.shape[0], base.inFeatures] && b.shape == [base.outFeatures, a.shape[0]],
+                     "LoRA shapes A \(a.shape), B \(b.shape) do not fit a [\(base.outFeatures), \(base.inFeatures)] weight")
     }
 
     public var rank: Int { a.shape[0] }

@@ -36,8 +36,7 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
     /// s = (max − min)/(2^bits − 1), b = min − s·Q_n; a constant group gets s = 1.
     public init(base: any LinearOperator, a: Tensor, b: Tensor, scale: Float, bits: Int, groupSize: Int) {
         precondition([2, 3, 4, 8].contains(bits), "L4Q takes 2, 3, 4 or 8 bits (the uniform storage's widths)")
-        precondition(a.shape == [a.shape[0], base.inFeatures] && b.shape == [base.outFeatures, a.shape[0]],
-                     "LoRA shapes A \(a.shape), B \(b.shape) do not fit a [\(base.outFeatures), \(base.inFeatures)] weight")
+        LoRALinear.checkShapes(a: a, b: b, base: base)
         self.base = base
         self.a = a
         self.b = b
