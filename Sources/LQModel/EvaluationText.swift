@@ -40,7 +40,7 @@ public enum EvaluationText {
         var parts: [String] = []
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let t = obj["text"] as? String else {
-                throw ModelError.badConfig(path: "\(path):\(n + 1)", key: "text", detail: "is missing: expected a JSON object with a \"text\" string per line")
+                throw ModelError.badRecord(path: path, line: n + 1, detail: "field \"text\" is missing: expected a JSON object with a \"text\" string per line")
             }
             parts.append(t)
         }

@@ -5,6 +5,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case unsupported(path: String, what: String)
     case missingWeight(path: String, tensor: String)
     case badShape(path: String, tensor: String, expected: [Int], actual: [Int])
+    /// A record of a data file (JSON lines) at a 1-based line.
+    case badRecord(path: String, line: Int, detail: String)
 
     public var description: String {
         switch self {
@@ -12,6 +14,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .unsupported(path, what): return "\(path): \(what) is not supported"
         case let .missingWeight(path, tensor): return "\(path): missing weight '\(tensor)'"
         case let .badShape(path, tensor, expected, actual): return "\(path): weight '\(tensor)' has shape \(actual), expected \(expected)"
+        case let .badRecord(path, line, detail): return "\(path):\(line): \(detail)"
         }
     }
 }

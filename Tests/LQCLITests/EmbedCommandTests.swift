@@ -94,7 +94,7 @@ struct EmbedCommandTests {
         defer { dir.cleanUp() }
         try "{\"text\": \"one\"}\n\n{\"txt\": \"two\"}\n".write(toFile: dir.file("bad.jsonl"), atomically: true, encoding: .utf8)
         let r = try CLI.run(["embed", "--model", Self.tiny, "--file", dir.file("bad.jsonl")])
-        #expect(r.status == 1 && r.stderr.contains("lqlora embed: error: \(dir.file("bad.jsonl")):3: config key 'text' is missing"), "\(r.stderr)")
+        #expect(r.status == 1 && r.stderr.contains("lqlora embed: error: \(dir.file("bad.jsonl")):3: field \"text\" is missing"), "\(r.stderr)")
         let both = try CLI.run(["embed", "--model", Self.tiny, "--file", dir.file("bad.jsonl"), "--text", "x"])
         #expect(both.status == 64 && both.stderr.contains("give --text (once or more) or --file, not both"), "\(both.stderr)")
         let missing = try CLI.run(["embed", "--model", dir.file("nowhere"), "--text", "x"])

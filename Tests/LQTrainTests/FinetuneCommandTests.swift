@@ -81,3 +81,30 @@ extension FinetuneCommandTests {
         #expect(FileManager.default.fileExists(atPath: ws.root + "/lqrun/summary.json"))
     }
 }
+
+extension FinetuneCommandTests {
+    /// L4Q and LREC as a user runs them: the quantized model L4Q writes evaluates with `eval`, and
+    /// an LREC run distilled from the dense model logs its KL; mistakes exit 1 naming the cause.
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func l4qWritesAModelEvalRunsAndLRECLogsItsKL() throws {
+        let ws = try Workspace()
+        let config = ws.root + "/l4q.yaml"
+        try ws.yaml("l4q: {bits: 4, group_size: 16}").write(toFile: config, atomically: true, encoding: .utf8)
+        let t = try Self.run(["finetune", "--config", config, "--set", "lora.dropout=0", "--set", "train.max_steps=2"])
+        #expect(t.status == 0 && t.stdout.contains("quantized model written to \(ws.root)/run/model"), "\(t.stderr)")
+        #expect(t.stderr.contains("L4Q: LoRA through a learned 4-bit quantizer, groups of 16"))
+        try String(repeating: "The sky is blue. Bees make honey. A dog barks. ", count: 20).write(toFile: ws.root + "/eval.txt", atomically: true, encoding: .utf8)
+        let e = try Self.run(["eval", "--model", ws.root + "/run/model", "--data", ws.root + "/eval.txt", "--ctx", "32", "--json"])
+        #expect(e.status == 0 && e.stdout.contains("\"perplexity\""), "\(e.stderr)")
+        let record = try Self.run(["eval", "--model", ws.root + "/run/model", "--data", ws.root + "/train.jsonl"])
+        #expect(record.status == 1 && record.stderr.contains("train.jsonl:1: field \"text\" is missing"), "\(record.stderr)")
+        let lrec = ws.root + "/lrec.yaml"
+        try ws.yaml("distill: {teacher: \(ws.root)/model, ce_weight: 2.0}").write(toFile: lrec, atomically: true, encoding: .utf8)
+        let d = try Self.run(["finetune", "--config", lrec, "--set", "output_dir=\(ws.root)/lrec", "--set", "train.max_steps=2"])
+        #expect(d.status == 0 && d.stderr.contains("distilling from \(ws.root)/model"), "\(d.stderr)")
+        #expect(try String(contentsOfFile: ws.root + "/lrec/metrics.jsonl", encoding: .utf8).contains("\"kl_per_token\": "))
+        let again = try Self.run(["finetune", "--config", config, "--set", "lora.dropout=0", "--set", "model=\(ws.root)/run/model",
+                                  "--set", "output_dir=\(ws.root)/twice"])
+        #expect(again.status == 1 && again.stderr.contains("is already quantized; L4Q quantizes a dense"), "\(again.stderr)")
+    }
+}
