@@ -29,12 +29,14 @@ for b in ${L4Q_BITS:-4 3}; do
   ( steps=1; finetune_set=train.lr=0 finetune SmolLM2-135M-Instruct "" -l4q$b-start "l4q: {bits: $b, group_size: 128}" )
   both runs/exp-SmolLM2-135M-Instruct-l4q$b-start-1/model "" l4q$b-start
 done
-python3 - $steps <<'PY' | tee results/l4q-study.md
+python3 - $steps $build_id <<'PY' | tee results/l4q-study.md
 import json, os, sys
-steps = sys.argv[1]
+steps, build = sys.argv[1], sys.argv[2]
+def fresh(path):  # made by this build (scripts/lib/made-by.sh)
+    return os.path.exists(path) and os.path.exists(path + ".made-by") and open(path + ".made-by").read().strip() == build
 def ppl(name, ctx):
     path = f"results/{name}-{'40000' if ctx == 512 else '160000-2048'}.json"
-    return f"{json.load(open(path))['perplexity']:.2f}" if os.path.exists(path) else "-"
+    return f"{json.load(open(path))['perplexity']:.2f}" if fresh(path) else "-"
 def cells(name):
     return f"{ppl(name, 512)} / {ppl(name, 2048)}"
 def run(path):
@@ -44,12 +46,12 @@ print("| method | bits/param | before finetune: ppl 512 / 2048 | after: ppl 512 
 print("|---|---|---|---|---|---|")
 for b in (4, 3):
     for label, m in ((f"RTN {b}-bit g128 + LoRA", f"rtn{b}-g128"), (f"GPTQ {b}-bit g128 + LoRA", f"gptq{b}-g128"), (f"QLoRA NF{b} + LoRA", f"nf{b}")):
-        if not os.path.exists(f"runs/exp-smollm2-{m}-{steps}/summary.json"):
+        if not fresh(f"runs/exp-smollm2-{m}-{steps}"):
             continue
         bits = json.load(open(f"models/smollm2-{m}/quant_report.json"))["average_bits"]
         print(f"| {label} | {bits:.3f} | {cells('smollm2-' + m)} | {cells(f'smollm2-{m}-ft{steps}')} | {run(f'runs/exp-smollm2-{m}-{steps}')} |")
     d = f"runs/exp-SmolLM2-135M-Instruct-l4q{b}-{steps}"
-    if not os.path.exists(f"{d}/summary.json"):
+    if not fresh(d):
         continue
     bits = json.load(open(f"{d}/model/quant_report.json"))["average_bits"]
     print(f"| L4Q {b}-bit g128 (one quantized model) | {bits:.3f} | {cells(f'l4q{b}-start')} (min-max start) | {cells(f'l4q{b}-{steps}')} | {run(d)} |")

@@ -29,12 +29,14 @@ for base in ${LREC_BASES:-rtn2 gptq2 rtn3 gptq3}; do
     finetune $name "";               evaluate models/$name runs/exp-$name-$steps $name-ce$steps;    long models/$name runs/exp-$name-$steps $name-ce$steps
     finetune $name "" -lrec "$teacher"; evaluate models/$name runs/exp-$name-lrec-$steps $name-lrec$steps; long models/$name runs/exp-$name-lrec-$steps $name-lrec$steps
 done
-python3 - $steps <<'PY' | tee results/lrec-study.md
+python3 - $steps $build_id <<'PY' | tee results/lrec-study.md
 import json, os, sys
-steps = sys.argv[1]
+steps, build = sys.argv[1], sys.argv[2]
+def fresh(path):  # made by this build (scripts/lib/made-by.sh)
+    return os.path.exists(path) and os.path.exists(path + ".made-by") and open(path + ".made-by").read().strip() == build
 def ppl(name, ctx):
     path = f"results/{name}-{'40000' if ctx == 512 else '160000-2048'}.json"
-    return f"{json.load(open(path))['perplexity']:.2f}" if os.path.exists(path) else "-"
+    return f"{json.load(open(path))['perplexity']:.2f}" if fresh(path) else "-"
 
 def summary(run):
     s = json.load(open(f"runs/{run}/summary.json"))
@@ -45,7 +47,7 @@ print(f"| dense | 16 | {ppl('dense', 512)} / {ppl('dense', 2048)} | | | | |")
 for b in (2, 3):
     for m in ("rtn", "gptq"):
         name = f"smollm2-{m}{b}-g128"
-        if not all(os.path.exists(f"runs/exp-{name}{s}-{steps}/summary.json") for s in ("", "-lrec")):
+        if not all(fresh(f"runs/exp-{name}{s}-{steps}") for s in ("", "-lrec")):
             continue
         bits = json.load(open(f"models/{name}/quant_report.json"))["average_bits"]
         ce, lrec = (json.load(open(f"runs/exp-{name}{s}-{steps}/summary.json")) for s in ("", "-lrec"))
