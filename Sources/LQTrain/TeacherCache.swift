@@ -37,6 +37,21 @@ public final class TeacherCache: Teacher {
         topK = identity.topK
         vocab = identity.vocab
         let tokens = try Self.integers(file, "tokens"), offsets = try Self.integers(file, "offsets")
+        func bad(_ detail: String) -> TrainingError { .badCheckpoint(path: path, detail: detail) }
+        guard offsets.first == 0, offsets.last == tokens.count, zip(offsets, offsets.dropFirst()).allSatisfy({ $0 <= $1 }) else {
+            throw bad("offsets do not cut the \(tokens.count) tokens into sequences")
+        }
+        // The distribution tensors, checked once so that reading a row cannot fail.
+        let k = identity.topK, vocab = identity.vocab, rows = tokens.count
+        let expected: [(String, DType, [Int])] = k > 0 ? [("indices", .i32, [rows, k]), ("logprobs", .f32, [rows, k])] : [("logits", .f16, [rows, vocab])]
+        for (name, dtype, shape) in expected {
+            guard let e = try? file.entry(name), e.dtype == dtype, e.shape == shape else {
+                throw bad("tensor \(name) must be \(dtype.rawValue) \(shape)")
+            }
+        }
+        if k > 0, let outside = file.bytes(of: try file.entry("indices")).bindMemory(to: Int32.self).first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw bad("holds vocabulary index \(outside) outside 0..<\(vocab)")
+        }
         var rowOf: [[Int]: Int] = [:]
         for s in 0..<(offsets.count - 1) { rowOf[Array(tokens[offsets[s]..<offsets[s + 1]])] = offsets[s] }
         self.rowOf = rowOf

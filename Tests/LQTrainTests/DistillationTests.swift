@@ -142,6 +142,15 @@ struct DistillationTrainerTests {
         #expect(notes.count == 1 && notes[0].contains("rebuilding"), "\(notes)")
         let file = try SafeTensorsFile(path: ws.root + "/cache/teacher-cache.safetensors")
         #expect(try file.entry("indices").shape.last == 4)
+        // A damaged cache (here: its indices out of the vocabulary) is rebuilt, never read.
+        let path = ws.root + "/cache/teacher-cache.safetensors", entry = try file.entry("indices")
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let start = file.dataStart + entry.dataRange.lowerBound
+        bytes.replaceSubrange(start..<(start + 4), with: [0xFF, 0xFF, 0xFF, 0x7F])
+        try bytes.write(to: URL(fileURLWithPath: path))
+        notes = []
+        _ = try Trainer(config: k4) { notes.append($0) }
+        #expect(notes.count == 1 && notes[0].contains("rebuilding"), "\(notes)")
     }
 
     /// As lrec.py does, a non-finite loss skips its step (counted in metrics.jsonl) until
