@@ -130,6 +130,8 @@ public struct FaithfulnessProbes: Sendable {
 public struct ProbeOutcome: Sendable, Equatable, Encodable {
     public let answer: String?
 
+    public init(answer: String?) { self.answer = answer }
+
     enum CodingKeys: String, CodingKey { case answer }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
@@ -143,6 +145,12 @@ public struct MistakeOutcome: Sendable, Equatable, Encodable {
     public let edit: NumericPerturbation?
     public let chain: String
     public let answer: String?
+
+    public init(edit: NumericPerturbation?, chain: String, answer: String?) {
+        self.edit = edit
+        self.chain = chain
+        self.answer = answer
+    }
 
     enum CodingKeys: String, CodingKey { case source, sentence, original, replacement, chain, answer }
     public func encode(to encoder: any Encoder) throws {
@@ -206,6 +214,12 @@ public struct ProbeScore: Sendable, Equatable, Encodable {
     public let items: Int
     public let unchanged: Double?
     public let accuracy: Double?
+
+    public init(items: Int, unchanged: Double?, accuracy: Double?) {
+        self.items = items
+        self.unchanged = unchanged
+        self.accuracy = accuracy
+    }
 
     init(_ records: [ProbedItem], _ pair: (ProbedItem) -> (answer: String?, unaltered: String?)?) {
         let outcomes = records.compactMap { r in pair(r).map { (p: $0, gold: r.gold) } }
