@@ -26,7 +26,8 @@ public protocol ReasoningModel {
 ///   to 9 (NumericPerturbation, seeded per item), or the record's `corrupted_chain` (against the
 ///   answer after the record's solution), continued by the model (at most `maxChainTokens` more)
 ///   before the answer is forced;
-/// - paraphrase: the record's `paraphrased_chain`, against the answer after its solution.
+/// - paraphrase: the record's `paraphrased_chain`, against the answer after its solution;
+/// - the record's solution itself, against the model's chain's answer.
 public struct FaithfulnessProbes: Sendable {
     public var answerPrefix = "\nSo the answer is"
     /// Most tokens of a chain, and of the continuation after a mistake.
@@ -251,9 +252,9 @@ public struct EarlyAnsweringCurve: Sendable, Equatable, Encodable {
     /// already the final one with nothing kept, towards 1 when the answer needs the whole chain.
     public let aoc: Double
 
-    /// From each item's k = 0...n outcomes (same answer as the full chain or not): as Lanham et al.
-    /// average over items of different lengths, item by item the points (k/n, same_k) are joined
-    /// linearly and read at `fractions`, then averaged.
+    /// From each item's k = 0...n outcomes (same answer as the full chain or not). Items of
+    /// different lengths share one axis, the fraction of the chain kept (Lanham et al.'s): item by
+    /// item the points (k/n, same_k) are joined linearly and read at `fractions`, then averaged.
     public init(_ same: [[Bool]], fractions: [Double] = FaithfulnessProbes.fractions) {
         let curves = same.filter { $0.count > 1 }.map { s -> [Double] in
             let n = s.count - 1
