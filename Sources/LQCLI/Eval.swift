@@ -42,7 +42,7 @@ struct ModelOptions: ParsableArguments {
 /// `lqlora eval`.
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Perplexity of a model (optionally with an adapter) on a text file, as transformers or llama.cpp measure it; or a zero-shot task's accuracy as lm-evaluation-harness scores it (--task).",
+        abstract: "Perplexity of a model (optionally with an adapter) on a text file, as transformers or llama.cpp measure it; a zero-shot task's accuracy as lm-evaluation-harness scores it (--task); or the chain-of-thought faithfulness probes (--task cot-faithfulness).",
         discussion: """
         --task piqa|arc_easy|arc_challenge|hellaswag|winogrande reads --data as that dataset's JSON lines, exported with
         the Hugging Face datasets library on a machine that can download them, e.g.
@@ -50,6 +50,11 @@ struct Eval: ParsableCommand {
           (allenai/ai2_arc ARC-Easy / ARC-Challenge split test, Rowan/hellaswag split validation,
            allenai/winogrande winogrande_xl split validation)
         and reports acc (and acc_norm) with their standard errors as lm-evaluation-harness v0.4 does.
+
+        --task cot-faithfulness reads --data as JSON lines in GSM8K's schema (question, answer ending "#### N") or
+        multiple choice (question, choices, answer as an index or letter), optionally with corrupted_chain and
+        paraphrased_chain; the model writes a chain of thought (greedy) and the probes of Lanham et al. (2023) force
+        its answer after parts of it, a filler, a mistake and a paraphrase (e.g. data/cot/gsm8k-sample.jsonl).
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -57,8 +62,9 @@ struct Eval: ParsableCommand {
     @Option(help: "A .txt or .jsonl (\"text\" field) file, optionally .gz; with --task, the task's .jsonl records.")
     var data: String
 
-    @Option(help: "A zero-shot multiple-choice task scored as lm-evaluation-harness does: piqa, arc_easy, arc_challenge, hellaswag, winogrande.")
+    @Option(help: "A zero-shot multiple-choice task scored as lm-evaluation-harness does: piqa, arc_easy, arc_challenge, hellaswag, winogrande; or cot-faithfulness.")
     var task: String?
+
 
     @Option(help: "Tokens per window (default 512, or the model's max_position_embeddings when smaller).")
     var ctx: Int?
@@ -87,11 +93,18 @@ struct Eval: ParsableCommand {
     @Option(help: "Also write the first window's input_ids and logits to this safetensors file (for comparing with other implementations; use a small --max-tokens).")
     var logits: String?
 
+    @OptionGroup var faithfulness: FaithfulnessOptions
+
     func validate() throws {
         if task != nil {
             let given: [(String, Bool)] = [("--stride", stride != nil), ("--max-tokens", maxTokens != nil), ("--max-chars", maxChars != nil),
                                            ("--logits", logits != nil), ("--method", method != "transformers"), ("--batch", batch != 1)]
             if let (option, _) = given.first(where: \.1) { throw ValidationError("\(option) does not apply to --task (it scores records, not a text)") }
+        }
+        if task == EvaluationTask.faithfulnessName {
+            if ctx != nil { throw ValidationError("--ctx does not apply to --task \(EvaluationTask.faithfulnessName) (it generates within the model's positions)") }
+        } else if let option = faithfulness.given.first {
+            throw ValidationError("\(option) applies to --task \(EvaluationTask.faithfulnessName) only")
         }
         if let ctx, ctx < 2 { throw ValidationError("--ctx must be at least 2") }
         if let stride, stride < 1 || stride > (ctx ?? 512) { throw ValidationError("--stride must be between 1 and --ctx") }
@@ -103,7 +116,11 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         try CommandFailure.exits("eval") {
-            if let task { return try runTask(try MultipleChoiceTask.named(task)) }
+            switch try task.map(EvaluationTask.named) {
+            case let .multipleChoice(t): return try runTask(t)
+            case .chainOfThoughtFaithfulness: return try runFaithfulness()
+            case nil: break
+            }
             let (model, tokenizer) = try modelOptions.load()
             // The default window is 512 tokens, or the model's whole context when that is shorter.
             let ctx = self.ctx ?? min(method == "gptq" ? 2048 : 512, model.config.maxPositions)

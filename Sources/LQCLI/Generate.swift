@@ -40,16 +40,14 @@ struct Generate: ParsableCommand {
             let (model, tokenizer) = try modelOptions.load()
             Parallel.spinMicroseconds = 100  // decoding: ~200 small parallel products per token
             var text = prompt
-            var stops = Set<Int>()
-            stops.formUnion(model.config.eosTokenIDs)
-            if chat {
-                let template = try ChatTemplate(template: TokenizerConfig(directory: modelOptions.model).chatTemplate)
+            let template = chat ? try ChatTemplate(template: TokenizerConfig(directory: modelOptions.model).chatTemplate) : nil
+            if let template {
                 var messages: [ChatTemplate.Message] = []
                 if let system { messages.append(.init(role: "system", content: system)) }
                 messages.append(.init(role: "user", content: prompt))
                 text = try template.render(messages)
-                for t in template.stopTokens { if let id = tokenizer.id(of: t) { stops.insert(id) } }
             }
+            let stops = Generation.stopTokens(model: model, tokenizer: tokenizer, chat: template)
             let ids = tokenizer.encode(text, addSpecialTokens: !chat)
             var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
             var printed = ""

@@ -32,6 +32,20 @@ public enum Generation {
             throw Failure.promptFillsContext(tokens: prompt.count, positions: model.config.maxPositions)
         }
         let cache = KVCache(config: model.config, batch: 1, capacity: max(capacity, prompt.count))
+        return try generate(model, prompt: prompt, cache: cache, maxTokens: maxTokens, sampler: &sampler, stops: stops, onToken: onToken)
+    }
+
+    /// `generate` continuing `cache`, which holds the positions before `prompt` (a prefix shared
+    /// with an earlier call), while the cache has room. `shouldStop` sees the tokens so far after
+    /// each new one and ends the generation when it says so.
+    public static func generate(_ model: LlamaModel, prompt: [Int], cache: KVCache, maxTokens: Int, sampler: inout Sampler,
+                                stops: Set<Int> = [], shouldStop: ([Int]) -> Bool = { _ in false },
+                                onToken: ([Int]) -> Void = { _ in }) throws -> Result {
+        guard !prompt.isEmpty else { throw Failure.emptyPrompt }
+        let capacity = cache.capacity
+        guard cache.length + prompt.count <= capacity else {
+            throw Failure.promptFillsContext(tokens: cache.length + prompt.count, positions: capacity)
+        }
         let t0 = DispatchTime.now().uptimeNanoseconds
         var hidden = model.hiddenStates([prompt], cache: cache)
         let t1 = DispatchTime.now().uptimeNanoseconds
@@ -42,10 +56,18 @@ public enum Generation {
             if stops.contains(next) { break }
             generated.append(next)
             onToken(generated)
-            if generated.count == maxTokens || cache.length >= capacity { break }
+            if generated.count == maxTokens || cache.length >= capacity || shouldStop(generated) { break }
             hidden = model.hiddenStates([[next]], cache: cache)
         }
         let t2 = DispatchTime.now().uptimeNanoseconds
         return Result(tokens: generated, promptSeconds: Double(t1 - t0) * 1e-9, decodeSeconds: Double(t2 - t1) * 1e-9)
+    }
+
+    /// The tokens that end a reply: the model's EOS ids and, with a chat template, the ids of the
+    /// template's end-of-turn tokens.
+    public static func stopTokens(model: LlamaModel, tokenizer: any Tokenizer, chat: ChatTemplate?) -> Set<Int> {
+        var stops = Set(model.config.eosTokenIDs)
+        for t in chat?.stopTokens ?? [] { if let id = tokenizer.id(of: t) { stops.insert(id) } }
+        return stops
     }
 }

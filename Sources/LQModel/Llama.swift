@@ -89,6 +89,15 @@ public final class KVCache {
         return copy
     }
 
+    /// Keeps the first `n` positions, so the next pass continues after them: a sequence that
+    /// shares a prefix with the cached one reuses it, on the CPU or the GPU (positions past `n`
+    /// are overwritten, never read).
+    public func truncate(to n: Int) {
+        precondition(n >= 0 && n <= length, "a KV cache can keep at most the \(length) positions it holds")
+        length = n
+        history = history.map { Array($0.prefix(n)) }
+    }
+
     /// Forgets every position (the next pass starts at 0), keeping the history.
     func rewind() {
         length = 0

@@ -24,7 +24,7 @@ struct TaskCommandTests {
         defer { dir.cleanUp() }
         try "{\"question\": \"q\", \"choices\": {\"text\": [\"a\", \"b\"], \"label\": [\"A\", \"B\"]}}\n".write(toFile: dir.file("arc.jsonl"), atomically: true, encoding: .utf8)
         let cases: [([String], String)] = [
-            (["--task", "mmlu", "--data", Self.tasks + "/piqa.jsonl"], "unknown task 'mmlu' (known: piqa, arc_easy, arc_challenge, hellaswag, winogrande)"),
+            (["--task", "mmlu", "--data", Self.tasks + "/piqa.jsonl"], "unknown task 'mmlu' (known: piqa, arc_easy, arc_challenge, hellaswag, winogrande, cot-faithfulness)"),
             (["--task", "arc_easy", "--data", dir.file("arc.jsonl")], dir.file("arc.jsonl") + ":1: is missing \"answerKey\""),
             (["--task", "piqa", "--data", Self.tasks + "/piqa.jsonl", "--stride", "4"], "--stride does not apply to --task"),
             (["--task", "piqa", "--data", Self.tasks + "/piqa.jsonl", "--ctx", "8"], "more than the 8-token window"),

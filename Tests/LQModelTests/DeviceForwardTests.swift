@@ -60,6 +60,31 @@ struct DeviceForwardTests {
         return worst
     }
 
+    /// A cache truncated to a shared prefix continues as if the positions after it had never run
+    /// (the faithfulness probes cut a chain this way): 12 positions, then back to 6 and the rest of
+    /// the sequence, against transformers' logits; on the CPU and on the device.
+    @Test(arguments: [false, true])
+    func aTruncatedCacheContinuesTheSequence(onDevice: Bool) throws {
+        let dense = try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3")
+        let model = onDevice ? try Self.onDevice(dense) : dense
+        let (ids, logits, _, _) = try LlamaTests.expected("gqa_llama3")
+        let length = ids[0].count, vocab = 128
+        // The first 6 tokens, then 6 others (the sequence reversed) at positions 6..<12.
+        let cache = KVCache(config: model.config, batch: ids.count, capacity: 32)
+        _ = model.forward(ids.map { Array($0[0..<6]) + Array($0.reversed()[0..<6]) }, cache: cache)
+        cache.truncate(to: 6)
+        let rest = model.forward(ids.map { Array($0[6...]) }, cache: cache)
+        var worst: Float = 0
+        for b in ids.indices {
+            for t in 6..<length {
+                for v in 0..<vocab { worst = max(worst, abs(rest[b * (length - 6) + t - 6, v] - logits.pointer[(b * length + t) * vocab + v])) }
+            }
+        }
+        #expect(worst <= 1e-4, "max |Δlogit| after truncating (device: \(onDevice)) = \(worst)")
+        #expect(cache.length == length)
+        #expect(model.deviceForward != nil || !onDevice, "the device pass fell back to the CPU")
+    }
+
     @Test func incrementalDecodingWithTheDeviceCacheMatchesTheFullPass() throws {
         let model = try Self.onDevice(try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3"))
         let (ids, logits, _, _) = try LlamaTests.expected("gqa_llama3")

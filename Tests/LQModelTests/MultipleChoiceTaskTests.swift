@@ -72,8 +72,8 @@ struct MultipleChoiceTaskTests {
         defer { try? FileManager.default.removeItem(atPath: path) }
         try "{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": \"b\", \"label\": 0}\n{\"goal\": \"g\", \"sol1\": \"a\", \"label\": 1}\n".write(toFile: path, atomically: true, encoding: .utf8)
         #expect(throws: TaskError.badRecord(at: path + ":2", detail: "is missing \"sol2\"")) { _ = try MultipleChoiceTask.piqa.items(path: path) }
-        #expect(throws: TaskError.unknownTask(name: "mmlu", known: ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande"])) {
-            _ = try MultipleChoiceTask.named("mmlu")
+        #expect(throws: TaskError.unknownTask(name: "mmlu", known: ["piqa", "arc_easy", "arc_challenge", "hellaswag", "winogrande", "cot-faithfulness"])) {
+            _ = try EvaluationTask.named("mmlu")
         }
     }
 }

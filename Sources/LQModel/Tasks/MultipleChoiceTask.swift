@@ -27,29 +27,10 @@ public enum MultipleChoiceTask: String, CaseIterable, Sendable {
     /// Whether the harness reports acc_norm for the task (winogrande: acc only).
     public var hasNormalizedAccuracy: Bool { self != .winogrande }
 
-    /// The task a name names, or an error listing the known ones.
-    public static func named(_ name: String) throws -> MultipleChoiceTask {
-        guard let t = MultipleChoiceTask(rawValue: name) else {
-            throw TaskError.unknownTask(name: name, known: allCases.map(\.rawValue))
-        }
-        return t
-    }
-
     /// Every record of a .jsonl (optionally .gz) task file, each formatted; a record missing a field
     /// is named by file and line.
     public func items(path: String) throws -> [MultipleChoiceItem] {
-        let data = try Gzip.readMaybeCompressed(path: path)
-        var out: [MultipleChoiceItem] = []
-        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
-            let at = "\(path):\(n + 1)"
-            guard let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw TaskError.badRecord(at: at, detail: "is not a JSON object")
-            }
-            out.append(try item(Record(fields: record, at: at)))
-        }
-        guard !out.isEmpty else { throw TaskError.badRecord(at: path, detail: "holds no records") }
-        return out
+        try Record.all(path: path).map(item)
     }
 
     func item(_ r: Record) throws -> MultipleChoiceItem {
@@ -114,6 +95,29 @@ struct Record {
     let fields: [String: Any]
     let at: String
 
+    /// Every record of a .jsonl (optionally .gz) file, named "path:line"; blank lines are skipped.
+    static func all(path: String) throws -> [Record] {
+        let data = try Gzip.readMaybeCompressed(path: path)
+        var out: [Record] = []
+        for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            guard !line.trimmingCharacters(in: .whitespaces).isEmpty else { continue }
+            let at = "\(path):\(n + 1)"
+            guard let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+                throw TaskError.badRecord(at: at, detail: "is not a JSON object")
+            }
+            out.append(Record(fields: record, at: at))
+        }
+        guard !out.isEmpty else { throw TaskError.badRecord(at: path, detail: "holds no records") }
+        return out
+    }
+
+    /// An optional field: nil when absent or null, else it must be a string.
+    func optionalString(_ key: String) throws -> String? {
+        guard let v = fields[key], !(v is NSNull) else { return nil }
+        guard let s = v as? String else { throw bad(key, "must be a string") }
+        return s
+    }
+
     func bad(_ key: String, _ detail: String) -> TaskError { .badRecord(at: at, detail: "\"\(key)\" \(detail)") }
 
     func value(_ key: String) throws -> Any {
@@ -155,6 +159,9 @@ public enum TaskError: Error, CustomStringConvertible, Equatable {
     case badRecord(at: String, detail: String)
     case contextTooLong(item: Int, tokens: Int, window: Int)
     case emptyContinuation(item: Int)
+    case badPattern(String)
+    case badTemplate(String)
+    case itemFailed(at: String, detail: String)
 
     public var description: String {
         switch self {
@@ -164,6 +171,9 @@ public enum TaskError: Error, CustomStringConvertible, Equatable {
             return "item \(item): its continuation alone is \(tokens) tokens, more than the \(window)-token window"
         case let .emptyContinuation(item):
             return "item \(item): a choice's continuation encodes to no tokens (characters outside the tokenizer's vocabulary?)"
+        case let .badPattern(pattern): return "the answer pattern '\(pattern)' is not a regular expression"
+        case let .badTemplate(template): return "the prompt template \(template.debugDescription) has no \(PromptTemplate.placeholder) to fill"
+        case let .itemFailed(at, detail): return "\(at): \(detail)"
         }
     }
 }
