@@ -102,4 +102,16 @@ struct HostileTokenizerTests {
         }
         _ = try load(Self.tokenizer(vocab: #"{"a": 0, "b": 1}"#))
     }
+
+    /// The same refusals for WordPiece (BERT's tokenizer.json), which took any id.
+    @Test func wordPieceIdsOutsideTheTableAndEmptyTokensAreRefused() throws {
+        func wordPiece(_ vocab: String, added: String = "[]") -> [String: Any] {
+            try! JSONSerialization.jsonObject(with: Data(#"{"model": {"type": "WordPiece", "vocab": \#(vocab), "unk_token": "[UNK]"}, "added_tokens": \#(added)}"#.utf8)) as! [String: Any]
+        }
+        for (json, named) in [(wordPiece(#"{"[UNK]": 0, "a": -1}"#), #"token "a" has id -1"#),
+                              (wordPiece(#"{"[UNK]": 0, "a": 1000000000}"#), #"token "a" has id 1000000000"#),
+                              (wordPiece(#"{"[UNK]": 0}"#, added: #"[{"id": 1, "content": "", "special": true}]"#), "added token 1 has empty content")] {
+            #expect { try WordPieceTokenizer(json: json, path: "tokenizer.json") } throws: { "\($0)" == "tokenizer.json: \(named)" || "\($0)".hasPrefix("tokenizer.json: " + named) }
+        }
+    }
 }

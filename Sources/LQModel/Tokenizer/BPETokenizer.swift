@@ -32,8 +32,6 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     let path: String
     let vocab: [String: Int]
-    /// Ids above this are refused at load: 2^24 is far above any real vocabulary.
-    static let maxTokenID = 1 << 24
     let tokens: [String]
     /// (left id, right id) → (rank, merged id)
     let merges: [Int64: (rank: Int, id: Int)]
@@ -68,13 +66,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         let type = model["type"] as? String ?? "?"
         guard type == "BPE" else { throw TokenizerError.unsupported(path: path, what: "model type '\(type)'") }
         guard let v = model["vocab"] as? [String: Any] else { throw TokenizerError.unreadable(path: path, detail: "no 'model.vocab'") }
-        // Ids index tables below: refuse what would trap or allocate without bound.
-        func checked(_ id: Any?, _ token: String) throws -> Int {
-            guard let n = (id as? NSNumber)?.intValue, n >= 0, n < Self.maxTokenID else {
-                throw TokenizerError.unreadable(path: path, detail: "token \(String(reflecting: token)) has id \(id.map { "\($0)" } ?? "none"), outside 0..<\(Self.maxTokenID)")
-            }
-            return n
-        }
+        func checked(_ id: Any?, _ token: String) throws -> Int { try checkedTokenID(id, token: token, path: path) }
         var vocab: [String: Int] = [:]
         for (k, id) in v { vocab[k] = try checked(id, k) }
 

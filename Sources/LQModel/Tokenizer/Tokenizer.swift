@@ -21,6 +21,18 @@ public protocol Tokenizer: Sendable {
     func id(of token: String) -> Int?
 }
 
+/// Token ids index the tokenizers' tables: an id outside 0..<maxTokenID (16.7 M, far above any
+/// real vocabulary) is refused by name rather than trapping or allocating without bound.
+let maxTokenID = 1 << 24
+
+/// A tokenizer.json id, checked.
+func checkedTokenID(_ id: Any?, token: String, path: String) throws -> Int {
+    guard let n = (id as? NSNumber)?.intValue, n >= 0, n < maxTokenID else {
+        throw TokenizerError.unreadable(path: path, detail: "token \(String(reflecting: token)) has id \(id.map { "\($0)" } ?? "none"), outside 0..<\(maxTokenID)")
+    }
+    return n
+}
+
 /// Loads the tokenizer of a model directory (tokenizer.json).
 public func loadTokenizer(directory: String) throws -> any Tokenizer {
     let path = directory + "/tokenizer.json"

@@ -24,10 +24,12 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
             throw TokenizerError.unreadable(path: path, detail: "no 'model.vocab'")
         }
         var vocab: [String: Int] = [:]
-        for (k, id) in v { vocab[k] = (id as? NSNumber)?.intValue ?? 0 }
+        for (k, id) in v { vocab[k] = try checkedTokenID(id, token: k, path: path) }
         var added: [(String, Int, Bool)] = []
         for t in json["added_tokens"] as? [[String: Any]] ?? [] {
-            guard let c = t["content"] as? String, let id = (t["id"] as? NSNumber)?.intValue else { continue }
+            guard let c = t["content"] as? String, let rawID = t["id"] else { continue }
+            let id = try checkedTokenID(rawID, token: c, path: path)
+            guard !c.isEmpty else { throw TokenizerError.unreadable(path: path, detail: "added token \(id) has empty content") }
             added.append((c, id, t["special"] as? Bool ?? false))
             vocab[c] = id
         }
