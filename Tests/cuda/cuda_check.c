@@ -11,6 +11,7 @@
 //                         NF4/NF3/NF2 GEMV against cuBLAS SGEMV (fp32) and fp16 GEMV, cached (one matrix)
 //                         and streaming (enough distinct matrices to exceed the L2), GEMM (512 rows),
 //                         decoding attention split-K against one block per head
+//   cuda-check --bench-only   the benchmarks alone
 //   --json FILE           writes the benchmark's figures there
 // Exit status: 0 all passed, 1 a check failed, 77 no usable library or device (skipped).
 //
@@ -862,14 +863,15 @@ static void write_json(const char *path) {
 }
 
 int main(int argc, char **argv) {
-    int bench = 0;
+    int bench = 0, checks = 1;
     const char *json = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--bench") == 0) bench = 1;
+        else if (strcmp(argv[i], "--bench-only") == 0) bench = 1, checks = 0;
         else if (strcmp(argv[i], "--quick") == 0) quick = 1;
         else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) json = argv[++i];
         else {
-            fprintf(stderr, "usage: cuda-check [--quick] [--bench] [--json FILE]\n");
+            fprintf(stderr, "usage: cuda-check [--quick] [--bench | --bench-only] [--json FILE]\n");
             return 2;
         }
     }
@@ -892,11 +894,13 @@ int main(int argc, char **argv) {
     printf("cuda-check: %s, %s (compute %d.%d, %.1f GiB, driver %d, runtime %d)%s\n", gpu->path, gpu->device.name,
            gpu->device.compute_major, gpu->device.compute_minor, gpu->device.total_memory / 1073741824.0,
            gpu->device.driver_version, gpu->device.runtime_version, quick ? ", quick" : "");
-    run_checks();
-    check_decoder_ops();
-    check_refusals();
-    check_after_failure();
-    check_other_thread();
+    if (checks) {
+        run_checks();
+        check_decoder_ops();
+        check_refusals();
+        check_after_failure();
+        check_other_thread();
+    }
     if (bench) run_bench();
     if (json) write_json(json);
     printf("cuda-check: %d failures\n", failures);
