@@ -151,7 +151,7 @@ sanitize() {
   if [ -z "$sanitizer" ]; then check SKIP "$tool" "compute-sanitizer not found"; return; fi
   if [ -z "$check_binary" ]; then check FAIL "$tool" "no cuda-check to run"; return; fi
   # API errors are not reported: cuda-check provokes one (a 1 PiB allocation) and checks every status itself.
-  limited 200 "$sanitizer" --tool "$tool" --error-exitcode 86 --report-api-errors no --print-limit 20 "$check_binary" --quick \
+  limited 120 "$sanitizer" --tool "$tool" --error-exitcode 86 --report-api-errors no --print-limit 20 "$check_binary" --quick \
     >"$work/$tool.log" 2>&1
   status=$?
   tail -n 25 "$work/$tool.log"

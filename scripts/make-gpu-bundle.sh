@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs what the GPU machine's check needs and cannot build itself (it has no Swift) into
-# build/gpu-bundle.tar.xz (about 40 MB): the release `lqlora` with the shared libraries it loads
+# build/gpu-bundle.tar.xz (about 30 MB): the release `lqlora` with the shared libraries it loads
 # beyond the C library (Swift runtime, Foundation, OpenBLAS, LAPACKE, gfortran), a tiny random Llama
 # in NF4 and NF3, a text, and liblqlora_cuda.so + cuda-check built here (used there only if its own
 # nvcc build fails). libstdc++ and libgcc_s go to lib-fallback/: the device's own (newer, and what
