@@ -45,25 +45,21 @@ static int enter(const char *what) {
     }
     return 0;
 }
-#define ENTER(what)                     \
-    do {                                \
-        int e_ = enter(what);           \
-        if (e_) return e_;              \
+
+/// Returns from the entry point with a nonzero status.
+#define TRY(call)             \
+    do {                      \
+        int e_ = (call);      \
+        if (e_) return e_;    \
     } while (0)
 
 /// A kernel launch: the entry point, then the launch's own cudaGetLastError().
 static int launch(const char *what) {
-    int e = enter(what);
-    if (e) return e;
+    TRY(enter(what));
     if (current_device != chosen_device) return fail(400, what, "launched on another device than its data's (emulated)");
     if (pending) return fail(pending, what, "an earlier call's error, reported at this launch (emulated cudaGetLastError)");
     return 0;
 }
-#define LAUNCH(what)                    \
-    do {                                \
-        int e_ = launch(what);          \
-        if (e_) return e_;              \
-    } while (0)
 
 void lq_cuda_emulation_fail_after(long n) { fail_at = n < 0 ? -1 : calls + n; }
 void lq_cuda_emulation_fail_once(long n) { fail_only = n < 0 ? -1 : calls + n; }
@@ -89,7 +85,7 @@ static int init(int device, lq_cuda_device_info *info) {
 }
 
 static int dmalloc(void **p, size_t bytes) {
-    ENTER("malloc");
+    TRY(enter("malloc"));
     if (bytes > emulated_capacity) {
         pending = 2;
         return fail(2, "cudaMalloc", "out of memory (emulated)");
@@ -102,7 +98,7 @@ static int dfree(void *p) {
     return 0;
 }
 static int copy(void *dst, const void *src, size_t bytes) {
-    ENTER("copy");
+    TRY(enter("copy"));
     memcpy(dst, src, bytes);
     return 0;
 }
@@ -115,7 +111,7 @@ struct lq_cuda_matrix {
 };
 
 static int matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out) {
-    ENTER("matrix_upload");
+    TRY(enter("matrix_upload"));
     const char *problem = lq_cuda_matrix_problem(t, rows, cols);
     if (problem) return fail(-1, "lq_cuda_matrix_upload", problem);
     lq_cuda_matrix *m = malloc(sizeof *m);
@@ -128,7 +124,7 @@ static int matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cud
 static void matrix_free(lq_cuda_matrix *m) { free(m); }
 
 static int dequantize(const lq_cuda_matrix *m, float *out) {
-    LAUNCH("dequantize");
+    TRY(launch("dequantize"));
     lq_dequantize(&m->t, 0, m->t.numel, out);
     return 0;
 }
@@ -147,55 +143,55 @@ static int product(const lq_cuda_matrix *m, const float *x, int64_t n, int trans
     return 0;
 }
 static int gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) {
-    LAUNCH("gemv");
+    TRY(launch("gemv"));
     const char *problem = lq_cuda_gemv_problem(n);
     if (problem) return fail(-1, "lq_cuda_gemv", problem);
     return product(m, x, n, 0, 0, y);
 }
 static int gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *workspace, float *y) {
-    LAUNCH("gemm");
+    TRY(launch("gemm"));
     (void)workspace;
     return product(m, x, n, transposed, beta, y);
 }
 static int matmul_host(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
-    LAUNCH("matmul_host");
+    TRY(launch("matmul_host"));
     return product(m, x, n, transposed, beta, y);
 }
 
 static int dense_matmul(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float alpha, float beta, float *y) {
-    LAUNCH("dense_matmul");
+    TRY(launch("dense_matmul"));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)cols, alpha, x, (int)cols, w, (int)cols, beta,
                 y, (int)rows);
     return 0;
 }
 static int rms_norm(const float *x, const float *weight, int64_t n, int64_t width, float eps, float *out) {
-    LAUNCH("rms_norm");
+    TRY(launch("rms_norm"));
     lq_ref_rms_norm(x, weight, n, width, eps, out);
     return 0;
 }
 static int add(float *x, const float *y, int64_t count) {
-    LAUNCH("add");
+    TRY(launch("add"));
     for (int64_t i = 0; i < count; i++) x[i] += y[i];
     return 0;
 }
 static int add_bias(float *y, const float *bias, int64_t n, int64_t width) {
-    LAUNCH("add_bias");
+    TRY(launch("add_bias"));
     for (int64_t i = 0; i < n * width; i++) y[i] += bias[i % width];
     return 0;
 }
 static int silu_mul(float *g, const float *u, int64_t count) {
-    LAUNCH("silu_mul");
+    TRY(launch("silu_mul"));
     lq_silu_mul(g, u, count);
     return 0;
 }
 static int gather_rows(const float *table, int64_t width, const int32_t *ids, int64_t n, float *out) {
-    LAUNCH("gather_rows");
+    TRY(launch("gather_rows"));
     for (int64_t i = 0; i < n; i++) memcpy(out + i * width, table + (int64_t)ids[i] * width, sizeof(float) * (size_t)width);
     return 0;
 }
 static int rope(float *x, const float *cos, const float *sin, int64_t batch, int64_t length, int64_t start, int64_t heads,
                 int64_t head_dim) {
-    LAUNCH("rope");
+    TRY(launch("rope"));
     lq_ref_rope(x, cos, sin, batch, length, start, heads, head_dim);
     return 0;
 }
@@ -203,7 +199,7 @@ static int rope(float *x, const float *cos, const float *sin, int64_t batch, int
 /// and its merge (lq_ref_attention_split).
 static int attention_split(const float *q, const float *keys, const float *values, const lq_attention_shape *shape,
                            int64_t splits, float *out) {
-    LAUNCH("attention");
+    TRY(launch("attention"));
     const char *problem = lq_cuda_attention_problem(shape);
     if (!problem) problem = lq_cuda_splits_problem(splits);
     if (problem) return fail(-1, "lq_cuda_attention", problem);
@@ -218,7 +214,7 @@ static int attention(const float *q, const float *keys, const float *values, con
 }
 
 static int token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out) {
-    LAUNCH("token_nll");
+    TRY(launch("token_nll"));
     lq_ref_token_nll(logits, n, vocab, targets, out);
     return 0;
 }
