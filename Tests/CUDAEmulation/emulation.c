@@ -132,7 +132,7 @@ static int dequantize(const lq_cuda_matrix *m, float *out) {
 /// Y = X · Wᵀ (+ beta·Y), or transposed dX = dY · W + beta·dX, through W dequantized.
 static int product(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
     float *w = malloc(sizeof(float) * (size_t)m->t.numel);
-    if (!w) return 2;
+    if (!w) return fail(2, "product", "out of host memory for the dequantized matrix");
     lq_dequantize(&m->t, 0, m->t.numel, w);
     const int rows = (int)m->rows, cols = (int)m->cols;
     if (!transposed)
