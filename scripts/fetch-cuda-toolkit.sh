@@ -22,7 +22,7 @@ for wheel in "$wheels"/*.whl; do
     *) unzip -q -o "$wheel" 'nvidia/*' -d "$root.partial" ;;
   esac
 done
-ln -sf libcublas.so.13 "$root.partial/nvidia/cu13/lib/libcublas.so"
+# No unversioned libcublas.so, as in the wheels: build-cuda.sh links the versioned name.
 ln -sf libcudart.so.13 "$root.partial/nvidia/cu13/lib/libcudart.so"
 chmod +x "$root.partial"/nvidia/cu13/bin/*
 rm -rf "$root"

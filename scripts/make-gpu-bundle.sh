@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
-# Packs what the GPU machine's end-to-end check needs and cannot build itself (it has no Swift):
-# the release `lqlora` with the shared libraries it loads beyond the C library (Swift runtime,
-# Foundation, OpenBLAS, LAPACKE, gfortran), a tiny random Llama in NF4 and NF3, and a text, into
-# build/gpu-bundle.tar.xz (about 35 MB). Carry that path to the device; scripts/cuda-device-check.sh
-# unpacks it and compares `lqlora eval --device cuda` with `--device cpu`. The device needs a
-# glibc at least as new as this machine's.
+# Packs what the GPU machine's check needs and cannot build itself (it has no Swift) into
+# build/gpu-bundle.tar.xz (about 30 MB): the release `lqlora` with the shared libraries it loads
+# beyond the C library (Swift runtime, Foundation, OpenBLAS, LAPACKE, gfortran), a tiny random Llama
+# in NF4 and NF3, a text, and liblqlora_cuda.so + cuda-check built here (used there only if its own
+# nvcc build fails). libstdc++ and libgcc_s go to lib-fallback/: the device's own (newer, and what
+# its CUDA libraries expect) are used unless `ldd` there says lqlora needs ours.
+# Carry the tarball to the device; scripts/cuda-device-check.sh unpacks it. The device needs a glibc
+# at least as new as this machine's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --product lqlora >/dev/null
+scripts/build-cuda.sh --fetch >/dev/null
 root=build/gpu-bundle
 rm -rf "$root" "$root.tar.xz"
-mkdir -p "$root/bin" "$root/lib" "$root/models"
+mkdir -p "$root/bin" "$root/lib" "$root/lib-fallback" "$root/models" "$root/prebuilt"
 cp .build/release/lqlora "$root/bin/"
+cp build/cuda/liblqlora_cuda.so build/cuda/cuda-check "$root/prebuilt/"
 # Every resolved dependency except the C library's own parts, which must come from the device.
 ldd .build/release/lqlora | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
   case "$(basename "$lib")" in
-    # The C library's parts come from the device; so do libstdc++ and libgcc_s, which every Linux
-    # has, backward compatible, and which ours (older) would shadow for the driver's libraries.
-    libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*|libstdc++.so.*|libgcc_s.so.*) ;;
+    libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
+    libstdc++.so.*|libgcc_s.so.*) cp -L "$lib" "$root/lib-fallback/" ;;
     *) cp -L "$lib" "$root/lib/" ;;
   esac
 done

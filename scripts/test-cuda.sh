@@ -31,35 +31,28 @@ if ! cc -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined "${c
 fi
 ASAN_OPTIONS=detect_leaks=0 "$emulated/cuda-check" || exit 1
 # Then `lqlora --device cuda` end to end through the loader, with the emulation built as the library:
-# the whole forward pass on the "device" must give the CPU's perplexity and greedy tokens, and
-# finetuning with its quantized products there the CPU's losses.
+# the runs the GPU machine's check makes (scripts/lib/device-e2e.sh), judged by the same script
+# (scripts/device-judge.py): perplexity within 1e-5 of the CPU's, greedy text identical, finetuning
+# losses within 1e-5. Then the judge must fail results a broken GPU would give.
 if [ -x .build/release/lqlora ]; then
   cc -O2 -std=c11 -ffp-contract=off -fPIC -shared -DLQ_CUDA_EMULATION_EXPORTS -ISources/CKernels/include -ISources/CKernels \
     -ITests/CUDAEmulation/include $(ls Sources/CKernels/*.c | grep -v cuda_loader.c) Tests/CUDAEmulation/emulation.c \
     $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/liblqlora_cuda.so" || exit 1
-  python3 scripts/make-tiny-llama.py "$emulated/dense" >/dev/null || exit 1
-  .build/release/lqlora quantize --model "$emulated/dense" --out "$emulated/nf4" --method nf4 >/dev/null 2>&1 || exit 1
+  python3 scripts/make-tiny-llama.py "$emulated/models/dense" >/dev/null || exit 1
+  for method in nf4 nf3; do
+    .build/release/lqlora quantize --model "$emulated/models/dense" --out "$emulated/models/$method" --method $method >/dev/null 2>&1 || exit 1
+  done
   head -c 8000 data/wikitext-2-raw-test.txt > "$emulated/text.txt"
   lq() { LQLORA_CUDA_LIBRARY="$emulated/liblqlora_cuda.so" .build/release/lqlora "$@"; }
-  for device in cpu cuda; do
-    lq eval --model "$emulated/nf4" --data "$emulated/text.txt" --ctx 64 --batch 3 --json --device $device >"$emulated/eval-$device.json" 2>"$emulated/eval-$device.err" || { cat "$emulated/eval-$device.err"; exit 1; }
-    lq generate --model "$emulated/nf4" --prompt "The game" --max-tokens 12 --temperature 0 --device $device >"$emulated/gen-$device.txt" 2>/dev/null || exit 1
-  done
+  source scripts/lib/device-e2e.sh
+  e2e=$emulated/e2e
+  E2E_CTX=64 E2E_BATCH=3 E2E_TOKENS=12 E2E_STEPS=4 E2E_SEQ=32 E2E_TRAIN_BATCH=2 device_e2e "$e2e" "$emulated/models" "$emulated/text.txt"
   # A device that fails mid-generation (after 400 calls: the weights are on it, a few tokens are out):
   # one warning, then the CPU carries on from the same cache, so the text is the same.
-  LQLORA_EMULATION_FAIL_AFTER=400 lq generate --model "$emulated/nf4" --prompt "The game" --max-tokens 12 --temperature 0 \
+  LQLORA_EMULATION_FAIL_AFTER=400 lq generate --model "$emulated/models/nf4" --prompt "The game" --max-tokens 12 --temperature 0 \
     --device cuda >"$emulated/gen-failing.txt" 2>"$emulated/gen-failing.err" || { cat "$emulated/gen-failing.err"; exit 1; }
   grep -q "warning: the GPU forward pass stopped" "$emulated/gen-failing.err" || { echo "test-cuda: no fallback warning"; cat "$emulated/gen-failing.err"; exit 1; }
-  cmp -s "$emulated/gen-cpu.txt" "$emulated/gen-failing.txt" || { echo "test-cuda: the text changed across the fallback"; exit 1; }
-  # Finetuning: quantized products (forward and backward) on the "device", the rest on the CPU.
-  python3 -c "import json,sys; [print(json.dumps({'text': 'The game began at dawn and player %d ran across the field.' % i})) for i in range(24)]" \
-    > "$emulated/train.jsonl"
-  for device in cpu cuda; do
-    printf 'model: %s\noutput_dir: %s\ndata:\n  train: %s\n  format: text\nlora:\n  rank: 4\n  alpha: 8\ntrain:\n  seq_len: 32\n  batch_size: 2\n  max_steps: 4\n  lr: 1.0e-3\n  seed: 0\n' \
-      "$emulated/nf4" "$emulated/run-$device" "$emulated/train.jsonl" > "$emulated/finetune-$device.yaml"
-    lq finetune --config "$emulated/finetune-$device.yaml" --device $device >/dev/null 2>"$emulated/finetune-$device.err" ||
-      { cat "$emulated/finetune-$device.err"; exit 1; }
-  done
+  cmp -s "$e2e/generate-nf4-cpu.txt" "$emulated/gen-failing.txt" || { echo "test-cuda: the text changed across the fallback"; exit 1; }
   # The real SmolLM2 when it was fetched (scripts/fetch-smollm2.sh): bf16 embeddings and tied head
   # widened onto the device, dense projections through the dense product.
   smol=models/SmolLM2-135M-Instruct
@@ -68,29 +61,47 @@ if [ -x .build/release/lqlora ]; then
   fi
   if [ -f "$smol/config.json" ]; then
     for device in cpu cuda; do
-      lq eval --model "$smol" --data "$emulated/text.txt" --ctx 256 --max-tokens 768 --json --device $device \
-        >"$emulated/smol-$device.json" 2>"$emulated/smol-$device.err" || { cat "$emulated/smol-$device.err"; exit 1; }
+      e2e_run "$e2e" "eval-smollm2-$device" .json eval --model "$smol" --data "$emulated/text.txt" --ctx 256 --max-tokens 768 --json --device $device
     done
+  else
+    echo "test-cuda: SmolLM2-135M not fetched (scripts/fetch-smollm2.sh); its emulated-device check skipped"
   fi
-  python3 - "$emulated" <<'PY' || exit 1
+  judge() { python3 scripts/device-judge.py "$@"; }
+  judge compare "$e2e" --checks "$emulated/checks.tsv" --figures "$emulated/end_to_end.json" | sed 's/^/test-cuda: emulated device: /'
+  judge summarize --checks "$emulated/checks.tsv" --figures "$emulated/end_to_end.json" --out "$emulated/summary.json" \
+    >"$emulated/summary.log" || { cat "$emulated/summary.log"; exit 1; }
+  echo "test-cuda: emulated device end to end, $(tail -n 1 "$emulated/summary.log")"
+  # The judge itself: a perplexity 3e-5 off, one more character, a loss 3e-5 off, and a run that
+  # fell back to the CPU must be exactly the four failures, and the tally must say so.
+  broken=$emulated/e2e-broken
+  cp -r "$e2e" "$broken"
+  python3 - "$broken" <<'PY' || exit 1
 import json, sys
 d = sys.argv[1]
-cpu, cuda = (json.load(open(f"{d}/eval-{k}.json"))["perplexity"] for k in ("cpu", "cuda"))
-same = open(f"{d}/gen-cpu.txt").read() == open(f"{d}/gen-cuda.txt").read()
-losses = {k: [json.loads(line)["loss"] for line in open(f"{d}/run-{k}/metrics.jsonl")] for k in ("cpu", "cuda")}
-train_ok = len(losses["cpu"]) == 4 and all(abs(a - b) <= 1e-5 * abs(a) for a, b in zip(losses["cpu"], losses["cuda"]))
-print(f"test-cuda: emulated device end to end: perplexity cpu {cpu:.6f}, cuda {cuda:.6f}; greedy text "
-      f"{'identical' if same else 'DIFFERS'} (also across a device failure mid-way); finetuning losses {'agree' if train_ok else 'DIFFER'} "
-      f"(last {losses['cpu'][-1]:.6f} / {losses['cuda'][-1]:.6f})")
-smol_ok = True
-try:
-    smol = [json.load(open(f"{d}/smol-{k}.json"))["perplexity"] for k in ("cpu", "cuda")]
-    smol_ok = abs(smol[0] - smol[1]) <= 1e-5 * smol[0]
-    print(f"test-cuda: SmolLM2-135M (bf16) on the emulated device: perplexity cpu {smol[0]:.6f}, cuda {smol[1]:.6f}")
-except FileNotFoundError:
-    print("test-cuda: SmolLM2-135M not fetched (scripts/fetch-smollm2.sh); its emulated-device check skipped")
-sys.exit(0 if abs(cpu - cuda) <= 1e-5 * cpu and same and train_ok and smol_ok else 1)
+path = f"{d}/eval-nf4-cuda.json"
+result = json.load(open(path))
+result["perplexity"] *= 1 + 3e-5
+json.dump(result, open(path, "w"))
+open(f"{d}/generate-nf4-cuda.txt", "a").write("!")
+path = f"{d}/finetune-nf4-cuda.run/metrics.jsonl"
+lines = open(path).read().splitlines()
+step = json.loads(lines[0])
+step["loss"] *= 1 + 3e-5
+open(path, "w").write("\n".join([json.dumps(step)] + lines[1:]) + "\n")
+open(f"{d}/eval-nf3-cuda.err", "a").write("warning: the GPU forward pass stopped (emulated); continuing on the CPU\n")
 PY
+  if judge compare "$broken" --checks "$broken/checks.tsv" --figures "$broken/figures.json" >"$broken/judge.log"; then
+    echo "test-cuda: the judge passed perturbed results"; cat "$broken/judge.log"; exit 1
+  fi
+  failed=$(awk -F'\t' '$1 == "FAIL" {print $2}' "$broken/checks.tsv" | sort | tr '\n' ' ')
+  if [ "$failed" != "eval-nf3 eval-nf4 finetune-nf4 generate-nf4 " ]; then
+    echo "test-cuda: the judge failed [$failed], expected the four perturbed runs"; cat "$broken/judge.log"; exit 1
+  fi
+  if judge summarize --checks "$broken/checks.tsv" --out "$broken/summary.json" >"$broken/summary.log" ||
+    ! tail -n 1 "$broken/summary.log" | grep -qx "[0-9]* passed, 4 failed"; then
+    echo "test-cuda: the tally of perturbed results is wrong: $(tail -n 1 "$broken/summary.log")"; exit 1
+  fi
+  echo "test-cuda: the judge fails perturbed results (perplexity, text, loss, a fallback to the CPU), as it must"
 else
   skipped "no .build/release/lqlora (swift build -c release): lqlora --device cuda end to end not run"
 fi

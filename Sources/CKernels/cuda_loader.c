@@ -103,6 +103,7 @@ static void load_once(void) {
     RESOLVE(gather_rows, lq_cuda_gather_rows);
     RESOLVE(rope, lq_cuda_rope);
     RESOLVE(attention, lq_cuda_attention);
+    RESOLVE(attention_split, lq_cuda_attention_split);
     RESOLVE(token_nll, lq_cuda_token_nll);
     const char *dev = getenv("LQLORA_CUDA_DEVICE");
     int device = dev && *dev ? atoi(dev) : 0;

@@ -66,3 +66,48 @@ void lq_ref_token_nll(const float *logits, int64_t n, int64_t vocab, const int32
         out[i] = lq_logsumexp_level(LQ_LEVEL_SCALAR, row, vocab) - (double)row[targets[i]];
     }
 }
+
+void lq_ref_attention_split(const float *q, const float *keys, const float *values, const lq_attention_shape *s,
+                            int64_t splits, float *out) {
+    const int64_t hd = s->head_dim, group = s->heads / s->kv_heads;
+    const int64_t q_width = s->heads * hd, kv_width = s->kv_heads * hd;
+    float *acc = malloc(sizeof(float) * (size_t)hd);
+    for (int64_t row = 0; row < s->batch * s->length; row++) {
+        const int64_t b = row / s->length, last = s->start + row % s->length;
+        const int64_t first = s->window > 0 && last - s->window + 1 > 0 ? last - s->window + 1 : 0;
+        for (int64_t h = 0; h < s->heads; h++) {
+            const float *qh = q + row * q_width + h * hd;
+            const float *k = keys + b * s->capacity * kv_width + (h / group) * hd;
+            const float *v = values + b * s->capacity * kv_width + (h / group) * hd;
+            float *o = out + row * q_width + h * hd;
+            // The merge so far: its maximum M, Σ l·exp(m − M) and Σ acc·exp(m − M) over the ranges seen.
+            float M = -INFINITY, L = 0;
+            for (int64_t d = 0; d < hd; d++) o[d] = 0;
+            for (int64_t c = 0; c < splits; c++) {
+                int64_t lo, hi;
+                lq_attention_split_range(first, last, splits, c, &lo, &hi);
+                if (lo == hi) continue;  // an empty range weighs nothing
+                float m = -INFINITY, l = 0;
+                for (int64_t j = lo; j < hi; j++) {
+                    float dot = 0;
+                    for (int64_t d = 0; d < hd; d++) dot += qh[d] * k[j * kv_width + d];
+                    m = fmaxf(m, s->scale * dot);
+                }
+                for (int64_t d = 0; d < hd; d++) acc[d] = 0;
+                for (int64_t j = lo; j < hi; j++) {
+                    float dot = 0;
+                    for (int64_t d = 0; d < hd; d++) dot += qh[d] * k[j * kv_width + d];
+                    const float p = expf(s->scale * dot - m);
+                    l += p;
+                    for (int64_t d = 0; d < hd; d++) acc[d] += p * v[j * kv_width + d];
+                }
+                const float M_new = fmaxf(M, m), old = expf(M - M_new), w = expf(m - M_new);
+                L = L * old + l * w;
+                for (int64_t d = 0; d < hd; d++) o[d] = o[d] * old + acc[d] * w;
+                M = M_new;
+            }
+            for (int64_t d = 0; d < hd; d++) o[d] /= L;
+        }
+    }
+    free(acc);
+}

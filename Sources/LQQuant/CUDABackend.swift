@@ -76,13 +76,16 @@ public final class CUDABackend: @unchecked Sendable {
         }
     }
 
-    /// "NVIDIA H200 (compute 9.0, 139.8 GiB, driver 13000, runtime 13050) from /path/liblqlora_cuda.so".
+    /// "NVIDIA H200 (compute 9.0, 139.8 GiB, 132 multiprocessors, 60 MiB L2, driver 13000, runtime
+    /// 13050) from /path/liblqlora_cuda.so".
     public var summary: String {
         var d = api.device
         let name = withUnsafeBytes(of: &d.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let gib = Double(d.total_memory) / 1_073_741_824
         let path = withUnsafeBytes(of: api.path) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        return "\(name) (compute \(d.compute_major).\(d.compute_minor), \(String(format: "%.1f", gib)) GiB, driver \(d.driver_version), runtime \(d.runtime_version)) from \(path)"
+        return "\(name) (compute \(d.compute_major).\(d.compute_minor), \(String(format: "%.1f", gib)) GiB, "
+            + "\(d.multiprocessors) multiprocessors, \(d.l2_bytes >> 20) MiB L2, driver \(d.driver_version), "
+            + "runtime \(d.runtime_version)) from \(path)"
     }
 
     var lastError: String { api.last_error!().map { String(cString: $0) } ?? "unknown CUDA error" }

@@ -14,44 +14,91 @@ static _Thread_local char error[256] = "no error";
 // Per thread, so a test injecting failures does not touch tests running beside it.
 static _Thread_local long calls, fail_at = -1, fail_only = -1;
 
-/// Counts the call; false when this one is to fail.
-static int proceed(const char *what) {
+// The CUDA runtime's state that the library must manage, emulated. `pending` is what
+// cudaGetLastError would return: a failed runtime call (an allocation that does not fit) leaves it
+// on the thread, and the next kernel launch reports it as its own failure unless it was cleared.
+// The library clears it where it handles a failure (fail) and at every entry point (enter), as
+// liblqlora_cuda.so does; `keep_errors` stops both, as the library did before, so a test can show
+// that it notices. The current device is per thread too (0 until a thread selects one), and a
+// launch on another device than the data's fails.
+static _Thread_local int pending, keep_errors, current_device;
+static int chosen_device;  // lq_cuda_init's choice, 0 until then
+enum { emulated_devices = 2 };
+static const size_t emulated_capacity = (size_t)16 << 30;  // bytes one allocation may take
+
+static int fail(int code, const char *what, const char *detail) {
+    snprintf(error, sizeof error, "%s: %s", what, detail);
+    if (!keep_errors) pending = 0;
+    return code;
+}
+
+/// Counts the call, selects the chosen device, clears a stale error; nonzero when this call is to
+/// fail (an injected failure: a runtime call inside it failing, which leaves its error pending).
+static int enter(const char *what) {
     long n = calls++;
+    current_device = chosen_device;
+    if (!keep_errors) pending = 0;
     long at = fail_at;
     if ((at >= 0 && n >= at) || n == fail_only) {
-        snprintf(error, sizeof error, "%s: out of memory (emulated)", what);
-        return 0;
+        pending = 2;  // cudaErrorMemoryAllocation
+        return fail(2, what, "out of memory (emulated)");
     }
-    return 1;
+    return 0;
 }
-#define ENTER(what) \
-    if (!proceed(what)) return 2
+
+/// Returns from the entry point with a nonzero status.
+#define TRY(call)             \
+    do {                      \
+        int e_ = (call);      \
+        if (e_) return e_;    \
+    } while (0)
+
+/// A kernel launch: the entry point, then the launch's own cudaGetLastError().
+static int launch(const char *what) {
+    TRY(enter(what));
+    if (current_device != chosen_device) return fail(400, what, "launched on another device than its data's (emulated)");
+    if (pending) return fail(pending, what, "an earlier call's error, reported at this launch (emulated cudaGetLastError)");
+    return 0;
+}
 
 void lq_cuda_emulation_fail_after(long n) { fail_at = n < 0 ? -1 : calls + n; }
 void lq_cuda_emulation_fail_once(long n) { fail_only = n < 0 ? -1 : calls + n; }
 long lq_cuda_emulation_calls(void) { return calls; }
+void lq_cuda_emulation_keep_errors(int keep) { keep_errors = keep; }
 
 static int abi_version(void) { return LQ_CUDA_ABI_VERSION; }
 static const char *last_error(void) { return error; }
 
 static int init(int device, lq_cuda_device_info *info) {
-    (void)device;
-    memset(info, 0, sizeof *info);
-    snprintf(info->name, sizeof info->name, "host emulation");
+    if (device < 0 || device >= emulated_devices) {
+        char detail[64];
+        snprintf(detail, sizeof detail, "device %d requested, %d present", device, (int)emulated_devices);
+        return fail(-1, "lq_cuda_init", detail);
+    }
+    chosen_device = current_device = device;
+    if (info) {
+        memset(info, 0, sizeof *info);
+        snprintf(info->name, sizeof info->name, "host emulation");
+        info->total_memory = info->free_memory = emulated_capacity;
+    }
     return 0;
 }
 
 static int dmalloc(void **p, size_t bytes) {
-    ENTER("malloc");
+    TRY(enter("malloc"));
+    if (bytes > emulated_capacity) {
+        pending = 2;
+        return fail(2, "cudaMalloc", "out of memory (emulated)");
+    }
     *p = malloc(bytes ? bytes : 1);
-    return *p ? 0 : 2;
+    return *p ? 0 : fail(2, "cudaMalloc", "out of host memory");
 }
 static int dfree(void *p) {
     free(p);
     return 0;
 }
 static int copy(void *dst, const void *src, size_t bytes) {
-    ENTER("copy");
+    TRY(enter("copy"));
     memcpy(dst, src, bytes);
     return 0;
 }
@@ -64,7 +111,9 @@ struct lq_cuda_matrix {
 };
 
 static int matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out) {
-    ENTER("matrix_upload");
+    TRY(enter("matrix_upload"));
+    const char *problem = lq_cuda_matrix_problem(t, rows, cols);
+    if (problem) return fail(-1, "lq_cuda_matrix_upload", problem);
     lq_cuda_matrix *m = malloc(sizeof *m);
     m->t = *t;
     m->rows = rows;
@@ -75,7 +124,7 @@ static int matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cud
 static void matrix_free(lq_cuda_matrix *m) { free(m); }
 
 static int dequantize(const lq_cuda_matrix *m, float *out) {
-    ENTER("dequantize");
+    TRY(launch("dequantize"));
     lq_dequantize(&m->t, 0, m->t.numel, out);
     return 0;
 }
@@ -83,7 +132,7 @@ static int dequantize(const lq_cuda_matrix *m, float *out) {
 /// Y = X · Wᵀ (+ beta·Y), or transposed dX = dY · W + beta·dX, through W dequantized.
 static int product(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
     float *w = malloc(sizeof(float) * (size_t)m->t.numel);
-    if (!w) return 2;
+    if (!w) return fail(2, "product", "out of host memory for the dequantized matrix");
     lq_dequantize(&m->t, 0, m->t.numel, w);
     const int rows = (int)m->rows, cols = (int)m->cols;
     if (!transposed)
@@ -94,76 +143,83 @@ static int product(const lq_cuda_matrix *m, const float *x, int64_t n, int trans
     return 0;
 }
 static int gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) {
-    ENTER("gemv");
-    if (n < 1 || n > LQ_CUDA_GEMV_MAX_ROWS) {
-        snprintf(error, sizeof error, "lq_cuda_gemv: 1 to 8 rows of x");
-        return -1;
-    }
+    TRY(launch("gemv"));
+    const char *problem = lq_cuda_gemv_problem(n);
+    if (problem) return fail(-1, "lq_cuda_gemv", problem);
     return product(m, x, n, 0, 0, y);
 }
 static int gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *workspace, float *y) {
-    ENTER("gemm");
+    TRY(launch("gemm"));
     (void)workspace;
     return product(m, x, n, transposed, beta, y);
 }
 static int matmul_host(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
-    ENTER("matmul_host");
+    TRY(launch("matmul_host"));
     return product(m, x, n, transposed, beta, y);
 }
 
 static int dense_matmul(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float alpha, float beta, float *y) {
-    ENTER("dense_matmul");
+    TRY(launch("dense_matmul"));
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)rows, (int)cols, alpha, x, (int)cols, w, (int)cols, beta,
                 y, (int)rows);
     return 0;
 }
 static int rms_norm(const float *x, const float *weight, int64_t n, int64_t width, float eps, float *out) {
-    ENTER("rms_norm");
+    TRY(launch("rms_norm"));
     lq_ref_rms_norm(x, weight, n, width, eps, out);
     return 0;
 }
 static int add(float *x, const float *y, int64_t count) {
-    ENTER("add");
+    TRY(launch("add"));
     for (int64_t i = 0; i < count; i++) x[i] += y[i];
     return 0;
 }
 static int add_bias(float *y, const float *bias, int64_t n, int64_t width) {
-    ENTER("add_bias");
+    TRY(launch("add_bias"));
     for (int64_t i = 0; i < n * width; i++) y[i] += bias[i % width];
     return 0;
 }
 static int silu_mul(float *g, const float *u, int64_t count) {
-    ENTER("silu_mul");
+    TRY(launch("silu_mul"));
     lq_silu_mul(g, u, count);
     return 0;
 }
 static int gather_rows(const float *table, int64_t width, const int32_t *ids, int64_t n, float *out) {
-    ENTER("gather_rows");
+    TRY(launch("gather_rows"));
     for (int64_t i = 0; i < n; i++) memcpy(out + i * width, table + (int64_t)ids[i] * width, sizeof(float) * (size_t)width);
     return 0;
 }
 static int rope(float *x, const float *cos, const float *sin, int64_t batch, int64_t length, int64_t start, int64_t heads,
                 int64_t head_dim) {
-    ENTER("rope");
+    TRY(launch("rope"));
     lq_ref_rope(x, cos, sin, batch, length, start, heads, head_dim);
     return 0;
 }
-static int attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out) {
-    ENTER("attention");
-    lq_ref_attention(q, keys, values, shape, out);
+/// As the library: one range through the direct kernel (lq_ref_attention), several through split-K
+/// and its merge (lq_ref_attention_split).
+static int attention_split(const float *q, const float *keys, const float *values, const lq_attention_shape *shape,
+                           int64_t splits, float *out) {
+    TRY(launch("attention"));
+    const char *problem = lq_cuda_attention_problem(shape);
+    if (!problem) problem = lq_cuda_splits_problem(splits);
+    if (problem) return fail(-1, "lq_cuda_attention", problem);
+    if (splits == 1)
+        lq_ref_attention(q, keys, values, shape, out);
+    else
+        lq_ref_attention_split(q, keys, values, shape, splits, out);
     return 0;
+}
+static int attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out) {
+    return attention_split(q, keys, values, shape, lq_attention_splits(shape), out);
 }
 
 static int token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out) {
-    ENTER("token_nll");
+    TRY(launch("token_nll"));
     lq_ref_token_nll(logits, n, vocab, targets, out);
     return 0;
 }
 
-static int not_emulated(void) {
-    snprintf(error, sizeof error, "not emulated");
-    return -1;
-}
+static int not_emulated(void) { return fail(-1, "emulation", "not emulated"); }
 static int sgemv_dense(const float *w, int64_t r, int64_t c, const float *x, float *y) {
     (void)w, (void)r, (void)c, (void)x, (void)y;
     return not_emulated();
@@ -188,7 +244,8 @@ const lq_cuda_api *lq_cuda_emulation(void) {
         .matrix_free = matrix_free, .dequantize = dequantize, .gemv = gemv, .gemm = gemm,
         .matmul_host = matmul_host, .sgemv_dense = sgemv_dense, .hgemv_dense = hgemv_dense, .f32_to_f16 = f32_to_f16,
         .time = time_body, .dense_matmul = dense_matmul, .rms_norm = rms_norm, .add = add, .add_bias = add_bias,
-        .silu_mul = silu_mul, .gather_rows = gather_rows, .rope = rope, .attention = attention, .token_nll = token_nll,
+        .silu_mul = silu_mul, .gather_rows = gather_rows, .rope = rope, .attention = attention,
+        .attention_split = attention_split, .token_nll = token_nll,
         .device = {.name = "host emulation"}, .path = "(host emulation)",
     };
     return &api;
@@ -249,6 +306,10 @@ int lq_cuda_rope(float *x, const float *cos, const float *sin, int64_t batch, in
 }
 int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out) {
     return attention(q, keys, values, shape, out);
+}
+int lq_cuda_attention_split(const float *q, const float *keys, const float *values, const lq_attention_shape *shape,
+                            int64_t splits, float *out) {
+    return attention_split(q, keys, values, shape, splits, out);
 }
 int lq_cuda_token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out) {
     return token_nll(logits, n, vocab, targets, out);

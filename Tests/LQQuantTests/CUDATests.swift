@@ -38,7 +38,7 @@ struct CUDATests {
     /// A matrix whose upload fails stays on the CPU (its product still right), and the next
     /// matrix's product still runs on the device: one failed allocation does not abandon the GPU.
     /// (liblqlora_cuda.so clears the error a handled failure leaves, which CUDA would otherwise
-    /// report at the next launch.)
+    /// report at the next launch; the emulation keeps that error the same way, see below.)
     @Test func oneFailedUploadKeepsTheRestOnTheDevice() throws {
         let emulated = CUDABackend(api: lq_cuda_emulation().pointee)
         var rng = SeededGenerator(seed: 12)
@@ -52,5 +52,33 @@ struct CUDATests {
         let onDevice = b.matmul(x, gpu: emulated)
         #expect(lq_cuda_emulation_calls() > before, "b's product did not reach the device")
         #expect(maxAbsDifference(onDevice, b.matmul(x, gpu: nil)) <= 1e-4)
+    }
+
+    /// The same on device pointers, where a failure throws instead of falling back: after a's
+    /// upload fails, b uploads and multiplies on the device. With the emulation keeping the error
+    /// the failed upload leaves (as the library did before it cleared it), b's product fails, so
+    /// this test can tell the two apart.
+    @Test(arguments: [false, true])
+    func aHandledFailureDoesNotFailTheNextLaunch(keepingErrors: Bool) throws {
+        let emulated = CUDABackend(api: lq_cuda_emulation().pointee)
+        var rng = SeededGenerator(seed: 13)
+        let a = try Quantizer.quantize(Tensor.gaussian([64, 128], using: &rng, scale: 0.05), config: .nf4DoubleQuant)
+        let b = try Quantizer.quantize(Tensor.gaussian([64, 128], using: &rng, scale: 0.05), config: .nf4DoubleQuant)
+        let x = Tensor.gaussian([2, 128], using: &rng, scale: 1)
+        let dx = try DeviceFloats(emulated, copying: x), dy = try DeviceFloats(emulated, count: 2 * 64)
+        lq_cuda_emulation_keep_errors(keepingErrors ? 1 : 0)
+        defer { lq_cuda_emulation_keep_errors(0) }
+        lq_cuda_emulation_fail_once(0)  // the next call, a's upload, fails
+        #expect(throws: CUDAFailure.self) { try a.deviceMatrix(on: emulated) }
+        let m = try b.deviceMatrix(on: emulated)  // an upload is no launch: it works either way
+        let product = { try emulated.quantizedProduct(m, rows: 64, cols: 128, x: dx.pointer, n: 2, workspace: nil, y: dy.pointer) }
+        if keepingErrors {
+            #expect(throws: CUDAFailure.self, "the emulation's pending error did not fail the next launch") { try product() }
+            return
+        }
+        try product()
+        let y = Tensor(uninitialized: [2, 64])
+        try dy.download(into: y.pointer, count: y.count)
+        #expect(maxAbsDifference(y, b.matmul(x, gpu: nil)) <= 1e-4)
     }
 }

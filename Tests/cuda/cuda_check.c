@@ -3,15 +3,23 @@
 // library through the same loader as lqlora (set LQLORA_CUDA_LIBRARY to choose the file).
 //
 //   cuda-check            correctness: dequantization bit-exact, GEMV/GEMM within 1e-5 of Σ|w·x|; the
-//                         decoder's other operations against lq_device_ops.h (RoPE bit-exact)
-//   cuda-check --bench    plus dequantization GB/s vs a device-to-device copy, NF4/NF3/NF2 GEMV vs
-//                         cuBLAS SGEMV (fp32) and fp16 GEMV, GEMM (512 rows) vs cublasSgemm
+//                         decoder's other operations against lq_device_ops.h (RoPE bit-exact), split-K
+//                         attention at every range count; what the library must refuse; a handled
+//                         failure that must not fail the next launch; products from a second thread
+//   cuda-check --quick    the same on fewer formats and shapes (for compute-sanitizer, which is slow)
+//   cuda-check --bench    plus the benchmarks, each beside the device's own copy bandwidth: dequantization,
+//                         NF4/NF3/NF2 GEMV against cuBLAS SGEMV (fp32) and fp16 GEMV, cached (one matrix)
+//                         and streaming (enough distinct matrices to exceed the L2), GEMM (512 rows),
+//                         decoding attention split-K against one block per head
+//   cuda-check --bench-only   the benchmarks alone
+//   --json FILE           writes the benchmark's figures there
 // Exit status: 0 all passed, 1 a check failed, 77 no usable library or device (skipped).
 //
 // Built with -DLQ_CUDA_CHECK_EMULATED and Tests/CUDAEmulation/emulation.c, it runs the same checks
 // against the host emulation of the library (scripts/test-cuda.sh): the checker, its references and
 // the CPU kernels the emulation uses are then exercised on every machine.
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +34,7 @@
 
 static const lq_cuda_api *gpu;
 static int failures = 0;
+static int quick = 0;  // --quick: fewer formats and shapes
 
 #define CHECK(call)                                                                              \
     do {                                                                                         \
@@ -222,10 +231,15 @@ static void run_checks(void) {
         {0, 20, LQ_SCALES_DYNAMIC8, 8, 256},
     };
     const int64_t shapes[][2] = {{67, 136}, {33, 100}, {1, 8}, {5, 3}, {130, 264}};
+    // --quick: every kernel (each bit width's 8-value and any-layout paths, each scale storage) on
+    // one awkward shape and the smallest.
+    const size_t quick_scales[] = {0, 1, 3, 6}, quick_shapes[] = {0, 3};
+    const size_t n_scales = quick ? 4 : sizeof scales / sizeof scales[0], n_shapes = quick ? 2 : sizeof shapes / sizeof shapes[0];
     int cases = 0;
     for (size_t b = 0; b < sizeof bits / sizeof bits[0]; b++)
-        for (size_t s = 0; s < sizeof scales / sizeof scales[0]; s++)
-            for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        for (size_t si = 0; si < n_scales; si++)
+            for (size_t ki = 0; ki < n_shapes; ki++) {
+                const size_t s = quick ? quick_scales[si] : si, k = quick ? quick_shapes[ki] : ki;
                 lq_qformat f = scales[s];
                 f.bits = bits[b];
                 check_format(f, shapes[k][0], shapes[k][1]);
@@ -263,22 +277,34 @@ static void expect_equal(const char *what, const float *got, const float *want, 
     }
 }
 
+/// The library's attention (its own choice of key ranges, then 1, 2, 3, 7 and 64 ranges: empty
+/// ranges where a row sees fewer keys) and the split-K scalar reference, each against lq_ref_attention.
 static void check_attention(lq_attention_shape s) {
     const int64_t qn = s.batch * s.length * s.heads * s.head_dim, kvn = s.batch * s.capacity * s.kv_heads * s.head_dim;
     float *q = random_floats((size_t)qn, -1, 1), *k = random_floats((size_t)kvn, -1, 1), *v = random_floats((size_t)kvn, -1, 1);
-    float *want = malloc(sizeof(float) * qn);
+    float *want = malloc(sizeof(float) * qn), *split = malloc(sizeof(float) * qn);
     lq_ref_attention(q, k, v, &s, want);
     float *dq = device_floats(q, (size_t)qn), *dk = device_floats(k, (size_t)kvn), *dv = device_floats(v, (size_t)kvn);
     float *dout = device_floats(NULL, (size_t)qn);
-    CHECK(gpu->attention(dq, dk, dv, &s, dout));
-    float *got = download_floats(dout, (size_t)qn);
-    char what[160];
-    snprintf(what, sizeof what, "attention batch %lld length %lld start %lld heads %lld/%lld dim %lld window %lld", (long long)s.batch,
+    char shape[160], what[220];
+    snprintf(shape, sizeof shape, "batch %lld length %lld start %lld heads %lld/%lld dim %lld window %lld", (long long)s.batch,
              (long long)s.length, (long long)s.start, (long long)s.heads, (long long)s.kv_heads, (long long)s.head_dim,
              (long long)s.window);
-    expect_near(what, got, want, (size_t)qn, 1e-5, 1.0);  // outputs are convex combinations of values in [-1, 1]
+    const int64_t splits[] = {0, 1, 2, 3, 7, 64};  // 0: the library's choice, lq_attention_splits
+    for (size_t i = 0; i < (quick ? 3 : sizeof splits / sizeof splits[0]); i++) {
+        const int64_t n = splits[i] ? splits[i] : lq_attention_splits(&s);
+        if (splits[i]) CHECK(gpu->attention_split(dq, dk, dv, &s, n, dout));
+        else CHECK(gpu->attention(dq, dk, dv, &s, dout));
+        float *got = download_floats(dout, (size_t)qn);
+        snprintf(what, sizeof what, "attention %s, %lld ranges%s", shape, (long long)n, splits[i] ? "" : " (the library's choice)");
+        expect_near(what, got, want, (size_t)qn, 1e-5, 1.0);  // outputs are convex combinations of values in [-1, 1]
+        free(got);
+        lq_ref_attention_split(q, k, v, &s, n, split);
+        snprintf(what, sizeof what, "lq_ref_attention_split %s, %lld ranges", shape, (long long)n);
+        expect_near(what, split, want, (size_t)qn, 1e-5, 1.0);
+    }
     CHECK(gpu->free(dq)); CHECK(gpu->free(dk)); CHECK(gpu->free(dv)); CHECK(gpu->free(dout));
-    free(q), free(k), free(v), free(want), free(got);
+    free(q), free(k), free(v), free(want), free(split);
 }
 
 static void check_decoder_ops(void) {
@@ -393,32 +419,231 @@ static void check_decoder_ops(void) {
         {.batch = 1, .length = 1, .start = 40, .capacity = 48, .heads = 8, .kv_heads = 8, .head_dim = 128, .window = 0},
         {.batch = 2, .length = 7, .start = 6, .capacity = 16, .heads = 4, .kv_heads = 1, .head_dim = 16, .window = 4},
         {.batch = 1, .length = 300, .start = 0, .capacity = 300, .heads = 2, .kv_heads = 1, .head_dim = 256, .window = 0},
+        // Decoding over long caches, which the library splits: 8 ranges of 256 keys; a window of
+        // 700 in 2 ranges.
+        {.batch = 1, .length = 1, .start = 2047, .capacity = 2048, .heads = 8, .kv_heads = 2, .head_dim = 128, .window = 0},
+        {.batch = 2, .length = 3, .start = 1000, .capacity = 1010, .heads = 4, .kv_heads = 4, .head_dim = 64, .window = 700},
     };
+    _Static_assert(LQ_ATTENTION_SPLIT_MIN_KEYS == 256 && LQ_ATTENTION_SPLIT_TARGET_BLOCKS == 512, "the comment above");
+    const int64_t chosen[] = {1, 1, 1, 1, 1, 8, 2};  // lq_attention_splits of each
     for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
         lq_attention_shape s = shapes[k];
         s.scale = 1.0f / sqrtf((float)s.head_dim);
+        if (lq_attention_splits(&s) != chosen[k]) {
+            fprintf(stderr, "FAIL lq_attention_splits of attention shape %zu: %lld, expected %lld\n", k,
+                    (long long)lq_attention_splits(&s), (long long)chosen[k]);
+            failures++;
+        }
         check_attention(s);
     }
-    printf("cuda-check: decoder operations (dense product, RMSNorm, add, bias, SwiGLU, lookup, RoPE, token NLL, 5 attention shapes), %d failures\n",
+    printf("cuda-check: decoder operations (dense product, RMSNorm, add, bias, SwiGLU, lookup, RoPE, token NLL, 7 attention "
+           "shapes at up to 6 range counts), %d failures\n",
            failures - before);
 }
 
-// ---- Benchmark ----
+// ---- What the library must refuse, and what a failure must not leave behind ----
+
+/// A small NF4 product on the device with its reference, for checks that need any working launch.
+typedef struct {
+    host_matrix m;
+    lq_cuda_matrix *dm;
+    float *x, *d_x, *d_y;
+    double want[64], magnitude[64];
+} small_product;
+
+static small_product small_product_make(void) {
+    small_product p = {.m = make_matrix((lq_qformat){4, 64, LQ_SCALES_UINT, 8, 256}, 64, 96)};
+    CHECK(gpu->matrix_upload(&p.m.t, 64, 96, &p.dm));
+    p.x = random_floats(96, -1, 1);
+    float *w = malloc(sizeof(float) * 64 * 96);
+    lq_dequantize_level(LQ_LEVEL_SCALAR, &p.m.t, 0, 64 * 96, w);
+    reference_product(w, 64, 96, p.x, 1, 0, 0, NULL, p.want, p.magnitude);
+    free(w);
+    p.d_x = device_floats(p.x, 96);
+    p.d_y = device_floats(NULL, 64);
+    return p;
+}
+
+/// Runs the product (on this thread); its status, and `what` failed unless it ran and is right.
+static int small_product_run(small_product *p, const char *what) {
+    const int status = gpu->gemv(p->dm, p->d_x, 1, p->d_y);
+    if (status) {
+        fprintf(stderr, "FAIL %s: the product failed: %s\n", what, gpu->last_error());
+        failures++;
+        return status;
+    }
+    float *y = download_floats(p->d_y, 64);
+    expect_close(what, y, p->want, p->magnitude, 64, 1e-5);
+    free(y);
+    return 0;
+}
+
+static void small_product_free(small_product *p) {
+    CHECK(gpu->free(p->d_x));
+    CHECK(gpu->free(p->d_y));
+    gpu->matrix_free(p->dm);
+    free(p->x);
+    free_matrix(&p->m);
+}
+
+/// `status` must be a refusal whose message names `needle`; the next launch must still work.
+static void expect_refused(const char *what, int status, const char *needle, small_product *after) {
+    if (status == 0) {
+        fprintf(stderr, "FAIL %s: accepted; the library must refuse it\n", what);
+        failures++;
+    } else if (!strstr(gpu->last_error(), needle)) {
+        fprintf(stderr, "FAIL %s: refused with \"%s\", which does not name %s\n", what, gpu->last_error(), needle);
+        failures++;
+    }
+    char next[200];
+    snprintf(next, sizeof next, "the product after refusing %s", what);
+    small_product_run(after, next);
+}
+
+/// The emulation refuses exactly what the library does (lq_cuda.h's checks, shared by both), so CI
+/// fails where a GPU would fall back to the CPU.
+static void check_refusals(void) {
+    const int before = failures;
+    small_product p = small_product_make();
+    lq_cuda_matrix *dm = NULL;
+    lq_qtensor t = p.m.t;
+    t.format.scale_bits = 5;
+    expect_refused("a matrix with 5-bit integer scales", gpu->matrix_upload(&t, 64, 96, &dm), "scale_bits", &p);
+    t = p.m.t;
+    t.format.scale_kind = LQ_SCALES_DYNAMIC8, t.format.scale_bits = 4;
+    expect_refused("a matrix with 4-bit dynamic scales", gpu->matrix_upload(&t, 64, 96, &dm), "scale_bits", &p);
+    t = p.m.t;
+    expect_refused("a 64x97 matrix of 6144 values", gpu->matrix_upload(&t, 64, 97, &dm), "numel", &p);
+    t.format.bits = 5;
+    expect_refused("a matrix of 5-bit codes", gpu->matrix_upload(&t, 64, 96, &dm), "bits", &p);
+    t = p.m.t;
+    t.format.block_size = 0;
+    expect_refused("a matrix with blocks of 0", gpu->matrix_upload(&t, 64, 96, &dm), "block_size", &p);
+    expect_refused("a GEMV of 9 rows", gpu->gemv(p.dm, p.d_x, 9, p.d_y), "rows of x", &p);
+
+    const lq_attention_shape ok = {.batch = 1, .length = 1, .start = 0, .capacity = 1, .heads = 4, .kv_heads = 2,
+                                   .head_dim = 64, .window = 0, .scale = 0.125f};
+    float *d = device_floats(NULL, 6 * 320);  // large enough for every shape below (none is read)
+    lq_attention_shape s = ok;
+    s.head_dim = 320;
+    expect_refused("attention with head_dim 320", gpu->attention(d, d, d, &s, d), "head_dim", &p);
+    s = ok, s.heads = 6, s.kv_heads = 4;
+    expect_refused("attention with 6 heads over 4 kv_heads", gpu->attention(d, d, d, &s, d), "kv_heads", &p);
+    s = ok, s.start = 1;
+    expect_refused("attention past its cache's capacity", gpu->attention(d, d, d, &s, d), "capacity", &p);
+    expect_refused("attention in 0 ranges", gpu->attention_split(d, d, d, &ok, 0, d), "splits", &p);
+    CHECK(gpu->free(d));
+    small_product_free(&p);
+    printf("cuda-check: refusals (scale bits, element count, code bits, block size, GEMV rows, head_dim, kv_heads, "
+           "capacity, ranges), each followed by a working product, %d failures\n", failures - before);
+}
+
+/// A failed runtime call (an allocation that does not fit) stays recorded on the thread, and CUDA
+/// reports it at the next launch's cudaGetLastError unless the library cleared it: after a refused
+/// 1 PiB allocation, a product must still run.
+static void check_after_failure(void) {
+    const int before = failures;
+    small_product p = small_product_make();
+    void *huge = NULL;
+    if (gpu->malloc(&huge, (size_t)1 << 50) == 0) {
+        fprintf(stderr, "FAIL a 1 PiB allocation succeeded\n");
+        failures++;
+        CHECK(gpu->free(huge));
+    }
+    small_product_run(&p, "the product after a failed allocation");
+#ifdef LQ_CUDA_CHECK_EMULATED
+    // The emulation keeping the error, as the library did before it cleared: the launch must fail
+    // then, or the check above proves nothing.
+    lq_cuda_emulation_keep_errors(1);
+    const int refused = gpu->malloc(&huge, (size_t)1 << 50) != 0;
+    const int ran = gpu->gemv(p.dm, p.d_x, 1, p.d_y) == 0;
+    lq_cuda_emulation_keep_errors(0);
+    if (!refused || ran) {
+        fprintf(stderr, "FAIL the emulation with its errors kept: the launch after a failed allocation %s\n",
+                ran ? "ran (its pending error is not emulated)" : "was not reached");
+        failures++;
+    }
+#endif
+    small_product_free(&p);
+    printf("cuda-check: a product after a failed allocation, %d failures\n", failures - before);
+}
 
 typedef struct {
-    const lq_cuda_matrix *m;
-    const void *a;
-    void *b, *c;
+    small_product *p;
+    int status;
+} thread_job;
+
+static void *product_on_thread(void *job) {
+    thread_job *j = job;
+    j->status = small_product_run(j->p, "a product from a second thread");
+    return NULL;
+}
+
+/// The current device is per thread (device 0 for a thread that never chose): a product from a
+/// thread that did not load the library must run on the library's device. The emulated library
+/// takes the second of two devices, so there a thread left on device 0 fails.
+static void check_other_thread(void) {
+    const int before = failures;
+    small_product p = small_product_make();
+    thread_job job = {.p = &p};
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, product_on_thread, &job) != 0) {
+        fprintf(stderr, "FAIL pthread_create\n");
+        exit(1);
+    }
+    pthread_join(thread, NULL);
+    small_product_free(&p);
+    printf("cuda-check: a product from a second thread, %d failures\n", failures - before);
+}
+
+// ---- Benchmark ----
+// Every figure stands beside the device's copy bandwidth measured in the same run. A kernel timed
+// on one matrix many times in a row reads it from the L2 (50-60 MB on an H100/H200) after the first
+// call: the "cached" figure. The "streaming" one rotates through enough distinct copies to pass four
+// times the L2, as a model's layers do, so every call reads device memory.
+
+typedef struct {
+    char key[96];
+    double value;
+} figure;
+static figure figures[160];
+static int figure_count;
+
+static void record(const char *prefix, const char *name, double value) {
+    if (figure_count == (int)(sizeof figures / sizeof figures[0])) return;
+    snprintf(figures[figure_count].key, sizeof figures[0].key, "%s%s%s", prefix, *prefix ? "_" : "", name);
+    figures[figure_count++].value = value;
+}
+
+/// How many distinct copies of `bytes` each together pass four times the L2 (at least 2).
+static int copies_past_l2(size_t bytes) {
+    const size_t l2 = gpu->device.l2_bytes ? gpu->device.l2_bytes : (size_t)64 << 20;
+    const size_t n = (4 * l2 + bytes - 1) / bytes;
+    return n < 2 ? 2 : (int)n;
+}
+
+/// What a benchmark body needs: `count` matrices (quantized or dense) taken in turn, one per call.
+typedef struct {
+    lq_cuda_matrix **m;
+    void **w;
+    int count, next;
+    const void *x;
+    void *y, *workspace;
     int64_t rows, cols, n;
     size_t bytes;
-} bench_args;
+} rotation;
 
-static int run_copy(void *p) { bench_args *a = p; return gpu->copy(a->b, a->a, a->bytes); }
-static int run_dequantize(void *p) { bench_args *a = p; return gpu->dequantize(a->m, a->b); }
-static int run_gemv(void *p) { bench_args *a = p; return gpu->gemv(a->m, a->a, a->n, a->b); }
-static int run_gemm(void *p) { bench_args *a = p; return gpu->gemm(a->m, a->a, a->n, 0, 0.0f, a->c, a->b); }
-static int run_sgemv(void *p) { bench_args *a = p; return gpu->sgemv_dense(a->c, a->rows, a->cols, a->a, a->b); }
-static int run_hgemv(void *p) { bench_args *a = p; return gpu->hgemv_dense(a->c, a->rows, a->cols, a->a, a->b); }
+static int take(rotation *r) {
+    const int i = r->next;
+    r->next = (r->next + 1) % r->count;
+    return i;
+}
+static int run_copy(void *p) { rotation *r = p; return gpu->copy(r->y, r->x, r->bytes); }
+static int run_dequantize(void *p) { rotation *r = p; return gpu->dequantize(r->m[take(r)], r->y); }
+static int run_gemv(void *p) { rotation *r = p; return gpu->gemv(r->m[take(r)], r->x, r->n, r->y); }
+static int run_gemm(void *p) { rotation *r = p; return gpu->gemm(r->m[take(r)], r->x, r->n, 0, 0.0f, r->workspace, r->y); }
+static int run_sgemv(void *p) { rotation *r = p; return gpu->sgemv_dense(r->w[take(r)], r->rows, r->cols, r->x, r->y); }
+static int run_hgemv(void *p) { rotation *r = p; return gpu->hgemv_dense(r->w[take(r)], r->rows, r->cols, r->x, r->y); }
 
 /// Median of five timings, microseconds per call.
 static double time_us(int (*body)(void *), void *args, int iterations) {
@@ -434,106 +659,231 @@ static double time_us(int (*body)(void *), void *args, int iterations) {
     return t[2];
 }
 
-static void bench_format(const char *label, lq_qformat f, int64_t rows, int64_t cols) {
+/// The cached and the streaming time of `body` over r's matrices (r->count of them).
+static void time_both(int (*body)(void *), rotation *r, int iterations, double *cached, double *streaming) {
+    const int count = r->count;
+    r->count = 1, r->next = 0;
+    *cached = time_us(body, r, iterations);
+    r->count = count, r->next = 0;
+    *streaming = time_us(body, r, iterations);
+}
+
+/// The device's memory bandwidth: a 512 MiB device-to-device copy, bytes read plus bytes written.
+static double copy_bandwidth(void) {
+    const size_t bytes = (size_t)512 << 20;
+    void *from, *to;
+    CHECK(gpu->malloc(&from, bytes));
+    CHECK(gpu->malloc(&to, bytes));
+    rotation r = {.x = from, .y = to, .bytes = bytes};
+    const double t = time_us(run_copy, &r, 20);
+    CHECK(gpu->free(from));
+    CHECK(gpu->free(to));
+    const double gbps = 2.0 * bytes / t / 1e3;
+    printf("device copy, 512 MiB: %.1f us, %.0f GB/s (read + write); L2 %.0f MiB, %d multiprocessors\n", t, gbps,
+           gpu->device.l2_bytes / 1048576.0, gpu->device.multiprocessors);
+    record("", "copy_GBps", gbps);
+    record("", "l2_MiB", gpu->device.l2_bytes / 1048576.0);
+    return gbps;
+}
+
+/// Bytes a matrix occupies on the device: codes, scales, codebook.
+static size_t stored_bytes(lq_qformat f, int64_t numel) {
+    const int64_t blocks = lq_num_blocks(numel, f.block_size);
+    size_t bytes = lq_packed_bytes(f.bits, numel) + sizeof(float) * ((size_t)1 << f.bits);
+    if (f.scale_kind == LQ_SCALES_F32) return bytes + sizeof(float) * (size_t)blocks;
+    bytes += sizeof(float) * (size_t)((blocks + f.scale_block_size - 1) / f.scale_block_size);
+    if (f.scale_kind == LQ_SCALES_DYNAMIC8) return bytes + (size_t)blocks + sizeof(float) * LQ_DYNAMIC8_MAP_SIZE;
+    return bytes + lq_packed_bytes(f.scale_bits, blocks);
+}
+
+/// "18.2 us, 4213 GB/s (0.88 of copy)": a streaming time with the bandwidth it reaches.
+static void print_streaming(double us, double bytes, double copy_gbps) {
+    printf("%8.2f us %6.0f GB/s (%.2f of copy)", us, bytes / us / 1e3, bytes / us / 1e3 / copy_gbps);
+}
+
+static void bench_format(const char *label, lq_qformat f, int64_t rows, int64_t cols, double copy_gbps) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_%lldx%lld", label, (long long)rows, (long long)cols);
+    for (char *c = key; *c; c++) *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
     host_matrix m = make_matrix(f, rows, cols);
-    lq_cuda_matrix *dm;
-    CHECK(gpu->matrix_upload(&m.t, rows, cols, &dm));
     const int64_t numel = rows * cols;
-    const size_t out_bytes = sizeof(float) * numel;
-    float *d_w = device_floats(NULL, (size_t)numel), *d_copy = device_floats(NULL, (size_t)numel);
-    CHECK(gpu->dequantize(dm, d_w));
-    bench_args a = {.m = dm, .rows = rows, .cols = cols, .n = 1, .bytes = out_bytes};
+    const size_t stored = stored_bytes(f, numel);
+    const int count = copies_past_l2(stored);
+    lq_cuda_matrix **dm = malloc(sizeof *dm * count);
+    for (int i = 0; i < count; i++) CHECK(gpu->matrix_upload(&m.t, rows, cols, &dm[i]));
+    float *d_w = device_floats(NULL, (size_t)numel);
+    rotation r = {.m = dm, .count = count, .y = d_w};
+    double cached, streaming;
+    time_both(run_dequantize, &r, 50, &cached, &streaming);
+    printf("%-4s %5lldx%-5lld dequantize, streaming over %d matrices (%.0f MB):", label, (long long)rows, (long long)cols, count,
+           count * stored / 1e6);
+    print_streaming(streaming, (double)stored + sizeof(float) * numel, copy_gbps);
+    printf("; cached %.2f us\n", cached);
+    record(key, "dequantize_streaming_us", streaming);
 
-    a.a = d_w, a.b = d_copy;
-    const double copy = time_us(run_copy, &a, 50);
-    a.b = d_w;
-    const double deq = time_us(run_dequantize, &a, 50);
-    printf("%-5s %5lldx%-5lld dequantize %8.1f us %7.1f GB/s | copy %7.1f GB/s | %.2fx copy\n", label, (long long)rows,
-           (long long)cols, deq, out_bytes / deq / 1e3, out_bytes / copy / 1e3, copy / deq);
-
-    float *x = malloc(sizeof(float) * 512 * (size_t)cols);
-    for (int64_t i = 0; i < 512 * cols; i++) x[i] = uniform(-1, 1);
+    float *x = random_floats(512 * (size_t)cols, -1, 1);
     float *d_x = device_floats(x, (size_t)(512 * cols)), *d_y = device_floats(NULL, (size_t)(512 * rows));
-    void *d_wh, *d_xh, *d_yh;
-    CHECK(gpu->malloc(&d_wh, 2 * (size_t)numel));
+    r.x = d_x, r.y = d_y, r.n = 1;
+    time_both(run_gemv, &r, 200, &cached, &streaming);
+    const double gemv_bytes = (double)stored + sizeof(float) * (rows + cols);
+    printf("%-4s %5lldx%-5lld gemv       cached %8.2f us | streaming", label, (long long)rows, (long long)cols, cached);
+    print_streaming(streaming, gemv_bytes, copy_gbps);
+    printf("\n");
+    record(key, "gemv_cached_us", cached);
+    record(key, "gemv_streaming_us", streaming);
+    record(key, "gemv_streaming_of_copy", gemv_bytes / streaming / 1e3 / copy_gbps);
+    const double ours = streaming;
+
+    // The anchors: cuBLAS on the same matrix dense, fp32 and fp16, as many copies as pass the L2.
+    CHECK(gpu->dequantize(dm[0], d_w));
+    const int dense_counts[2] = {copies_past_l2(sizeof(float) * numel), copies_past_l2(2 * (size_t)numel)};
+    void *d_xh, *d_yh;
     CHECK(gpu->malloc(&d_xh, 2 * (size_t)cols));
     CHECK(gpu->malloc(&d_yh, 2 * (size_t)rows));
-    CHECK(gpu->f32_to_f16(d_w, numel, d_wh));
     CHECK(gpu->f32_to_f16(d_x, cols, d_xh));
+    for (int half = 0; half < 2; half++) {
+        const int n = dense_counts[half];
+        void **w = malloc(sizeof *w * n);
+        for (int i = 0; i < n; i++) {
+            CHECK(gpu->malloc(&w[i], (half ? 2 : 4) * (size_t)numel));
+            if (half) CHECK(gpu->f32_to_f16(d_w, numel, w[i]));
+            else CHECK(gpu->copy(w[i], d_w, sizeof(float) * numel));
+        }
+        rotation d = {.w = w, .count = n, .x = half ? d_xh : (void *)d_x, .y = half ? d_yh : (void *)d_y, .rows = rows, .cols = cols};
+        time_both(half ? run_hgemv : run_sgemv, &d, 200, &cached, &streaming);
+        const double bytes = (half ? 2.0 : 4.0) * (numel + rows + cols);
+        printf("%-4s %5lldx%-5lld %s cached %8.2f us | streaming", label, (long long)rows, (long long)cols,
+               half ? "gemv fp16 " : "sgemv fp32", cached);
+        print_streaming(streaming, bytes, copy_gbps);
+        printf(" | ours %.2fx faster streaming\n", streaming / ours);
+        record(key, half ? "hgemv_fp16_streaming_us" : "sgemv_fp32_streaming_us", streaming);
+        for (int i = 0; i < n; i++) CHECK(gpu->free(w[i]));
+        free(w);
+    }
 
-    a.a = d_x, a.b = d_y, a.n = 1;
-    const double ours = time_us(run_gemv, &a, 200);
-    a.c = d_w;
-    const double sgemv = time_us(run_sgemv, &a, 200);
-    a.a = d_xh, a.b = d_yh, a.c = d_wh;
-    const double hgemv = time_us(run_hgemv, &a, 200);
-    printf("%-5s %5lldx%-5lld gemv       %8.2f us | sgemv fp32 %7.2f us (%.2fx) | gemv fp16 %7.2f us (%.2fx)\n", label,
-           (long long)rows, (long long)cols, ours, sgemv, sgemv / ours, hgemv, hgemv / ours);
-
-    a.a = d_x, a.b = d_y, a.c = d_copy, a.n = 512;
-    const double gemm = time_us(run_gemm, &a, 20);
-    printf("%-5s %5lldx%-5lld gemm 512   %8.1f us %7.1f GFLOP/s (dequantize + cublasSgemm)\n", label, (long long)rows,
+    r.x = d_x, r.y = d_y, r.n = 512, r.workspace = d_w, r.count = 1, r.next = 0;
+    const double gemm = time_us(run_gemm, &r, 20);
+    printf("%-4s %5lldx%-5lld gemm 512   %8.1f us %7.1f GFLOP/s (dequantize + cublasSgemm)\n", label, (long long)rows,
            (long long)cols, gemm, 2.0 * 512 * numel / gemm / 1e3);
+    record(key, "gemm512_us", gemm);
 
-    void *buffers[] = {d_w, d_copy, d_x, d_y, d_wh, d_xh, d_yh};
-    for (size_t k = 0; k < sizeof buffers / sizeof buffers[0]; k++) CHECK(gpu->free(buffers[k]));
-    gpu->matrix_free(dm);
+    CHECK(gpu->free(d_w)); CHECK(gpu->free(d_x)); CHECK(gpu->free(d_y)); CHECK(gpu->free(d_xh)); CHECK(gpu->free(d_yh));
+    for (int i = 0; i < count; i++) gpu->matrix_free(dm[i]);
+    free(dm);
     free(x);
     free_matrix(&m);
 }
 
 typedef struct {
-    const float *q, *k, *v;
+    const float *q;
+    float **k, **v;
+    int count, next;
     float *out;
     lq_attention_shape shape;
-} attention_args;
+    int64_t splits;
+} attention_rotation;
+
 static int run_attention(void *p) {
-    attention_args *a = p;
-    return gpu->attention(a->q, a->k, a->v, &a->shape, a->out);
+    attention_rotation *a = p;
+    const int i = a->next;
+    a->next = (a->next + 1) % a->count;
+    return gpu->attention_split(a->q, a->k[i], a->v[i], &a->shape, a->splits, a->out);
 }
 
-/// Decoding attention (one query row per sequence) over a long cache: it reads every cached key and
-/// value once, so its effective bandwidth is set beside a device copy of the same bytes.
-static void bench_attention(int64_t cached, int64_t heads, int64_t kv_heads, int64_t head_dim) {
+/// Decoding attention (one query row per sequence) over a long cache reads every cached key and
+/// value once: split-K (the library's choice of ranges) against one block per (row, head), both
+/// streaming through as many caches as pass the L2 (one per layer, as in a model).
+static void bench_attention(int64_t cached, int64_t heads, int64_t kv_heads, int64_t head_dim, double copy_gbps) {
     const lq_attention_shape s = {.batch = 1, .length = 1, .start = cached - 1, .capacity = cached, .heads = heads,
                                   .kv_heads = kv_heads, .head_dim = head_dim, .window = 0,
                                   .scale = 1.0f / sqrtf((float)head_dim)};
     const size_t kv = (size_t)(cached * kv_heads * head_dim);
-    float *host = random_floats(kv, -1, 1);
-    attention_args a = {.q = device_floats(host, (size_t)(heads * head_dim)), .k = device_floats(host, kv),
-                        .v = device_floats(host, kv), .out = device_floats(NULL, (size_t)(heads * head_dim)), .shape = s};
-    const double t = time_us(run_attention, &a, 100);
-    float *copy_to = device_floats(NULL, 2 * kv);
-    bench_args c = {.a = a.k, .b = copy_to, .bytes = 2 * kv * sizeof(float)};
-    const double copy = time_us(run_copy, &c, 100);
     const double bytes = 2.0 * kv * sizeof(float);
-    printf("attention decode, %lld cached, %lld/%lld heads x %lld: %8.2f us %7.1f GB/s | copy %7.1f GB/s | %.2fx copy\n",
-           (long long)cached, (long long)heads, (long long)kv_heads, (long long)head_dim, t, bytes / t / 1e3,
-           bytes / copy / 1e3, copy / t);
+    float *host = random_floats(kv, -1, 1);
+    attention_rotation a = {.q = device_floats(host, (size_t)(heads * head_dim)), .count = copies_past_l2((size_t)bytes),
+                            .out = device_floats(NULL, (size_t)(heads * head_dim)), .shape = s,
+                            .splits = lq_attention_splits(&s)};
+    a.k = malloc(sizeof(float *) * a.count), a.v = malloc(sizeof(float *) * a.count);
+    for (int i = 0; i < a.count; i++) a.k[i] = device_floats(host, kv), a.v[i] = device_floats(host, kv);
+    const int count = a.count;
+    a.count = 1;
+    const double split_cached = time_us(run_attention, &a, 100);
+    a.count = count, a.next = 0;
+    const double split = time_us(run_attention, &a, 100);
+    const int64_t splits = a.splits;
+    a.splits = 1, a.next = 0;
+    const double one = time_us(run_attention, &a, 100);
+    printf("attention decode, %lld cached, %lld/%lld heads x %lld, streaming over %d caches: split-K (%lld ranges)", (long long)cached,
+           (long long)heads, (long long)kv_heads, (long long)head_dim, count, (long long)splits);
+    print_streaming(split, bytes, copy_gbps);
+    printf(", cached %.2f us | one block per head", split_cached);
+    print_streaming(one, bytes, copy_gbps);
+    printf(" | split-K %.2fx faster\n", one / split);
+    char key[64];
+    snprintf(key, sizeof key, "attention_decode_%lld", (long long)cached);
+    record(key, "split_streaming_us", split);
+    record(key, "unsplit_streaming_us", one);
+    record(key, "split_ranges", (double)splits);
+    for (int i = 0; i < count; i++) {
+        CHECK(gpu->free(a.k[i]));
+        CHECK(gpu->free(a.v[i]));
+    }
     CHECK(gpu->free((void *)a.q));
-    CHECK(gpu->free((void *)a.k));
-    CHECK(gpu->free((void *)a.v));
     CHECK(gpu->free(a.out));
-    CHECK(gpu->free(copy_to));
-    free(host);
+    free(a.k), free(a.v), free(host);
 }
 
 static void run_bench(void) {
+    const double copy = copy_bandwidth();
     const lq_qformat nf4 = {4, 64, LQ_SCALES_DYNAMIC8, 8, 256};  // bitsandbytes NF4 with double quantization
     const lq_qformat nf3 = {3, 64, LQ_SCALES_UINT, 8, 256};      // LQ-LoRA's table, 3.127 bits
     const lq_qformat nf2 = {2, 64, LQ_SCALES_UINT, 8, 256};
     const int64_t shapes[][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
-    for (size_t k = 0; k < 3; k++) bench_format("NF4", nf4, shapes[k][0], shapes[k][1]);
-    bench_format("NF3", nf3, 4096, 4096);
-    bench_format("NF2", nf2, 4096, 4096);
-    bench_attention(2048, 32, 8, 128);  // Llama 3 8B's attention at 2K positions
-    bench_attention(8192, 32, 8, 128);
+    for (size_t k = 0; k < 3; k++) bench_format("NF4", nf4, shapes[k][0], shapes[k][1], copy);
+    bench_format("NF3", nf3, 4096, 4096, copy);
+    bench_format("NF2", nf2, 4096, 4096, copy);
+    bench_attention(2048, 32, 8, 128, copy);  // Llama 3 8B's attention at 2K positions
+    bench_attention(8192, 32, 8, 128, copy);
+}
+
+/// --json FILE: the device and every benchmark figure, for the device check's report.
+static void write_json(const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "cuda-check: cannot write %s\n", path);
+        exit(1);
+    }
+    fprintf(f, "{\"device\": \"%s\", \"compute\": \"%d.%d\", \"total_memory\": %zu, \"multiprocessors\": %d, \"l2_bytes\": %zu,\n",
+            gpu->device.name, gpu->device.compute_major, gpu->device.compute_minor, gpu->device.total_memory,
+            gpu->device.multiprocessors, gpu->device.l2_bytes);
+    fprintf(f, " \"failures\": %d, \"figures\": {", failures);
+    for (int i = 0; i < figure_count; i++) fprintf(f, "%s\n  \"%s\": %.6g", i ? "," : "", figures[i].key, figures[i].value);
+    fprintf(f, "}}\n");
+    fclose(f);
 }
 
 int main(int argc, char **argv) {
+    int bench = 0, checks = 1;
+    const char *json = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--bench") == 0) bench = 1;
+        else if (strcmp(argv[i], "--bench-only") == 0) bench = 1, checks = 0;
+        else if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) json = argv[++i];
+        else {
+            fprintf(stderr, "usage: cuda-check [--quick] [--bench | --bench-only] [--json FILE]\n");
+            return 2;
+        }
+    }
     char why[1600];
 #ifdef LQ_CUDA_CHECK_EMULATED
     gpu = lq_cuda_emulation();
+    // The second of the emulation's two devices, so that a thread left on device 0 fails.
+    lq_cuda_device_info info;
+    if (gpu->init(1, &info) != 0) {
+        fprintf(stderr, "cuda-check: the emulation's init failed: %s\n", gpu->last_error());
+        return 1;
+    }
 #else
     gpu = lq_cuda_load(why, sizeof why);
 #endif
@@ -541,11 +891,18 @@ int main(int argc, char **argv) {
         printf("cuda-check: skipped: %s\n", why);
         return 77;
     }
-    printf("cuda-check: %s, %s (compute %d.%d, %.1f GiB, driver %d, runtime %d)\n", gpu->path, gpu->device.name,
+    printf("cuda-check: %s, %s (compute %d.%d, %.1f GiB, driver %d, runtime %d)%s\n", gpu->path, gpu->device.name,
            gpu->device.compute_major, gpu->device.compute_minor, gpu->device.total_memory / 1073741824.0,
-           gpu->device.driver_version, gpu->device.runtime_version);
-    run_checks();
-    check_decoder_ops();
-    if (argc > 1 && strcmp(argv[1], "--bench") == 0) run_bench();
+           gpu->device.driver_version, gpu->device.runtime_version, quick ? ", quick" : "");
+    if (checks) {
+        run_checks();
+        check_decoder_ops();
+        check_refusals();
+        check_after_failure();
+        check_other_thread();
+    }
+    if (bench) run_bench();
+    if (json) write_json(json);
+    printf("cuda-check: %d failures\n", failures);
     return failures ? 1 : 0;
 }

@@ -24,20 +24,46 @@ namespace {
 
 thread_local char last_error[512] = "no error";
 
+// The CUDA runtime records a failed call (an out-of-memory cudaMalloc, say) on the calling thread,
+// and the next launch's cudaGetLastError() reports it although that launch worked. Every failure
+// here is either returned through fail() (the caller handles it: the matrix stays on the CPU) or
+// deliberately ignored through ignore(), and both clear it; enter() also clears, at the start of
+// every entry point, whatever a library we call (cuBLAS) may have left. Sticky errors (a faulted
+// context) stay whatever we do: cudaGetLastError cannot clear those, and every later call fails.
 int fail(int code, const char *what, const char *detail) {
     snprintf(last_error, sizeof last_error, "%s: %s", what, detail);
-    // A failed runtime call (an out-of-memory cudaMalloc, say) stays recorded on this thread, and
-    // the next launch's cudaGetLastError() would report it although that launch worked: the caller
-    // handles this failure (the matrix stays on the CPU), so clear it. Sticky errors (a faulted
-    // context) stay, as cudaGetLastError cannot clear those.
     (void)cudaGetLastError();
     return code ? code : -1;
+}
+
+void ignore(cudaError_t e) {
+    if (e != cudaSuccess) (void)cudaGetLastError();
+}
+
+// The current device is per host thread, and a thread that never chose one uses device 0: every
+// entry point selects the device lq_cuda_init chose ($LQLORA_CUDA_DEVICE), once per thread.
+int chosen_device = -1;
+thread_local int thread_device = -1;
+
+int enter() {
+    if (chosen_device < 0) return fail(-1, "liblqlora_cuda", "lq_cuda_init was not called");
+    if (thread_device != chosen_device) {
+        const cudaError_t e = cudaSetDevice(chosen_device);
+        if (e != cudaSuccess) return fail((int)e, "cudaSetDevice", cudaGetErrorString(e));
+        thread_device = chosen_device;
+    }
+    (void)cudaGetLastError();
+    return 0;
 }
 
 #define CUDA_TRY(call)                                                                         \
     do {                                                                                       \
         cudaError_t e_ = (call);                                                               \
         if (e_ != cudaSuccess) return fail((int)e_, #call, cudaGetErrorString(e_));            \
+    } while (0)
+#define ENTER()                        \
+    do {                               \
+        if (int e_ = enter()) return e_; \
     } while (0)
 #define BLAS_TRY(call)                                                                         \
     do {                                                                                       \
@@ -277,21 +303,26 @@ __global__ void rope_kernel(float *x, const float *cos, const float *sin, int64_
     }
 }
 
-constexpr int kAttentionWarps = 4, kMaxHeadDim = 256;
+constexpr int kAttentionWarps = 4, kMaxHeadDim = LQ_CUDA_MAX_HEAD_DIM;
 
-/// One block per (query row, head). Warp w takes the visible keys first + w, first + w + 4, ... in
-/// one pass with a running softmax (lane l holds dimensions l, l + 32, ... of the query and of its
-/// partial output); the four partial softmaxes are then merged. Splitting the keys across warps
-/// keeps a decoding step (one query row) from walking a long cache with a single warp.
+/// One block per (query row, head) and key range (blockIdx.y of gridDim.y, lq_attention_split_range).
+/// Warp w takes the range's keys lo + w, lo + w + 4, ... in one pass with a running softmax (lane l
+/// holds dimensions l, l + 32, ... of the query and of its partial output); the four partial
+/// softmaxes are then merged. With one range the block writes the normalised output; with several
+/// (PARTIAL) it writes its range's (max, Σ exp, Σ exp·v) for attention_merge_kernel.
+template <bool PARTIAL>
 __global__ void attention_kernel(const float *__restrict__ q, const float *__restrict__ keys,
-                                 const float *__restrict__ values, lq_attention_shape s, float *__restrict__ out) {
+                                 const float *__restrict__ values, lq_attention_shape s, float *__restrict__ out,
+                                 float *__restrict__ part_acc, float2 *__restrict__ part_ml) {
     constexpr int kPerLane = kMaxHeadDim / 32;
     __shared__ float part_max[kAttentionWarps], part_sum[kAttentionWarps], part_out[kAttentionWarps][kMaxHeadDim];
-    const int64_t job = blockIdx.x;
+    const int64_t job = blockIdx.x, splits = gridDim.y, c = blockIdx.y;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t head = job % s.heads, row = job / s.heads, b = row / s.length, t = row % s.length;
     const int64_t hd = s.head_dim, kv_width = s.kv_heads * hd, group = s.heads / s.kv_heads;
     const int64_t last = s.start + t, first = s.window > 0 && last - s.window + 1 > 0 ? last - s.window + 1 : 0;
+    int64_t lo, hi;
+    lq_attention_split_range(first, last, splits, c, &lo, &hi);
     const float *qh = q + row * s.heads * hd + head * hd;
     const float *k = keys + b * s.capacity * kv_width + (head / group) * hd;
     const float *v = values + b * s.capacity * kv_width + (head / group) * hd;
@@ -303,7 +334,7 @@ __global__ void attention_kernel(const float *__restrict__ q, const float *__res
         acc[r] = 0.0f;
     }
     float m = -INFINITY, l = 0.0f;
-    for (int64_t j = first + warp; j <= last; j += kAttentionWarps) {
+    for (int64_t j = lo + warp; j < hi; j += kAttentionWarps) {
         float dot = 0.0f;
 #pragma unroll
         for (int r = 0; r < kPerLane; r++) {
@@ -333,17 +364,39 @@ __global__ void attention_kernel(const float *__restrict__ q, const float *__res
     __syncthreads();
     if (warp != 0) return;
     float M = part_max[0];
-    for (int w = 1; w < kAttentionWarps; w++) M = fmaxf(M, part_max[w]);  // finite: key `last` is always visible
+    for (int w = 1; w < kAttentionWarps; w++) M = fmaxf(M, part_max[w]);
+    // Finite unless the range is empty (a range past a short row's keys); with one range key
+    // `last` is always in it.
+    const bool empty = M == -INFINITY;
     float weight[kAttentionWarps], L = 0.0f;
     for (int w = 0; w < kAttentionWarps; w++) {
-        weight[w] = expf(part_max[w] - M);
+        weight[w] = empty ? 0.0f : expf(part_max[w] - M);
         L += part_sum[w] * weight[w];
     }
-    float *o = out + row * s.heads * hd + head * hd;
+    const int64_t slot = job * splits + c;
     for (int64_t d = lane; d < hd; d += 32) {
         float sum = 0.0f;
         for (int w = 0; w < kAttentionWarps; w++) sum += part_out[w][d] * weight[w];
-        o[d] = sum / L;
+        if (PARTIAL) part_acc[slot * hd + d] = sum;
+        else out[row * s.heads * hd + head * hd + d] = sum / L;
+    }
+    if (PARTIAL && lane == 0) part_ml[slot] = make_float2(M, L);
+}
+
+/// One block per (query row, head): merges its ranges' partial softmaxes, as lq_ref_attention_split.
+__global__ void attention_merge_kernel(const float *__restrict__ part_acc, const float2 *__restrict__ part_ml, int64_t splits,
+                                       int64_t heads, int64_t hd, float *__restrict__ out) {
+    const int64_t job = blockIdx.x, row = job / heads, head = job % heads;
+    const float2 *ml = part_ml + job * splits;
+    float M = -INFINITY;
+    for (int64_t c = 0; c < splits; c++) M = fmaxf(M, ml[c].x);  // finite: some range holds key `last`
+    float L = 0.0f;
+    for (int64_t c = 0; c < splits; c++) L += ml[c].x == -INFINITY ? 0.0f : ml[c].y * expf(ml[c].x - M);
+    for (int64_t d = threadIdx.x; d < hd; d += blockDim.x) {
+        float sum = 0.0f;
+        for (int64_t c = 0; c < splits; c++)
+            if (ml[c].x != -INFINITY) sum += part_acc[(job * splits + c) * hd + d] * expf(ml[c].x - M);
+        out[row * heads * hd + head * hd + d] = sum / L;
     }
 }
 
@@ -402,12 +455,15 @@ extern "C" int lq_cuda_init(int device, lq_cuda_device_info *info) {
         return fail(-1, "lq_cuda_init", detail);
     }
     CUDA_TRY(cudaSetDevice(device));
+    chosen_device = thread_device = device;
     cudaDeviceProp prop;
     CUDA_TRY(cudaGetDeviceProperties(&prop, device));
     if (info) {
         snprintf(info->name, sizeof info->name, "%s", prop.name);
         info->compute_major = prop.major;
         info->compute_minor = prop.minor;
+        info->multiprocessors = prop.multiProcessorCount;
+        info->l2_bytes = (size_t)prop.l2CacheSize;
         CUDA_TRY(cudaMemGetInfo(&info->free_memory, &info->total_memory));
         CUDA_TRY(cudaDriverGetVersion(&info->driver_version));
         CUDA_TRY(cudaRuntimeGetVersion(&info->runtime_version));
@@ -417,40 +473,47 @@ extern "C" int lq_cuda_init(int device, lq_cuda_device_info *info) {
 }
 
 extern "C" int lq_cuda_malloc(void **ptr, size_t bytes) {
+    ENTER();
     CUDA_TRY(cudaMalloc(ptr, bytes ? bytes : 1));
     return 0;
 }
 extern "C" int lq_cuda_free(void *ptr) {
+    ENTER();
     CUDA_TRY(cudaFree(ptr));
     return 0;
 }
 extern "C" int lq_cuda_upload(void *dst, const void *src, size_t bytes) {
+    ENTER();
     CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
     return 0;
 }
 extern "C" int lq_cuda_download(void *dst, const void *src, size_t bytes) {
+    ENTER();
     CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
     return 0;
 }
 extern "C" int lq_cuda_copy(void *dst, const void *src, size_t bytes) {
+    ENTER();
     CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice));
     return 0;
 }
 extern "C" int lq_cuda_synchronize(void) {
+    ENTER();
     CUDA_TRY(cudaDeviceSynchronize());
     return 0;
 }
 
 extern "C" void lq_cuda_matrix_free(lq_cuda_matrix *m) {
     if (!m) return;
-    for (void *b : m->buffers) cudaFree(b);
+    if (enter() == 0)
+        for (void *b : m->buffers) ignore(cudaFree(b));  // nothing to report to: the handle is gone either way
     delete m;
 }
 
 extern "C" int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out) {
+    ENTER();
     const lq_qformat f = t->format;
-    if (rows * cols != t->numel) return fail(-1, "lq_cuda_matrix_upload", "rows x cols differs from numel");
-    if (f.bits != 2 && f.bits != 3 && f.bits != 4 && f.bits != 8) return fail(-1, "lq_cuda_matrix_upload", "bits must be 2, 3, 4 or 8");
+    if (const char *problem = lq_cuda_matrix_problem(t, rows, cols)) return fail(-1, "lq_cuda_matrix_upload", problem);
     const int64_t blocks = (t->numel + f.block_size - 1) / f.block_size;
     const int64_t groups = f.scale_kind == LQ_SCALES_F32 ? 0 : (blocks + f.scale_block_size - 1) / f.scale_block_size;
     // Host sources and sizes; code buffers get 16 bytes of zero padding for the 8-code loads.
@@ -497,6 +560,7 @@ extern "C" int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t 
 }
 
 extern "C" int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out) {
+    ENTER();
     const QView &q = m->view;
     constexpr int threads = 256;
     if (q.block_size % 8 == 0 && ((uintptr_t)out & 15) == 0) {
@@ -530,7 +594,8 @@ static void launch_gemv8(const QView &q, int64_t rows, int64_t cols, const float
 }
 
 extern "C" int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) {
-    if (n < 1 || n > LQ_CUDA_GEMV_MAX_ROWS) return fail(-1, "lq_cuda_gemv", "1 to 8 rows of x");
+    ENTER();
+    if (const char *problem = lq_cuda_gemv_problem(n)) return fail(-1, "lq_cuda_gemv", problem);
     const QView &q = m->view;
     if (m->cols % 8 == 0 && q.block_size % 8 == 0 && ((uintptr_t)x & 15) == 0) {
         switch (q.bits) {
@@ -548,6 +613,7 @@ extern "C" int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, 
 
 extern "C" int lq_cuda_gemm(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *workspace,
                             float *y) {
+    ENTER();
     int status = lq_cuda_dequantize(m, workspace);
     if (status) return status;
     const float one = 1.0f;
@@ -569,7 +635,7 @@ size_t capacity_x = 0, capacity_y = 0, capacity_w = 0;
 
 int reserve(float **buffer, size_t *capacity, size_t floats) {
     if (floats <= *capacity) return 0;
-    if (*buffer) cudaFree(*buffer);
+    if (*buffer) ignore(cudaFree(*buffer));
     *buffer = nullptr;
     *capacity = 0;
     CUDA_TRY(cudaMalloc(buffer, floats * sizeof(float)));
@@ -579,6 +645,7 @@ int reserve(float **buffer, size_t *capacity, size_t floats) {
 }  // namespace
 
 extern "C" int lq_cuda_matmul_host(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
+    ENTER();
     std::lock_guard<std::mutex> guard(staging_lock);
     const size_t in = (size_t)n * (transposed ? m->rows : m->cols), out = (size_t)n * (transposed ? m->cols : m->rows);
     int status = reserve(&staging_x, &capacity_x, in);
@@ -599,6 +666,7 @@ extern "C" int lq_cuda_matmul_host(const lq_cuda_matrix *m, const float *x, int6
 
 extern "C" int lq_cuda_dense_matmul(const float *w, int64_t rows, int64_t cols, const float *x, int64_t n, float alpha,
                                     float beta, float *y) {
+    ENTER();
     // Yᵀ [rows, n] column-major = (Wᶜ)ᵀ · Xᵀ, as in lq_cuda_gemm.
     BLAS_TRY(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)n, (int)cols, &alpha, w, (int)cols, x, (int)cols,
                          &beta, y, (int)rows));
@@ -606,6 +674,7 @@ extern "C" int lq_cuda_dense_matmul(const float *w, int64_t rows, int64_t cols, 
 }
 
 extern "C" int lq_cuda_rms_norm(const float *x, const float *weight, int64_t n, int64_t width, float eps, float *out) {
+    ENTER();
     if (n == 0) return 0;
     rms_norm_kernel<<<(unsigned)n, 256>>>(x, weight, width, eps, out);
     CUDA_TRY(cudaGetLastError());
@@ -613,18 +682,21 @@ extern "C" int lq_cuda_rms_norm(const float *x, const float *weight, int64_t n, 
 }
 
 extern "C" int lq_cuda_add(float *x, const float *y, int64_t count) {
+    ENTER();
     add_kernel<<<grid_for(count, 256), 256>>>(x, y, count);
     CUDA_TRY(cudaGetLastError());
     return 0;
 }
 
 extern "C" int lq_cuda_add_bias(float *y, const float *bias, int64_t n, int64_t width) {
+    ENTER();
     add_bias_kernel<<<grid_for(n * width, 256), 256>>>(y, bias, n * width, width);
     CUDA_TRY(cudaGetLastError());
     return 0;
 }
 
 extern "C" int lq_cuda_silu_mul(float *g, const float *u, int64_t count) {
+    ENTER();
     silu_mul_kernel<<<grid_for(count, 256), 256>>>(g, u, count);
     CUDA_TRY(cudaGetLastError());
     return 0;
@@ -637,9 +709,10 @@ size_t ids_capacity = 0;
 }  // namespace
 
 extern "C" int lq_cuda_gather_rows(const float *table, int64_t width, const int32_t *ids, int64_t n, float *out) {
+    ENTER();
     std::lock_guard<std::mutex> guard(ids_lock);
     if ((size_t)n > ids_capacity) {
-        if (device_ids) cudaFree(device_ids);
+        if (device_ids) ignore(cudaFree(device_ids));
         device_ids = nullptr;
         ids_capacity = 0;
         CUDA_TRY(cudaMalloc(&device_ids, (size_t)n * sizeof(int32_t)));
@@ -653,21 +726,49 @@ extern "C" int lq_cuda_gather_rows(const float *table, int64_t width, const int3
 
 extern "C" int lq_cuda_rope(float *x, const float *cos, const float *sin, int64_t batch, int64_t length, int64_t start,
                             int64_t heads, int64_t head_dim) {
+    ENTER();
     const int64_t rows = batch * length;
     rope_kernel<<<grid_for(rows * heads * (head_dim / 2), 256), 256>>>(x, cos, sin, rows, length, start, heads, head_dim);
     CUDA_TRY(cudaGetLastError());
     return 0;
 }
 
-extern "C" int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape,
-                                 float *out) {
-    if (shape->head_dim > kMaxHeadDim) return fail(-1, "lq_cuda_attention", "head_dim above 256");
-    if (shape->kv_heads < 1 || shape->heads % shape->kv_heads) return fail(-1, "lq_cuda_attention", "heads not a multiple of kv_heads");
-    const int64_t jobs = shape->batch * shape->length * shape->heads;
+namespace {
+std::mutex attention_lock;
+float *attention_parts = nullptr;
+size_t attention_capacity = 0;
+}  // namespace
+
+extern "C" int lq_cuda_attention_split(const float *q, const float *keys, const float *values, const lq_attention_shape *shape,
+                                       int64_t splits, float *out) {
+    ENTER();
+    if (const char *problem = lq_cuda_attention_problem(shape)) return fail(-1, "lq_cuda_attention", problem);
+    if (const char *problem = lq_cuda_splits_problem(splits)) return fail(-1, "lq_cuda_attention", problem);
+    const int64_t jobs = shape->batch * shape->length * shape->heads, hd = shape->head_dim;
     if (jobs == 0) return 0;
-    attention_kernel<<<(unsigned)jobs, 32 * kAttentionWarps>>>(q, keys, values, *shape, out);
+    constexpr int threads = 32 * kAttentionWarps;
+    if (splits == 1) {
+        attention_kernel<false><<<(unsigned)jobs, threads>>>(q, keys, values, *shape, out, nullptr, nullptr);
+        CUDA_TRY(cudaGetLastError());
+        return 0;
+    }
+    // The partials: (max, Σ exp) [jobs·splits] as float2 first (cudaMalloc's alignment), then
+    // Σ exp·v [jobs·splits, head_dim]. Held under the lock until both kernels are queued.
+    std::lock_guard<std::mutex> guard(attention_lock);
+    const size_t slots = (size_t)(jobs * splits);
+    if (int status = reserve(&attention_parts, &attention_capacity, 2 * slots + slots * (size_t)hd)) return status;
+    float2 *ml = reinterpret_cast<float2 *>(attention_parts);
+    float *acc = attention_parts + 2 * slots;
+    attention_kernel<true><<<dim3((unsigned)jobs, (unsigned)splits), threads>>>(q, keys, values, *shape, out, acc, ml);
+    CUDA_TRY(cudaGetLastError());
+    attention_merge_kernel<<<(unsigned)jobs, threads>>>(acc, ml, splits, shape->heads, hd, out);
     CUDA_TRY(cudaGetLastError());
     return 0;
+}
+
+extern "C" int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape,
+                                 float *out) {
+    return lq_cuda_attention_split(q, keys, values, shape, lq_attention_splits(shape), out);
 }
 
 namespace {
@@ -678,11 +779,12 @@ size_t nll_capacity = 0;
 }  // namespace
 
 extern "C" int lq_cuda_token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out) {
+    ENTER();
     if (n == 0) return 0;
     std::lock_guard<std::mutex> guard(nll_lock);
     if ((size_t)n > nll_capacity) {
-        cudaFree(nll_targets);
-        cudaFree(nll_out);
+        ignore(cudaFree(nll_targets));
+        ignore(cudaFree(nll_out));
         nll_targets = nullptr;
         nll_out = nullptr;
         nll_capacity = 0;
@@ -698,12 +800,14 @@ extern "C" int lq_cuda_token_nll(const float *logits, int64_t n, int64_t vocab, 
 }
 
 extern "C" int lq_cuda_sgemv_dense(const float *w, int64_t rows, int64_t cols, const float *x, float *y) {
+    ENTER();
     const float one = 1.0f, zero = 0.0f;
     BLAS_TRY(cublasSgemv(blas, CUBLAS_OP_T, (int)cols, (int)rows, &one, w, (int)cols, x, 1, &zero, y, 1));
     return 0;
 }
 
 extern "C" int lq_cuda_hgemv_dense(const uint16_t *w, int64_t rows, int64_t cols, const uint16_t *x, uint16_t *y) {
+    ENTER();
     const float one = 1.0f, zero = 0.0f;
     BLAS_TRY(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, 1, (int)cols, &one, w, CUDA_R_16F, (int)cols, x,
                           CUDA_R_16F, (int)cols, &zero, y, CUDA_R_16F, (int)rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -711,12 +815,14 @@ extern "C" int lq_cuda_hgemv_dense(const uint16_t *w, int64_t rows, int64_t cols
 }
 
 extern "C" int lq_cuda_f32_to_f16(const float *in, int64_t count, uint16_t *out) {
+    ENTER();
     f32_to_f16_kernel<<<grid_for(count, 256), 256>>>(in, count, reinterpret_cast<__half *>(out));
     CUDA_TRY(cudaGetLastError());
     return 0;
 }
 
 extern "C" int lq_cuda_time(int (*body)(void *), void *context, int iterations, float *milliseconds) {
+    ENTER();
     int status = body(context);  // warm-up
     if (status) return status;
     cudaEvent_t start, stop;
@@ -727,7 +833,7 @@ extern "C" int lq_cuda_time(int (*body)(void *), void *context, int iterations, 
     CUDA_TRY(cudaEventRecord(stop));
     CUDA_TRY(cudaEventSynchronize(stop));
     CUDA_TRY(cudaEventElapsedTime(milliseconds, start, stop));
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
+    ignore(cudaEventDestroy(start));
+    ignore(cudaEventDestroy(stop));
     return status;
 }

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 /// Bumped whenever an entry point below changes; the loader refuses a library built for another.
-#define LQ_CUDA_ABI_VERSION 2
+#define LQ_CUDA_ABI_VERSION 3
 
 /// Rows of X up to which products use the fused dequantize-GEMV kernel; more rows dequantize W into
 /// a device workspace and call cublasSgemm.
@@ -33,7 +33,56 @@ typedef struct {
     int compute_major, compute_minor;
     size_t total_memory, free_memory;
     int driver_version, runtime_version;
+    int multiprocessors;
+    size_t l2_bytes;  // a benchmark exceeds it to measure memory rather than cache
 } lq_cuda_device_info;
+
+// ---- What the library accepts, checked identically by it and by the tests' host emulation ----
+
+/// NULL when lq_cuda_matrix_upload takes this matrix, else why not.
+static inline const char *lq_cuda_matrix_problem(const lq_qtensor *t, int64_t rows, int64_t cols) {
+    const lq_qformat f = t->format;
+    if (rows < 1 || cols < 1 || rows > INT32_MAX || cols > INT32_MAX) return "rows and cols must be 1 to 2^31 - 1 (cuBLAS takes int)";
+    if (rows * cols != t->numel) return "rows x cols differs from numel";
+    if (f.bits != 2 && f.bits != 3 && f.bits != 4 && f.bits != 8) return "bits must be 2, 3, 4 or 8";
+    if (f.block_size < 1) return "block_size must be positive";
+    switch (f.scale_kind) {
+        case LQ_SCALES_F32: return NULL;
+        case LQ_SCALES_DYNAMIC8:
+            if (f.scale_bits != 8) return "dynamic 8-bit scales need scale_bits 8";
+            break;
+        case LQ_SCALES_UINT:
+            if (f.scale_bits != 2 && f.scale_bits != 3 && f.scale_bits != 4 && f.scale_bits != 8)
+                return "integer scales need scale_bits 2, 3, 4 or 8";
+            break;
+        default: return "unknown scale_kind";
+    }
+    return f.scale_block_size < 1 ? "scale_block_size must be positive" : NULL;
+}
+
+/// NULL when lq_cuda_gemv takes n rows of x, else why not.
+static inline const char *lq_cuda_gemv_problem(int64_t n) {
+    return n < 1 || n > LQ_CUDA_GEMV_MAX_ROWS ? "1 to 8 rows of x" : NULL;
+}
+
+/// The most key ranges lq_cuda_attention_split takes (lq_attention_splits stays far below).
+#define LQ_CUDA_MAX_ATTENTION_SPLITS 1024
+
+static inline const char *lq_cuda_splits_problem(int64_t splits) {
+    return splits < 1 || splits > LQ_CUDA_MAX_ATTENTION_SPLITS ? "splits must be 1 to 1024" : NULL;
+}
+
+/// The largest head the attention kernel holds (eight dimensions per lane of a warp).
+#define LQ_CUDA_MAX_HEAD_DIM 256
+
+/// NULL when lq_cuda_attention takes this shape, else why not.
+static inline const char *lq_cuda_attention_problem(const lq_attention_shape *s) {
+    if (s->batch < 0 || s->length < 0 || s->start < 0 || s->window < 0) return "negative batch, length, start or window";
+    if (s->head_dim < 1 || s->head_dim > LQ_CUDA_MAX_HEAD_DIM) return "head_dim must be 1 to 256";
+    if (s->heads < 1 || s->kv_heads < 1 || s->heads % s->kv_heads) return "heads not a multiple of kv_heads";
+    if (s->capacity < s->start + s->length) return "capacity below start + length (keys past the buffer)";
+    return NULL;
+}
 
 // ---- The library's exports (looked up by name; see LQ_CUDA_SYMBOLS) ----
 int lq_cuda_abi_version(void);
@@ -87,8 +136,12 @@ int lq_cuda_rope(float *x, const float *cos, const float *sin, int64_t batch, in
 
 
 /// out [batch·length, heads·head_dim] = softmax(scale · q·kᵀ under the causal mask)·v per head, with
-/// q [batch·length, heads·head_dim] and keys/values [batch, capacity, kv_heads·head_dim].
+/// q [batch·length, heads·head_dim] and keys/values [batch, capacity, kv_heads·head_dim]; each
+/// (row, head)'s keys in lq_attention_splits(shape) ranges merged at the end (lq_device_ops.h).
 int lq_cuda_attention(const float *q, const float *keys, const float *values, const lq_attention_shape *shape, float *out);
+/// lq_cuda_attention with `splits` ranges (≥ 1) chosen by the caller (the checks and benchmarks).
+int lq_cuda_attention_split(const float *q, const float *keys, const float *values, const lq_attention_shape *shape,
+                            int64_t splits, float *out);
 /// Device logits [n, vocab]; host targets (n ids) and out (n doubles): each row's negative
 /// log-likelihood of its target (lq_ref_token_nll), so evaluation never copies logits to the host.
 int lq_cuda_token_nll(const float *logits, int64_t n, int64_t vocab, const int32_t *targets, double *out);
@@ -131,6 +184,7 @@ typedef struct {
     int (*gather_rows)(const float *, int64_t, const int32_t *, int64_t, float *);
     int (*rope)(float *, const float *, const float *, int64_t, int64_t, int64_t, int64_t, int64_t);
     int (*attention)(const float *, const float *, const float *, const lq_attention_shape *, float *);
+    int (*attention_split)(const float *, const float *, const float *, const lq_attention_shape *, int64_t, float *);
     int (*token_nll)(const float *, int64_t, int64_t, const int32_t *, double *);
     lq_cuda_device_info device;
     char path[1024];  // the library that was loaded
