@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor", "LQQuant", "CUDAEmulation", "CKernels", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQTrainTests", dependencies: ["LQTrain", "LQModel", "LQFormats", "LQTensor", "LQQuant", "LQTestSupport"], exclude: ["Fixtures"]),
         // The subcommands end to end, each against an oracle from the reference libraries (scripts/make-cli-fixtures.py).
-        .testTarget(name: "LQCLITests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQCLITests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQRAG", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQRAGTests", dependencies: ["LQRAG", "LQModel", "LQTensor", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels", "CUDAEmulation", "LQTestSupport"], exclude: ["Fixtures"]),
     ],

@@ -62,6 +62,19 @@ struct RAGEval: ParsableCommand {
         return out
     }
 
+    /// Exact results beyond k that may tie with the k-th.
+    static let tieRoom = 20
+
+    /// The share of `found` that exact search ranks in its top k, a passage tied with the k-th
+    /// (within 1e-6) counting as in: a corpus may hold one text twice (WikiText repeats headings).
+    static func recall(_ found: [Int], exact: [(id: Int, score: Float)], k: Int) -> Double {
+        let n = min(k, exact.count)
+        guard n > 0 else { return 1 }
+        let kth = exact[n - 1].score
+        let good = Set(exact.prefix(n).map(\.id)).union(exact.dropFirst(n).filter { $0.score >= kth - 1e-6 }.map(\.id))
+        return Double(found.filter(good.contains).count) / Double(n)
+    }
+
     /// Text with runs of whitespace as one space, for containment.
     static func squeezed(_ s: String) -> String { s.split(whereSeparator: \.isWhitespace).joined(separator: " ") }
 
@@ -98,11 +111,11 @@ struct RAGEval: ParsableCommand {
             for q in set {
                 let (query, embedTime) = timed { retriever.embed(q.text) }
                 let (ann, annTime) = try timed { try retriever.nearest(query, k: max(k, options.candidates), exact: false, ef: options.ef) }
-                let (exact, exactTime) = try timed { try retriever.nearest(query, k: max(k, options.candidates), exact: true, ef: options.ef) }
+                let (exact, exactTime) = try timed { try retriever.nearest(query, k: max(k, options.candidates) + Self.tieRoom, exact: true, ef: options.ef) }
                 embedTimes.append(embedTime)
                 annTimes.append(annTime)
                 exactTimes.append(exactTime)
-                recall += Double(Set(ann.prefix(k).map(\.id)).intersection(exact.prefix(k).map(\.id)).count) / Double(min(k, exact.count))
+                recall += Self.recall(ann.prefix(k).map(\.id), exact: exact, k: k)
                 guard let source = q.source.map(Self.squeezed) else { continue }
                 sourced += 1
                 let ids = (options.exact ? exact : ann).prefix(options.candidates).map(\.id)
