@@ -41,7 +41,7 @@ struct RetrievalOptions: ParsableArguments {
     var candidates = 10
 
     @Option(help: "HNSW search breadth (more: better recall, slower).")
-    var ef = 64
+    var ef = 128
 
     @Flag(help: "Exact search over every stored vector instead of the HNSW index (the index's oracle).")
     var exact = false

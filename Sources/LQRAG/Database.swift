@@ -85,6 +85,10 @@ public final class RAGDatabase {
             throw RAGError.notADatabase(path: path, detail: error.message)
         }
         if tables.isEmpty && create {
+            // Write-ahead logging: `rag ask` reads while an indexing run writes (a rollback journal
+            // would lock readers out once the run's pages spill to the file); a killed run's frames
+            // are never committed, so the database stays as it was.
+            try database.db.execute("PRAGMA journal_mode = WAL")
             try database.db.transaction {
                 try database.db.execute(schema)
                 try database.setMeta("format", format)

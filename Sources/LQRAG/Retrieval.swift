@@ -33,7 +33,7 @@ public final class Retriever {
         /// Candidates the index returns for the judge.
         public var candidates = 10
         /// HNSW search breadth (at least `candidates` is used).
-        public var ef = 64
+        public var ef = 128
         /// Exact search over every stored vector (the oracle of the index) instead of HNSW.
         public var exact = false
         public var judge = Judge.qim

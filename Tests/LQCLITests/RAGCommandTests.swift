@@ -170,7 +170,7 @@ struct RAGCommandTests {
         #expect(figures["recall_at_k"] as? Double == 1 && figures["candidate_hit_rate"] as? Double == 1)
         #expect((figures["hit_rate"] as? [String: Double]) == ["qim": 1, "cosine": 1, "blend": 1])
         let text = try CLI.succeed(["rag", "eval", "--db", db, "--embedder", Self.tinyBert, "--questions", questions, "--top-n", "1"])
-        #expect(text.contains("3 questions (2 with a known source) over 4 passages; HNSW ef 64\nrecall@10 of HNSW against exact search: 1.0000\n"), "\(text)")
+        #expect(text.contains("3 questions (2 with a known source) over 4 passages; HNSW ef 128\nrecall@10 of HNSW against exact search: 1.0000\n"), "\(text)")
         #expect(text.contains("hit rate of the top 1 of 10 HNSW candidates: qim "), "\(text)")
     }
 
