@@ -55,7 +55,7 @@ struct RAGEval: ParsableCommand {
         var out: [Question] = []
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             guard let record = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let q = record["question"] as? String else {
-                throw ModelError.badConfig(path: "\(path):\(n + 1)", key: "question", detail: "is missing: expected a JSON object with a \"question\" string")
+                throw ModelError.badRecord(path: path, line: n + 1, detail: "field \"question\" is missing: expected a JSON object with a \"question\" string")
             }
             out.append(Question(text: q, source: record["source"] as? String))
         }

@@ -147,7 +147,7 @@ struct IndexTests {
             if case let .skipped(path, reason) = event { skipped.append(URL(fileURLWithPath: path).lastPathComponent + ": " + reason) }
         }
         #expect(summary.skipped == 2 && summary.indexed == 1 && summary.unchanged == 1 && summary.totalPassages == 2)
-        #expect(skipped.count == 2 && skipped[0].hasPrefix("latin1.txt: \(path):1: not UTF-8 (byte 3") && skipped[1].contains("z.jsonl:2: config key 'text' is missing"),
+        #expect(skipped.count == 2 && skipped[0].hasPrefix("latin1.txt: \(path):1: not UTF-8 (byte 3") && skipped[1].contains("z.jsonl:2: field \"text\" is missing"),
                 "\(skipped)")
     }
 
