@@ -102,6 +102,9 @@ struct RAGIndex: ParsableCommand {
 
     @OptionGroup var threadOptions: ThreadOptions
 
+    @Flag(help: .hidden)
+    var killBeforeCommit = false  // tests: the process dies after every write, before the commit
+
     func validate() throws {
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
     }
@@ -114,6 +117,7 @@ struct RAGIndex: ParsableCommand {
             options.chunking = try Chunking(chunk)
             options.badFiles = badFiles
             options.batchSize = batchSize
+            if killBeforeCommit { options.beforeCommit = { kill(getpid(), SIGKILL) } }
             let (embedder, identity) = try embedderOptions.load()
             let indexer = try Indexer(embedder: embedder, identity: identity, options: options)
             let database = try RAGDatabase.open(db, create: true)

@@ -20,6 +20,8 @@ public struct Indexer {
         public var badFiles: BadFiles = .fail
         public var batchSize = 32
         public var hnsw = HNSWParameters()
+        /// Called inside the transaction after the last write (tests: a run killed there).
+        public var beforeCommit: (() -> Void)?
         public init() {}
     }
 
@@ -80,7 +82,10 @@ public struct Indexer {
     /// A file's passages: each .jsonl record's `text`, or the whole file, chunked.
     func chunks(of path: String, data: Data) throws -> [Chunk] {
         let text = try EvaluationText.decoded(data, path: path, strict: true)
-        let chunker = Chunker(chunking: options.chunking) { [embedder] word in embedder.tokenizer.encode(String(word), addSpecialTokens: false).count }
+        // A word's tokens as the embedder counts them (its lowercasing included), specials aside.
+        let chunker = Chunker(chunking: options.chunking) { [embedder] word in
+            embedder.tokenize(String(word)).ids.count - embedder.tokenizer.specialTokensAdded
+        }
         if let records = try EvaluationText.records(text, path: path) {
             return try records.flatMap { try chunker.chunks(of: $0.text, firstLine: $0.line) }
         }
@@ -168,6 +173,7 @@ public struct Indexer {
                 onEvent(.buildingIndex(passages: summary.totalPassages))
                 _ = try database.rebuildANN(dimension: d, parameters: options.hnsw)
             }
+            options.beforeCommit?()
             return summary
         }
     }

@@ -174,26 +174,43 @@ struct RAGCommandTests {
         #expect(text.contains("hit rate of the top 1 of 10 HNSW candidates: qim "), "\(text)")
     }
 
-    /// A re-indexing run killed at points through its work leaves the database as it was: every
-    /// passage, the index, and nothing of the killed run; the next run completes.
+    /// A re-indexing run killed after its last write but before the commit, or at points through its
+    /// work (10 to 90 % of a whole run's time), leaves the database as it was: every passage, the
+    /// index, and nothing of the killed run; the next run completes.
     @Test(.enabled(if: RealModel.enabled(RealModel.miniLM) && BuiltCommand.path != nil, "all-MiniLM-L6-v2 not fetched: run scripts/fetch-minilm.sh"))
     func killedIndexingLeavesThePreviousDatabase() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
         let docs = try Self.writeDocs(dir), db = dir.file("rag.sqlite")
         _ = try CLI.succeed(["rag", "index", "--embedder", RealModel.miniLM, "--docs", docs, "--db", db])
-        func state() throws -> [String] {
-            let database = try RAGDatabase.open(db)
+        /// What a database retrieves for a question, and how many passages it holds.
+        func state(_ path: String) throws -> ([String], Int) {
+            let database = try RAGDatabase.open(path)
             let embedder = try LQModelSupport.miniLM()
             let retriever = try Retriever(database: database, embedder: embedder.0, identity: embedder.1)
-            return try retriever.retrieve("When was Rome founded?", options: Retriever.Options()).map(\.passage.text)
+            return (try retriever.retrieve("When was Rome founded?", options: Retriever.Options()).map(\.passage.text), try database.passageCount)
         }
-        let before = try state()
-        #expect(before.count == 3 && before[0] == "Rome was founded in 753 BC. It is the capital of Italy.")
+        let before = try state(db)
+        #expect(before.0.count == 3 && before.0[0] == "Rome was founded in 753 BC. It is the capital of Italy.")
         // About 650 passages of WikiText-2 (two sentences each): several seconds of embedding.
         let wiki = try String(contentsOfFile: CLI.root + "/data/wikitext-2-raw-test.txt", encoding: .utf8)
         try String(wiki.prefix(150_000)).write(toFile: docs + "/wiki.txt", atomically: true, encoding: .utf8)
-        for delay in [0.3, 1.5, 3.0, 5.0] {
+        // The whole run on a copy: the state a finished run gives, and how long it takes here (the
+        // kills fall at fractions of it).
+        let copy = dir.file("copy.sqlite")
+        try FileManager.default.copyItem(atPath: db, toPath: copy)
+        let start = Date()
+        _ = try CLI.succeed(["rag", "index", "--embedder", RealModel.miniLM, "--docs", docs, "--db", copy])
+        let seconds = Date().timeIntervalSince(start)
+        let after = try state(copy)
+        #expect(after.1 > 600 && after.0 != before.0, "\(after.1) passages")
+        // Killed after its last write, before the commit: nothing of it is seen.
+        let late = try CLI.run(["rag", "index", "--embedder", RealModel.miniLM, "--docs", docs, "--db", db, "--kill-before-commit"])
+        #expect(late.status != 0 && late.stdout.isEmpty)
+        let now = try state(db)
+        #expect(now.0 == before.0 && now.1 == before.1, "after a kill before the commit")
+        var killed = 0, expected = before
+        for delay in [0.1, 0.5, 0.9].map({ $0 * seconds }) {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: BuiltCommand.path!)
             p.arguments = ["rag", "index", "--embedder", RealModel.miniLM, "--docs", docs, "--db", db]
@@ -203,14 +220,15 @@ struct RAGCommandTests {
             Thread.sleep(forTimeInterval: delay)
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
-            #expect(p.terminationReason == .uncaughtSignal, "the run ended before the kill at \(delay) s: make the corpus larger")
-            #expect(try state() == before, "after a kill at \(delay) s")
-            #expect(try RAGDatabase.open(db).passageCount == 3)
+            // A run faster than this one's measure may finish first: then the database is the new one.
+            if p.terminationReason == .uncaughtSignal { killed += 1 } else { expected = after }
+            let now = try state(db)
+            #expect(now.0 == expected.0 && now.1 == expected.1, "after a kill at \(delay) s of \(seconds) s")
         }
-        let done = try CLI.succeed(["rag", "index", "--embedder", RealModel.miniLM, "--docs", docs, "--db", db])
-        #expect(done.contains("1 file new or changed, 2 unchanged"), "\(done)")
-        let passages = try RAGDatabase.open(db).passageCount
-        #expect(passages > 600, "\(passages) passages")
+        #expect(killed >= 2, "only \(killed) of 3 runs were killed before they finished")
+        _ = try CLI.succeed(["rag", "index", "--embedder", RealModel.miniLM, "--docs", docs, "--db", db])
+        let done = try state(db)
+        #expect(done.0 == after.0 && done.1 == after.1)
     }
 
     /// all-MiniLM-L6-v2 finds the passage and SmolLM2 answers from it, as `generate --chat` would.

@@ -103,6 +103,27 @@ struct IndexTests {
         #expect(zip(exact, exact.dropFirst()).allSatisfy { $0.score >= $1.score })
     }
 
+    /// tokens:N passages hold whole words and at most N of the embedder's tokens.
+    @Test func tokenChunksFitTheirBudget() throws {
+        let w = Workspace()
+        let text = try wikitextParagraphs(6).joined(separator: "\n\n")
+        try w.write("wiki.txt", text)
+        let db = try RAGDatabase.open(w.db, create: true)
+        let summary = try indexer(.tokens(8)).run(docs: w.docs, into: db)
+        let passages = try db.passages(Array(1...summary.totalPassages))
+        #expect(passages.count == summary.totalPassages && summary.totalPassages > 40)
+        let words = Set(text.split(whereSeparator: \.isWhitespace))
+        for p in passages {
+            #expect(embedder.tokenize(p.text).ids.count <= 8 + 2 || !p.text.contains(" "), "\(p.text)")
+            #expect(p.text.split(whereSeparator: \.isWhitespace).allSatisfy(words.contains), "\(p.text)")
+        }
+        // Packed greedily: no passage could take the next one's first word.
+        for (a, b) in zip(passages, passages.dropFirst()) where a.line == b.line {
+            let joined = a.text + " " + b.text.split(separator: " ")[0]
+            #expect(embedder.tokenize(joined).ids.count > 8 + 2 || embedder.tokenize(joined).truncated, "\(a.text) | \(b.text)")
+        }
+    }
+
     @Test func anotherEmbedderIsRefusedByName() throws {
         let w = Workspace()
         try w.write("a.txt", "Some text.")
