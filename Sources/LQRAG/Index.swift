@@ -92,6 +92,23 @@ public struct Indexer {
         return try chunker.chunks(of: text)
     }
 
+    /// Unit vectors [sequences, dimension] of token ids, a batch at a time.
+    func embed(_ sequences: [[Int]], onEvent: (Event) -> Void) -> Tensor {
+        let d = embedder.dimension
+        let vectors = Tensor(uninitialized: [sequences.count, d])
+        for start in stride(from: 0, to: sequences.count, by: options.batchSize) {
+            let end = min(sequences.count, start + options.batchSize)
+            let batch = embedder.embed(tokens: Array(sequences[start..<end]), batchSize: options.batchSize)
+            (vectors.pointer + start * d).update(from: batch.pointer, count: batch.count)
+            onEvent(.embedded(done: end, total: sequences.count))
+        }
+        if !embedder.settings.normalize {
+            // Inner product is cosine only between unit vectors.
+            for i in 0..<sequences.count { normalizeL2(vectors.pointer + i * d, count: d) }
+        }
+        return vectors
+    }
+
     /// Indexes `docs` into `database`.
     public func run(docs: String, into database: RAGDatabase, onEvent: (Event) -> Void = { _ in }) throws -> Summary {
         let files = try Self.documentFiles(docs)
@@ -125,28 +142,21 @@ public struct Indexer {
                 }
             }
             onEvent(.found(files: files.count, changed: pending.count))
-            let texts = pending.flatMap { $0.chunks.map(\.text) }
-            let tokenized = texts.map(embedder.tokenize)
+            let tokenized = pending.flatMap { $0.chunks.map { embedder.tokenize($0.text) } }
             summary.truncated = tokenized.filter(\.truncated).count
+            let vectors = embed(tokenized.map(\.ids), onEvent: onEvent)
             let d = embedder.dimension
-            let vectors = Tensor(uninitialized: [texts.count, d])
-            for start in stride(from: 0, to: texts.count, by: options.batchSize) {
-                let end = min(texts.count, start + options.batchSize)
-                let batch = embedder.embed(tokens: tokenized[start..<end].map(\.ids), batchSize: options.batchSize)
-                (vectors.pointer + start * d).update(from: batch.pointer, count: batch.count)
-                onEvent(.embedded(done: end, total: texts.count))
-            }
-            if !embedder.settings.normalize {
-                // Inner product is cosine only between unit vectors.
-                for i in 0..<texts.count { normalizeL2(vectors.pointer + i * d, count: d) }
+
+            /// Deletes a file's row and (by cascade) its passages; returns how many passages went.
+            func remove(_ file: Int) throws -> Int {
+                let n = try db.query("SELECT count(*) FROM passages WHERE file = ?", [.int(file)]) { $0.int(0) }[0]
+                try db.run("DELETE FROM files WHERE id = ?", [.int(file)])
+                return n
             }
             var row = 0
             let insert = try db.prepare("INSERT INTO passages (file, ordinal, line, text, tokens, vector) VALUES (?, ?, ?, ?, ?, ?)")
             for file in pending {
-                if let old = stored[file.path] {
-                    summary.passagesRemoved += try db.query("SELECT count(*) FROM passages WHERE file = ?", [.int(old.id)]) { $0.int(0) }[0]
-                    try db.run("DELETE FROM files WHERE id = ?", [.int(old.id)])
-                }
+                if let old = stored[file.path] { summary.passagesRemoved += try remove(old.id) }
                 try db.run("INSERT INTO files (path, fingerprint, chunking) VALUES (?, ?, ?)",
                            [.text(file.path), .text(file.fingerprint), .text(options.chunking.description)])
                 let fileID = Int(db.lastInsertedRow)
@@ -162,8 +172,7 @@ public struct Indexer {
             // Files that were under the folder and are gone.
             let present = Set(files)
             for (path, old) in stored where !present.contains(path) && (path == root || path.hasPrefix(root + "/")) {
-                summary.passagesRemoved += try db.query("SELECT count(*) FROM passages WHERE file = ?", [.int(old.id)]) { $0.int(0) }[0]
-                try db.run("DELETE FROM files WHERE id = ?", [.int(old.id)])
+                summary.passagesRemoved += try remove(old.id)
                 summary.removed += 1
             }
             summary.totalPassages = try database.passageCount
