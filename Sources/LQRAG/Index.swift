@@ -67,7 +67,10 @@ public struct Indexer {
         let root = URL(fileURLWithPath: path).standardizedFileURL
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory) else { throw RAGError.noDocuments(path: path) }
-        guard isDirectory.boolValue else { return [root.path] }
+        guard isDirectory.boolValue else {
+            guard extensions.contains(root.pathExtension.lowercased()) else { throw RAGError.noDocuments(path: path) }
+            return [root.path]
+        }
         guard let walk = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey], options: [.skipsHiddenFiles]) else {
             throw RAGError.noDocuments(path: path)
         }

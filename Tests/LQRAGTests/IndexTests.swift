@@ -178,6 +178,7 @@ struct IndexTests {
         #expect(throws: RAGError.noDocuments(path: w.docs)) { try indexer().run(docs: w.docs, into: db) }
         try w.write("notes.pdf", "not read")
         #expect(throws: RAGError.noDocuments(path: w.docs)) { try indexer().run(docs: w.docs, into: db) }
+        #expect(throws: RAGError.noDocuments(path: w.docs + "/notes.pdf")) { try indexer().run(docs: w.docs + "/notes.pdf", into: db) }
         try w.write("blank.txt", "  \n\n\t\n")
         #expect(throws: RAGError.noPassages(path: w.docs)) { try indexer().run(docs: w.docs, into: db) }
         #expect(try db.passageCount == 0 && db.embedder() == nil)
