@@ -26,6 +26,14 @@ let package = Package(
         .systemLibrary(
             name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
             providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
+        // Sentence boundaries from ICU (Debian libicu-dev), behind a C function so that ICU's types
+        // never meet those of the ICU inside Foundation.
+        .target(name: "CTextBreak", path: "Sources/CTextBreak", linkerSettings: [.linkedLibrary("icuuc")]),
+        // hnswlib (Debian libhnswlib-dev, header-only C++) behind a C interface.
+        .target(name: "CHNSW", path: "Sources/CHNSW"),
 
         // Hand-written kernels: scalar references plus SIMD paths chosen at run time, the thread pool
         // of our parallel loops, and the loader of the CUDA library (whose .cu sources in cuda/ are
@@ -50,11 +58,14 @@ let package = Package(
         .target(name: "LQLoRA", dependencies: ["LQTensor", "LQFormats", "LQQuant"]),
         // LoRA finetuning: YAML config, datasets, optimizers, the training loop and its checkpoints.
         .target(name: "LQTrain", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQModel", "CKernels", .product(name: "Yams", package: "Yams")]),
+        // Retrieval-augmented answers: chunking, the passage database (SQLite) with its HNSW index,
+        // the Quantized Influence Measure, answers and feedback.
+        .target(name: "LQRAG", dependencies: ["LQModel", "LQTensor", "LQFormats", "CSQLite", "CTextBreak", "CHNSW"]),
         // The subcommands, kept in a library so tests can drive them.
         .target(
             name: "LQCLI",
             dependencies: [
-                "LQTensor", "LQFormats", "LQQuant", "LQModel", "LQLoRA", "LQTrain", "CKernels", "CBLAS",
+                "LQTensor", "LQFormats", "LQQuant", "LQModel", "LQLoRA", "LQTrain", "LQRAG", "CKernels", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "lqlora", dependencies: ["LQCLI", "CKernels"]),
@@ -71,10 +82,12 @@ let package = Package(
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor", "LQQuant", "CUDAEmulation", "CKernels", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQTrainTests", dependencies: ["LQTrain", "LQModel", "LQFormats", "LQTensor", "LQQuant", "LQTestSupport"], exclude: ["Fixtures"]),
         // The subcommands end to end, each against an oracle from the reference libraries (scripts/make-cli-fixtures.py).
-        .testTarget(name: "LQCLITests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQCLITests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQRAG", "LQTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQRAGTests", dependencies: ["LQRAG", "LQModel", "LQTensor", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels", "CUDAEmulation", "LQTestSupport"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to concurrent loops, which Swift 6's
     // checker cannot see are disjoint.
-    swiftLanguageModes: [.v5]
+    swiftLanguageModes: [.v5],
+    cxxLanguageStandard: .cxx17
 )

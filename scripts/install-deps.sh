@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the system libraries lqlora links (OpenBLAS, LAPACKE, zlib) when pkg-config cannot find them.
+# Installs the system libraries lqlora links (OpenBLAS, LAPACKE, zlib, SQLite, ICU, and hnswlib's headers)
+# when pkg-config (or, for hnswlib, the header) cannot be found.
 # With --cross (the tests), also the arm64 cross compiler and qemu-user that run the NEON kernel tests,
 # and unzip for the CUDA compiler wheels.
 set -euo pipefail
@@ -13,6 +14,9 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev)
 pkg-config --exists lapacke 2>/dev/null || missing+=(liblapacke-dev)
 pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
+pkg-config --exists sqlite3 2>/dev/null || missing+=(libsqlite3-dev)
+pkg-config --exists icu-uc 2>/dev/null || missing+=(libicu-dev)
+[ -f /usr/include/hnswlib/hnswlib.h ] || missing+=(libhnswlib-dev)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -21,4 +25,4 @@ sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-  pkg-config libopenblas-dev liblapacke-dev zlib1g-dev "${missing[@]}" >/dev/null
+  pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libsqlite3-dev libicu-dev libhnswlib-dev "${missing[@]}" >/dev/null

@@ -20,7 +20,16 @@ public enum EvaluationText {
 
     /// The file's text (gunzipped when it is gzip) with universal newlines.
     static func decoded(path: String) throws -> String {
-        let data = try Gzip.readMaybeCompressed(path: path)
+        try decoded(Gzip.readMaybeCompressed(path: path), path: path, strict: false)
+    }
+
+    /// `data` as text with universal newlines; invalid UTF-8 becomes U+FFFD, or with `strict` an
+    /// error naming the first bad byte.
+    public static func decoded(_ data: Data, path: String, strict: Bool) throws -> String {
+        if strict, let offset = firstInvalidUTF8(data) {
+            let line = data.prefix(offset).reduce(1) { $0 + ($1 == 0x0A ? 1 : 0) }
+            throw TextError.invalidUTF8(path: path, line: line, offset: offset)
+        }
         var bytes = [UInt8]()
         bytes.reserveCapacity(data.count)
         var previousCR = false
@@ -33,16 +42,35 @@ public enum EvaluationText {
         return String(decoding: bytes, as: UTF8.self)
     }
 
+    /// The byte offset of the first byte that is not part of a well-formed UTF-8 sequence.
+    static func firstInvalidUTF8(_ data: Data) -> Int? {
+        var parser = Unicode.UTF8.ForwardParser()
+        var bytes = data.makeIterator()
+        var offset = 0
+        while true {
+            switch parser.parseScalar(from: &bytes) {
+            case let .valid(scalar): offset += scalar.count
+            case .emptyInput: return nil
+            case .error: return offset
+            }
+        }
+    }
+
     /// A .jsonl's `text` fields in order (nil for other files).
     static func documents(_ text: String, path: String) throws -> [String]? {
+        try records(text, path: path)?.map(\.text)
+    }
+
+    /// A .jsonl's `text` fields with the line each is on (nil for other files).
+    public static func records(_ text: String, path: String) throws -> [(text: String, line: Int)]? {
         let base = path.hasSuffix(".gz") ? String(path.dropLast(3)) : path
         guard base.hasSuffix(".jsonl") else { return nil }
-        var parts: [String] = []
+        var parts: [(String, Int)] = []
         for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.trimmingCharacters(in: .whitespaces).isEmpty {
             guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let t = obj["text"] as? String else {
                 throw ModelError.badRecord(path: path, line: n + 1, detail: "field \"text\" is missing: expected a JSON object with a \"text\" string per line")
             }
-            parts.append(t)
+            parts.append((t, n + 1))
         }
         return parts
     }
@@ -78,6 +106,17 @@ public enum EvaluationText {
             return text.components(separatedBy: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }.joined(separator: " ")
         case .c4:
             preconditionFailure("handled above")
+        }
+    }
+}
+
+/// Text that cannot be read as text.
+public enum TextError: Error, CustomStringConvertible, Equatable {
+    case invalidUTF8(path: String, line: Int, offset: Int)
+
+    public var description: String {
+        switch self {
+        case let .invalidUTF8(path, line, offset): return "\(path):\(line): not UTF-8 (byte \(offset) starts no valid character)"
         }
     }
 }

@@ -224,7 +224,7 @@ func pool(_ tokens: UnsafePointer<Float>, count: Int, width: Int, mode: PoolingM
 }
 
 /// v ← v / max(‖v‖₂, 1e-12), as torch.nn.functional.normalize.
-func normalizeL2(_ v: UnsafeMutablePointer<Float>, count: Int) {
+public func normalizeL2(_ v: UnsafeMutablePointer<Float>, count: Int) {
     var squares: Float = 0
     for j in 0..<count { squares += v[j] * v[j] }
     let norm = Swift.max(squares.squareRoot(), 1e-12)
