@@ -78,7 +78,7 @@ struct Merge: ParsableCommand {
             try CheckpointWriter.write(pending, toDirectory: staged.staging)
             var config = try checkpoint.config() ?? [:]
             config.removeValue(forKey: "quantization_config")
-            config["torch_dtype"] = storage == .bf16 ? "bfloat16" : (storage == .f16 ? "float16" : "float32")
+            config["torch_dtype"] = storage.torchName
             try ModelFiles.writeJSON(config, to: staged.path("config.json"))
             try ModelFiles.copySideFiles(from: checkpoint.directory, to: staged.staging)
             try staged.commit()

@@ -34,6 +34,15 @@ public enum DType: String, CaseIterable, Sendable {
         }
     }
 
+    /// torch's name for a floating type as config.json's torch_dtype spells it ("bfloat16"), nil for the rest.
+    public var torchName: String? { [.bf16: "bfloat16", .f16: "float16", .f32: "float32", .f64: "float64"][self] }
+
+    /// The floating type torch calls `name`.
+    public init?(torchName name: String) {
+        guard let t = [DType.bf16, .f16, .f32, .f64].first(where: { $0.torchName == name }) else { return nil }
+        self = t
+    }
+
     /// Position in the reference declaration order.
     public var order: Int { Self.allCases.firstIndex(of: self)! }
 

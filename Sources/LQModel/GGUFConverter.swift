@@ -52,7 +52,7 @@ public struct GGUFConverter {
             "rope_scaling": NSNull(), "vocab_size": vocab, "tie_word_embeddings": !gguf.contains("output.weight"),
             "hidden_act": "silu", "attention_bias": false, "attention_dropout": 0.0, "mlp_bias": false,
             "initializer_range": 0.02, "pretraining_tp": 1, "use_cache": true,
-            "torch_dtype": dtype == .bf16 ? "bfloat16" : (dtype == .f16 ? "float16" : "float32"),
+            "torch_dtype": dtype.torchName ?? "float32",
         ]
         if let bos = gguf.metadata["tokenizer.ggml.bos_token_id"]?.int { config["bos_token_id"] = bos }
         if let eos = gguf.metadata["tokenizer.ggml.eos_token_id"]?.int { config["eos_token_id"] = eos }

@@ -135,6 +135,8 @@ public typealias HalfLinear = StoredLinear<HalfMatrix>
 public typealias QuantizedLinear = StoredLinear<QuantizedMatrix>
 /// A uniform-integer weight (GPTQ or round-to-nearest: codes, per-group scales and zero points).
 public typealias UniformLinear = StoredLinear<UniformQuantization>
+/// A weight Q-GaLore trains: 8- or 4-bit group codes that its optimizer rewrites after every step.
+public typealias GroupQuantizedLinear = StoredLinear<GroupQuantizedMatrix>
 
 extension HalfMatrix: WeightStorage {
     public func product(_ x: Tensor) -> Tensor { matmul(x) }
@@ -149,4 +151,11 @@ extension QuantizedMatrix: WeightStorage {
 extension UniformQuantization: WeightStorage {
     public func product(_ x: Tensor) -> Tensor { matmul(x) }
     public func widen(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) { dequantize(rows: range, into: out) }
+}
+
+extension GroupQuantizedMatrix: WeightStorage {
+    public func product(_ x: Tensor) -> Tensor { matmul(x) }
+    public func widen(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+        dequantize((range.lowerBound * cols)..<(range.upperBound * cols), into: out)
+    }
 }

@@ -125,8 +125,12 @@ public protocol GradientSink: AnyObject {
     func adapterGradients(_ adapter: LoRALinear) -> (a: Tensor, b: Tensor)?
     /// Whether ∂L/∂W [out, in] of the weight at `site` is wanted.
     func wantsWeightGradient(at site: LinearSite) -> Bool
-    /// Receives ∂L/∂W of the weight at `site` (a fresh tensor the sink may keep).
+    /// Receives ∂L/∂W of the weight at `site` (a fresh tensor the sink may keep), after the layer's
+    /// input gradient: a sink may update the weight at once.
     func receiveWeightGradient(_ gradient: Tensor, at site: LinearSite)
+    /// Called once the objective's loss is known, before any gradient of the blocks arrives (a sink
+    /// that updates weights in the backward pass leaves them alone when the loss is not finite).
+    func backwardWillBegin(loss: TokenLoss)
     /// The buffers a trainable layer's parameter gradients accumulate into, in its parameters'
     /// order; nil leaves it untrained.
     func gradients(of layer: any TrainableLinear) -> [Tensor]?
@@ -136,5 +140,6 @@ extension GradientSink {
     public func adapterGradients(_ adapter: LoRALinear) -> (a: Tensor, b: Tensor)? { nil }
     public func wantsWeightGradient(at site: LinearSite) -> Bool { false }
     public func receiveWeightGradient(_ gradient: Tensor, at site: LinearSite) {}
+    public func backwardWillBegin(loss: TokenLoss) {}
     public func gradients(of layer: any TrainableLinear) -> [Tensor]? { nil }
 }

@@ -118,6 +118,7 @@ extension LlamaModel {
         let (hidden, rstd) = rmsNormKeepingScale(x, norm)
         let dHidden = Tensor(zeros: hidden.shape)
         let loss = headLoss(hidden, objective: objective, dHidden: dHidden, gradients: gradients, rng: &rng)
+        gradients?.backwardWillBegin(loss: loss)
         var dx = Tensor(zeros: x.shape)
         rmsNormBackward(dHidden, x: x, weight: norm, rstd: rstd, into: dx)
         for l in layers.indices.reversed() {
@@ -204,14 +205,15 @@ extension LlamaModel {
         return (out, kernels.tape())
     }
 
-    /// Backward of one projection: its weight's gradient when the sink wants it, then the input
-    /// gradient and any adapter gradients.
+    /// Backward of one projection: the input gradient and any adapter gradients, then its weight's
+    /// gradient when the sink wants it (last, so that a sink may update the weight at once: the
+    /// input gradient has already used it, and no other layer reads it in this pass).
     func linearBackward(_ l: Int, _ p: Projection, _ dy: Tensor, tape: BlockTape, dx: Tensor, gradients: (any GradientSink)?) {
         let t = tape.linear(p), site = LinearSite.projection(layer: l, p)
+        layers[l][p].backward(dy, tape: t, dx: dx, gradients: gradients)
         if let gradients, gradients.wantsWeightGradient(at: site) {
             gradients.receiveWeightGradient(matmul(dy, transposeA: true, t.input), at: site)  // ∂L/∂W = dyᵀ·x
         }
-        layers[l][p].backward(dy, tape: t, dx: dx, gradients: gradients)
     }
 
     /// dL/dx2 of block l's output → dL/dx0 of its input; parameter gradients go to `gradients` on the way.

@@ -35,14 +35,7 @@ public enum QuantizedStorage {
     static var bnbNestedBlockSize: Int { ScaleFormat.dynamic8.traits.groupSize! }
 
     /// torch's name for a stored dtype ("bfloat16", ...), as bitsandbytes records it.
-    public static func torchName(_ d: DType) -> String {
-        switch d {
-        case .bf16: return "bfloat16"
-        case .f16: return "float16"
-        case .f64: return "float64"
-        default: return "float32"
-        }
-    }
+    public static func torchName(_ d: DType) -> String { d.torchName ?? "float32" }
 
     /// The tensors that store `q` as the weight `name`, whose original dtype was `original`.
     public static func tensors(for q: QuantizedMatrix, name: String, original: DType) -> [PendingTensor] {
@@ -161,7 +154,7 @@ public enum QuantizedStorage {
             guard state["quant_type"] as? String == "nf4" else { throw bad("quant_type \(state["quant_type"] ?? "missing") is not supported (nf4 only)") }
             guard state["blocksize"] as? Int == 64 else { throw bad("blocksize \(state["blocksize"] ?? "missing") is not supported (64 only)") }
             guard let shape = state["shape"] as? [Int], shape.count == 2 else { throw bad("quant state has no 2-D shape") }
-            let original: DType = ["bfloat16": .bf16, "float16": .f16, "float32": .f32][state["dtype"] as? String ?? ""] ?? .f32
+            let original = DType(torchName: state["dtype"] as? String ?? "") ?? .f32
             guard try floats(".quant_map") == NormalFloat.codebook(bits: 4) else { throw bad("quant_map is not the NF4 code") }
             let codes = try bytes("")
             let absmaxEntry = try part(".absmax").1
@@ -182,7 +175,7 @@ public enum QuantizedStorage {
               let configName = info["config"] as? String, let config = QuantConfig.parse(configName), config.isValid,
               let shape = info["shape"] as? [Int], shape.count == 2
         else { throw bad("no readable '\(metadataPrefix + name)' entry in the file metadata") }
-        let original: DType = ["bfloat16": .bf16, "float16": .f16, "float32": .f32][info["dtype"] as? String ?? ""] ?? .f32
+        let original = DType(torchName: info["dtype"] as? String ?? "") ?? .f32
         let codes = try bytes(".lq_codes")
         guard codes.count == lq_packed_bytes(Int32(config.bits), Int64(shape[0] * shape[1])) else {
             throw bad("\(codes.count) code bytes do not fit \(shape) at \(config.bits) bits")

@@ -8,13 +8,27 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     public init(seed: UInt64) {
         var x = seed
         func splitMix() -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
+            x &+= Self.golden
+            return Self.mix(x)
         }
         s = (splitMix(), splitMix(), splitMix(), splitMix())
+    }
+
+    private static let golden: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+    /// SplitMix64's finalizer.
+    private static func mix(_ x: UInt64) -> UInt64 {
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// The stream of one cell of a grid of streams (run seed, matrix, step, chunk, …): the keys are
+    /// folded in one at a time, h ← mix((h ⊕ key) + golden) with SplitMix64's finalizer and constant,
+    /// from h = 0, and h seeds the generator. A stream found by its keys needs no checkpoint state.
+    public init(keys: [UInt64]) {
+        self.init(seed: keys.reduce(0) { h, key in Self.mix((h ^ key) &+ Self.golden) })
     }
 
     /// The generator's four words, for checkpoints that must resume the same stream.

@@ -20,17 +20,23 @@ public final class AdamW: Optimizer {
     /// First and second moments, one array per parameter tensor.
     var m: [[Float]], v: [[Float]]
 
-    public init(parameters: AdapterParameters, settings: Settings) {
+    public convenience init(parameters: AdapterParameters, settings: Settings) {
+        self.init(counts: parameters.values.map(\.count), settings: settings)
+    }
+
+    /// Moments for tensors of these sizes.
+    public init(counts: [Int], settings: Settings) {
         self.settings = settings
-        m = parameters.values.map { [Float](repeating: 0, count: $0.count) }
+        m = counts.map { [Float](repeating: 0, count: $0) }
         v = m
     }
 
-    public func update(_ parameters: AdapterParameters, learningRate lr: Double) {
+    public func update(values: [Tensor], grads: [Tensor], learningRate lr: Double) {
         step += 1
         let k = AdamStep(settings, step: step, learningRate: lr)
-        for index in parameters.values.indices {
-            let p = parameters.values[index].pointer, g = parameters.grads[index].pointer
+        for index in values.indices {
+            precondition(values[index].count == m[index].count, "AdamW was made for other tensors")
+            let p = values[index].pointer, g = grads[index].pointer
             m[index].withUnsafeMutableBufferPointer { m in
                 v[index].withUnsafeMutableBufferPointer { v in
                     k.apply(p: p, g: g, m: m.baseAddress!, v: v.baseAddress!, n: m.count)

@@ -20,11 +20,15 @@ public final class AdamW8bit: Optimizer {
     public private(set) var step = 0
     var moments: [Moments]
 
-    public init(parameters: AdapterParameters, settings: AdamW.Settings, min8BitSize: Int = AdamW8bit.defaultMin8BitSize) {
+    public convenience init(parameters: AdapterParameters, settings: AdamW.Settings, min8BitSize: Int = AdamW8bit.defaultMin8BitSize) {
+        self.init(counts: parameters.values.map(\.count), settings: settings, min8BitSize: min8BitSize)
+    }
+
+    /// States for tensors of these sizes.
+    public init(counts: [Int], settings: AdamW.Settings, min8BitSize: Int = AdamW8bit.defaultMin8BitSize) {
         self.settings = settings
         self.min8BitSize = min8BitSize
-        moments = parameters.values.map { p in
-            let n = p.count
+        moments = counts.map { n in
             guard n >= min8BitSize else { return .full(m: [Float](repeating: 0, count: n), v: [Float](repeating: 0, count: n)) }
             let blocks = (n + DynamicQuantizer.blockSize - 1) / DynamicQuantizer.blockSize
             return .quantized(m: [UInt8](repeating: Self.zeroCode(DynamicQuantizer.signed), count: n), mAbsmax: [Float](repeating: 0, count: blocks),
@@ -34,11 +38,11 @@ public final class AdamW8bit: Optimizer {
 
     static func zeroCode(_ q: DynamicQuantizer) -> UInt8 { UInt8(q.code.firstIndex(of: 0)!) }
 
-    public func update(_ parameters: AdapterParameters, learningRate lr: Double) {
+    public func update(values: [Tensor], grads: [Tensor], learningRate lr: Double) {
         step += 1
         let k = AdamStep(settings, step: step, learningRate: lr)
-        for index in parameters.values.indices {
-            let p = parameters.values[index].pointer, g = parameters.grads[index].pointer, n = parameters.values[index].count
+        for index in values.indices {
+            let p = values[index].pointer, g = grads[index].pointer, n = values[index].count
             switch moments[index] {
             case var .full(m, v):
                 k.apply(p: p, g: g, m: &m, v: &v, n: n)

@@ -10,12 +10,20 @@ public protocol Optimizer: AnyObject {
     var step: Int { get }
     /// Bytes of optimizer state.
     var stateBytes: Int { get }
-    /// One update of every parameter from its gradient at learning rate `learningRate`.
-    func update(_ parameters: AdapterParameters, learningRate: Double)
+    /// One update of every tensor from its gradient at learning rate `learningRate` (the tensors
+    /// the optimizer was made for, in order).
+    func update(values: [Tensor], grads: [Tensor], learningRate: Double)
     /// The state as safetensors entries, under the parameters' names.
     func stateTensors(names: [String]) -> [PendingTensor]
     /// Restores the state written by `stateTensors`, and the step count.
     func load(_ file: SafeTensorsFile, names: [String], step: Int) throws
+}
+
+extension Optimizer {
+    /// One update of every parameter from its gradient.
+    public func update(_ parameters: AdapterParameters, learningRate: Double) {
+        update(values: parameters.values, grads: parameters.grads, learningRate: learningRate)
+    }
 }
 
 /// `train.optimizer`.
@@ -26,9 +34,14 @@ public enum OptimizerKind: String, CaseIterable, Sendable {
 extension TrainConfig {
     /// The configured optimizer, with its hyperparameters, over `parameters`.
     public func makeOptimizer(for parameters: AdapterParameters) -> any Optimizer {
+        makeOptimizer(counts: parameters.values.map(\.count), settings: adam)
+    }
+
+    /// The configured optimizer over tensors of these sizes, with `settings` for its hyperparameters.
+    func makeOptimizer(counts: [Int], settings: AdamW.Settings) -> any Optimizer {
         switch optimizer {
-        case .adamw: return AdamW(parameters: parameters, settings: adam)
-        case .adamw8bit: return AdamW8bit(parameters: parameters, settings: adam, min8BitSize: min8BitSize)
+        case .adamw: return AdamW(counts: counts, settings: settings)
+        case .adamw8bit: return AdamW8bit(counts: counts, settings: settings, min8BitSize: min8BitSize)
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LQFormats
 import Yams
 
 /// A problem with a finetuning configuration, naming the key at fault.
@@ -24,6 +25,11 @@ public enum ConfigError: Error, CustomStringConvertible, Equatable {
 /// all come from that table.
 public struct TrainConfig: Equatable, Sendable {
     public var model = "", adapterInit: String?, outputDir = ""
+    /// What trains: LoRA adapters, or the projections themselves (`FullRankTraining`), and the
+    /// dtype of the model those methods write.
+    public var method = Method.lora, outputDType = OutputDType.bf16
+    /// GaLore / Q-GaLore's projection, schedule and storage.
+    public var qgalore = QGaLoreSettings()
     public var trainData = "", validData: String?, format = DataFormat.auto, maskPrompt = true, skipInvalid = false
     public var rank = 16, alpha = 32.0, dropout = 0.0, targets = TrainConfig.allTargets, rsLoRA = false
     public var seqLen = 512, batchSize = 4, gradAccum = 4, maxSteps: Int?, epochs: Double?
@@ -46,10 +52,27 @@ public struct TrainConfig: Equatable, Sendable {
 
     public enum DataFormat: String, Sendable, CaseIterable { case auto, text, completion, chat, alpaca }
 
+    /// `method`.
+    public enum Method: String, Sendable, CaseIterable { case lora, full, galore, qGalore = "q-galore" }
+
+    /// `output_dtype`.
+    public enum OutputDType: String, Sendable, CaseIterable {
+        case bf16, f16, f32
+        public var dtype: DType {
+            switch self {
+            case .bf16: return .bf16
+            case .f16: return .f16
+            case .f32: return .f32
+            }
+        }
+    }
+
     static let schema: [ConfigKey] = [
         ConfigKey("model", \.model, .string, required: true, help: "base model directory: dense, nf4 or lq-lora output of `lqlora quantize`"),
         ConfigKey("adapter_init", \.adapterInit, ConfigValue.string.optional, help: "PEFT adapter to start from (e.g. the LQ-LoRA initialisation); otherwise A random, B zero"),
         ConfigKey("output_dir", \.outputDir, .string, required: true, help: "where checkpoints, metrics.jsonl, loss.svg and the final adapter go"),
+        ConfigKey("method", \.method, .choice, help: "lora: adapters on a frozen base; full: AdamW on the seven projections themselves; galore: GaLore (fp32 weights, gradients projected to qgalore.rank); q-galore: Q-GaLore (8/4-bit weights, 4-bit projections); the last three write output_dir/model"),
+        ConfigKey("output_dtype", \.outputDType, .choice, help: "full, galore, q-galore: the dtype of output_dir/model's weights"),
         ConfigKey("data.train", \.trainData, .string, required: true, help: ".jsonl, .jsonl.gz or .txt training data"),
         ConfigKey("data.valid", \.validData, ConfigValue.string.optional, help: "validation data in the same formats"),
         ConfigKey("data.format", \.format, .choice, help: "record layout; auto looks at the first record's fields"),
@@ -65,14 +88,14 @@ public struct TrainConfig: Equatable, Sendable {
         ConfigKey("train.grad_accum", \.gradAccum, .int(1...65536), help: "micro-batches per optimizer step"),
         ConfigKey("train.max_steps", \.maxSteps, ConfigValue.int(1...100_000_000).optional, help: "optimizer steps; null: from epochs"),
         ConfigKey("train.epochs", \.epochs, ConfigValue.number(0.0...1e6).optional, help: "passes over the data when max_steps is null"),
-        ConfigKey("train.lr", \.lr, .number(0.0...10.0), help: "peak learning rate"),
+        ConfigKey("train.lr", \.lr, .number(0.0...10.0), help: "peak learning rate (galore, q-galore: 1e-4 unless set)"),
         ConfigKey("train.schedule", \.schedule, .choice, help: "learning-rate schedule after warmup"),
         ConfigKey("train.warmup", \.warmup, .number(0.0...1e9), help: "warmup: a fraction of the steps if below 1, else a step count"),
         ConfigKey("train.weight_decay", \.adam.weightDecay, .number(0.0...10.0), help: "decoupled (AdamW) weight decay"),
-        ConfigKey("train.max_grad_norm", \.maxGradNorm, ConfigValue.number(0.0...1e9).optional, help: "clip the global gradient norm to this; null or 0: no clipping"),
-        ConfigKey("train.optimizer", \.optimizer, .choice, help: "fp32 AdamW, or bitsandbytes-style 8-bit blockwise states"),
+        ConfigKey("train.max_grad_norm", \.maxGradNorm, ConfigValue.number(0.0...1e9).optional, help: "clip the global gradient norm to this; null or 0: no clipping (full, galore, q-galore: null unless set, and only null or 0)"),
+        ConfigKey("train.optimizer", \.optimizer, .choice, help: "fp32 AdamW, or bitsandbytes-style 8-bit blockwise states (galore, q-galore: adamw8bit unless set)"),
         ConfigKey("train.adam_beta1", \.adam.beta1, .number(.halfOpen(0.0..<1.0)), help: "decay of the first moment (torch's betas[0])"),
-        ConfigKey("train.adam_beta2", \.adam.beta2, .number(.halfOpen(0.0..<1.0)), help: "decay of the second moment (torch's betas[1])"),
+        ConfigKey("train.adam_beta2", \.adam.beta2, .number(.halfOpen(0.0..<1.0)), help: "decay of the second moment (torch's betas[1]; galore, q-galore: 0.95 unless set)"),
         ConfigKey("train.adam_epsilon", \.adam.epsilon, .number(.above(0.0, atMost: 1.0)), help: "added to √v in the update's denominator"),
         ConfigKey("train.min_8bit_size", \.min8BitSize, .int(0...Int(Int32.max)), help: "adamw8bit: tensors with fewer values keep fp32 states"),
         ConfigKey("train.seed", \.seed, .int(0...Int(Int32.max)), help: "adapter initialisation, data order and dropout"),
@@ -87,6 +110,17 @@ public struct TrainConfig: Equatable, Sendable {
         ConfigKey("l4q.bits", \.l4qBits, ConfigValue.int(2...8).optional, help: "L4Q: train LoRA through a learned uniform quantizer of 2, 3, 4 or 8 bits and write one quantized model (output_dir/model); null: plain LoRA"),
         ConfigKey("l4q.group_size", \.l4qGroupSize, .int(0...1_048_576), help: "L4Q: input columns per learned step and offset; 0: one per output row"),
         ConfigKey("l4q.warmup_steps", \.l4qWarmupSteps, .int(0...100_000_000), help: "L4Q: first steps train A, B against the unquantized W0 + s·B·A"),
+        ConfigKey("qgalore.rank", \.qgalore.rank, .int(1...1_048_576), help: "galore, q-galore: rank of the gradient projection (below min(m, n) of every projection)"),
+        ConfigKey("qgalore.update_proj_gap", \.qgalore.updateProjGap, .int(1...100_000_000), help: "galore, q-galore: steps between refreshes of a projection (an SVD of the gradient)"),
+        ConfigKey("qgalore.scale", \.qgalore.scale, .number(0.0...1e6), help: "galore, q-galore: factor of the update projected back"),
+        ConfigKey("qgalore.queue_size", \.qgalore.queueSize, .int(1...1_000_000), help: "galore, q-galore: cosines between consecutive first singular vectors averaged by the lazy refresh"),
+        ConfigKey("qgalore.cos_threshold", \.qgalore.cosThreshold, .number(-1.0...1.0), help: "galore, q-galore: once the queue is full and its mean is at least this, a matrix's update_proj_gap grows"),
+        ConfigKey("qgalore.gamma_proj", \.qgalore.gammaProj, .number(1.0...1e6), help: "galore, q-galore: the factor update_proj_gap grows by (rounded down)"),
+        ConfigKey("qgalore.proj_bits", \.qgalore.projBits, .int(1...64), help: "q-galore: bits of the projection matrices (4 or 8)"),
+        ConfigKey("qgalore.proj_group_size", \.qgalore.projGroupSize, .int(1...1_048_576), help: "q-galore: consecutive values of a projection per scale and zero point (even)"),
+        ConfigKey("qgalore.weight_bits", \.qgalore.weightBits, .int(1...64), help: "q-galore: bits of the trained weights (8 or 4)"),
+        ConfigKey("qgalore.weight_group_size", \.qgalore.weightGroupSize, .int(1...1_048_576), help: "q-galore: consecutive weights per scale and zero point (even)"),
+        ConfigKey("qgalore.stochastic_rounding", \.qgalore.stochasticRounding, .bool, help: "q-galore: requantize updated weights by stochastic rounding (streams seeded by train.seed); false: to nearest"),
         ConfigKey("eval.every", \.evalEvery, .int(0...100_000_000), help: "validation every N steps (0: only at the end)"),
         ConfigKey("eval.batches", \.evalBatches, .int(1...100_000_000), help: "validation batches per evaluation"),
         ConfigKey("checkpoint.every", \.checkpointEvery, .int(0...100_000_000), help: "checkpoint every N steps (0: only on interrupt)"),
@@ -147,16 +181,23 @@ public struct TrainConfig: Equatable, Sendable {
             if key.required && (raw == nil || raw is NSNull) { throw ConfigError.missing(key: key.name) }
             if let raw { try key.read(raw, &self) }
         }
+        // The full-rank methods' defaults where the file leaves a key out (the reference's, for GaLore's two).
+        if method.trainsFullRank && flat["train.max_grad_norm"] == nil { maxGradNorm = nil }
+        if method == .galore || method == .qGalore {
+            if flat["train.lr"] == nil { lr = 1e-4 }
+            if flat["train.adam_beta2"] == nil { adam.beta2 = 0.95 }
+            if flat["train.optimizer"] == nil { optimizer = .adamw8bit }
+        }
         if maxSteps == nil && epochs == nil { throw ConfigError.badValue(key: "train.max_steps", detail: "or train.epochs must be set") }
         if let adapterInit, adapterInit.isEmpty { throw ConfigError.badValue(key: "adapter_init", detail: "is empty") }
         let defaults = TrainConfig()
         /// A key changed from its default while the section's switch is off is a mistake, not a no-op.
-        func requireSwitch(_ on: Bool, _ name: String, _ changed: [(String, Bool)]) throws {
-            if !on, let key = changed.first(where: \.1)?.0 { throw ConfigError.badValue(key: key, detail: "applies only with \(name) set") }
+        func requireSwitch(_ on: Bool, _ condition: String, _ changed: [(String, Bool)]) throws {
+            if !on, let key = changed.first(where: \.1)?.0 { throw ConfigError.badValue(key: key, detail: "applies only with \(condition)") }
         }
-        try requireSwitch(teacher != nil, "distill.teacher", [("distill.kl_weight", klWeight != defaults.klWeight), ("distill.ce_weight", ceWeight != defaults.ceWeight),
+        try requireSwitch(teacher != nil, "distill.teacher set", [("distill.kl_weight", klWeight != defaults.klWeight), ("distill.ce_weight", ceWeight != defaults.ceWeight),
                                                              ("distill.teacher_cache", teacherCache != nil), ("distill.cache_top_k", cacheTopK != defaults.cacheTopK)])
-        try requireSwitch(l4qBits != nil, "l4q.bits", [("l4q.group_size", l4qGroupSize != defaults.l4qGroupSize),
+        try requireSwitch(l4qBits != nil, "l4q.bits set", [("l4q.group_size", l4qGroupSize != defaults.l4qGroupSize),
                                                        ("l4q.warmup_steps", l4qWarmupSteps != defaults.l4qWarmupSteps)])
         if let bits = l4qBits {
             guard [2, 3, 4, 8].contains(bits) else { throw ConfigError.badValue(key: "l4q.bits", detail: "is \(bits); the uniform storage takes 2, 3, 4 or 8") }
@@ -164,6 +205,39 @@ public struct TrainConfig: Equatable, Sendable {
             if adapterInit != nil { throw ConfigError.badValue(key: "adapter_init", detail: "does not apply with l4q.bits (L4Q starts from B = 0, the round-to-nearest model)") }
         }
         if let teacher, teacher.isEmpty { throw ConfigError.badValue(key: "distill.teacher", detail: "is empty") }
+        try checkMethod(defaults: defaults, switchedOn: { try requireSwitch($0, $1, $2) })
+    }
+
+    /// The keys of the full-rank methods and the LoRA keys they leave out, checked together.
+    private func checkMethod(defaults: TrainConfig, switchedOn: (Bool, String, [(String, Bool)]) throws -> Void) throws {
+        let q = qgalore, d = defaults.qgalore, galore = method == .galore || method == .qGalore
+        try switchedOn(galore, "method galore or q-galore", [
+            ("qgalore.rank", q.rank != d.rank), ("qgalore.update_proj_gap", q.updateProjGap != d.updateProjGap), ("qgalore.scale", q.scale != d.scale),
+            ("qgalore.queue_size", q.queueSize != d.queueSize), ("qgalore.cos_threshold", q.cosThreshold != d.cosThreshold),
+            ("qgalore.gamma_proj", q.gammaProj != d.gammaProj)])
+        try switchedOn(method == .qGalore, "method q-galore", [
+            ("qgalore.proj_bits", q.projBits != d.projBits), ("qgalore.proj_group_size", q.projGroupSize != d.projGroupSize),
+            ("qgalore.weight_bits", q.weightBits != d.weightBits), ("qgalore.weight_group_size", q.weightGroupSize != d.weightGroupSize),
+            ("qgalore.stochastic_rounding", q.stochasticRounding != d.stochasticRounding)])
+        try switchedOn(method.trainsFullRank, "method full, galore or q-galore", [("output_dtype", outputDType != defaults.outputDType)])
+        try switchedOn(method == .lora, "method lora", [
+            ("lora.rank", rank != defaults.rank), ("lora.alpha", alpha != defaults.alpha), ("lora.dropout", dropout != defaults.dropout),
+            ("lora.targets", targets != defaults.targets), ("lora.rslora", rsLoRA != defaults.rsLoRA), ("adapter_init", adapterInit != nil),
+            ("l4q.bits", l4qBits != nil)])
+        guard method.trainsFullRank else { return }
+        let name = "method \(method.rawValue)"
+        if gradAccum != 1 {
+            throw ConfigError.badValue(key: "train.grad_accum", detail: "must be 1 with \(name) (each matrix is updated as its gradient arrives in the backward pass)")
+        }
+        if let norm = maxGradNorm, norm > 0 {
+            throw ConfigError.badValue(key: "train.max_grad_norm", detail: "must be null or 0 with \(name) (each matrix is updated during the backward pass, before a global norm exists)")
+        }
+        guard method == .qGalore else { return }
+        if ![8, 4].contains(q.weightBits) { throw ConfigError.badValue(key: "qgalore.weight_bits", detail: "is \(q.weightBits); Q-GaLore keeps weights in 8 or 4 bits") }
+        if ![4, 8].contains(q.projBits) { throw ConfigError.badValue(key: "qgalore.proj_bits", detail: "is \(q.projBits); projections are kept in 4 or 8 bits") }
+        for (key, size) in [("qgalore.weight_group_size", q.weightGroupSize), ("qgalore.proj_group_size", q.projGroupSize)] where size % 2 != 0 {
+            throw ConfigError.badValue(key: key, detail: "is \(size); it must be even (two 4-bit codes share a byte)")
+        }
     }
 
     /// The configuration as nested YAML, every key included; with `help`, each key's meaning as a comment.

@@ -17,6 +17,7 @@ public enum TrainingError: Error, CustomStringConvertible {
     case adapterInit(path: String, detail: String)
     case teacherMismatch(path: String, detail: String)
     case l4qBase(path: String, detail: String)
+    case fullRankBase(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -24,6 +25,7 @@ public enum TrainingError: Error, CustomStringConvertible {
             return "the loss became \(loss) at step \(step); stopped without updating" + (last.map { " (last good checkpoint: \($0))" } ?? " (no checkpoint was written yet)")
         case let .teacherMismatch(path, detail): return "distill.teacher \(path): \(detail)"
         case let .l4qBase(path, detail): return "l4q.bits on \(path): \(detail)"
+        case let .fullRankBase(path, detail): return "method on \(path): \(detail)"
         case let .noCheckpoint(directory): return "\(directory): no checkpoint-N directory to resume from"
         case let .badCheckpoint(path, detail): return "\(path): \(detail)"
         case let .adapterInit(path, detail): return "\(path): \(detail)"
@@ -52,8 +54,11 @@ public final class Trainer {
     public let model: LlamaModel
     /// INT2.1 / LREC's dense teacher (distill.teacher): run on each micro-batch, or read from its cache.
     public private(set) var teacher: TeacherSource?
+    /// The adapters (LoRA, L4Q) and their optimizer; empty with a full-rank method.
     public let parameters: AdapterParameters
     public let optimizer: any Optimizer
+    /// method full / galore / q-galore: the projections themselves, updated inside the backward pass.
+    public let fullRank: FullRankTraining?
     public let train: Dataset
     public let valid: Dataset?
     public let plan: BatchPlan
@@ -86,7 +91,10 @@ public final class Trainer {
             }
         }
         var rng = SeededGenerator(seed: UInt64(config.seed))
-        if config.l4qBits != nil {
+        fullRank = config.method.trainsFullRank ? try FullRankTraining(model: model, config: config) : nil
+        if fullRank != nil {
+            parameters = AdapterParameters(names: [], values: [])
+        } else if config.l4qBits != nil {
             parameters = try Self.attachL4Q(to: model, config: config, rng: &rng)
         } else if let initPath = config.adapterInit {
             let adapterConfig = try model.loadAdapter(directory: initPath)
@@ -157,16 +165,19 @@ public final class Trainer {
             }
             let stepStart = Date()
             if config.l4qBits != nil { setQuantizing(forStep: step) }
+            let lr = schedule.rate(at: step)
             parameters.zeroGradients()
+            fullRank?.beginStep(learningRate: lr)
+            let sink: any GradientSink = fullRank ?? parameters
             let micro = (0..<config.gradAccum).map { _ in nextBatch() }
             let normalizer = max(1, micro.reduce(0) { $0 + $1.targets }), sequences = micro.reduce(0) { $0 + $1.tokens.count }
             var loss = TokenLoss()
             for batch in micro {
                 if let objective = try distillation(batch, sequences: sequences, targets: normalizer) {
-                    loss += model.accumulateGradients(tokens: batch.tokens, objective: objective, into: parameters,
+                    loss += model.accumulateGradients(tokens: batch.tokens, objective: objective, into: sink,
                                                       checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
                 } else {
-                    loss += model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer, into: parameters,
+                    loss += model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer, into: sink,
                                                       checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
                 }
             }
@@ -174,6 +185,7 @@ public final class Trainer {
             let mean = teacher == nil ? crossEntropy : config.klWeight * divergence + config.ceWeight * crossEntropy
             guard mean.isFinite else {
                 // As lrec.py does: the step is skipped (its batches consumed, no update) and counted.
+                // (A full-rank method saw the loss before any gradient and updated nothing.)
                 skippedSteps += 1
                 consecutiveSkips += 1
                 guard consecutiveSkips <= config.maxSkippedSteps else {
@@ -183,9 +195,13 @@ public final class Trainer {
                 continue
             }
             consecutiveSkips = 0
-            let norm = config.maxGradNorm.map { $0 > 0 ? clipGradientNorm(parameters, maxNorm: $0) : parameters.gradientNorm() } ?? parameters.gradientNorm()
-            let lr = schedule.rate(at: step)
-            optimizer.update(parameters, learningRate: lr)
+            let norm: Double
+            if let fullRank {
+                norm = try fullRank.finishStep()  // the updates happened in the backward pass
+            } else {
+                norm = config.maxGradNorm.map { $0 > 0 ? clipGradientNorm(parameters, maxNorm: $0) : parameters.gradientNorm() } ?? parameters.gradientNorm()
+                optimizer.update(parameters, learningRate: lr)
+            }
             step += 1
             let seconds = Date().timeIntervalSince(stepStart), tokens = micro.reduce(0) { $0 + $1.tokenCount }
             let report = StepReport(step: step, totalSteps: totalSteps, loss: mean, learningRate: lr, gradientNorm: norm, tokens: tokens,
@@ -214,7 +230,10 @@ public final class Trainer {
             if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < totalSteps { try saveCheckpoint() }
         }
         var summaryExtras: [String: Any] = [:]
-        if config.l4qBits != nil {
+        if let fullRank {
+            summaryExtras["model"] = try writeFullModel()
+            summaryExtras["state_bytes"] = fullRank.stateBytes
+        } else if config.l4qBits != nil {
             setQuantizing(forStep: step)
             summaryExtras["quantized_model"] = try writeQuantizedModel()
         } else {
@@ -225,7 +244,7 @@ public final class Trainer {
         var summary: [String: Any] = ["steps": step, "seconds": Date().timeIntervalSince(start), "tokens": tokensSeen,
                                       "tokens_per_s_median": speeds.isEmpty ? stepSpeeds.first ?? 0 : speeds[speeds.count / 2],
                                       "peak_rss_bytes": MemoryUsage.peak(), "final_train_loss": history.last?.loss ?? Double.nan,
-                                      "trainable_parameters": parameters.parameterCount, "skipped_steps": skippedSteps]
+                                      "trainable_parameters": fullRank?.parameterCount ?? parameters.parameterCount, "skipped_steps": skippedSteps]
         if let v = validHistory.last { summary["final_val_loss"] = v.loss; summary["final_val_ppl"] = exp(v.loss) }
         if let v = validHistory.first { summary["initial_val_loss"] = v.loss }
         summary.merge(summaryExtras) { $1 }
@@ -286,16 +305,21 @@ public final class Trainer {
 
     // MARK: - Checkpoints
 
-    /// output_dir/checkpoint-STEP: the adapter (PEFT layout), optimizer state, data position, RNG
-    /// state and config; written under a temporary name and renamed, then the oldest beyond `keep` go.
+    /// output_dir/checkpoint-STEP: the adapter (PEFT layout) or a full-rank method's weights,
+    /// projections and optimizer state; optimizer state, data position, RNG state and config;
+    /// written under a temporary name and renamed, then the oldest beyond `keep` go.
     public func saveCheckpoint() throws {
         let dir = config.outputDir + "/checkpoint-\(step)", temp = dir + ".partial"
         let fm = FileManager.default
         try? fm.removeItem(atPath: temp)
-        try parameters.save(to: temp, base: config.model, dropout: config.dropout)
-        try SafeTensorsWriter.write(optimizer.stateTensors(names: parameters.names), to: temp + "/optimizer.safetensors")
+        if let fullRank {
+            try fullRank.save(to: temp)
+        } else {
+            try parameters.save(to: temp, base: config.model, dropout: config.dropout)
+            try SafeTensorsWriter.write(optimizer.stateTensors(names: parameters.names), to: temp + "/optimizer.safetensors")
+        }
         let state: [String: Any] = [
-            "step": step, "epoch": epoch, "batch_index": batchIndex, "optimizer_step": optimizer.step, "skipped_steps": skippedSteps,
+            "step": step, "epoch": epoch, "batch_index": batchIndex, "optimizer_step": fullRank?.step ?? optimizer.step, "skipped_steps": skippedSteps,
             "dropout_rng": dropoutRNG.state.map { String($0) }, "total_steps": totalSteps,
             "train_history": history.map { [$0.step, $0.loss] as [Any] }, "valid_history": validHistory.map { [$0.step, $0.loss] as [Any] },
         ]
@@ -332,8 +356,12 @@ public final class Trainer {
         if let total = state["total_steps"] as? Int, total != totalSteps {
             throw TrainingError.badCheckpoint(path: statePath, detail: "was written for \(total) steps, this configuration makes \(totalSteps) (the schedule would differ)")
         }
-        try parameters.load(from: dir)
-        try optimizer.load(try SafeTensorsFile(path: dir + "/optimizer.safetensors"), names: parameters.names, step: optimizerStep)
+        if let fullRank {
+            try fullRank.load(from: dir, step: optimizerStep)
+        } else {
+            try parameters.load(from: dir)
+            try optimizer.load(try SafeTensorsFile(path: dir + "/optimizer.safetensors"), names: parameters.names, step: optimizerStep)
+        }
         self.step = step
         self.epoch = epoch
         self.batchIndex = batchIndex
