@@ -8,11 +8,12 @@ import LQTrain
 import Glibc
 #endif
 
-/// `lqlora finetune`: LoRA training on a frozen dense, NF4 or LQ-LoRA base from a YAML config.
+/// `lqlora finetune`: LoRA training on a frozen dense, NF4 or LQ-LoRA base, or full-parameter
+/// training of a dense model's projections (full AdamW, GaLore, Q-GaLore), from a YAML config.
 struct Finetune: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train LoRA adapters on a frozen dense or quantized model from a YAML config.",
-        discussion: "Writes output_dir/adapter_model.safetensors + adapter_config.json (PEFT), metrics.jsonl, loss.svg and checkpoint-STEP/ directories. Ctrl-C saves a checkpoint; --resume output_dir continues from the newest one. `--schema` prints every key with its default.")
+        abstract: "Train LoRA adapters on a frozen dense or quantized model, or a dense model's projections themselves, from a YAML config.",
+        discussion: "Writes output_dir/adapter_model.safetensors + adapter_config.json (PEFT) — or with method full, galore or q-galore the whole model in output_dir/model — metrics.jsonl, loss.svg and checkpoint-STEP/ directories. Ctrl-C saves a checkpoint; --resume output_dir continues from the newest one. `--schema` prints every key with its default.")
 
     @Option(help: "The YAML configuration.")
     var config: String?
@@ -71,6 +72,8 @@ struct Finetune: ParsableCommand {
             let started = trainer.step
             trainer.shouldStop = { interrupt.isSet || (stopAfter.map { trainer.step - started >= $0 } ?? false) }
             switch try trainer.run() {
+            case .finished where settings.method.trainsFullRank:
+                print("model written to \(settings.outputDir)/model (\(settings.outputDType.rawValue) safetensors with config and tokenizer: eval, generate and transformers load it); metrics.jsonl and loss.svg in \(settings.outputDir); peak memory \(Format.bytes(MemoryUsage.peak()))")
             case .finished where settings.l4qBits != nil:
                 print("quantized model written to \(settings.outputDir)/model (\(settings.l4qBits!)-bit codes, fractional zero points; eval and generate load it); metrics.jsonl and loss.svg in \(settings.outputDir); peak memory \(Format.bytes(MemoryUsage.peak()))")
             case .finished:
@@ -85,8 +88,25 @@ struct Finetune: ParsableCommand {
 
     func describe(_ t: Trainer) {
         let c = t.config
-        var lines = ["model \(c.model): \(t.model.layers.count) layers, adapters on \(t.parameters.config.targetModules.joined(separator: ",")) "
+        var lines: [String]
+        if let full = t.fullRank {
+            lines = ["model \(c.model): \(t.model.layers.count) layers, every projection trained (\(Format.grouped(full.parameterCount)) weights; "
+                     + "embeddings, norms and the LM head frozen)"]
+            let q = c.qgalore
+            switch c.method {
+            case .full: lines.append("full AdamW: fp32 weights and moments, each matrix stepped as its gradient arrives")
+            case .galore, .qGalore:
+                let storage = c.method == .qGalore
+                    ? "\(q.weightBits)-bit weights in groups of \(q.weightGroupSize) (\(q.stochasticRounding ? "stochastic rounding" : "rounded to nearest")), \(q.projBits)-bit projections"
+                    : "fp32 weights and projections"
+                lines.append("\(c.method == .qGalore ? "Q-GaLore" : "GaLore"): \(storage); rank \(q.rank), scale \(q.scale), refreshed every \(q.updateProjGap) steps "
+                             + "(×\(q.gammaProj) once the last \(q.queueSize) cosines average ≥ \(q.cosThreshold)); training state \(Format.bytes(full.stateBytes))")
+            case .lora: break
+            }
+        } else {
+            lines = ["model \(c.model): \(t.model.layers.count) layers, adapters on \(t.parameters.config.targetModules.joined(separator: ",")) "
                      + "(rank \(t.parameters.config.rank), \(Format.grouped(t.parameters.parameterCount)) trainable parameters)"]
+        }
         lines.append("data \(c.trainData) (\(t.train.format.rawValue)): \(t.train.examples.count) examples, \(Format.grouped(t.train.tokenCount)) tokens, "
                      + "\(Format.grouped(t.train.targetCount)) trained" + (t.train.skipped > 0 ? ", \(t.train.skipped) skipped" : "")
                      + (t.train.truncated > 0 ? ", \(t.train.truncated) truncated to \(c.seqLen)" : "")

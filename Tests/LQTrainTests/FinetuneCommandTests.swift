@@ -108,3 +108,29 @@ extension FinetuneCommandTests {
         #expect(again.status == 1 && again.stderr.contains("is already quantized; L4Q quantizes a dense"), "\(again.stderr)")
     }
 }
+
+extension FinetuneCommandTests {
+    /// Q-GaLore's state (codes, projections and their schedules, 8-bit moments) resumes bit for
+    /// bit: the same losses and the same model bytes as a run never interrupted.
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func qgaloreResumesBitwise() throws {
+        let ws = try Workspace()
+        let config = ws.root + "/qgalore.yaml"
+        try QGaLoreTrainerTests.yaml(ws).write(toFile: config, atomically: true, encoding: .utf8)
+        let straight = try Self.run(["finetune", "--config", config])
+        #expect(straight.status == 0 && straight.stdout.contains("model written to \(ws.root)/run/model"), "\(straight.stderr)")
+        #expect(straight.stderr.contains("Q-GaLore: 8-bit weights in groups of 256 (stochastic rounding), 4-bit projections; rank 4"), "\(straight.stderr)")
+        let reference = try Self.losses(ws.root + "/run")
+        #expect(reference.count == 6)
+        let stopped = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--stop-after", "3"])
+        #expect(stopped.status == 130, "\(stopped.stderr)")
+        let resumed = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--resume", ws.root + "/run2"])
+        #expect(resumed.status == 0 && resumed.stderr.contains("resuming after step 3"), "\(resumed.stderr)")
+        #expect(try Self.losses(ws.root + "/run2") == reference)
+        let a = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/run/model/model.safetensors"))
+        let b = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/run2/model/model.safetensors"))
+        #expect(a == b)
+        let schema = try Self.run(["finetune", "--schema"])
+        #expect(schema.stdout.contains("method: lora") && schema.stdout.contains("qgalore:\n  rank: 128"), "\(schema.stdout)")
+    }
+}

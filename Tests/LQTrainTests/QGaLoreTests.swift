@@ -178,3 +178,85 @@ struct QGaLoreTests {
         }
     }
 }
+
+/// method q-galore / galore / full in the training loop, on the Workspace's tiny model.
+struct QGaLoreTrainerTests {
+    static func yaml(_ ws: Workspace, _ extra: String = "") -> String {
+        """
+        model: \(ws.root)/model
+        output_dir: \(ws.root)/run
+        method: q-galore
+        data: {train: \(ws.root)/train.jsonl, valid: \(ws.root)/valid.jsonl}
+        qgalore: {rank: 4, update_proj_gap: 2, queue_size: 2}
+        train: {seq_len: 64, batch_size: 2, grad_accum: 1, max_steps: 6, lr: 0.01, warmup: 1, schedule: linear}
+        eval: {every: 3, batches: 2}
+        checkpoint: {every: 2, keep: 2}
+        \(extra)
+        """
+    }
+
+    @Test func aRunEndsWithAFullModelThatComputesWhatTrainingLastComputed() throws {
+        let ws = try Workspace()
+        for (method, dtype) in [("q-galore", "bf16"), ("q-galore", "f32"), ("galore", "f32"), ("full", "f32")] {
+            var overrides = ["method=\(method)", "output_dtype=\(dtype)", "output_dir=\(ws.root)/run-\(method)-\(dtype)"]
+            if method != "q-galore" { overrides += ["qgalore.rank=4"] }
+            if method == "full" { overrides = overrides.filter { !$0.hasPrefix("qgalore") } }
+            let yaml = method == "full" ? Self.yaml(ws).replacingOccurrences(of: "qgalore: {rank: 4, update_proj_gap: 2, queue_size: 2}", with: "") : Self.yaml(ws)
+            let trainer = try Trainer(config: try TrainConfig(yaml: yaml, overrides: overrides))
+            let full = try #require(trainer.fullRank)
+            #expect(full.parameterCount == 2 * (32 * 32 * 2 + 16 * 32 * 2 + 48 * 32 * 3))
+            if method == "q-galore" {
+                #expect(trainer.model.layers.allSatisfy { $0.linears.allSatisfy { $0.1 is GroupQuantizedLinear } })
+            }
+            let before = try trainer.evaluate(trainer.valid!).mean
+            #expect(try trainer.run() == .finished)
+            let trained = try trainer.evaluate(trainer.valid!).mean
+            #expect(trained < before, "\(method): validation loss \(before) → \(trained)")
+            let directory = trainer.config.outputDir + "/model"
+            #expect(!FileManager.default.fileExists(atPath: trainer.config.outputDir + "/adapter_model.safetensors"))
+            let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: directory + "/config.json"))) as! [String: Any]
+            #expect(config["torch_dtype"] as? String == (dtype == "bf16" ? "bfloat16" : "float32"))
+            #expect(FileManager.default.fileExists(atPath: directory + "/tokenizer.json"))
+            let file = try SafeTensorsFile(path: directory + "/model.safetensors")
+            #expect(try file.entry("model.layers.1.mlp.down_proj.weight").dtype == (dtype == "bf16" ? .bf16 : .f32))
+            // Loaded back, the model computes the trained loss (to bf16's rounding of the weights).
+            let loaded = try LlamaModel(directory: directory)
+            let batch = BatchPlan(examples: trainer.valid!.examples, batchSize: 2, seqLen: 64, packing: false, pad: 2, seed: 0).batches(epoch: 0, shuffle: false)[0]
+            let mine = trainer.model.loss(tokens: batch.tokens, labels: batch.labels).mean, theirs = loaded.loss(tokens: batch.tokens, labels: batch.labels).mean
+            #expect(abs(mine - theirs) <= (dtype == "bf16" ? 1e-2 : 1e-6) * mine, "\(method) \(dtype): loss \(mine) in training, \(theirs) loaded")
+            let summary = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: trainer.config.outputDir + "/summary.json"))) as! [String: Any]
+            #expect(summary["model"] as? String == directory && (summary["state_bytes"] as? Int ?? 0) > 0)
+        }
+    }
+
+    @Test func badSettingsAreNamedBeforeAnythingStarts() throws {
+        let ws = try Workspace()
+        let yaml = Self.yaml(ws)
+        func refused(_ overrides: [String], _ expected: ConfigError) {
+            #expect(throws: expected) { _ = try TrainConfig(yaml: yaml, overrides: overrides) }
+        }
+        refused(["qgalore.update_proj_gap=0"], .badValue(key: "qgalore.update_proj_gap", detail: "must be in 1...100000000 (got 0)"))
+        refused(["qgalore.weight_bits=6"], .badValue(key: "qgalore.weight_bits", detail: "is 6; Q-GaLore keeps weights in 8 or 4 bits"))
+        refused(["qgalore.proj_bits=3"], .badValue(key: "qgalore.proj_bits", detail: "is 3; projections are kept in 4 or 8 bits"))
+        refused(["qgalore.weight_group_size=255"], .badValue(key: "qgalore.weight_group_size", detail: "is 255; it must be even (two 4-bit codes share a byte)"))
+        refused(["train.grad_accum=2"], .badValue(key: "train.grad_accum", detail: "must be 1 with method q-galore (each matrix is updated as its gradient arrives in the backward pass)"))
+        refused(["train.max_grad_norm=1"], .badValue(key: "train.max_grad_norm", detail: "must be null or 0 with method q-galore (each matrix is updated during the backward pass, before a global norm exists)"))
+        refused(["lora.rank=8"], .badValue(key: "lora.rank", detail: "applies only with method lora"))
+        refused(["method=galore", "qgalore.weight_bits=4"], .badValue(key: "qgalore.weight_bits", detail: "applies only with method q-galore"))
+        refused(["method=lora"], .badValue(key: "qgalore.rank", detail: "applies only with method galore or q-galore"))
+        refused(["method=lora", "qgalore.rank=128", "qgalore.update_proj_gap=200", "qgalore.queue_size=5", "output_dtype=f16"],
+                .badValue(key: "output_dtype", detail: "applies only with method full, galore or q-galore"))
+        // The reference's defaults where the file says nothing; what it says is kept.
+        let c = try TrainConfig(yaml: yaml.replacingOccurrences(of: "lr: 0.01, ", with: ""))
+        #expect(c.lr == 1e-4 && c.adam.beta1 == 0.9 && c.adam.beta2 == 0.95 && c.optimizer == .adamw8bit && c.maxGradNorm == nil)
+        #expect(c.qgalore.scale == 0.25 && c.qgalore.projBits == 4 && c.qgalore.weightBits == 8 && c.qgalore.stochasticRounding && c.qgalore.gammaProj == 2)
+        #expect(try TrainConfig(yaml: yaml).lr == 0.01)
+        let full = try TrainConfig(yaml: yaml.replacingOccurrences(of: "qgalore: {rank: 4, update_proj_gap: 2, queue_size: 2}", with: ""), overrides: ["method=full"])
+        #expect(full.adam.beta2 == 0.999 && full.optimizer == .adamw && full.maxGradNorm == nil)
+        // A rank the model's matrices cannot take, before any work.
+        #expect(throws: ConfigError.badValue(key: "qgalore.rank", detail: "is 16, not below min(m, n) = 16 of model.layers.0.self_attn.k_proj.weight [16, 32]")) {
+            _ = try Trainer(config: try TrainConfig(yaml: yaml, overrides: ["qgalore.rank=16"]))
+        }
+        #expect(!FileManager.default.fileExists(atPath: ws.root + "/run"))
+    }
+}
