@@ -8,6 +8,9 @@
 #if defined(__linux__)
 #include <sys/syscall.h>
 #endif
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #ifndef RENAME_EXCHANGE
 #define RENAME_EXCHANGE (1 << 1)
@@ -27,4 +30,10 @@ int lq_exchange_paths(const char *a, const char *b) {
 int lq_process_alive(int pid) {
     if (pid <= 0) return 0;
     return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+void lq_release_free_memory(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }

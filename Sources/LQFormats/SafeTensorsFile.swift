@@ -148,6 +148,11 @@ public final class SafeTensorsFile: @unchecked Sendable {
     public func contains(_ name: String) -> Bool { byName[name] != nil }
 
     /// The raw bytes of a tensor, in place in the mapping.
+    /// Drops the entry's pages from memory once its data has been copied (see MappedFile.release).
+    public func release(_ entry: TensorEntry) {
+        mapping.release((dataStart + entry.dataRange.lowerBound)..<(dataStart + entry.dataRange.upperBound))
+    }
+
     public func bytes(of entry: TensorEntry) -> UnsafeRawBufferPointer {
         let start = dataStart + entry.dataRange.lowerBound
         return UnsafeRawBufferPointer(rebasing: mapping.bytes[start..<(start + entry.byteCount)])

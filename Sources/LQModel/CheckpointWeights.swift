@@ -32,8 +32,8 @@ struct CheckpointWeights {
     /// The linear layer `name` (`name.weight`, `name.bias`, or its quantized tensors) of shape [out, in].
     /// keepHalf: a BF16/F16 weight stays 16-bit (the embeddings and LM head: the largest matrices,
     /// whose fp32 copy would cost the most memory and decoding bandwidth). Projections are widened
-    /// once here: keeping them 16-bit too halves a dense model's memory but cost 15 % of eval speed
-    /// on SmolLM2 (every window widens every panel again).
+    /// once here (and their 16-bit pages released): keeping them 16-bit too halves a dense model's
+    /// memory but cost 15 % of eval speed on SmolLM2 (every window widens every panel again).
     func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false, keepHalf: Bool = false) throws -> any LinearOperator {
         let weight = name + ".weight"
         let b = bias ? try tensor(name + ".bias", [out]) : nil
@@ -55,6 +55,10 @@ struct CheckpointWeights {
             }
             return QuantizedLinear(weight: q, bias: b)
         }
-        return DenseLinear(weight: try tensor(weight, [out, inFeatures]), bias: b)
+        let dense = DenseLinear(weight: try tensor(weight, [out, inFeatures]), bias: b)
+        // A 16-bit weight was widened into a copy: its pages of the mapping are not read again.
+        let (file, entry) = try checkpoint.locate(weight)
+        if entry.dtype != .f32 { file.release(entry) }
+        return dense
     }
 }

@@ -48,6 +48,16 @@ public final class MappedFile: @unchecked Sendable {
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: byteCount) }
 
+    /// Drops the pages lying wholly inside `range` from this process's memory (MADV_DONTNEED):
+    /// for data copied elsewhere and not read again. Unwritten private pages read back from the
+    /// file if touched later, so nothing is lost; a page shared with data outside the range stays.
+    public func release(_ range: Range<Int>) {
+        guard let base, !range.isEmpty else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
+        if end > start { madvise(base + start, end - start, MADV_DONTNEED) }
+    }
+
     /// Hints that the range will be read soon (sequential streaming of a checkpoint).
     public func willNeed(_ range: Range<Int>) {
         guard let base, !range.isEmpty else { return }

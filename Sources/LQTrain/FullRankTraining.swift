@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import LQFormats
 import LQModel
@@ -122,6 +123,7 @@ public final class FullRankTraining: GradientSink {
         }
         self.matrices = matrices
         index = Dictionary(uniqueKeysWithValues: matrices.enumerated().map { ($1.site, $0) })
+        lq_release_free_memory()  // the loader's fp32 projections, now freed, would otherwise stay in malloc's heap
     }
 
     /// Weights trained.

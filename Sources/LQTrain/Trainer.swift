@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import LQFormats
 import LQModel
@@ -73,6 +74,8 @@ public final class Trainer {
     var stepSpeeds: [Double] = [], tokensSeen = 0
     public private(set) var skippedSteps = 0
     var consecutiveSkips = 0
+    /// Resident memory once the model, its training state and the data are ready (before any step).
+    public private(set) var setupResidentBytes = 0
 
     public var onStep: (StepReport) -> Void = { _ in }
     public var onEvaluation: (_ step: Int, _ loss: TokenLoss) -> Void = { _, _ in }
@@ -126,6 +129,7 @@ public final class Trainer {
                 teacher = .live(try LlamaModel(directory: path))
             }
         }
+        setupResidentBytes = MemoryUsage.resident()
     }
 
     /// Every distinct sequence (its real tokens) that the run's steps and validations will read:
@@ -202,6 +206,9 @@ public final class Trainer {
                 norm = config.maxGradNorm.map { $0 > 0 ? clipGradientNorm(parameters, maxNorm: $0) : parameters.gradientNorm() } ?? parameters.gradientNorm()
                 optimizer.update(parameters, learningRate: lr)
             }
+            // The step's activations are free again: their pages go back to the system, so the next
+            // step's peak is what it needs rather than that plus what malloc kept fragmented.
+            lq_release_free_memory()
             step += 1
             let seconds = Date().timeIntervalSince(stepStart), tokens = micro.reduce(0) { $0 + $1.tokenCount }
             let report = StepReport(step: step, totalSteps: totalSteps, loss: mean, learningRate: lr, gradientNorm: norm, tokens: tokens,
@@ -243,7 +250,7 @@ public final class Trainer {
         let speeds = stepSpeeds.dropFirst().sorted()  // the first step warms caches and allocations
         var summary: [String: Any] = ["steps": step, "seconds": Date().timeIntervalSince(start), "tokens": tokensSeen,
                                       "tokens_per_s_median": speeds.isEmpty ? stepSpeeds.first ?? 0 : speeds[speeds.count / 2],
-                                      "peak_rss_bytes": MemoryUsage.peak(), "final_train_loss": history.last?.loss ?? Double.nan,
+                                      "peak_rss_bytes": MemoryUsage.peak(), "setup_rss_bytes": setupResidentBytes, "final_train_loss": history.last?.loss ?? Double.nan,
                                       "trainable_parameters": fullRank?.parameterCount ?? parameters.parameterCount, "skipped_steps": skippedSteps]
         if let v = validHistory.last { summary["final_val_loss"] = v.loss; summary["final_val_ppl"] = exp(v.loss) }
         if let v = validHistory.first { summary["initial_val_loss"] = v.loss }

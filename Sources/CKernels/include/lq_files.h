@@ -9,4 +9,7 @@ int lq_exchange_paths(const char *a, const char *b);
 /// Whether process `pid` exists (kill(pid, 0) succeeds or fails only with EPERM).
 int lq_process_alive(int pid);
 
+/// Returns the allocator's free memory to the system (glibc's malloc_trim(0)); nothing elsewhere.
+void lq_release_free_memory(void);
+
 #endif
