@@ -62,6 +62,7 @@ if a.adapter:
     import peft
     model = peft.PeftModel.from_pretrained(model, a.adapter).eval()
 ids = tok(text, return_tensors="pt").input_ids
+seq_len = ids.size(1)
 start = time.time()
 nll_sum, n_tokens = reference.hf_perplexity_sums(model, ids, a.ctx, a.ctx)
 torch_seconds = time.time() - start
