@@ -132,12 +132,20 @@ public final class GroupQuantizedMatrix: @unchecked Sendable {
         }
     }
 
-    /// Values `range` (row-major indices) dequantized into `out`: (code − zero)·scale.
+    /// Values `range` (row-major indices) dequantized into `out`: (code − zero)·scale, a group at a time.
     public func dequantize(_ range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        let gs = groupSize
-        for i in range {
-            let g = i / gs
-            out[i - range.lowerBound] = (Float(code(i)) - zeros[g]) * scales[g]
+        let gs = groupSize, packed = bits == 4, o = out - range.lowerBound
+        codes.withUnsafeBufferPointer { codes in
+            var i = range.lowerBound
+            while i < range.upperBound {
+                let g = i / gs, end = min(range.upperBound, (g + 1) * gs), z = zeros[g], s = scales[g]
+                if packed {
+                    for j in i..<end { o[j] = (Float(j & 1 == 0 ? codes[j >> 1] & 0xF : codes[j >> 1] >> 4) - z) * s }
+                } else {
+                    for j in i..<end { o[j] = (Float(codes[j]) - z) * s }
+                }
+                i = end
+            }
         }
     }
 

@@ -155,8 +155,9 @@ public final class GaLoreProjector {
     /// The projector's tensors under `name` (P or its codes, the first vector, the cosine queue)
     /// and its scalars (gap, refresh iterations).
     func state(name: String) -> (tensors: [PendingTensor], scalars: [String: Any]) {
-        var tensors = [PendingTensor(name: name + ".first_vector", tensor: Tensor(shape: [firstVector.count], values: firstVector)),
-                       PendingTensor(name: name + ".queue", tensor: Tensor(shape: [queue.count], values: queue))]
+        var tensors: [PendingTensor] = []
+        if !firstVector.isEmpty { tensors.append(PendingTensor(name: name + ".first_vector", tensor: Tensor(shape: [firstVector.count], values: firstVector))) }
+        if !queue.isEmpty { tensors.append(PendingTensor(name: name + ".queue", tensor: Tensor(shape: [queue.count], values: queue))) }
         if let dense { tensors.append(PendingTensor(name: name + ".projection", tensor: dense)) }
         if let codes {
             tensors += [PendingTensor(name: name + ".projection.codes", dtype: .u8, shape: [codes.codes.count], bytes: codes.codes),
@@ -167,15 +168,16 @@ public final class GaLoreProjector {
     }
 
     func load(name: String, from reader: StateReader, scalars: [String: Any]) throws {
-        guard let gap = scalars["gap"] as? Int, let refreshes = scalars["refreshes"] as? [Int], !refreshes.isEmpty else {
+        guard let gap = scalars["gap"] as? Int, let refreshes = scalars["refreshes"] as? [Int] else {
             throw TrainingError.badCheckpoint(path: reader.file.path, detail: "has no projector state for \(name)")
         }
         self.gap = gap
         self.refreshes = refreshes
-        let vectorLength = side == .right ? cols : rows
-        firstVector = try reader.floats(name + ".first_vector", vectorLength)
-        let queued = refreshes.count <= 1 ? 0 : min(schedule.queueSize, refreshes.count - 1)
-        queue = try reader.floats(name + ".queue", queued)
+        (firstVector, queue, dense, codes) = ([], [], nil, nil)
+        guard !refreshes.isEmpty else { return }  // saved before the first step
+        firstVector = try reader.floats(name + ".first_vector", side == .right ? cols : rows)
+        let queued = min(schedule.queueSize, refreshes.count - 1)
+        if queued > 0 { queue = try reader.floats(name + ".queue", queued) }
         let shape = projectionShape, n = shape[0] * shape[1]
         switch storage {
         case .full:

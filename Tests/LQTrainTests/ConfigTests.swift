@@ -72,5 +72,8 @@ struct ShippedConfigTests {
         let lrec = try TrainConfig(path: Self.configs + "/lrec-smollm2.yaml")
         #expect(lrec.teacher == "models/SmolLM2-135M-Instruct" && lrec.klWeight == 1 && lrec.ceWeight == 50)
         #expect(lrec.rank == 32 && lrec.alpha == 128 && lrec.dropout == 0.05 && lrec.lr == 3e-4 && lrec.adam.weightDecay == 1e-5)
+        let qgalore = try TrainConfig(path: Self.configs + "/qgalore-smollm2.yaml")
+        #expect(qgalore.method == .qGalore && qgalore.qgalore == QGaLoreSettings(), "the comment says: the reference's defaults")
+        #expect(qgalore.lr == 1e-4 && qgalore.adam.beta2 == 0.95 && qgalore.optimizer == .adamw8bit && qgalore.maxGradNorm == nil)
     }
 }

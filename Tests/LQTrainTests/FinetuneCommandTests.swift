@@ -18,6 +18,15 @@ struct FinetuneCommandTests {
         }
     }
 
+    /// `config` run into `directory`, interrupted after step 3 (as Ctrl-C does) and resumed: its losses.
+    static func interruptedAndResumed(_ config: String, into directory: String) throws -> [String] {
+        let stopped = try run(["finetune", "--config", config, "--set", "output_dir=\(directory)", "--stop-after", "3"])
+        #expect(stopped.status == 130 && stopped.stderr.contains("interrupted at step 3; resume with"), "\(stopped.stderr)")
+        let resumed = try run(["finetune", "--config", config, "--set", "output_dir=\(directory)", "--resume", directory])
+        #expect(resumed.status == 0 && resumed.stderr.contains("resuming after step 3"), "\(resumed.stderr)")
+        return try losses(directory)
+    }
+
     @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
     func resumedRunLossesAreBitwiseThoseOfAnUninterruptedRun() throws {
         let ws = try Workspace()
@@ -36,11 +45,7 @@ struct FinetuneCommandTests {
         #expect(fresh.status == 0, "\(fresh.stderr)")
         #expect(try Self.losses(ws.root + "/run") == reference)
 
-        let stopped = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--stop-after", "3"])
-        #expect(stopped.status == 130 && stopped.stderr.contains("interrupted at step 3; resume with"), "\(stopped.stderr)")
-        let resumed = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--resume", ws.root + "/run2"])
-        #expect(resumed.status == 0 && resumed.stderr.contains("resuming after step 3"), "\(resumed.stderr)")
-        #expect(try Self.losses(ws.root + "/run2") == reference)
+        #expect(try Self.interruptedAndResumed(config, into: ws.root + "/run2") == reference)
         let a = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/run/adapter_model.safetensors"))
         let b = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/run2/adapter_model.safetensors"))
         #expect(a == b)
@@ -122,11 +127,7 @@ extension FinetuneCommandTests {
         #expect(straight.stderr.contains("Q-GaLore: 8-bit weights in groups of 256 (stochastic rounding), 4-bit projections; rank 4"), "\(straight.stderr)")
         let reference = try Self.losses(ws.root + "/run")
         #expect(reference.count == 6)
-        let stopped = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--stop-after", "3"])
-        #expect(stopped.status == 130, "\(stopped.stderr)")
-        let resumed = try Self.run(["finetune", "--config", config, "--set", "output_dir=\(ws.root)/run2", "--resume", ws.root + "/run2"])
-        #expect(resumed.status == 0 && resumed.stderr.contains("resuming after step 3"), "\(resumed.stderr)")
-        #expect(try Self.losses(ws.root + "/run2") == reference)
+        #expect(try Self.interruptedAndResumed(config, into: ws.root + "/run2") == reference)
         let a = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/run/model/model.safetensors"))
         let b = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/run2/model/model.safetensors"))
         #expect(a == b)

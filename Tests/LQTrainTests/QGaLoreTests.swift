@@ -229,6 +229,42 @@ struct QGaLoreTrainerTests {
         }
     }
 
+    /// Saved before the first step (Ctrl-C during the first validation) or after one, the state
+    /// loads into a fresh model and continues with the same codes and schedules.
+    @Test func stateSavedAtAnyStepContinuesTheSame() throws {
+        let ws = try Workspace()
+        let c = try TrainConfig(yaml: Self.yaml(ws))
+        var rng = SeededGenerator(seed: 3)
+        let tokens = (0..<3).map { _ in (0..<2).map { _ in (0..<24).map { _ in Int(rng.next() % 1200) } } }
+        func fresh() throws -> (LlamaModel, FullRankTraining) {
+            let model = try LlamaModel(directory: ws.root + "/model")
+            return (model, try FullRankTraining(model: model, config: c))
+        }
+        func step(_ t: (LlamaModel, FullRankTraining), _ s: Int) throws -> Double {
+            var dropout = SeededGenerator(seed: 0)
+            t.1.beginStep(learningRate: 0.01)
+            let loss = t.0.accumulateGradients(tokens: tokens[s], labels: tokens[s], normalizer: 46, into: t.1, rng: &dropout).mean
+            _ = try t.1.finishStep()
+            return loss
+        }
+        let straight = try fresh()
+        let atZero = try fresh(), atOne = try fresh()
+        try straight.1.save(to: ws.root + "/state-0")
+        let first = try step(straight, 0)
+        try straight.1.save(to: ws.root + "/state-1")
+        let rest = [try step(straight, 1), try step(straight, 2)]
+        try atZero.1.load(from: ws.root + "/state-0", step: 0)
+        try atOne.1.load(from: ws.root + "/state-1", step: 1)
+        #expect(try [step(atZero, 0), step(atZero, 1), step(atZero, 2)] == [first] + rest)
+        #expect(try [step(atOne, 1), step(atOne, 2)] == rest)
+        for other in [atZero.1, atOne.1] {
+            for (a, b) in zip(straight.1.matrices, other.matrices) {
+                guard case let .codes(x) = a.weight, case let .codes(y) = b.weight else { Issue.record("not codes"); continue }
+                #expect(x.codes == y.codes && x.scales == y.scales && a.projector?.refreshes == b.projector?.refreshes && a.projector?.gap == b.projector?.gap)
+            }
+        }
+    }
+
     @Test func badSettingsAreNamedBeforeAnythingStarts() throws {
         let ws = try Workspace()
         let yaml = Self.yaml(ws)
