@@ -10,21 +10,11 @@
 # lr 1e-4) and full AdamW at lr 2.5e-5 (GaLore's lr × scale, the same step size). The Q-GaLore
 # start row is one step at lr 0: the INT8 model training begins from. Resumable
 # (scripts/lib/made-by.sh); models/smollm2-nf4 is used as it is when present. Prints a Markdown
-# table (also results/qgalore-study.md): peak resident memory, resident memory between steps (the
-# weights and training state that stay), and the median step's tokens/s.
+# table of the rows this build made (also results/qgalore-study.md): peak resident memory, resident
+# memory between steps (the weights and training state that stay), and the median step's tokens/s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=data/wikitext-2-raw-test.txt
-bin=${LQLORA_BIN:-.build/release/lqlora}  # another build: its stamps decide what is reused
-[ -n "${LQLORA_BIN:-}" ] || swift build -c release --product lqlora >/dev/null
-scripts/fetch-smollm2.sh >/dev/null
-mkdir -p results runs
-. scripts/lib/made-by.sh
-dense=models/SmolLM2-135M-Instruct
-steps=${EXP_STEPS:-30}
-chars=40000
-[ -f results/finetune-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/finetune-text.txt','w', encoding='utf-8', newline='').write(t[100000:400000])" $data
-. scripts/lib/experiment-steps.sh
+. scripts/lib/qat-study.sh
 [ -f models/smollm2-nf4/quant_report.json ] || quantize smollm2-nf4 --method nf4
 [ -e models/smollm2-dense ] || ln -s SmolLM2-135M-Instruct models/smollm2-dense
 full_rank() {  # run name, method, lr, steps
@@ -55,12 +45,14 @@ for row in "qgalore q-galore 1.0e-4" "galore galore 1.0e-4" "full-adamw full 2.5
   full_rank $1 $2 $3 $steps
   evaluate runs/exp-$1-$steps/model "" $1-ft$steps
 done
-python3 - $steps $chars <<'PY' | tee results/qgalore-study.md
+python3 - $steps $chars $build_id <<'PY' | tee results/qgalore-study.md
 import json, os, sys
-steps, chars = sys.argv[1:]
+steps, chars, build = sys.argv[1:]
+def fresh(path):  # made by this build (scripts/lib/made-by.sh)
+    return os.path.exists(path) and os.path.exists(path + ".made-by") and open(path + ".made-by").read().strip() == build
 def ppl(name):
     path = f"results/{name}-{chars}.json"
-    return f"{json.load(open(path))['perplexity']:.2f}" if os.path.exists(path) else "-"
+    return f"{json.load(open(path))['perplexity']:.2f}" if fresh(path) else "-"
 def run(path):
     s = json.load(open(f"{path}/summary.json"))
     last = [json.loads(l) for l in open(f"{path}/metrics.jsonl") if '"loss"' in l][-1]
@@ -71,12 +63,30 @@ print("|---|---|---|---|---|---|---|---|")
 rows = [("LoRA r64 (dense base)", "bf16 base, fp32 adapters", "smollm2-dense", f"runs/exp-smollm2-dense-{steps}"),
         ("QLoRA r64 (NF4 base)", "NF4 base, fp32 adapters", "smollm2-nf4", f"runs/exp-smollm2-nf4-{steps}")]
 for label, weights, name, path in rows:
-    if os.path.exists(f"{path}/summary.json"):
+    if fresh(path):
         print(f"| {label} | {weights} | {run(path).split(' | ', 1)[0]} | {ppl(name)} | {ppl(f'{name}-ft{steps}')} | {run(path).split(' | ', 1)[1]} |")
 for label, weights, name, before in (("Q-GaLore", "INT8 weights, INT4 projections, 8-bit Adam", "qgalore", "qgalore-start"),
                                      ("GaLore", "fp32 weights and projections, 8-bit Adam", "galore", "smollm2-dense"),
                                      ("full AdamW", "fp32 weights and moments", "full-adamw", "smollm2-dense")):
     path = f"runs/exp-{name}-{steps}"
-    if os.path.exists(f"{path}/summary.json"):
+    if fresh(path):
         print(f"| {label} | {weights} | {run(path).split(' | ', 1)[0]} | {ppl(before)} | {ppl(f'{name}-ft{steps}')} | {run(path).split(' | ', 1)[1]} |")
 PY
+# QGALORE_SPEED=N: the speed column again from N rounds that alternate the five configurations, 6
+# steps each (the machine's load moves between runs of a whole study): the median tokens/s of steps
+# 2-6 over the rounds (step 1 warms up, and runs the first SVDs of the GaLore rows).
+if [ "${QGALORE_SPEED:-0}" -gt 0 ]; then
+  for r in $(seq "$QGALORE_SPEED"); do
+    for c in smollm2-dense smollm2-nf4 qgalore galore full-adamw; do
+      $bin finetune --config results/finetune-$c.yaml --set train.max_steps=6 --set output_dir=runs/speed-$c-$r --overwrite >/dev/null 2>>results/log.txt
+    done
+  done
+  python3 - "$QGALORE_SPEED" <<'PY' | tee -a results/qgalore-study.md
+import json, statistics, sys
+rounds = int(sys.argv[1])
+print(f"\n| method | tokens/s, median of steps 2-6 over {rounds} alternating rounds |\n|---|---|")
+for c, label in (("smollm2-dense", "LoRA r64 (dense base)"), ("smollm2-nf4", "QLoRA r64 (NF4 base)"), ("qgalore", "Q-GaLore"), ("galore", "GaLore"), ("full-adamw", "full AdamW")):
+    speeds = [r["tokens_per_s"] for k in range(1, rounds + 1) for r in map(json.loads, open(f"runs/speed-{c}-{k}/metrics.jsonl")) if r.get("step", 0) >= 2 and "tokens_per_s" in r]
+    print(f"| {label} | {statistics.median(speeds):.0f} |")
+PY
+fi
