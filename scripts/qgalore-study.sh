@@ -8,7 +8,9 @@
 # projections themselves (no clipping: each matrix steps inside the backward pass): Q-GaLore and
 # GaLore with the reference's settings (rank 128, scale 0.25, 8-bit Adam with betas 0.9/0.95,
 # lr 1e-4) and full AdamW at lr 2.5e-5 (GaLore's lr × scale, the same step size). The Q-GaLore
-# start row is one step at lr 0: the INT8 model training begins from. Resumable
+# start row is one step at lr 0: the INT8 model training begins from. They write their model in
+# f32, so that the evaluation sees every update (bf16 rounds away changes under half its step,
+# which a short GaLore or AdamW run is mostly made of). Resumable
 # (scripts/lib/made-by.sh); models/smollm2-nf4 is used as it is when present. Prints a Markdown
 # table of the rows this build made (also results/qgalore-study.md): peak resident memory, resident
 # memory between steps (the weights and training state that stay), and the median step's tokens/s.
@@ -24,6 +26,7 @@ full_rank() {  # run name, method, lr, steps
 model: $dense
 output_dir: $run
 method: $2
+output_dtype: f32
 data: {train: results/finetune-text.txt, format: text}
 train: {seq_len: 256, batch_size: 4, grad_accum: 1, max_steps: $4, lr: $3, schedule: constant, warmup: 3, seed: 0, packing: true}
 eval: {every: 0}
