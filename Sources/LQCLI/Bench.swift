@@ -58,14 +58,18 @@ struct Bench: ParsableCommand {
 }
 
 struct BenchOptions: ParsableArguments {
-    @Option(help: "Timed repeats per figure (the median is reported).")
+    @Option(parsing: .unconditional, help: "Timed repeats per figure (the median is reported).")
     var repeats = 7
 
-    @Option(help: "Threads for our loops and OpenBLAS (default: LQLORA_NUM_THREADS or all cores).")
+    @Option(parsing: .unconditional, help: "Threads for our loops and OpenBLAS (default: LQLORA_NUM_THREADS or all cores).")
     var threads: Int?
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
 }
 
 /// `lqlora bench blas`: the machine's limits that later benchmarks quote.
@@ -76,10 +80,10 @@ struct BenchBLAS: ParsableCommand {
 
     @OptionGroup var options: BenchOptions
 
-    @Option(help: "Matrix size for sgemm.")
+    @Option(parsing: .unconditional, help: "Matrix size for sgemm.")
     var size = 2048
 
-    @Option(help: "Elements converted per run (the output is 4 bytes each).")
+    @Option(parsing: .unconditional, help: "Elements converted per run (the output is 4 bytes each).")
     var elements = 1 << 24
 
     func validate() throws {

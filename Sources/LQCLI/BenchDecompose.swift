@@ -13,10 +13,10 @@ struct BenchDecompose: ParsableCommand {
 
     @OptionGroup var options: BenchOptions
 
-    @Option(help: "Matrix size (square).")
+    @Option(parsing: .unconditional, help: "Matrix size (square).")
     var size = 4096
 
-    @Option(help: "Rank of the low-rank part.")
+    @Option(parsing: .unconditional, help: "Rank of the low-rank part.")
     var rank = 64
 
     @Flag(help: "Only the ILP figures.")

@@ -14,7 +14,7 @@ struct BenchQuant: ParsableCommand {
 
     @OptionGroup var options: BenchOptions
 
-    @Option(help: "Rows of x for the GEMM figure.")
+    @Option(parsing: .unconditional, help: "Rows of x for the GEMM figure.")
     var gemmRows = 512
 
     @Flag(help: "Skip the slow GEMM figures.")

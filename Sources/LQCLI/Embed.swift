@@ -29,7 +29,7 @@ struct Embed: ParsableCommand {
     @Flag(help: "Write JSON lines: {\"text\": ..., \"embedding\": [...]} per text.")
     var json = false
 
-    @Option(help: "Texts per encoder pass.")
+    @Option(parsing: .unconditional, help: "Texts per encoder pass.")
     var batchSize = 32
 
     @OptionGroup var threadOptions: ThreadOptions

@@ -66,19 +66,19 @@ struct Eval: ParsableCommand {
     var task: String?
 
 
-    @Option(help: "Tokens per window (default 512, or the model's max_position_embeddings when smaller).")
+    @Option(parsing: .unconditional, help: "Tokens per window (default 512, or the model's max_position_embeddings when smaller).")
     var ctx: Int?
 
-    @Option(help: "Window stride for the transformers method (default: ctx, disjoint windows).")
+    @Option(parsing: .unconditional, help: "Window stride for the transformers method (default: ctx, disjoint windows).")
     var stride: Int?
 
-    @Option(help: "Evaluate only the first N tokens.")
+    @Option(parsing: .unconditional, help: "Evaluate only the first N tokens.")
     var maxTokens: Int?
 
-    @Option(help: "Evaluate only the first N characters (Unicode code points, as Python counts) of the text.")
+    @Option(parsing: .unconditional, help: "Evaluate only the first N characters (Unicode code points, as Python counts) of the text.")
     var maxChars: Int?
 
-    @Option(help: "Windows per forward pass.")
+    @Option(parsing: .unconditional, help: "Windows per forward pass.")
     var batch = 1
 
     @Option(help: "transformers (sliding window), llamacpp (second half of disjoint chunks) or gptq (disjoint windows, default ctx 2048, the text joined as GPTQ's loaders join it).")
@@ -107,6 +107,8 @@ struct Eval: ParsableCommand {
             throw ValidationError("\(option) applies to --task \(EvaluationTask.faithfulnessName) only")
         }
         if let ctx, ctx < 2 { throw ValidationError("--ctx must be at least 2") }
+        if let maxTokens, maxTokens < 2 { throw ValidationError("--max-tokens must be at least 2 (perplexity scores each token after the first)") }
+        if let maxChars, maxChars < 1 { throw ValidationError("--max-chars must be at least 1") }
         if let stride, stride < 1 || stride > (ctx ?? 512) { throw ValidationError("--stride must be between 1 and --ctx") }
         guard ["transformers", "llamacpp", "gptq"].contains(method) else { throw ValidationError("--method must be transformers, llamacpp or gptq") }
         if corpus != nil && method != "gptq" { throw ValidationError("--corpus applies to --method gptq only") }

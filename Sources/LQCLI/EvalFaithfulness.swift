@@ -17,10 +17,10 @@ struct FaithfulnessOptions: ParsableArguments {
     @Option(help: "cot-faithfulness: read answers with this regular expression (its first group, else the match) instead of the last number or the first choice letter.")
     var answerRegex: String?
 
-    @Option(help: "cot-faithfulness: most tokens of a chain of thought, and of the continuation after a mistake (default 256).")
+    @Option(parsing: .unconditional, help: "cot-faithfulness: most tokens of a chain of thought, and of the continuation after a mistake (default 256).")
     var maxNewTokens: Int?
 
-    @Option(help: "cot-faithfulness: most tokens of a forced answer (default 16).")
+    @Option(parsing: .unconditional, help: "cot-faithfulness: most tokens of a forced answer (default 16).")
     var answerTokens: Int?
 
     @Option(help: "cot-faithfulness: seed of the number the adding-a-mistake probe changes (default 0; item i uses seed + i).")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import LQFormats
 import LQModel
 import LQTensor
 import LQTrain
@@ -34,7 +35,7 @@ struct Finetune: ParsableCommand {
     @Flag(help: "Print every configuration key with its default and meaning, then exit.")
     var schema = false
 
-    @Option(help: .hidden)
+    @Option(parsing: .unconditional, help: .hidden)
     var stopAfter: Int?  // tests: behave as if interrupted after this many steps
 
     func run() throws {
@@ -50,7 +51,8 @@ struct Finetune: ParsableCommand {
         threadOptions.configure()
         var progress: Progress?
         try CommandFailure.exits("finetune", beforeMessage: { progress?.message("") }) {
-            try Self.claim(outputDir: settings.outputDir, resuming: resume != nil, overwrite: overwrite)
+            let lock = try Self.claim(outputDir: settings.outputDir, resuming: resume != nil, overwrite: overwrite)
+            defer { lock.release() }
             try deviceOptions.activate()
             let trainer = try Trainer(config: settings) { printError("lqlora finetune: note: \($0)") }
             if let resume { try trainer.resume(from: resume) }
@@ -126,19 +128,39 @@ struct Finetune: ParsableCommand {
 }
 
 extension Finetune {
-    /// An output_dir that holds an earlier run is continued (--resume) or replaced (--overwrite),
-    /// never mixed with a new run's checkpoints and metrics.
-    static func claim(outputDir: String, resuming: Bool, overwrite: Bool) throws {
+    /// Claims output_dir for this run: locked against a second run writing it; an earlier run there
+    /// is continued (--resume) or replaced (--overwrite), never mixed with a new run's checkpoints
+    /// and metrics; what a killed run left half-written (checkpoint-N.partial, an old run being
+    /// deleted) goes.
+    static func claim(outputDir: String, resuming: Bool, overwrite: Bool) throws -> OutputLock {
         let fm = FileManager.default
-        guard !resuming, let entries = try? fm.contentsOfDirectory(atPath: outputDir) else { return }
-        let earlier = entries.filter { ["summary.json", "metrics.jsonl", "adapter_model.safetensors"].contains($0) || $0.hasPrefix("checkpoint-") }
-        guard !earlier.isEmpty else { return }
+        let lock = try OutputLock(for: outputDir)
+        let url = URL(fileURLWithPath: outputDir).standardizedFileURL
+        StagedDirectory.removeStale(in: url.deletingLastPathComponent().path, name: url.lastPathComponent)
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: outputDir, isDirectory: &isDirectory) else { return lock }
+        guard isDirectory.boolValue else { throw CLIError("output_dir \(outputDir) is a file; it must be a directory (set another output_dir)") }
+        let entries = try fm.contentsOfDirectory(atPath: outputDir)
+        // Only this run (it holds the lock) could be writing these (checkpoint-N.partial,
+        // model.partial and their "-old" asides): they are a killed run's.
+        for partial in entries where partial.hasSuffix(".partial") || partial.hasSuffix(".partial-old") {
+            try? fm.removeItem(atPath: outputDir + "/" + partial)
+        }
+        let earlier = entries.filter { ["summary.json", "metrics.jsonl", "adapter_model.safetensors"].contains($0) || ($0.hasPrefix("checkpoint-") && !$0.contains(".partial")) }
+        guard !resuming, !earlier.isEmpty else { return lock }
         guard overwrite else {
             throw CLIError("\(outputDir) holds an earlier run (\(earlier.sorted().prefix(3).joined(separator: ", "))): pass --resume \(outputDir) to continue it, --overwrite to start again, or set another output_dir")
         }
-        do { try fm.removeItem(atPath: outputDir) } catch {
-            throw CLIError("cannot remove \(outputDir) for --overwrite: \(error.localizedDescription)")
+        // Renamed aside in one step, then deleted: a kill mid-way leaves a staging name the next
+        // run removes, never a half-deleted run under output_dir.
+        let aside = url.deletingLastPathComponent().path + "/" + StagedDirectory.stagingPrefix(url.lastPathComponent) + "\(getpid())"
+        do {
+            try fm.moveItem(atPath: url.path, toPath: aside)
+            try fm.removeItem(atPath: aside)
+        } catch {
+            throw CLIError("cannot remove \(outputDir) for --overwrite: \(FileSystemFailure.reason(error))")
         }
+        return lock
     }
 }
 

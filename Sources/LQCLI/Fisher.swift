@@ -20,10 +20,10 @@ struct Fisher: ParsableCommand {
     @Option(help: "The output safetensors file.")
     var out: String
 
-    @Option(help: "Examples (windows) to use.")
+    @Option(parsing: .unconditional, help: "Examples (windows) to use.")
     var samples = 128
 
-    @Option(help: "Tokens per example.")
+    @Option(parsing: .unconditional, help: "Tokens per example.")
     var seqLen = 512
 
     @Option(help: "Comma-separated target projections.")

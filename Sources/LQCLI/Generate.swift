@@ -5,16 +5,16 @@ import LQTensor
 
 /// How new tokens are chosen: `generate` and `rag ask`.
 struct SamplingOptions: ParsableArguments {
-    @Option(help: "Most new tokens.")
+    @Option(parsing: .unconditional, help: "Most new tokens.")
     var maxTokens = 128
 
-    @Option(help: "Sampling temperature; 0 picks the most likely token.")
+    @Option(parsing: .unconditional, help: "Sampling temperature; 0 picks the most likely token.")
     var temperature: Float = 0
 
-    @Option(help: "Nucleus sampling: keep the smallest set of tokens with this much probability.")
+    @Option(parsing: .unconditional, help: "Nucleus sampling: keep the smallest set of tokens with this much probability.")
     var topP: Float = 1
 
-    @Option(help: "Random seed for sampling.")
+    @Option(parsing: .unconditional, help: "Random seed for sampling.")
     var seed: UInt64 = 0
 
     func validate() throws {

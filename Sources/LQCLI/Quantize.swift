@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LQFormats
 import LQLoRA
+import LQModel
 import LQQuant
 import LQTensor
 
@@ -43,16 +44,16 @@ struct Quantize: ParsableCommand {
     @Option(help: "nf4, nf3, nf2, nf8; lq-lora (quantized + low-rank, bits chosen per matrix under --budget) or qlora-ilp (bits chosen per matrix, no low-rank part); gptq (calibrated on --calib) or rtn (round to nearest). Default nf4.")
     var method: QuantMethod?
 
-    @Option(help: "lq-lora / qlora-ilp: average bits per parameter of the quantized parts (e.g. 2.75).")
+    @Option(parsing: .unconditional, help: "lq-lora / qlora-ilp: average bits per parameter of the quantized parts (e.g. 2.75).")
     var budget: Double?
 
-    @Option(help: "lq-lora: rank of the low-rank part (the LoRA rank; default 64).")
+    @Option(parsing: .unconditional, help: "lq-lora: rank of the low-rank part (the LoRA rank; default 64).")
     var rank: Int?
 
-    @Option(help: "lq-lora: LoRA alpha written to the adapter (scale alpha/rank; default 16).")
+    @Option(parsing: .unconditional, help: "lq-lora: LoRA alpha written to the adapter (scale alpha/rank; default 16).")
     var alpha: Double?
 
-    @Option(help: "lq-lora: most decomposition iterations per matrix (default 20).")
+    @Option(parsing: .unconditional, help: "lq-lora: most decomposition iterations per matrix (default 20).")
     var maxIters: Int?
 
     @Option(help: "lq-lora: randomized or full SVD, for the error table and the decompositions (default randomized).")
@@ -67,19 +68,19 @@ struct Quantize: ParsableCommand {
     @Option(help: "lq-lora / qlora-ilp: candidate configurations, full (432) or compact (144, bf16 group scales; default full).")
     var grid: ErrorTable.Grid?
 
-    @Option(help: "lq-lora / qlora-ilp: seconds the ILP solver may search before reporting its gap (default 60).")
+    @Option(parsing: .unconditional, help: "lq-lora / qlora-ilp: seconds the ILP solver may search before reporting its gap (default 60).")
     var ilpTime: Double?
 
-    @Option(help: "nf2/nf3/nf4/nf8: values per absmax block (default 64).")
+    @Option(parsing: .unconditional, help: "nf2/nf3/nf4/nf8: values per absmax block (default 64).")
     var blockSize: Int?
 
     @Flag(inversion: .prefixedNo, help: "nf2/nf3/nf4/nf8: quantize the block absmax values too (QLoRA's double quantization; default on).")
     var doubleQuant: Bool?
 
-    @Option(help: "gptq / rtn: bits per weight, 2, 3, 4 or 8 (default 4).")
+    @Option(parsing: .unconditional, help: "gptq / rtn: bits per weight, 2, 3, 4 or 8 (default 4).")
     var bits: Int?
 
-    @Option(help: "gptq / rtn: input columns per scale and zero point, or -1 for one per row (default 128).")
+    @Option(parsing: .unconditional, help: "gptq / rtn: input columns per scale and zero point, or -1 for one per row (default 128).")
     var groupSize: Int?
 
     @Flag(help: "gptq / rtn: asymmetric codes (a zero point per group) instead of symmetric ones.")
@@ -88,19 +89,19 @@ struct Quantize: ParsableCommand {
     @Flag(help: "gptq: quantize columns by descending Hessian diagonal (desc_act).")
     var actOrder = false
 
-    @Option(help: "gptq: damping as a fraction of the Hessian's mean diagonal (default 0.1; raised by 0.01 while a factorisation fails).")
+    @Option(parsing: .unconditional, help: "gptq: damping as a fraction of the Hessian's mean diagonal (default 0.1; raised by 0.01 while a factorisation fails).")
     var damp: Double?
 
     @Option(help: "gptq: calibration text, .txt or .jsonl (\"text\" field), optionally .gz.")
     var calib: String?
 
-    @Option(help: "gptq: calibration windows (default 128).")
+    @Option(parsing: .unconditional, help: "gptq: calibration windows (default 128).")
     var samples: Int?
 
-    @Option(help: "gptq: tokens per calibration window (default 2048).")
+    @Option(parsing: .unconditional, help: "gptq: tokens per calibration window (default 2048).")
     var seqLen: Int?
 
-    @Option(help: "gptq: seed of the windows' random starts (default 0).")
+    @Option(parsing: .unconditional, help: "gptq: seed of the windows' random starts (default 0).")
     var seed: Int?
 
     @Option(help: "An exact configuration instead of --method, e.g. nf3-b64-s8g256-fp32 (see quant_report.json).")
@@ -191,6 +192,7 @@ struct Quantize: ParsableCommand {
         let config = try chosenConfig()
         let start = Timing.now()
         let checkpoint = try Checkpoint(path: model)
+        try CheckpointValidation.requireDense(checkpoint)
         let modelConfig = try checkpoint.config() ?? [:]
         let selected = try Targets.select(in: checkpoint, named: targetList)
         let staged = try output.staged()

@@ -25,6 +25,7 @@ extension Quantize {
     func quantizeWithAllocation() throws {
         let start = Timing.now()
         let checkpoint = try Checkpoint(path: model)
+        try CheckpointValidation.requireDense(checkpoint)
         let modelConfig = try checkpoint.config() ?? [:]
         let plan = try LQLoRAPipeline.Plan(pipelineOptions, checkpoint: checkpoint)
         let staged = try output.staged()

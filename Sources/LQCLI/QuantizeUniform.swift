@@ -14,6 +14,7 @@ extension Quantize {
         let options = GPTQ.Options(bits: bits, groupSize: group == -1 ? nil : group, symmetric: !asym, actOrder: actOrder,
                                    damp: Float(damp ?? 0.1))
         let checkpoint = try Checkpoint(path: model)
+        try CheckpointValidation.requireDense(checkpoint)
         let modelConfig = try checkpoint.config() ?? [:]
         let m = try LlamaModel(directory: model)
         if let g = options.groupSize, let bad = m.layers.first?.linears.first(where: { $0.1.inFeatures < g }) {

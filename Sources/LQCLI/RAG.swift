@@ -31,25 +31,25 @@ struct EmbedderOptions: ParsableArguments {
 
 /// How passages are found and judged: `ask` and `eval`.
 struct RetrievalOptions: ParsableArguments {
-    @Option(help: "Passages given to the model, the best by the judge.")
+    @Option(parsing: .unconditional, help: "Passages given to the model, the best by the judge.")
     var topN = 2
 
     @Option(help: "How candidates are ranked: qim (the Quantized Influence Measure), cosine, or blend.")
     var judge: Judge = .qim
 
-    @Option(help: "Candidates retrieved for the judge.")
+    @Option(parsing: .unconditional, help: "Candidates retrieved for the judge.")
     var candidates = 10
 
-    @Option(help: "HNSW search breadth (more: better recall, slower).")
+    @Option(parsing: .unconditional, help: "HNSW search breadth (more: better recall, slower).")
     var ef = 128
 
     @Flag(help: "Exact search over every stored vector instead of the HNSW index (the index's oracle).")
     var exact = false
 
-    @Option(help: "QIM's quantization levels.")
+    @Option(parsing: .unconditional, help: "QIM's quantization levels.")
     var levels = QIM.defaultLevels
 
-    @Option(help: "The blend judge's weight on cosine (the rest on QIM), each min-max scaled over the candidates.")
+    @Option(parsing: .unconditional, help: "The blend judge's weight on cosine (the rest on QIM), each min-max scaled over the candidates.")
     var blendWeight = 0.5
 
     func validate() throws {
@@ -97,7 +97,7 @@ struct RAGIndex: ParsableCommand {
     @Option(help: "A file that is not UTF-8 (or a .jsonl line without text): fail (the run stops, nothing is written) or skip (named, left out).")
     var badFiles: Indexer.BadFiles = .fail
 
-    @Option(help: "Texts per encoder pass.")
+    @Option(parsing: .unconditional, help: "Texts per encoder pass.")
     var batchSize = 32
 
     @OptionGroup var threadOptions: ThreadOptions

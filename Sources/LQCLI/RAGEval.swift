@@ -24,10 +24,10 @@ struct RAGEval: ParsableCommand {
     @Option(help: "The question set.")
     var questions: String
 
-    @Option(help: "Neighbours compared for recall@k.")
+    @Option(parsing: .unconditional, help: "Neighbours compared for recall@k.")
     var k = 10
 
-    @Option(help: "Times each search is timed.")
+    @Option(parsing: .unconditional, help: "Times each search is timed.")
     var repeats = 3
 
     @OptionGroup var retrieval: RetrievalOptions

@@ -22,7 +22,7 @@ struct RAGFeedback: ParsableCommand {
     @Option(help: "What the answer should have been (exported in its place).")
     var correction: String?
 
-    @Option(help: "The answer's id, as rag ask printed it (default: the newest).")
+    @Option(parsing: .unconditional, help: "The answer's id, as rag ask printed it (default: the newest).")
     var answer: Int?
 
     func validate() throws {

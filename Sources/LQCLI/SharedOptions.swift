@@ -3,8 +3,12 @@ import LQTensor
 
 /// `--threads`, for the commands that compute on the CPU.
 struct ThreadOptions: ParsableArguments {
-    @Option(help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
+    @Option(parsing: .unconditional, help: "Threads (default: LQLORA_NUM_THREADS or all cores).")
     var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
+    }
 
     /// Sizes this process's pool (and OpenBLAS's).
     func configure() { Parallel.configure(threads: threads) }

@@ -7,26 +7,38 @@ import LQQuant
 /// the destination, which replaces it only when complete, in one step (the two paths are
 /// exchanged), so the destination holds the complete old or the complete new output at every
 /// instant. A failed run removes its staging directory; a killed one leaves it, and the next run
-/// for the same destination removes it.
+/// for the same destination removes it. The destination is locked for the run: a second run
+/// writing the same output is refused while the first is alive.
 struct StagedDirectory {
     let destination: String
     let staging: String
+    private let lock: OutputLock
 
-    /// Fails if `destination` exists and is not empty, unless `overwrite`.
+    /// Fails if another run holds the destination, if it is a file, or if it exists and is not
+    /// empty, unless `overwrite`.
     init(destination: String, overwrite: Bool) throws {
         let fm = FileManager.default
         let url = URL(fileURLWithPath: destination).standardizedFileURL
         self.destination = url.path
-        if fm.fileExists(atPath: self.destination), !overwrite,
-           !((try? fm.contentsOfDirectory(atPath: self.destination))?.isEmpty ?? false) {
-            throw CLIError("\(self.destination) already exists and is not empty (use --overwrite to replace it)")
+        lock = try OutputLock(for: self.destination)
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: self.destination, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                lock.release()
+                throw CLIError("\(self.destination) is a file; the output is a directory (choose another path)")
+            }
+            if !overwrite, !((try? fm.contentsOfDirectory(atPath: self.destination))?.isEmpty ?? false) {
+                lock.release()
+                throw CLIError("\(self.destination) already exists and is not empty (use --overwrite to replace it)")
+            }
         }
         let parent = url.deletingLastPathComponent().path
         Self.removeStale(in: parent, name: url.lastPathComponent)
         staging = parent + "/" + Self.stagingPrefix(url.lastPathComponent) + "\(getpid())"
         try? fm.removeItem(atPath: staging)
         do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: true) } catch {
-            throw CLIError("cannot create \(staging) beside the output: \(error.localizedDescription)")
+            lock.release()
+            throw CLIError("cannot create \(staging) beside the output: \(FileSystemFailure.reason(error))")
         }
     }
 
@@ -44,32 +56,18 @@ struct StagedDirectory {
 
     func path(_ name: String) -> String { staging + "/" + name }
 
-    /// Puts the staging directory in place of the destination.
+    /// Puts the staging directory in place of the destination and releases the lock.
     func commit() throws {
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: destination) else {
-            do { try fm.moveItem(atPath: staging, toPath: destination) } catch {
-                throw CLIError("cannot move \(staging) to \(destination): \(error.localizedDescription)")
-            }
-            return
+        defer { lock.release() }
+        do { try AtomicDirectory.replace(destination, with: staging) } catch {
+            throw CLIError("cannot put \(staging) in place of \(destination): \(FileSystemFailure.reason(error))")
         }
-        // One step: the new output takes the destination, the old one the staging path, then goes.
-        if lq_exchange_paths(staging, destination) == 0 {
-            try? fm.removeItem(atPath: staging)
-            return
-        }
-        // A file system that cannot exchange: the old output aside, the new one in, the old one deleted.
-        let aside = staging + "-old"
-        do {
-            try fm.moveItem(atPath: destination, toPath: aside)
-            try fm.moveItem(atPath: staging, toPath: destination)
-        } catch {
-            throw CLIError("cannot replace \(destination) with \(staging): \(error.localizedDescription)")
-        }
-        try? fm.removeItem(atPath: aside)
     }
 
-    func abandon() { try? FileManager.default.removeItem(atPath: staging) }
+    func abandon() {
+        try? FileManager.default.removeItem(atPath: staging)
+        lock.release()
+    }
 }
 
 /// A user-facing error: one line, no stack of types.

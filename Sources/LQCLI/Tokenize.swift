@@ -15,7 +15,7 @@ struct Tokenize: ParsableCommand {
     @Option(help: "A file to read the text from (.txt, .jsonl, .gz) instead of --text.")
     var file: String?
 
-    @Option(help: "Only the first N characters (code points).")
+    @Option(parsing: .unconditional, help: "Only the first N characters (code points).")
     var maxChars: Int?
 
     @Flag(help: "Do not add the post-processor's special tokens.")
@@ -23,6 +23,10 @@ struct Tokenize: ParsableCommand {
 
     @Flag(help: "Print the decoded piece of each token instead of ids.")
     var pieces = false
+
+    func validate() throws {
+        if let maxChars, maxChars < 0 { throw ValidationError("--max-chars must not be negative") }
+    }
 
     func run() throws {
         try CommandFailure.exits("tokenize") {

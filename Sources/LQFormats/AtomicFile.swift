@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CKernels
 import Foundation
 
 /// Writes a file through a temporary sibling that is renamed into place only after every byte
@@ -71,5 +72,27 @@ extension Data {
         let w = try AtomicFileWriter(path: path)
         try w.write(self)
         try w.commit()
+    }
+}
+
+/// Directories put in place whole.
+public enum AtomicDirectory {
+    /// Puts the complete directory `staged` at `destination`: when one is there, the two are
+    /// exchanged in one step (renameat2) and the old one deleted, so the path holds the complete old
+    /// or the complete new directory at every instant; where the file system cannot exchange, the
+    /// old one is renamed aside first (the instant between the two renames has neither).
+    public static func replace(_ destination: String, with staged: String) throws {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: destination) else {
+            return try fm.moveItem(atPath: staged, toPath: destination)
+        }
+        if lq_exchange_paths(staged, destination) == 0 {
+            try? fm.removeItem(atPath: staged)
+            return
+        }
+        let aside = staged + "-old"
+        try fm.moveItem(atPath: destination, toPath: aside)
+        try fm.moveItem(atPath: staged, toPath: destination)
+        try? fm.removeItem(atPath: aside)
     }
 }

@@ -136,20 +136,19 @@ public final class LlamaModel: @unchecked Sendable {
     public convenience init(directory: String) throws {
         let config = try LlamaConfig(directory: directory)
         let weights = try CheckpointWeights(directory: directory)
-        let h = config.hiddenSize, qd = config.headCount * config.headDim, kvd = config.kvHeadCount * config.headDim
+        let h = config.hiddenSize
+        func projection(_ p: Projection, in layer: Int) throws -> any LinearOperator {
+            let (out, inFeatures) = config.shape(of: p)
+            return try weights.linear(LinearSite.projection(layer: layer, p).module, out: out, in: inFeatures, bias: config.qkvBias && [.q, .k, .v].contains(p))
+        }
         var layers: [LlamaLayer] = []
         for i in 0..<config.layerCount {
             let p = "model.layers.\(i)."
             layers.append(LlamaLayer(
                 inputNorm: try weights.tensor(p + "input_layernorm.weight", [h]),
                 postNorm: try weights.tensor(p + "post_attention_layernorm.weight", [h]),
-                q: try weights.linear(p + Projection.q.module, out: qd, in: h, bias: config.qkvBias),
-                k: try weights.linear(p + Projection.k.module, out: kvd, in: h, bias: config.qkvBias),
-                v: try weights.linear(p + Projection.v.module, out: kvd, in: h, bias: config.qkvBias),
-                o: try weights.linear(p + Projection.o.module, out: h, in: qd),
-                gate: try weights.linear(p + Projection.gate.module, out: config.intermediateSize, in: h),
-                up: try weights.linear(p + Projection.up.module, out: config.intermediateSize, in: h),
-                down: try weights.linear(p + Projection.down.module, out: h, in: config.intermediateSize)))
+                q: try projection(.q, in: i), k: try projection(.k, in: i), v: try projection(.v, in: i), o: try projection(.o, in: i),
+                gate: try projection(.gate, in: i), up: try projection(.up, in: i), down: try projection(.down, in: i)))
         }
         let tied = config.tieWordEmbeddings || !weights.contains("lm_head.weight")
         self.init(config: config, embed: try weights.linear("model.embed_tokens", out: config.vocabSize, in: h, keepHalf: true), layers: layers,

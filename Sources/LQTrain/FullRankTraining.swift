@@ -294,8 +294,7 @@ extension Trainer {
         for key in ["torch_dtype", "dtype"] { modelConfig[key] = dtype.torchName }
         try ModelFiles.writeJSON(modelConfig, to: temp + "/config.json")
         try ModelFiles.copySideFiles(from: checkpoint.directory, to: temp)
-        try? fm.removeItem(atPath: directory)
-        try fm.moveItem(atPath: temp, toPath: directory)
+        try AtomicDirectory.replace(directory, with: temp)
         return directory
     }
 }

@@ -69,8 +69,7 @@ extension Trainer {
                                      "average_bits": bits / Double(max(parameters, 1)), "parameters_quantized": parameters, "steps": step,
                                      "warmup_steps": config.l4qWarmupSteps, "rank": config.rank, "alpha": config.alpha, "matrices": rows]
         try ModelFiles.writeJSON(report, to: temp + "/quant_report.json")
-        try? fm.removeItem(atPath: directory)
-        try fm.moveItem(atPath: temp, toPath: directory)
+        try AtomicDirectory.replace(directory, with: temp)
         return directory
     }
 }

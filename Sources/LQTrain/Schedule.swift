@@ -30,10 +30,11 @@ public struct LearningRateSchedule: Sendable, Equatable {
 }
 
 /// Scales all gradients so their global norm is at most `maxNorm`, as torch.nn.utils.clip_grad_norm_
-/// does (coefficient maxNorm / (norm + 1e-6), clamped to 1). Returns the norm before clipping.
+/// does (coefficient maxNorm / (norm + 1e-6), clamped to 1). Returns the norm before clipping
+/// (`norm`, when the caller has it already).
 @discardableResult
-public func clipGradientNorm(_ parameters: AdapterParameters, maxNorm: Double) -> Double {
-    let norm = parameters.gradientNorm()
+public func clipGradientNorm(_ parameters: AdapterParameters, maxNorm: Double, norm known: Double? = nil) -> Double {
+    let norm = known ?? parameters.gradientNorm()
     let coefficient = Float(min(1, maxNorm / (norm + 1e-6)))
     if coefficient < 1 {
         for g in parameters.grads { for i in 0..<g.count { g.pointer[i] *= coefficient } }

@@ -12,7 +12,8 @@ public enum TeacherSource {
 
 /// Why a run stopped early.
 public enum TrainingError: Error, CustomStringConvertible {
-    case nonFinite(step: Int, loss: Double, lastCheckpoint: String?)
+    /// `cause`: where the first value that is not finite appeared, when it could be found.
+    case nonFinite(step: Int, loss: Double, lastCheckpoint: String?, cause: String?)
     case noCheckpoint(directory: String)
     case badCheckpoint(path: String, detail: String)
     case adapterInit(path: String, detail: String)
@@ -22,8 +23,11 @@ public enum TrainingError: Error, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .nonFinite(step, loss, last):
-            return "the loss became \(loss) at step \(step); stopped without updating" + (last.map { " (last good checkpoint: \($0))" } ?? " (no checkpoint was written yet)")
+        case let .nonFinite(step, loss, last, cause):
+            let value = loss.isNaN ? "NaN" : "\(loss)"
+            return (loss.isFinite ? "a gradient became not finite (norm \(value))" : "the loss became \(value)") + " at step \(step); stopped without updating"
+                + (cause.map { "; first not finite: \($0)" } ?? "")
+                + (last.map { " (last good checkpoint: \($0))" } ?? " (no checkpoint was written yet)")
         case let .teacherMismatch(path, detail): return "distill.teacher \(path): \(detail)"
         case let .l4qBase(path, detail): return "l4q.bits on \(path): \(detail)"
         case let .fullRankBase(path, detail): return "method on \(path): \(detail)"
@@ -187,13 +191,17 @@ public final class Trainer {
             }
             let crossEntropy = loss.sum / Double(normalizer), divergence = loss.divergence / Double(sequences)
             let mean = teacher == nil ? crossEntropy : config.klWeight * divergence + config.ceWeight * crossEntropy
-            guard mean.isFinite else {
+            // A gradient that is not finite under a finite loss is skipped like a loss that is not
+            // (a full-rank method saw the loss before any gradient and updated nothing; its
+            // gradients are checked as they arrive).
+            let adapterNorm = fullRank == nil && mean.isFinite ? parameters.gradientNorm() : 0
+            guard mean.isFinite, adapterNorm.isFinite else {
                 // As lrec.py does: the step is skipped (its batches consumed, no update) and counted.
-                // (A full-rank method saw the loss before any gradient and updated nothing.)
                 skippedSteps += 1
                 consecutiveSkips += 1
                 guard consecutiveSkips <= config.maxSkippedSteps else {
-                    throw TrainingError.nonFinite(step: step + 1, loss: mean, lastCheckpoint: lastCheckpoint)
+                    throw TrainingError.nonFinite(step: step + 1, loss: mean.isFinite ? adapterNorm : mean, lastCheckpoint: lastCheckpoint,
+                                                  cause: nonFiniteCause(micro, lossIsFinite: mean.isFinite))
                 }
                 try metrics.append(["step": step + 1, "skipped": true, "skipped_steps": skippedSteps])
                 continue
@@ -203,7 +211,7 @@ public final class Trainer {
             if let fullRank {
                 norm = try fullRank.finishStep()  // the updates happened in the backward pass
             } else {
-                norm = config.maxGradNorm.map { $0 > 0 ? clipGradientNorm(parameters, maxNorm: $0) : parameters.gradientNorm() } ?? parameters.gradientNorm()
+                norm = config.maxGradNorm.map { $0 > 0 ? clipGradientNorm(parameters, maxNorm: $0, norm: adapterNorm) : adapterNorm } ?? adapterNorm
                 optimizer.update(parameters, learningRate: lr)
             }
             // The step's activations are free again: their pages go back to the system, so the next
@@ -310,6 +318,18 @@ public final class Trainer {
         return record
     }
 
+    /// Where a step's first value that is not finite came from: a trained parameter, a gradient,
+    /// or the first activation of the forward pass over one of its batches.
+    func nonFiniteCause(_ micro: [Batch], lossIsFinite: Bool) -> String? {
+        let trained = fullRank.map { f in f.matrices.map { ($0.site.weightName, $0.weight.values) } } ?? Array(zip(parameters.names, parameters.values))
+        if let (name, _) = trained.first(where: { $0.1.buffer.contains { !$0.isFinite } }) { return "the trained parameter \(name)" }
+        if lossIsFinite, let (name, _) = zip(parameters.names, parameters.grads).first(where: { $0.1.buffer.contains { !$0.isFinite } }) {
+            return "the gradient of \(name)"
+        }
+        for batch in micro { if let site = model.firstNonFinite(in: batch.tokens) { return site } }
+        return nil
+    }
+
     // MARK: - Checkpoints
 
     /// output_dir/checkpoint-STEP: the adapter (PEFT layout) or a full-rank method's weights,
@@ -319,6 +339,24 @@ public final class Trainer {
         let dir = config.outputDir + "/checkpoint-\(step)", temp = dir + ".partial"
         let fm = FileManager.default
         try? fm.removeItem(atPath: temp)
+        do { try writeCheckpoint(to: temp) } catch {
+            try? fm.removeItem(atPath: temp)
+            throw error
+        }
+        // A checkpoint of the same step (saved again on Ctrl-C) is exchanged for the new one.
+        try AtomicDirectory.replace(dir, with: temp)
+        lastCheckpoint = dir
+        for old in Self.checkpoints(in: config.outputDir).dropLast(config.checkpointKeep) {
+            // Renamed out of the complete checkpoints' names first: a kill mid-deletion leaves a
+            // .partial (removed by the next run), never a half-deleted checkpoint-N.
+            let doomed = config.outputDir + "/checkpoint-\(old).partial"
+            try? fm.removeItem(atPath: doomed)
+            if (try? fm.moveItem(atPath: config.outputDir + "/checkpoint-\(old)", toPath: doomed)) != nil { try? fm.removeItem(atPath: doomed) }
+        }
+        onCheckpoint(dir)
+    }
+
+    private func writeCheckpoint(to temp: String) throws {
         if let fullRank {
             try fullRank.save(to: temp)
         } else {
@@ -332,13 +370,6 @@ public final class Trainer {
         ]
         try Data(JSONText.serialize(state).utf8).writeAtomically(to: temp + "/trainer_state.json")
         try Data(config.yaml().utf8).writeAtomically(to: temp + "/config.yaml")
-        try? fm.removeItem(atPath: dir)
-        try fm.moveItem(atPath: temp, toPath: dir)
-        lastCheckpoint = dir
-        for old in Self.checkpoints(in: config.outputDir).dropLast(config.checkpointKeep) {
-            try? fm.removeItem(atPath: config.outputDir + "/checkpoint-\(old)")
-        }
-        onCheckpoint(dir)
     }
 
     /// Steps of the complete checkpoints in a directory, ascending.

@@ -46,13 +46,8 @@ struct InterruptedOutputTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let out = dir + "/q"
-        func quantize(_ method: String) -> Process {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: BuiltCommand.path!)
-            p.arguments = ["quantize", "--model", RealModel.smolLM2, "--out", out, "--method", method, "--overwrite"]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            return p
+        func quantize(_ method: String) -> [String] {
+            ["quantize", "--model", RealModel.smolLM2, "--out", out, "--method", method, "--overwrite"]
         }
         func complete() throws -> String {
             let report = try CLI.jsonFile(out + "/quant_report.json")
@@ -60,24 +55,15 @@ struct InterruptedOutputTests {
             #expect(file.entries.count > 200 && FileManager.default.fileExists(atPath: out + "/config.json"))
             return report["method"] as! String
         }
-        let first = quantize("nf4")
-        try first.run()
-        first.waitUntilExit()
+        _ = try CLI.succeed(quantize("nf4"))
         #expect(try complete() == "nf4-b64-dq8")
         var methods: Set<String> = []
         for (i, delay) in [0.05, 0.4, 0.9, 1.4, 1.9, 2.4].enumerated() {
-            let p = quantize(i % 2 == 0 ? "nf3" : "nf4")
-            try p.run()
-            Thread.sleep(forTimeInterval: delay)
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
+            try BuiltCommand.runKilled(quantize(i % 2 == 0 ? "nf3" : "nf4"), after: delay)
             methods.insert(try complete())
         }
         #expect(methods.isSubset(of: ["nf4-b64-dq8", "nf3-b64-s8g256-fp32"]))
-        let last = quantize("nf3")
-        try last.run()
-        last.waitUntilExit()
-        #expect(last.terminationStatus == 0)
+        _ = try CLI.succeed(quantize("nf3"))
         #expect(try complete() == "nf3-b64-s8g256-fp32")
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0 != "q" }
         #expect(leftovers.isEmpty, "left beside the output: \(leftovers)")

@@ -6,20 +6,25 @@ import Testing
 
 /// `lqlora quantize`, `dequantize` and `inspect` end to end on a small Llama-shaped checkpoint.
 struct QuantizeRoundTripTests {
+    /// A one-layer Llama (hidden 64, intermediate 128, vocabulary 32) in bf16; `poison` puts a NaN in k_proj.
     static func makeModel(in dir: TemporaryDirectory, poison: Bool = false) throws -> String {
         let path = dir.file("model")
         var rng = SeededGenerator(seed: 21)
+        let ones = Tensor(shape: [64], values: [Float](repeating: 1, count: 64))
         var tensors: [PendingTensor] = [
             PendingTensor(name: "model.embed_tokens.weight", tensor: Tensor.gaussian([32, 64], using: &rng), dtype: .bf16),
-            PendingTensor(name: "model.norm.weight", tensor: Tensor(shape: [64], values: [Float](repeating: 1, count: 64)), dtype: .bf16),
+            PendingTensor(name: "model.norm.weight", tensor: ones, dtype: .bf16),
+            PendingTensor(name: "model.layers.0.input_layernorm.weight", tensor: ones, dtype: .bf16),
+            PendingTensor(name: "model.layers.0.post_attention_layernorm.weight", tensor: ones, dtype: .bf16),
         ]
-        for p in ["self_attn.q_proj", "self_attn.k_proj", "mlp.up_proj"] {
-            let w = Tensor.gaussian(p == "mlp.up_proj" ? [128, 64] : [64, 64], using: &rng, scale: 0.05)
+        for p in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"] {
+            let w = Tensor.gaussian(p.hasSuffix("gate_proj") || p.hasSuffix("up_proj") ? [128, 64] : p.hasSuffix("down_proj") ? [64, 128] : [64, 64],
+                                    using: &rng, scale: 0.05)
             if poison && p == "self_attn.k_proj" { w.pointer[77] = .nan }
             tensors.append(PendingTensor(name: "model.layers.0.\(p).weight", tensor: w, dtype: .bf16))
         }
         try CheckpointWriter.write(tensors, toDirectory: path)
-        try Data(#"{"model_type": "llama", "torch_dtype": "bfloat16", "hidden_size": 64, "rms_norm_eps": 1e-05}"#.utf8)
+        try Data(#"{"model_type": "llama", "torch_dtype": "bfloat16", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 32, "tie_word_embeddings": true, "rms_norm_eps": 1e-05}"#.utf8)
             .write(to: URL(fileURLWithPath: path + "/config.json"))
         try Data("{}".utf8).write(to: URL(fileURLWithPath: path + "/tokenizer.json"))
         return path
@@ -31,7 +36,7 @@ struct QuantizeRoundTripTests {
         defer { dir.cleanUp() }
         let model = try Self.makeModel(in: dir)
         let out = dir.file("nf4")
-        let q = try CLI.run(["quantize", "--model", model, "--out", out, "--method", "nf4"])
+        let q = try CLI.run(["quantize", "--model", model, "--out", out, "--method", "nf4", "--targets", "q_proj,k_proj,up_proj"])
         #expect(q.status == 0, "\(q.stderr)")
         #expect(Set(try FileManager.default.contentsOfDirectory(atPath: out))
                 == ["model.safetensors", "config.json", "quant_report.json", "tokenizer.json"])
@@ -70,7 +75,7 @@ struct QuantizeRoundTripTests {
         let inspect = try CLI.run(["inspect", out, "--json"])
         let json = try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as! [String: Any]
         #expect((json["quantized"] as! [[String: Any]]).count == 3)
-        #expect(json["num_parameters"] as? Int == 32 * 64 + 64 + 64 * 64 * 2 + 128 * 64)
+        #expect(json["num_parameters"] as? Int == 32 * 64 + 3 * 64 + 64 * 64 * 4 + 128 * 64 * 3)
 
         let dense = dir.file("dense")
         let d = try CLI.run(["dequantize", "--model", out, "--out", dense, "--dtype", "f32"])

@@ -211,17 +211,12 @@ struct RAGCommandTests {
         #expect(now.0 == before.0 && now.1 == before.1, "after a kill before the commit")
         var killed = 0, expected = before
         for delay in [0.1, 0.5, 0.9].map({ $0 * seconds }) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: BuiltCommand.path!)
-            p.arguments = ["rag", "index", "--embedder", RealModel.miniLM, "--docs", docs, "--db", db]
-            p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            Thread.sleep(forTimeInterval: delay)
-            kill(p.processIdentifier, SIGKILL)
-            p.waitUntilExit()
             // A run faster than this one's measure may finish first: then the database is the new one.
-            if p.terminationReason == .uncaughtSignal { killed += 1 } else { expected = after }
+            if try BuiltCommand.runKilled(["rag", "index", "--embedder", RealModel.miniLM, "--docs", docs, "--db", db], after: delay) {
+                killed += 1
+            } else {
+                expected = after
+            }
             let now = try state(db)
             #expect(now.0 == expected.0 && now.1 == expected.1, "after a kill at \(delay) s of \(seconds) s")
         }

@@ -1,5 +1,7 @@
 import Foundation
+import LQFormats
 import LQTestSupport
+import LQTrain
 import Testing
 
 /// `lqlora finetune` as a user runs it: the built binary, a YAML file, Ctrl-C-style interruption and --resume.
@@ -133,5 +135,67 @@ extension FinetuneCommandTests {
         #expect(a == b)
         let schema = try Self.run(["finetune", "--schema"])
         #expect(schema.stdout.contains("method: lora") && schema.stdout.contains("qgalore:\n  rank: 128"), "\(schema.stdout)")
+    }
+}
+
+/// output_dir claimed for one run: a file there, a second run, a killed run's leftovers.
+extension FinetuneCommandTests {
+    static func hiddenOrPartial(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasPrefix(".") || $0.contains(".partial") }
+    }
+
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func outputDirIsClaimedForOneRun() throws {
+        let ws = try Workspace()
+        let config = ws.root + "/config.yaml"
+        try ws.yaml().write(toFile: config, atomically: true, encoding: .utf8)
+        try Data().write(to: URL(fileURLWithPath: ws.root + "/run"))
+        let file = try Self.run(["finetune", "--config", config])
+        #expect(file.status == 1 && file.stderr.contains("output_dir \(ws.root)/run is a file; it must be a directory"), "\(file.stderr)")
+        try FileManager.default.removeItem(atPath: ws.root + "/run")
+
+        let held = try OutputLock(for: ws.root + "/run")
+        let busy = try Self.run(["finetune", "--config", config])
+        #expect(busy.status == 1 && busy.stderr.contains("another lqlora run (pid \(getpid())) is writing \(ws.root)/run"), "\(busy.stderr)")
+        held.release()
+
+        // A killed run's half-written checkpoint, a half-deleted --overwrite beside output_dir
+        // (its pid long gone): an output_dir holding only those is no earlier run, and they go.
+        try FileManager.default.createDirectory(atPath: ws.root + "/run/checkpoint-4.partial", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: ws.root + "/.run.partial-2147480000", withIntermediateDirectories: true)
+        let ok = try Self.run(["finetune", "--config", config])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(Self.hiddenOrPartial(ws.root + "/run").isEmpty && Self.hiddenOrPartial(ws.root).isEmpty,
+                "\(Self.hiddenOrPartial(ws.root + "/run")) \(Self.hiddenOrPartial(ws.root))")
+        let overwritten = try Self.run(["finetune", "--config", config, "--overwrite"])
+        #expect(overwritten.status == 0 && Self.hiddenOrPartial(ws.root).isEmpty, "\(overwritten.stderr)")
+    }
+
+    /// finetune killed (SIGKILL) at points through its run: every checkpoint left is complete, the
+    /// adapter is absent or complete, and --resume continues from the newest checkpoint, removing
+    /// what the killed run left half-written.
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func killedFinetuneLeavesCompleteCheckpointsAndResumes() throws {
+        let ws = try Workspace()
+        let config = ws.root + "/config.yaml", out = ws.root + "/run"
+        try ws.yaml().replacingOccurrences(of: "max_steps: 6", with: "max_steps: 1200").write(toFile: config, atomically: true, encoding: .utf8)
+        func complete(_ dir: String) throws {
+            let state = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/trainer_state.json"))) as! [String: Any]
+            #expect(dir.hasSuffix("checkpoint-\(state["step"] as! Int)"))
+            for file in ["adapter_model.safetensors", "optimizer.safetensors"] { _ = try SafeTensorsFile(path: dir + "/" + file) }
+            _ = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/adapter_config.json")))
+        }
+        var resumed = 0
+        for (round, delay) in [0.3, 0.7, 1.2, 1.8].enumerated() {
+            try BuiltCommand.runKilled(["finetune", "--config", config, "--threads", "2"] + (round == 0 ? [] : ["--resume", out]), after: delay)
+            for step in Trainer.checkpoints(in: out) { try complete(out + "/checkpoint-\(step)") }
+            if FileManager.default.fileExists(atPath: out + "/adapter_model.safetensors") { try complete(out) }
+            if !Trainer.checkpoints(in: out).isEmpty { resumed += 1 }
+        }
+        #expect(resumed > 0, "no run lived long enough to write a checkpoint")
+        let last = try Self.run(["finetune", "--config", config, "--resume", out])
+        #expect(last.status == 0 && last.stdout.contains("adapter written to"), "\(last.stderr)")
+        #expect(Self.hiddenOrPartial(out).isEmpty && Self.hiddenOrPartial(ws.root).isEmpty)
+        #expect(try Self.losses(out).count == 1200)
     }
 }

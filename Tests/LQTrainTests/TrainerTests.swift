@@ -10,7 +10,8 @@ import Testing
 final class Workspace {
     let root: String
 
-    init(nanWeight: Bool = false) throws {
+    /// nanWeight: model.norm.weight is NaN; poisoned: one value of that projection weight is +inf.
+    init(nanWeight: Bool = false, poisoned: String? = nil) throws {
         root = NSTemporaryDirectory() + "lqlora-train-\(UUID().uuidString)"
         let model = root + "/model"
         try FileManager.default.createDirectory(atPath: model, withIntermediateDirectories: true)
@@ -26,7 +27,9 @@ final class Workspace {
             let p = "model.layers.\(l)."
             for (name, shape) in [("self_attn.q_proj", [32, 32]), ("self_attn.k_proj", [16, 32]), ("self_attn.v_proj", [16, 32]), ("self_attn.o_proj", [32, 32]),
                                   ("mlp.gate_proj", [48, 32]), ("mlp.up_proj", [48, 32]), ("mlp.down_proj", [32, 48])] {
-                tensors.append(PendingTensor(name: p + name + ".weight", tensor: Tensor.gaussian(shape, using: &rng, scale: 0.15)))
+                let w = Tensor.gaussian(shape, using: &rng, scale: 0.15)
+                if poisoned == p + name + ".weight" { w.pointer[5] = .infinity }
+                tensors.append(PendingTensor(name: p + name + ".weight", tensor: w))
             }
             for norm in ["input_layernorm", "post_attention_layernorm"] {
                 tensors.append(PendingTensor(name: p + norm + ".weight", tensor: Tensor(shape: [32], values: [Float](repeating: 1, count: 32))))
@@ -148,8 +151,25 @@ struct TrainerTests {
         #expect {
             _ = try trainer.run()
         } throws: { error in
-            "\(error)".contains("at step 1") && "\(error)".contains("no checkpoint")
+            "\(error)".contains("the loss became NaN at step 1") && "\(error)".contains("no checkpoint")
+                && "\(error)".contains("first not finite: the final hidden states (layer 1's down_proj output or model.norm)")
         }
         #expect(Trainer.checkpoints(in: trainer.config.outputDir).isEmpty)
+    }
+
+    /// The stop names where the forward pass first went non-finite: an infinite weight in layer 1's
+    /// up_proj makes the SwiGLU product, the input of down_proj, the first value that is not.
+    @Test func aNaNLossNamesTheLayerWhereItAppeared() throws {
+        let ws = try Workspace(poisoned: "model.layers.1.mlp.up_proj.weight")
+        let trainer = try Trainer(config: try ws.config())
+        #expect {
+            _ = try trainer.run()
+        } throws: { error in
+            "\(error)".contains("first not finite: layer 1's SwiGLU of gate_proj and up_proj, the input of model.layers.1.mlp.down_proj")
+        }
+        // Finite weights: no cause to name.
+        let finite = try Workspace()
+        let clean = try Trainer(config: try finite.config())
+        #expect(clean.model.firstNonFinite(in: [[1, 2, 3, 4]]) == nil)
     }
 }

@@ -59,6 +59,24 @@ public enum BuiltCommand {
     }
 }
 
+extension BuiltCommand {
+    /// Runs it with `arguments` (output discarded) and kills it with SIGKILL after `seconds`, as a
+    /// power cut or the OOM killer would; returns whether the kill came before it finished.
+    @discardableResult
+    public static func runKilled(_ arguments: [String], after seconds: Double) throws -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path!)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        Thread.sleep(forTimeInterval: seconds)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return process.terminationReason == .uncaughtSignal
+    }
+}
+
 /// Bytes written by one helper thread and read after it has signalled (the child's stderr, the watchdog's mark).
 private final class StandardError: @unchecked Sendable {
     var data = Data()
