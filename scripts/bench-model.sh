@@ -2,8 +2,8 @@
 # Model-level figures on SmolLM2-135M-Instruct: `lqlora eval` tokens/s and perplexity against
 # transformers on the same converted checkpoint (scripts/compare-eval.py, needs .venv-ref with torch
 # and transformers), and `lqlora generate` decode tokens/s (3 runs each) with NF4 weights, with the
-# checkpoint as converted (bf16: embeddings and LM head stay bf16, projections widened to fp32) and
-# with every weight fp32 (the same GGUF converted with --dtype f32).
+# checkpoint as converted (bf16: generate keeps every weight bf16 and decodes through the 16-bit
+# GEMV) and with every weight fp32 (the same GGUF converted with --dtype f32).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 swift build -c release --product lqlora >/dev/null

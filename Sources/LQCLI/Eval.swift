@@ -17,10 +17,11 @@ struct ModelOptions: ParsableArguments {
 
     @OptionGroup var deviceOptions: DeviceOptions
 
-    func load() throws -> (LlamaModel, any Tokenizer) {
+    /// projections: .asStored for generation (16-bit projections decode through the 16-bit GEMV).
+    func load(projections: LlamaModel.ProjectionStorage = .widened) throws -> (LlamaModel, any Tokenizer) {
         threadOptions.configure()
         try deviceOptions.activate()
-        let m = try LlamaModel(directory: model)
+        let m = try LlamaModel(directory: model, projections: projections)
         if let adapter { try m.loadAdapter(directory: adapter) }
         if let gpu = CUDABackend.active {
             do {

@@ -79,7 +79,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try CommandFailure.exits("generate") {
-            let (model, tokenizer) = try modelOptions.load()
+            let (model, tokenizer) = try modelOptions.load(projections: .asStored)
             var ids = tokenizer.encode(prompt, addSpecialTokens: true)
             var template: ChatTemplate?
             if chat {

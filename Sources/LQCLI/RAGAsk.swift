@@ -42,7 +42,7 @@ struct RAGAsk: ParsableCommand {
             }
             let options = retrieval.options
             let judged = Array(try retriever.retrieve(question, options: options).prefix(options.topN))
-            let (model, tokenizer) = try modelOptions.load()
+            let (model, tokenizer) = try modelOptions.load(projections: .asStored)
             let messages = RAGPrompt.messages(question: question, passages: judged.map(\.passage), system: system)
             let prompt = try ChatPrompt(messages: messages, modelDirectory: modelOptions.model, tokenizer: tokenizer)
             let positions = model.config.maxPositions

@@ -31,9 +31,10 @@ struct CheckpointWeights {
 
     /// The linear layer `name` (`name.weight`, `name.bias`, or its quantized tensors) of shape [out, in].
     /// keepHalf: a BF16/F16 weight stays 16-bit (the embeddings and LM head: the largest matrices,
-    /// whose fp32 copy would cost the most memory and decoding bandwidth). Projections are widened
-    /// once here (and their 16-bit pages released): keeping them 16-bit too halves a dense model's
-    /// memory but cost 15 % of eval speed on SmolLM2 (every window widens every panel again).
+    /// whose fp32 copy would cost the most memory and decoding bandwidth; and for generation every
+    /// projection). Otherwise a projection is widened once here (and its 16-bit pages released):
+    /// keeping it 16-bit halves a dense model's memory and decoding's bytes, but cost 15 % of eval
+    /// speed on SmolLM2 (every window widens every panel again).
     func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false, keepHalf: Bool = false) throws -> any LinearOperator {
         let weight = name + ".weight"
         let b = bias ? try tensor(name + ".bias", [out]) : nil

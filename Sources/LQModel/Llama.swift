@@ -132,14 +132,24 @@ public final class LlamaModel: @unchecked Sendable {
         rope = RotaryTable(config: config)
     }
 
+    /// How a 16-bit checkpoint's projections are held.
+    public enum ProjectionStorage: Sendable {
+        /// Widened to fp32 once at load: the fastest batched products (eval, training), twice the memory.
+        case widened
+        /// BF16/F16 as stored: decoding reads half the bytes through the fused 16-bit GEMV, and
+        /// batched products (a prompt) widen panels per call; for generation.
+        case asStored
+    }
+
     /// Loads a model directory: config.json plus dense or quantized safetensors.
-    public convenience init(directory: String) throws {
+    public convenience init(directory: String, projections: ProjectionStorage = .widened) throws {
         let config = try LlamaConfig(directory: directory)
         let weights = try CheckpointWeights(directory: directory)
         let h = config.hiddenSize
         func projection(_ p: Projection, in layer: Int) throws -> any LinearOperator {
             let (out, inFeatures) = config.shape(of: p)
-            return try weights.linear(LinearSite.projection(layer: layer, p).module, out: out, in: inFeatures, bias: config.qkvBias && [.q, .k, .v].contains(p))
+            return try weights.linear(LinearSite.projection(layer: layer, p).module, out: out, in: inFeatures,
+                                      bias: config.qkvBias && [.q, .k, .v].contains(p), keepHalf: projections == .asStored)
         }
         var layers: [LlamaLayer] = []
         for i in 0..<config.layerCount {

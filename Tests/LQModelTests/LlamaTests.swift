@@ -55,6 +55,28 @@ struct LlamaTests {
         #expect(worst <= 1e-4, "max |Δlogit| decoding with the cache = \(worst)")
     }
 
+    /// A bf16 checkpoint's projections held as stored (generate's choice) compute what the widened
+    /// fp32 copies compute: the same values, summed in another order (the 16-bit GEMV's lanes for
+    /// decoding rows, widened panels through sgemm for the prompt).
+    @Test func sixteenBitProjectionsComputeWhatTheirWidenedCopiesCompute() throws {
+        let dir = NSTemporaryDirectory() + "lqlora-bf16-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let source = try SafeTensorsFile(path: Self.dir + "/gqa_llama3/model.safetensors")
+        try SafeTensorsWriter.write(try source.entries.map { PendingTensor(name: $0.name, tensor: try source.floatTensor($0), dtype: .bf16) },
+                                    to: dir + "/model.safetensors")
+        try FileManager.default.copyItem(atPath: Self.dir + "/gqa_llama3/config.json", toPath: dir + "/config.json")
+        let widened = try LlamaModel(directory: dir), stored = try LlamaModel(directory: dir, projections: .asStored)
+        #expect(widened.layers[0].linears.allSatisfy { $0.1 is DenseLinear } && stored.layers[0].linears.allSatisfy { $0.1 is HalfLinear })
+        let (ids, _, _, _) = try Self.expected("gqa_llama3")
+        #expect(Self.maxDiff(widened.forward(ids), stored.forward(ids)) <= 1e-5)
+        let a = KVCache(config: widened.config, batch: 2, capacity: 32), b = KVCache(config: stored.config, batch: 2, capacity: 32)
+        #expect(Self.maxDiff(widened.forward(ids.map { Array($0[0..<10]) }, cache: a), stored.forward(ids.map { Array($0[0..<10]) }, cache: b)) <= 1e-5)
+        for t in 10..<24 {
+            #expect(Self.maxDiff(widened.forward(ids.map { [$0[t]] }, cache: a), stored.forward(ids.map { [$0[t]] }, cache: b)) <= 1e-5, "position \(t)")
+        }
+    }
+
     @Test func badConfigsAreNamed() throws {
         #expect(throws: ModelError.unsupported(path: "c.json", what: "model_type 'gpt2' (supported: llama, mistral, qwen2)")) {
             try LlamaConfig(json: ["model_type": "gpt2"], path: "c.json")
