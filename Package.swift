@@ -55,7 +55,7 @@ let package = Package(
         // Llama-family models: configuration, GGUF import, tokenizer, forward pass.
         .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS"]),
         // LQ-LoRA: low-rank plus quantized decomposition and the bit-allocation ILP.
-        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQFormats", "LQQuant"]),
+        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels"]),
         // LoRA finetuning: YAML config, datasets, optimizers, the training loop and its checkpoints.
         .target(name: "LQTrain", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQModel", "CKernels", .product(name: "Yams", package: "Yams")]),
         // Retrieval-augmented answers: chunking, the passage database (SQLite) with its HNSW index,

@@ -29,3 +29,13 @@ void lq_dequantize(const lq_qtensor *t, int64_t start, int64_t count, float *out
 void lq_gemv(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t row_end, const float *x, float *y) {
     lq_gemv_level(lq_active_level(), t, cols, row_begin, row_end, x, y);
 }
+
+double lq_block_error_level(lq_level level, const float *w, const float *fisher, int64_t start, int64_t count,
+                            int32_t block_size, const float *scales, const float *midpoints, const float *codebook, int bits) {
+#if defined(__x86_64__)
+    if (level == LQ_LEVEL_AVX2 && lq_best_level() == LQ_LEVEL_AVX2)
+        return lq_block_error_avx2(w, fisher, start, count, block_size, scales, midpoints, codebook, bits);
+#endif
+    (void)level;  // NEON: the scalar twin (the error table is a one-off precompute)
+    return lq_block_error_scalar(w, fisher, start, count, block_size, scales, midpoints, codebook, bits);
+}

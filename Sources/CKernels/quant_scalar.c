@@ -132,6 +132,14 @@ void lq_encode_blocks(const float *w, int64_t numel, int64_t start, int64_t coun
     }
 }
 
+double lq_block_error_scalar(const float *w, const float *fisher, int64_t start, int64_t count, int32_t block_size,
+                             const float *scales, const float *midpoints, const float *codebook, int bits) {
+    double acc[8] = {0};
+    for (int64_t i = start; i < start + count; i++)
+        acc[(i - start) & 7] += lq_block_error_element(w, fisher, i, scales[i / block_size], midpoints, codebook, bits);
+    return lq_lane_total(acc);
+}
+
 void lq_bnb_build_lut(const float *code, uint8_t *lut) {
     enum { LUT = 65536 };
     float mid[255];

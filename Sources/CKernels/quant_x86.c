@@ -327,4 +327,103 @@ LQ_AVX2 void lq_gemv_avx2(const lq_qtensor *t, int64_t cols, int64_t row_begin, 
         y[r] = hsum(acc);
     }
 }
+
+/// Bins over [−1, 1] for codes of more than 16 values: bin(v) = trunc((clamp(v, −1, 1) + 1) · 2048).
+/// The bin is monotone in v, so a value in bin k lies above every midpoint of an earlier bin and
+/// below every midpoint of a later one: its code is first[k] plus how many of bin k's own (at most
+/// `most`) midpoints lie below it. Exact, as the scalar binary search is.
+enum { ERROR_BINS = 4096 };
+typedef struct {
+    int32_t first[ERROR_BINS];
+    float padded[256 + 16];  // the midpoints, then +inf: compares past the last bin's are false
+    int most;
+} code_bins;
+
+static int error_bin(float v) {
+    v = v < -1.0f ? -1.0f : (v > 1.0f ? 1.0f : v);
+    int k = (int)((v + 1.0f) * 2048.0f);
+    return k > ERROR_BINS - 1 ? ERROR_BINS - 1 : k;
+}
+
+static void make_code_bins(code_bins *c, const float *midpoints, int n_mid) {
+    int counts[ERROR_BINS] = {0};
+    for (int j = 0; j < n_mid; j++) counts[error_bin(midpoints[j])]++;
+    c->most = 0;
+    for (int k = 0, below = 0; k < ERROR_BINS; k++) {
+        c->first[k] = below;
+        below += counts[k];
+        if (counts[k] > c->most) c->most = counts[k];
+    }
+    for (int j = 0; j < 256 + 16; j++) c->padded[j] = j < n_mid ? midpoints[j] : __builtin_inff();
+}
+
+/// lq_block_error_scalar eight elements at a time: the same division, the same code (a count of
+/// midpoints below v for up to 16 codes; for more, the code bins above, or the scalar's binary
+/// search lane by lane where a bin holds over 8 midpoints), the same products, each element's
+/// squared error added into its own lane in double.
+LQ_AVX2 double lq_block_error_avx2(const float *w, const float *fisher, int64_t start, int64_t count, int32_t block_size,
+                                   const float *scales, const float *midpoints, const float *codebook, int bits) {
+    const int n_mid = (1 << bits) - 1;
+    __m256 mid[15];
+    if (bits <= 4) for (int j = 0; j < n_mid; j++) mid[j] = _mm256_set1_ps(midpoints[j]);
+    code_bins *bins = NULL;
+    if (bits > 4) {
+        bins = malloc(sizeof *bins);
+        make_code_bins(bins, midpoints, n_mid);
+        if (bins->most > 8) { free(bins); bins = NULL; }
+    }
+    const __m256 minus_one = _mm256_set1_ps(-1.0f), plus_one = _mm256_set1_ps(1.0f), bin_scale = _mm256_set1_ps(2048.0f);
+    const __m256i last_bin = _mm256_set1_epi32(ERROR_BINS - 1);
+    __m256d acc_lo = _mm256_setzero_pd(), acc_hi = _mm256_setzero_pd();
+    const int64_t end = start + (count & ~(int64_t)7);
+    for (int64_t i = start; i < end; i += 8) {
+        const __m256 s = _mm256_set1_ps(scales[i / block_size]);  // blocks hold whole groups of 8
+        const __m256 x = _mm256_loadu_ps(w + i);
+        __m256 v = _mm256_div_ps(x, s);
+        v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));  // NaN (0/0) → 0
+        __m256i code;
+        if (bits <= 4) {
+            code = _mm256_setzero_si256();
+            for (int j = 0; j < n_mid; j++)  // each true compare is −1
+                code = _mm256_sub_epi32(code, _mm256_castps_si256(_mm256_cmp_ps(mid[j], v, _CMP_LT_OQ)));
+        } else if (bins) {
+            const __m256 clamped = _mm256_min_ps(_mm256_max_ps(v, minus_one), plus_one);
+            const __m256i k = _mm256_min_epi32(_mm256_cvttps_epi32(_mm256_mul_ps(_mm256_add_ps(clamped, plus_one), bin_scale)), last_bin);
+            const __m256i first = _mm256_i32gather_epi32(bins->first, k, 4);
+            code = first;
+            for (int t = 0; t < bins->most; t++) {
+                const __m256 m = _mm256_i32gather_ps(bins->padded, _mm256_add_epi32(first, _mm256_set1_epi32(t)), 4);
+                code = _mm256_sub_epi32(code, _mm256_castps_si256(_mm256_cmp_ps(m, v, _CMP_LT_OQ)));
+            }
+        } else {
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(n_mid);
+            const __m256i one = _mm256_set1_epi32(1);
+            for (int step = 0; step < bits; step++) {
+                const __m256i m = _mm256_srli_epi32(_mm256_add_epi32(lo, hi), 1);
+                const __m256i below = _mm256_castps_si256(_mm256_cmp_ps(_mm256_i32gather_ps(midpoints, m, 4), v, _CMP_LT_OQ));
+                lo = _mm256_blendv_epi8(lo, _mm256_add_epi32(m, one), below);
+                hi = _mm256_blendv_epi8(m, hi, below);
+            }
+            code = lo;
+        }
+        const __m256 d = _mm256_mul_ps(_mm256_i32gather_ps(codebook, code, 4), s);
+        const __m256d e_lo = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(x)), _mm256_cvtps_pd(_mm256_castps256_ps128(d)));
+        const __m256d e_hi = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(x, 1)), _mm256_cvtps_pd(_mm256_extractf128_ps(d, 1)));
+        if (fisher) {
+            const __m256 f = _mm256_loadu_ps(fisher + i);
+            acc_lo = _mm256_add_pd(acc_lo, _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(f)), e_lo), e_lo));
+            acc_hi = _mm256_add_pd(acc_hi, _mm256_mul_pd(_mm256_mul_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(f, 1)), e_hi), e_hi));
+        } else {
+            acc_lo = _mm256_add_pd(acc_lo, _mm256_mul_pd(e_lo, e_lo));
+            acc_hi = _mm256_add_pd(acc_hi, _mm256_mul_pd(e_hi, e_hi));
+        }
+    }
+    double acc[8];
+    _mm256_storeu_pd(acc, acc_lo);
+    _mm256_storeu_pd(acc + 4, acc_hi);
+    for (int64_t i = end; i < start + count; i++)  // a tail shorter than 8, each element in its lane
+        acc[(i - start) & 7] += lq_block_error_element(w, fisher, i, scales[i / block_size], midpoints, codebook, bits);
+    free(bins);
+    return lq_lane_total(acc);
+}
 #endif

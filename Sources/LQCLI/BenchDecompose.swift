@@ -54,6 +54,24 @@ struct BenchDecompose: ParsableCommand {
         let iteration = tDecompose / max(perIteration, 1)
         figures.append(BenchFigure(name: "LQ-LoRA iteration (rSVD + quantize + error), NF3 rank \(rank)", value: iteration, unit: "s",
                                    anchor: "sgesdd", anchor_value: tFull, ratio: tFull / iteration))
+        // The error table's inner loop on one of SmolLM2's MLP matrices (576×1536; fewer rows below
+        // --size 576): the fused kernel against quantize → dequantize → measure, alternating, on
+        // every 8th grid configuration.
+        let mlp = Tensor.gaussian([min(size, 576), 1536], using: &rng, scale: 0.02), shape = "\(mlp.shape[0])×\(mlp.shape[1])"
+        let subset = stride(from: 0, to: QuantConfig.lqloraGrid.count, by: 8).map { QuantConfig.lqloraGrid[$0] }
+        var fused: [Double] = [], measured: [Double] = []
+        for _ in 0..<repeats {
+            fused.append(Timing.seconds { _ = try? ErrorTable.errors(mlp, configs: subset, rank: 0) })
+            measured.append(Timing.seconds { for c in subset { _ = try? ErrorTable.measuredError(of: mlp, config: c) } })
+        }
+        let tFused = Timing.medianOf(fused), tMeasured = Timing.medianOf(measured)
+        figures.append(BenchFigure(name: "error table \(shape), \(subset.count) grid configurations, quantize + dequantize + measure",
+                                   value: tMeasured, unit: "s", anchor: nil, anchor_value: nil, ratio: nil))
+        figures.append(BenchFigure(name: "error table \(shape), the same configurations, fused", value: tFused, unit: "s",
+                                   anchor: "quantize + dequantize + measure", anchor_value: tMeasured, ratio: tMeasured / tFused))
+        let tTable = Timing.median(repeats: repeats) { _ = try? ErrorTable.errors(mlp, configs: QuantConfig.lqloraGrid, rank: 0) }
+        figures.append(BenchFigure(name: "error table \(shape), all 432 configurations, fused", value: tTable, unit: "s",
+                                   anchor: nil, anchor_value: nil, ratio: nil))
         }
         // The ILP: 432 grid configurations per matrix with errors falling in bits, as measured ones do.
         let known = [210: "SmolLM2-135M", 224: "7B Llama"]

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import LQQuant
 import LQTensor
@@ -41,27 +42,72 @@ public enum ErrorTable {
             }
             target = Decomposition.subtract(w, lowRank)
         }
-        var out: [Double] = []
-        for config in configs {
-            let q = try Quantizer.quantize(target, config: config, name: name)
-            let d = q.dequantize()
-            let t = target.pointer, dp = d.pointer
-            var s = 0.0
-            // This loop runs once per matrix and configuration: keep the Fisher branch outside it.
-            if let f = fisher?.pointer {
-                for i in 0..<d.count {
-                    let e = Double(t[i]) - Double(dp[i])
-                    s += Double(f[i]) * e * e
+        let values = UnsafeBufferPointer(target.buffer)
+        if let bad = values.firstIndex(where: { !$0.isFinite }) { throw QuantError.nonFinite(tensor: name, index: bad, value: values[bad]) }
+        // Block absmaxes depend on the block size alone, scales on the scale settings: each is made
+        // once, then every configuration is one fused pass (lq_block_error_level) that never writes
+        // codes or values. Configurations run in parallel, each pass whole, so the sums do not depend
+        // on the thread count.
+        var absmax: [Int: [Float]] = [:]
+        for bs in Set(configs.map(\.blockSize)) { absmax[bs] = Quantizer.blockAbsmax(values, blockSize: bs) }
+        let codebooks = Dictionary(uniqueKeysWithValues: Set(configs.map(\.bits)).map { bits -> (Int, ([Float], [Float])) in
+            let c = NormalFloat.codebook(bits: bits)
+            return (bits, (c, NormalFloat.midpoints(c)))
+        })
+        var out = [Double](repeating: 0, count: configs.count)
+        var failure: Error?
+        let lock = NSLock()
+        out.withUnsafeMutableBufferPointer { results in
+            let rp = results.baseAddress!
+            Parallel.forEach(configs.count, minChunk: 1) { range in
+                for j in range {
+                    do {
+                        rp[j] = try error(of: target, config: configs[j], absmax: absmax[configs[j].blockSize]!, codebook: codebooks[configs[j].bits]!,
+                                          fisher: fisher, name: name)
+                    } catch {
+                        lock.lock()
+                        failure = failure ?? error
+                        lock.unlock()
+                    }
                 }
-                out.append(s)
-            } else {
-                for i in 0..<d.count {
-                    let e = Double(t[i]) - Double(dp[i])
-                    s += e * e
-                }
-                out.append(s.squareRoot())
             }
         }
+        if let failure { throw failure }
         return out
+    }
+
+    /// One entry: ‖W − dequant(quant(W))‖ (Fisher: Σ F·(W − dequant)², not rooted). LQ-LoRA's
+    /// integer scales take the fused kernel; any other scale format is measured in full.
+    static func error(of target: Tensor, config: QuantConfig, absmax: [Float], codebook: (values: [Float], midpoints: [Float]),
+                      fisher: Tensor?, name: String) throws -> Double {
+        let n = target.count
+        guard case let .uint(scaleBits, groupSize, dtype) = config.scale else {
+            return try measuredError(of: target, config: config, fisher: fisher, name: name)
+        }
+        guard n % config.blockSize == 0 else { throw QuantError.notDivisible(tensor: name, count: n, multiple: config.blockSize, config: config.name) }
+        let scales = Quantizer.uintScales(absmax: absmax, scaleBits: scaleBits, groupSize: groupSize, dtype: dtype).scales
+        let s = lq_block_error_level(lq_active_level(), target.pointer, fisher?.pointer, 0, Int64(n), Int32(config.blockSize), scales,
+                                     codebook.midpoints, codebook.values, Int32(config.bits))
+        return fisher == nil ? s.squareRoot() : s
+    }
+
+    /// The same entry the long way, quantize then dequantize then measure (summed in order): what
+    /// the fused kernel is tested and benchmarked against.
+    public static func measuredError(of target: Tensor, config: QuantConfig, fisher: Tensor? = nil, name: String = "tensor") throws -> Double {
+        let d = try Quantizer.quantize(target, config: config, name: name).dequantize()
+        let t = target.pointer, dp = d.pointer
+        var s = 0.0
+        if let f = fisher?.pointer {
+            for i in 0..<d.count {
+                let e = Double(t[i]) - Double(dp[i])
+                s += Double(f[i]) * e * e
+            }
+            return s
+        }
+        for i in 0..<d.count {
+            let e = Double(t[i]) - Double(dp[i])
+            s += e * e
+        }
+        return s.squareRoot()
     }
 }

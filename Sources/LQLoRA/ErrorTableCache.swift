@@ -9,7 +9,7 @@ import LQFormats
 /// error-table code. A file made for another checkpoint or by other code is refused, never reused.
 public struct ErrorTableCache: Codable, Equatable {
     /// Bump whenever ErrorTable.errors, the quantizer or the SVD would give other numbers.
-    public static let codeVersion = 2
+    public static let codeVersion = 3
     public static let formatName = "lqlora-error-table"
 
     public struct Matrix: Codable, Equatable {

@@ -19,16 +19,8 @@ public enum Quantizer {
         if let bad = values.firstIndex(where: { !$0.isFinite }) {
             throw QuantError.nonFinite(tensor: name, index: bad, value: values[bad])
         }
-        let bs = config.blockSize
-        let blocks = (n + bs - 1) / bs
-        var absmax = [Float](repeating: 0, count: blocks)
-        absmax.withUnsafeMutableBufferPointer { a in
-            let ap = a.baseAddress!
-            Parallel.forEach(blocks, minChunk: 1024) { r in
-                let lo = r.lowerBound * bs, hi = min(r.upperBound * bs, n)
-                lq_blockwise_absmax(values.baseAddress! + lo, Int64(hi - lo), Int32(bs), ap + r.lowerBound)
-            }
-        }
+        let blocks = (n + config.blockSize - 1) / config.blockSize
+        let absmax = blockAbsmax(values, blockSize: config.blockSize)
 
         switch config.scale {
         case .fp32:
@@ -50,31 +42,53 @@ public enum Quantizer {
                                    groupAbsmax: nested, scaleOffset: offset)
 
         case let .uint(scaleBits, groupSize, dtype):
-            // LQ-LoRA: offset = min(absmax); group absmax of (absmax − offset) stored as dtype;
-            // q = clamp(round(v · (2^b − 1)/g), 0, 2^b − 1) (pytorch-quantization's tensor_quant).
-            let offset = absmax.min() ?? 0
-            let centred = absmax.map { $0 - offset }
-            let groups = (blocks + groupSize - 1) / groupSize
-            var groupAbsmax = [Float](repeating: 0, count: groups)
-            centred.withUnsafeBufferPointer { c in
-                groupAbsmax.withUnsafeMutableBufferPointer { lq_blockwise_absmax(c.baseAddress, Int64(blocks), Int32(groupSize), $0.baseAddress) }
-            }
-            groupAbsmax = groupAbsmax.map { roundToStorage($0, dtype) }
-            let maxQ = Float((1 << scaleBits) - 1)
-            var scaleCodes = [UInt8](repeating: 0, count: lq_packed_bytes(Int32(scaleBits), Int64(blocks)))
-            var scales = [Float](repeating: 0, count: blocks)
-            for b in 0..<blocks {
-                let g = groupAbsmax[b / groupSize]
-                let step = maxQ / g
-                var q: Float = 0
-                if g > 0x1p-24 { q = min(max((centred[b] * step).rounded(.toNearestOrEven), 0), maxQ) }
-                lq_put_code(&scaleCodes, Int32(scaleBits), Int64(b), UInt32(q))
-                scales[b] = (g > 0x1p-24 ? q / step : 0) + offset
-            }
+            let (scales, scaleCodes, groupAbsmax, offset) = uintScales(absmax: absmax, scaleBits: scaleBits, groupSize: groupSize, dtype: dtype)
             let codes = encode(values, config: config, scales: scales, mode: LQ_ENCODE_DIVIDE)
             return QuantizedMatrix(config: config, rows: rows, cols: cols, codes: codes, scaleCodes: scaleCodes,
                                    groupAbsmax: groupAbsmax, scaleOffset: offset)
         }
+    }
+
+    /// LQ-LoRA's double quantization of block absmaxes: offset = min(absmax); the group absmax of
+    /// (absmax − offset) stored as dtype; q = clamp(round(v · (2^b − 1)/g), 0, 2^b − 1)
+    /// (pytorch-quantization's tensor_quant); each block's scale as the decoder rebuilds it.
+    public static func uintScales(absmax: [Float], scaleBits: Int, groupSize: Int, dtype: ScaleDType)
+        -> (scales: [Float], codes: [UInt8], groupAbsmax: [Float], offset: Float) {
+        let blocks = absmax.count
+        let offset = absmax.min() ?? 0
+        let centred = absmax.map { $0 - offset }
+        let groups = (blocks + groupSize - 1) / groupSize
+        var groupAbsmax = [Float](repeating: 0, count: groups)
+        centred.withUnsafeBufferPointer { c in
+            groupAbsmax.withUnsafeMutableBufferPointer { lq_blockwise_absmax(c.baseAddress, Int64(blocks), Int32(groupSize), $0.baseAddress) }
+        }
+        groupAbsmax = groupAbsmax.map { roundToStorage($0, dtype) }
+        let maxQ = Float((1 << scaleBits) - 1)
+        var scaleCodes = [UInt8](repeating: 0, count: lq_packed_bytes(Int32(scaleBits), Int64(blocks)))
+        var scales = [Float](repeating: 0, count: blocks)
+        for b in 0..<blocks {
+            let g = groupAbsmax[b / groupSize]
+            let step = maxQ / g
+            var q: Float = 0
+            if g > 0x1p-24 { q = min(max((centred[b] * step).rounded(.toNearestOrEven), 0), maxQ) }
+            lq_put_code(&scaleCodes, Int32(scaleBits), Int64(b), UInt32(q))
+            scales[b] = (g > 0x1p-24 ? q / step : 0) + offset
+        }
+        return (scales, scaleCodes, groupAbsmax, offset)
+    }
+
+    /// Per-block absmax of `values` in blocks of `blockSize`, in parallel.
+    public static func blockAbsmax(_ values: UnsafeBufferPointer<Float>, blockSize bs: Int) -> [Float] {
+        let n = values.count, blocks = (n + bs - 1) / bs
+        var absmax = [Float](repeating: 0, count: blocks)
+        absmax.withUnsafeMutableBufferPointer { a in
+            let ap = a.baseAddress!
+            Parallel.forEach(blocks, minChunk: 1024) { r in
+                let lo = r.lowerBound * bs, hi = min(r.upperBound * bs, n)
+                lq_blockwise_absmax(values.baseAddress! + lo, Int64(hi - lo), Int32(bs), ap + r.lowerBound)
+            }
+        }
+        return absmax
     }
 
     /// A value as its scale storage type would hold it (round to nearest even), back in fp32.

@@ -67,3 +67,32 @@ struct DecompositionTests {
         #expect(weighted.error < plainWeighted, "Fisher-weighted \(weighted.error) vs unweighted split \(plainWeighted)")
     }
 }
+
+/// The error table's fused kernel against quantize → dequantize → measure.
+struct FusedErrorTableTests {
+    @Test func everyGridConfigurationEqualsTheMeasuredError() throws {
+        var rng = SeededGenerator(seed: 11)
+        let w = Tensor.gaussian([96, 192], using: &rng, scale: 0.05)
+        // Outliers (blocks whose absmax dwarfs the rest) and an all-zero block, as real weights have.
+        w.pointer[7] = 0.9
+        w.pointer[1000] = -0.7
+        for i in 4096..<4160 { w.pointer[i] = 0 }
+        let fisher = Tensor(shape: w.shape, values: (0..<w.count).map { _ in Float(rng.next() % 1000) / 250 + 0.01 })
+        let configs = QuantConfig.lqloraGrid
+        for f in [nil, fisher] {
+            let fused = try ErrorTable.errors(w, configs: configs, rank: 0, fisher: f)
+            var worst = 0.0
+            for (config, e) in zip(configs, fused) {
+                let measured = try ErrorTable.measuredError(of: w, config: config, fisher: f)
+                worst = max(worst, abs(e - measured) / measured)
+            }
+            // The two sum in other orders (eight lanes against one running sum); every term is the same.
+            #expect(worst <= 1e-12, "fisher \(f != nil): worst relative difference \(worst)")
+        }
+        // The table does not depend on the thread count (configurations run whole, each on one thread).
+        let two = try ErrorTable.errors(w, configs: configs, rank: 0)
+        Parallel.configure(threads: 1)
+        defer { Parallel.configure(threads: nil) }
+        #expect(try ErrorTable.errors(w, configs: configs, rank: 0) == two)
+    }
+}

@@ -262,6 +262,49 @@ static void test_activations(lq_level level) {
     }
 }
 
+/// The error table's fused kernel: every level's bits equal the scalar twin's, and both equal
+/// encode (lq_encode_blocks) then decode then measure, summed plainly, to rounding.
+/// clustered: every code within 0.002 of 0.3 (more than 8 midpoints to a bin: the SIMD binary search).
+static void test_block_error(lq_level level, int bits, int block, int weighted, int clustered) {
+    const int64_t blocks = 37, n = blocks * block;
+    float *w = malloc(sizeof(float) * n), *f = malloc(sizeof(float) * n), *scales = malloc(sizeof(float) * blocks);
+    for (int64_t i = 0; i < n; i++) { w[i] = rndf(); f[i] = 0.5f + (float)(rnd() % 1000) / 700.0f; }
+    for (int64_t b = 0; b < blocks; b++) {
+        float m = 0;
+        for (int64_t i = b * block; i < (b + 1) * block; i++) m = fmaxf(m, fabsf(w[i]));
+        scales[b] = m * (0.7f + (float)(rnd() % 600) / 1000.0f);  // around the absmax: some values beyond ±1
+    }
+    for (int64_t i = 3 * block; i < 4 * block; i++) w[i] = 0;  // an all-zero block with a zero scale: 0/0
+    scales[3] = 0;
+    scales[5] = 0;  // a zero scale under nonzero values: ±inf codes to the ends, decodes to 0
+    const int ncodes = 1 << bits;
+    float codebook[256], midpoints[255];
+    for (int i = 0; i < ncodes; i++) codebook[i] = clustered ? 0.3f + rndf() * 0.002f : rndf();
+    qsort(codebook, ncodes, sizeof(float), cmp_float);
+    for (int i = 0; i + 1 < ncodes; i++) midpoints[i] = (codebook[i] + codebook[i + 1]) / 2;
+    if (clustered) for (int64_t i = 0; i < n; i++) w[i] = scales[i / block] * (0.3f + rndf() * 0.003f);
+    const float *fisher = weighted ? f : NULL;
+    uint8_t *codes = calloc(lq_packed_bytes(bits, n) + 4, 1);
+    lq_encode_blocks(w, n, 0, n, block, scales, LQ_ENCODE_DIVIDE, midpoints, ncodes, bits, codes);
+    const int64_t ranges[][2] = {{0, n}, {2 * block, 5 * block}, {block, 3 * block + 13}};
+    char what[160];
+    for (int r = 0; r < 3; r++) {
+        const int64_t start = ranges[r][0], count = ranges[r][1];
+        double plain = 0, mag = 0;
+        for (int64_t i = start; i < start + count; i++) {
+            const double e = (double)w[i] - (double)(codebook[lq_get_code(codes, bits, i)] * scales[i / block]);
+            plain += (fisher ? (double)fisher[i] : 1.0) * e * e;
+            mag += fabs((fisher ? (double)fisher[i] : 1.0) * e * e);
+        }
+        const double ref = lq_block_error_level(LQ_LEVEL_SCALAR, w, fisher, start, count, block, scales, midpoints, codebook, bits);
+        const double got = lq_block_error_level(level, w, fisher, start, count, block, scales, midpoints, codebook, bits);
+        snprintf(what, sizeof what, "block error bits %d block %d fisher %d clustered %d range %lld+%lld", bits, block, weighted,
+                 clustered, (long long)start, (long long)count);
+        check(memcmp(&ref, &got, sizeof ref) == 0 && fabs(ref - plain) <= 1e-12 * mag, what);
+    }
+    free(w); free(f); free(scales); free(codes);
+}
+
 int main(void) {
     lq_level level = lq_best_level();
     printf("kernel_levels: comparing %s with scalar\n", lq_level_name(level));
@@ -284,6 +327,10 @@ int main(void) {
                 test_format(level, bits[b], blocks[k], LQ_SCALES_UINT, 8, 4, cols);
             }
         }
+    for (int b = 0; b < 4; b++)
+        for (int k = 0; k < 3; k++)
+            for (int weighted = 0; weighted < 2; weighted++)
+                for (int clustered = 0; clustered < 2; clustered++) test_block_error(level, bits[b], blocks[k], weighted, clustered);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

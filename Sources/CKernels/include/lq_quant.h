@@ -97,6 +97,15 @@ void lq_encode_blocks(const float *w, int64_t numel, int64_t start, int64_t coun
                       const float *scales, lq_encode_mode mode, const float *midpoints, int n_codes, int bits,
                       uint8_t *packed);
 
+/// The LQ-LoRA error table's inner loop, fused: Σ weight_i · (w_i − d_i)² in double over
+/// w[start, start + count) (start on a block boundary, count a multiple of 8), where d_i is what
+/// encoding w_i against its block's scale (LQ_ENCODE_DIVIDE) and decoding gives,
+/// codebook[nearest(w_i / s_b)] · s_b, without writing codes or values; weight_i is fisher[i], or 1
+/// when fisher is NULL. Eight partial sums (element i into lane i mod 8) are added at the end in one
+/// fixed order, so every level returns the same bits.
+double lq_block_error_level(lq_level level, const float *w, const float *fisher, int64_t start, int64_t count,
+                            int32_t block_size, const float *scales, const float *midpoints, const float *codebook, int bits);
+
 /// bitsandbytes' CPU 8-bit blockwise quantizer (its double-quantization step): a 65,536-entry
 /// table maps (v + 1)/2 · 65535 + 0.5, truncated, to the code whose midpoints bracket the table
 /// point. `lut` must hold 65,536 bytes; `code` is the sorted 256-entry map.
