@@ -66,7 +66,7 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
 }
 
 /// A GGUF metadata value.
-public indirect enum GGUFValue: Equatable, Sendable {
+public indirect enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
     case uint(UInt64)
     case int(Int64)
     case float(Double)
@@ -92,6 +92,18 @@ public indirect enum GGUFValue: Equatable, Sendable {
     public var string: String? { if case let .string(s) = self { return s } else { return nil } }
     public var bool: Bool? { if case let .bool(b) = self { return b } else { return nil } }
     public var array: [GGUFValue]? { if case let .array(a) = self { return a } else { return nil } }
+
+    /// As an error message shows it: the number, the quoted string, or an array's length.
+    public var description: String {
+        switch self {
+        case let .uint(v): return "\(v)"
+        case let .int(v): return "\(v)"
+        case let .float(v): return "\(v)"
+        case let .bool(b): return "\(b)"
+        case let .string(s): return String(reflecting: s.count > 80 ? String(s.prefix(80)) + "…" : s)
+        case let .array(a): return "an array of \(a.count) values"
+        }
+    }
 }
 
 /// GGML tensor types lqlora reads, with their block geometry.
