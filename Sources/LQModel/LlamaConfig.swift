@@ -7,6 +7,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case badShape(path: String, tensor: String, expected: [Int], actual: [Int])
     /// A record of a data file (JSON lines) at a 1-based line.
     case badRecord(path: String, line: Int, detail: String)
+    /// A result that came out NaN or infinite, and where that comes from.
+    case notFinite(what: String, cause: String)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .missingWeight(path, tensor): return "\(path): missing weight '\(tensor)'"
         case let .badShape(path, tensor, expected, actual): return "\(path): weight '\(tensor)' has shape \(actual), expected \(expected)"
         case let .badRecord(path, line, detail): return "\(path):\(line): \(detail)"
+        case let .notFinite(what, cause): return "\(what) is not finite: \(cause)"
         }
     }
 }

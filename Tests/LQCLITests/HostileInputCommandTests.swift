@@ -31,6 +31,24 @@ struct HostileModelCommandTests {
         }
     }
 
+    /// NaN weights give no perplexity but an error naming the first weight that holds one.
+    @Test(builtBinary)
+    func nanWeightsAreNamed() throws {
+        let dir = try model("config.json") { _ in }
+        defer { dir.cleanUp() }
+        let entry = try SafeTensorsFile(path: dir.file("model.safetensors")).entry("model.norm.weight")
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: dir.file("model.safetensors")))
+        let at = 8 + Int(bytes.prefix(8).withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }) + entry.dataRange.lowerBound + 4
+        bytes.replaceSubrange(at..<(at + 4), with: withUnsafeBytes(of: Float.nan.bitPattern.littleEndian) { Data($0) })
+        try bytes.write(to: URL(fileURLWithPath: dir.file("model.safetensors")))
+        for extra in [[], ["--json"]] {
+            let r = try CLI.run(["eval", "--model", dir.path, "--data", CLI.text("sample.txt")] + extra)
+            #expect(r.status == 1 && r.stderr.contains("the mean log-likelihood (nan) is not finite: \(dir.path)/model.safetensors: weight 'model.norm.weight' holds nan"),
+                    "\(r.stderr)")
+            #expect(!r.stdout.contains("nan"))
+        }
+    }
+
     @Test(builtBinary)
     func tokenizerIdsBeyondTheEmbeddingAreRefusedAtLoad() throws {
         let vocab = try CLI.jsonFile(CLI.model + "/config.json")["vocab_size"] as! Int
