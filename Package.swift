@@ -69,6 +69,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "lqlora", dependencies: ["LQCLI", "CKernels"]),
+        // The mutation fuzzer of the four input parsers (safetensors, GGUF + conversion,
+        // tokenizer.json, YAML config) and its batch runner for scripts/fuzz.sh.
+        .target(name: "LQFuzz", dependencies: ["LQTensor", "LQFormats", "LQModel", "LQTrain"]),
+        .executableTarget(name: "lqlora-fuzz", dependencies: ["LQFuzz"]),
 
         // Helpers shared by the test targets (running the built executable).
         .target(name: "LQTestSupport", dependencies: ["LQTensor"], path: "Tests/TestSupport"),
@@ -84,6 +88,8 @@ let package = Package(
         // The subcommands end to end, each against an oracle from the reference libraries (scripts/make-cli-fixtures.py).
         .testTarget(name: "LQCLITests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQRAG", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQRAGTests", dependencies: ["LQRAG", "LQModel", "LQTensor", "LQTestSupport"], exclude: ["Fixtures"]),
+        // The fuzzer over its committed corpus, and each crash it or a user found as a regression case.
+        .testTarget(name: "LQFuzzTests", dependencies: ["LQFuzz", "LQFormats", "LQModel", "LQTrain", "LQTensor", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQQuantTests", dependencies: ["LQQuant", "LQFormats", "LQTensor", "CKernels", "CUDAEmulation", "LQTestSupport"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the kernels hand raw buffers to concurrent loops, which Swift 6's

@@ -31,12 +31,7 @@ struct ModelOptions: ParsableArguments {
                 WarnOnce.say("warning: the model does not fit on the GPU (\(error)); only its quantized products run there")
             }
         }
-        let tokenizer = try loadTokenizer(directory: model)
-        // An id without an embedding row would index past the table.
-        guard tokenizer.vocabularySize <= m.config.vocabSize else {
-            throw CLIError("\(model)/tokenizer.json has ids up to \(tokenizer.vocabularySize - 1), but config.json's vocab_size is \(m.config.vocabSize): ids from \(m.config.vocabSize) on have no embedding")
-        }
-        return (m, tokenizer)
+        return (m, try loadTokenizer(directory: model, modelVocabularySize: m.config.vocabSize))
     }
 }
 

@@ -51,7 +51,7 @@ struct Fisher: ParsableCommand {
             threadOptions.configure()
             try deviceOptions.activate()
             let m = try LlamaModel(directory: model)
-            let tokenizer = try loadTokenizer(directory: model)
+            let tokenizer = try loadTokenizer(directory: model, modelVocabularySize: m.config.vocabSize)
             let formatter = ExampleFormatter(tokenizer: tokenizer, eos: m.config.eosTokenIDs.first ?? 0,
                                              chat: ChatTemplate.of(directory: model), maskPrompt: false)
             let dataset = try Dataset(path: data, format: .auto, formatter: formatter, seqLen: seqLen, skipInvalid: false)

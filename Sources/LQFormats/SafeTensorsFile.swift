@@ -23,6 +23,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
     /// Entries in data order.
     public let entries: [TensorEntry]
     public let metadata: [String: String]?
+    /// Tensor names the header gives more than once: the last entry of each is used, as the
+    /// safetensors library does (a warning names them).
+    public let duplicateNames: [String]
     /// Byte offset of the data buffer in the file (8 + header length).
     public let dataStart: Int
     public let mapping: MappedFile
@@ -40,6 +43,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
         dataStart = 8 + Int(n)
         let header = UnsafeRawBufferPointer(rebasing: file[8..<dataStart])
         (entries, metadata) = try Self.parseHeader(header, path: path, bufferSize: size - dataStart)
+        duplicateNames = Self.duplicateKeys(header)
+        for name in duplicateNames {
+            WarnOnce.say("warning: \(path): tensor '\(name)' is given more than once in the header; the last entry is used")
+        }
         var index = [String: Int]()
         for (i, e) in entries.enumerated() { index[e.name] = i }
         byName = index
@@ -95,6 +102,39 @@ public final class SafeTensorsFile: @unchecked Sendable {
             throw SafeTensorsError.bufferNotCovered(path: path, covered: expectedStart, buffer: bufferSize)
         }
         return (entries, metadata)
+    }
+
+    /// The keys of the header's top-level object that occur more than once (JSONSerialization keeps
+    /// the last silently). Called on a header that parsed, so strings and brackets are balanced.
+    static func duplicateKeys(_ header: UnsafeRawBufferPointer) -> [String] {
+        var seen: [String: Int] = [:], order: [String] = []
+        var depth = 0, expectKey = false, i = 0
+        let n = header.count
+        while i < n {
+            let c = header[i]
+            if c == UInt8(ascii: "\"") {
+                var j = i + 1
+                while j < n && header[j] != UInt8(ascii: "\"") { j += header[j] == UInt8(ascii: "\\") ? 2 : 1 }
+                if depth == 1 && expectKey, j < n,
+                   let key = try? JSONSerialization.jsonObject(with: Data(UnsafeRawBufferPointer(rebasing: header[i...j])), options: .fragmentsAllowed) as? String {
+                    seen[key, default: 0] += 1
+                    if seen[key] == 2 { order.append(key) }
+                }
+                expectKey = false
+                i = j + 1
+                continue
+            }
+            switch c {
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                expectKey = c == UInt8(ascii: "{") && depth == 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): depth -= 1
+            case UInt8(ascii: ","): if depth == 1 { expectKey = true }
+            default: break
+            }
+            i += 1
+        }
+        return order
     }
 
     private static func parseEntry(name: String, value: Any, path: String) throws -> TensorEntry {

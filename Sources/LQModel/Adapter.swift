@@ -56,6 +56,7 @@ extension LlamaModel {
     public func loadAdapter(directory: String) throws -> AdapterConfig {
         let config = try AdapterConfig(directory: directory)
         let file = try SafeTensorsFile(path: directory + "/adapter_model.safetensors")
+        sources.append(directory)
         var attached = 0
         for (i, layer) in layers.enumerated() {
             for (p, linear) in layer.linears where config.targets(p.module) {

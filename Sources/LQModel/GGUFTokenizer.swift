@@ -7,8 +7,30 @@ import LQFormats
 /// types, no merges; the merges are recovered from the scores as transformers does).
 extension GGUFConverter {
     func strings(_ key: String) throws -> [String] {
-        guard let a = try meta(key).array else { throw ConvertError.unsupported(path: gguf.path, what: "metadata '\(key)' is not an array") }
-        return a.map { $0.string ?? "" }
+        guard let a = try meta(key).array else { throw bad(key, "is not an array") }
+        return try a.enumerated().map { i, v in
+            guard let s = v.string else { throw bad(key, "holds \(v) at index \(i), not a string") }
+            return s
+        }
+    }
+
+    /// tokenizer.ggml.token_type: one integer per token (all normal, 1, when absent).
+    func tokenTypes(count: Int) throws -> [Int] {
+        let key = "tokenizer.ggml.token_type"
+        guard let v = gguf.metadata[key] else { return [Int](repeating: 1, count: count) }
+        guard let a = v.array, a.count == count else { throw bad(key, "must hold one integer per token (\(count))") }
+        return try a.enumerated().map { i, v in
+            guard let t = v.int else { throw bad(key, "holds \(v) at index \(i), not an integer") }
+            return t
+        }
+    }
+
+    /// The tokenizer.json built from the vocabulary, checked by loading it as the model will.
+    func checked(_ json: [String: Any]) throws -> [String: Any] {
+        do { _ = try BPETokenizer(json: json, path: "tokenizer.ggml") } catch let e as TokenizerError {
+            throw GGUFError.badTokenizer(path: gguf.path, detail: e.description)
+        }
+        return json
     }
 
     /// The pre-tokenizer for a llama.cpp pre-tokenizer name.
@@ -38,7 +60,7 @@ extension GGUFConverter {
         }
         let tokens = try strings("tokenizer.ggml.tokens")
         let merges = try strings("tokenizer.ggml.merges")
-        let types = gguf.metadata["tokenizer.ggml.token_type"]?.array?.map { $0.int ?? 1 } ?? []
+        let types = try tokenTypes(count: tokens.count)
         var vocab: [String: Any] = [:]
         for (i, t) in tokens.enumerated() { vocab[t] = i }
         // Control (3) and user-defined (4) tokens are added tokens; control ones are special.
@@ -48,7 +70,7 @@ extension GGUFConverter {
                           "normalized": t == 4, "special": t == 3])
         }
         let (pre, ignoreMerges) = try preTokenizer(gguf.metadata["tokenizer.ggml.pre"]?.string ?? "default")
-        return [
+        return try checked([
             "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added, "normalizer": NSNull(),
             "pre_tokenizer": pre,
             "post_processor": ["type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true],
@@ -56,17 +78,18 @@ extension GGUFConverter {
             "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
                       "end_of_word_suffix": NSNull(), "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignoreMerges,
                       "vocab": vocab, "merges": merges],
-        ]
+        ])
     }
 
     /// SentencePiece BPE as transformers' LlamaTokenizer builds it from a GGUF: Metaspace ("▁",
     /// prepended to the first word), byte fallback to <0xNN> tokens, BOS added when the file says so.
     func sentencePieceJSON() throws -> [String: Any] {
         let tokens = try strings("tokenizer.ggml.tokens")
-        guard let scores = gguf.metadata["tokenizer.ggml.scores"]?.array?.map({ $0.double ?? 0 }), scores.count == tokens.count else {
-            throw ConvertError.unsupported(path: gguf.path, what: "a SentencePiece vocabulary without one tokenizer.ggml.scores entry per token")
+        guard let scores = gguf.metadata["tokenizer.ggml.scores"]?.array?.compactMap(\.double), scores.count == tokens.count,
+              scores.allSatisfy(\.isFinite) else {
+            throw bad("tokenizer.ggml.scores", "must hold one finite number per token (\(tokens.count)) in a SentencePiece vocabulary")
         }
-        let types = gguf.metadata["tokenizer.ggml.token_type"]?.array?.map { $0.int ?? 1 } ?? []
+        let types = try tokenTypes(count: tokens.count)
         var vocab: [String: Any] = [:], ids: [String: Int] = [:]
         for (i, t) in tokens.enumerated() {  // a repeated token keeps its last id, as in transformers
             vocab[t] = i
@@ -88,7 +111,7 @@ extension GGUFConverter {
                              ["SpecialToken": ["id": b, "type_id": 1]], ["Sequence": ["id": "B", "type_id": 1]]],
                     "special_tokens": [b: ["id": b, "ids": [bos], "tokens": [b]]]] as [String: Any]
         }
-        return [
+        return try checked([
             "version": "1.0", "truncation": NSNull(), "padding": NSNull(), "added_tokens": added, "normalizer": NSNull(),
             "pre_tokenizer": ["type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": false],
             "post_processor": post,
@@ -98,7 +121,7 @@ extension GGUFConverter {
             "model": ["type": "BPE", "dropout": NSNull(), "unk_token": NSNull(), "continuing_subword_prefix": NSNull(),
                       "end_of_word_suffix": NSNull(), "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
                       "vocab": vocab, "merges": merges.map { [$0.0, $0.1] }],
-        ]
+        ])
     }
 
     /// transformers' generate_merges: every split of every token into two vocabulary tokens is a
@@ -107,10 +130,13 @@ extension GGUFConverter {
     static func mergesFromScores(tokens: [String], scores: [Double], ids: [String: Int]) -> [(String, String)] {
         var candidates: [(left: String, right: String, score: Double, leftLength: Int, rightLength: Int)] = []
         var seen = Set<String>()
+        // Both pieces are tokens, so only cuts at the lengths tokens have can give a merge (this
+        // keeps one very long token from costing the square of its length).
+        let lengths = Set(tokens.map(\.unicodeScalars.count))
         for (index, token) in tokens.enumerated() where seen.insert(token).inserted {
             let scalars = Array(token.unicodeScalars)
             var local: [(String, String, Int, Int)] = []
-            for cut in stride(from: 1, to: scalars.count, by: 1) {
+            for cut in stride(from: 1, to: scalars.count, by: 1) where lengths.contains(cut) && lengths.contains(scalars.count - cut) {
                 var l = String.UnicodeScalarView(), r = String.UnicodeScalarView()
                 l.append(contentsOf: scalars[..<cut])
                 r.append(contentsOf: scalars[cut...])

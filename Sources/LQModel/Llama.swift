@@ -122,6 +122,9 @@ public final class LlamaModel: @unchecked Sendable {
     let rope: RotaryTable
     /// Where hidden states and logits are computed when on the GPU (moveForwardPass(to:)).
     public internal(set) var deviceForward: DeviceLlama?
+    /// The directories the weights came from (the model's, then any adapter's): where a
+    /// non-finite result is traced to its tensor.
+    public internal(set) var sources: [String] = []
 
     public init(config: LlamaConfig, embed: any LinearOperator, layers: [LlamaLayer], norm: Tensor, lmHead: (any LinearOperator)?) {
         self.config = config
@@ -164,6 +167,7 @@ public final class LlamaModel: @unchecked Sendable {
         self.init(config: config, embed: try weights.linear("model.embed_tokens", out: config.vocabSize, in: h, keepHalf: true), layers: layers,
                   norm: try weights.tensor("model.norm.weight", [h]),
                   lmHead: tied ? nil : try weights.linear("lm_head", out: config.vocabSize, in: h, keepHalf: true))
+        sources = [directory]
     }
 
     /// Logits [batch·length, vocab] for `tokens` (batch sequences of equal length), continuing

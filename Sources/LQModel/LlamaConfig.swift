@@ -7,6 +7,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
     case badShape(path: String, tensor: String, expected: [Int], actual: [Int])
     /// A record of a data file (JSON lines) at a 1-based line.
     case badRecord(path: String, line: Int, detail: String)
+    /// A result that came out NaN or infinite, and where that comes from.
+    case notFinite(what: String, cause: String)
 
     public var description: String {
         switch self {
@@ -15,6 +17,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable {
         case let .missingWeight(path, tensor): return "\(path): missing weight '\(tensor)'"
         case let .badShape(path, tensor, expected, actual): return "\(path): weight '\(tensor)' has shape \(actual), expected \(expected)"
         case let .badRecord(path, line, detail): return "\(path):\(line): \(detail)"
+        case let .notFinite(what, cause): return "\(what) is not finite: \(cause)"
         }
     }
 }
@@ -79,6 +82,15 @@ public struct LlamaConfig: Sendable, Equatable {
         bosTokenID = (json["bos_token_id"] as? NSNumber)?.intValue
         if let one = json["eos_token_id"] as? NSNumber { eosTokenIDs = [one.intValue] }
         else if let many = json["eos_token_id"] as? [NSNumber] { eosTokenIDs = many.map(\.intValue) }
+        // A zero or negative epsilon, or a base of 0, makes every result NaN: refused here by name.
+        guard rmsNormEps.isFinite, rmsNormEps > 0 else { throw config.bad("rms_norm_eps", "must be a positive finite number, not \(rmsNormEps)") }
+        guard ropeTheta.isFinite, ropeTheta > 0 else {
+            throw config.bad(ropeParameters?["rope_theta"] != nil ? "rope_parameters.rope_theta" : "rope_theta", "must be a positive finite number, not \(ropeTheta)")
+        }
+        let ids = (bosTokenID.map { [("bos_token_id", $0)] } ?? []) + eosTokenIDs.map { ("eos_token_id", $0) }
+        for (key, id) in ids where id < 0 || id >= vocabSize {
+            throw config.bad(key, "is \(id), outside the vocabulary of \(vocabSize) (vocab_size)")
+        }
         guard headCount % kvHeadCount == 0 else { throw config.bad("num_key_value_heads", "must divide num_attention_heads (\(headCount))") }
         guard headDim % 2 == 0 else { throw config.bad("head_dim", "must be even for rotary embeddings") }
         if let act = json["hidden_act"] as? String, act != "silu" { throw ModelError.unsupported(path: path, what: "hidden_act '\(act)'") }
@@ -88,6 +100,7 @@ public struct LlamaConfig: Sendable, Equatable {
         if let s = (json["rope_scaling"] as? [String: Any]) ?? ropeParameters {
             let type = (s["rope_type"] ?? s["type"]) as? String ?? "?"
             let factor = (s["factor"] as? NSNumber)?.floatValue ?? 1
+            guard factor.isFinite, factor > 0 else { throw config.bad("rope_scaling", "needs a positive finite factor, not \(factor)") }
             switch type {
             case "default": ropeScaling = nil
             case "linear": ropeScaling = .linear(factor: factor)

@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import LQFormats
 import LQTensor
 
 /// How perplexity windows are laid over the token stream.
@@ -121,7 +122,7 @@ public enum Perplexity {
         // A NaN or infinity here comes from the model (non-finite weights, or a config such as a
         // negative rms_norm_eps), never from the text: report it as an error, not as a result.
         guard mean.isFinite else {
-            throw ModelError.unsupported(path: "eval", what: "a model whose log-likelihoods are not finite (mean \(mean)); check its weights and config.json")
+            throw ModelError.notFinite(what: "the mean log-likelihood (\(mean))", cause: NonFiniteWeights.describe(in: model.sources))
         }
         let ppl = exp(mean)
         let plainMean = plainSum / Double(max(count, 1))
@@ -158,5 +159,32 @@ extension LlamaModel {
             r = r1
         }
         return out
+    }
+}
+
+/// Where a non-finite result comes from: the first weight holding NaN or ±inf in a model's files.
+public enum NonFiniteWeights {
+    /// (file, tensor, the first bad value) of the first floating-point tensor holding a NaN or
+    /// infinity in the safetensors files of `directories`, in their order.
+    public static func first(in directories: [String]) -> (file: String, tensor: String, value: Float)? {
+        for directory in directories {
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".safetensors") }.sorted()
+            for name in names {
+                guard let file = try? SafeTensorsFile(path: directory + "/" + name) else { continue }
+                for e in file.entries where [.f32, .f16, .bf16, .f64].contains(e.dtype) {
+                    guard let t = try? file.floatTensor(e) else { continue }
+                    if let bad = UnsafeBufferPointer(t.buffer).first(where: { !$0.isFinite }) { return (file.path, e.name, bad) }
+                }
+            }
+        }
+        return nil
+    }
+
+    /// The first such weight named, or that there is none (then config.json or the text is at fault).
+    static func describe(in directories: [String]) -> String {
+        guard let (file, tensor, value) = first(in: directories) else {
+            return "every weight is finite, so check config.json (rms_norm_eps, rope settings)"
+        }
+        return "\(file): weight '\(tensor)' holds \(value)"
     }
 }

@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import LQFormats
 
 /// Where quantized matrix products run: `cpu`, `cuda` (fail when no GPU library or device), or
 /// `auto` (CUDA when liblqlora_cuda.so and a device are present, else the CPU).
@@ -136,14 +137,3 @@ final class DeviceCopy: @unchecked Sendable {
     }
 }
 
-/// Prints each distinct message once per process (on stderr).
-public enum WarnOnce {
-    nonisolated(unsafe) private static var said = Set<String>()
-    private static let lock = NSLock()
-
-    public static func say(_ message: String) {
-        lock.lock()
-        defer { lock.unlock() }
-        if said.insert(message).inserted { FileHandle.standardError.write(Data((message + "\n").utf8)) }
-    }
-}

@@ -134,6 +134,7 @@ extension ConfigValue where V == [String] {
 
 /// The closest name by edit distance (also comparing the last dotted component), if reasonably close.
 func nearestName(_ key: String, _ names: [String]) -> String? {
+    guard key.count <= 200 else { return nil }  // no name is that long; the distance would cost its square
     func distance(_ a: String, _ b: String) -> Int {
         let a = Array(a), b = Array(b)
         var row = Array(0...b.count)

@@ -139,6 +139,7 @@ public struct TrainConfig: Equatable, Sendable {
 
     public init(yaml text: String, overrides: [String] = [], path: String = "config") throws {
         let root: Any?
+        try YAMLLimits.check(text, path: path)
         do { root = try Yams.load(yaml: text) } catch { throw ConfigError.unreadable(path: path, detail: "is not valid YAML: \(error)") }
         guard let tree = (root ?? [String: Any]()) as? [String: Any] else {
             throw ConfigError.unreadable(path: path, detail: "must be a mapping of keys to values")
@@ -149,6 +150,7 @@ public struct TrainConfig: Equatable, Sendable {
             guard let eq = o.firstIndex(of: "=") else { throw ConfigError.badValue(key: o, detail: "override must look like key=value") }
             let key = String(o[..<eq]), raw = String(o[o.index(after: eq)...])
             try Self.check(key: key)
+            try YAMLLimits.check(raw, path: "--set \(key)")
             flat[key] = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? (raw.isEmpty ? NSNull() : raw)
         }
         try self.init(flat: flat)

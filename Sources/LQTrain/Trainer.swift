@@ -116,7 +116,7 @@ public final class Trainer {
         dropoutRNG = SeededGenerator(seed: UInt64(config.seed) &+ 0x5EED)
         optimizer = config.makeOptimizer(for: parameters)
 
-        let tokenizer = try loadTokenizer(directory: config.model)
+        let tokenizer = try loadTokenizer(directory: config.model, modelVocabularySize: model.config.vocabSize)
         let eos = model.config.eosTokenIDs.first ?? 0
         let formatter = ExampleFormatter(tokenizer: tokenizer, eos: eos, chat: ChatTemplate.of(directory: config.model), maskPrompt: config.maskPrompt)
         train = try Dataset(path: config.trainData, format: config.format, formatter: formatter, seqLen: config.seqLen, skipInvalid: config.skipInvalid)

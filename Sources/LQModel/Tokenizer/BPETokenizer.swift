@@ -32,7 +32,9 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     let path: String
     let vocab: [String: Int]
-    let tokens: [String]
+    /// id → token (ids may leave gaps).
+    let tokens: [Int: String]
+    public let vocabularySize: Int
     /// (left id, right id) → (rank, merged id)
     let merges: [Int64: (rank: Int, id: Int)]
     let pre: PreTokenizer
@@ -46,8 +48,6 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     let prefix: [Int], suffix: [Int]
     private var cache: [String: [Int]] = [:]
     private let lock = NSLock()
-
-    public var vocabularySize: Int { tokens.count }
 
     public convenience init(path: String) throws {
         let data: Data
@@ -79,11 +79,8 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
             added.append(AddedToken(content: content, id: id, special: t["special"] as? Bool ?? false))
             vocab[content] = id
         }
-        let size = (vocab.values.max() ?? -1) + 1
-        var tokens = [String](repeating: "", count: size)
-        for (k, id) in vocab { tokens[id] = k }
         self.vocab = vocab
-        self.tokens = tokens
+        (tokens, vocabularySize) = tokenTable(vocab)
         self.added = added.sorted { $0.content.count > $1.content.count }
         specialIds = Set(added.filter(\.special).map(\.id))
 
@@ -302,13 +299,14 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
         if case .metaspace = pre { return decodeMetaspace(ids, skipSpecialTokens: skipSpecialTokens) }
         var bytes: [UInt8] = []
-        for id in ids where id >= 0 && id < tokens.count {
+        for id in ids {
+            guard let token = tokens[id] else { continue }
             if specialIds.contains(id) {
-                if !skipSpecialTokens { bytes += Array(tokens[id].utf8) }
+                if !skipSpecialTokens { bytes += Array(token.utf8) }
                 continue
             }
-            if added.contains(where: { $0.id == id }) { bytes += Array(tokens[id].utf8); continue }
-            for s in tokens[id].unicodeScalars {
+            if added.contains(where: { $0.id == id }) { bytes += Array(token.utf8); continue }
+            for s in token.unicodeScalars {
                 if let b = ByteLevel.scalarToByte[s.value] { bytes.append(b) } else { bytes += Array(String(s).utf8) }
             }
         }
@@ -319,13 +317,14 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     func decodeMetaspace(_ ids: [Int], skipSpecialTokens: Bool) -> String {
         var bytes: [UInt8] = []
         let byteIndex = Dictionary(uniqueKeysWithValues: byteTokens.enumerated().compactMap { b, id in id.map { ($0, UInt8(b)) } })
-        for id in ids where id >= 0 && id < tokens.count {
+        for id in ids {
+            guard let token = tokens[id] else { continue }
             if specialIds.contains(id) && byteIndex[id] == nil {
-                if !skipSpecialTokens { bytes += Array(tokens[id].utf8) }
+                if !skipSpecialTokens { bytes += Array(token.utf8) }
                 continue
             }
             if let b = byteIndex[id] { bytes.append(b); continue }
-            bytes += Array(tokens[id].replacingOccurrences(of: "▁", with: " ").utf8)
+            bytes += Array(token.replacingOccurrences(of: "▁", with: " ").utf8)
         }
         if bytes.first == 0x20 { bytes.removeFirst() }
         return String(decoding: bytes, as: UTF8.self)

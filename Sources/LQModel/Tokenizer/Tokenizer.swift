@@ -3,11 +3,15 @@ import Foundation
 public enum TokenizerError: Error, CustomStringConvertible, Equatable {
     case unreadable(path: String, detail: String)
     case unsupported(path: String, what: String)
+    /// Ids the model has no embedding for (config.json's vocab_size).
+    case beyondModel(path: String, largestID: Int, vocabSize: Int)
 
     public var description: String {
         switch self {
         case let .unreadable(path, detail): return "\(path): \(detail)"
         case let .unsupported(path, what): return "\(path): \(what) is not supported yet"
+        case let .beyondModel(path, largest, vocab):
+            return "\(path) has ids up to \(largest), but config.json's vocab_size is \(vocab): ids from \(vocab) on have no embedding"
         }
     }
 }
@@ -25,12 +29,31 @@ public protocol Tokenizer: Sendable {
 /// real vocabulary) is refused by name rather than trapping or allocating without bound.
 let maxTokenID = 1 << 24
 
-/// A tokenizer.json id, checked.
+/// A tokenizer.json id, checked: an exact integer (not 1.5, not true) in 0..<maxTokenID.
 func checkedTokenID(_ id: Any?, token: String, path: String) throws -> Int {
-    guard let n = (id as? NSNumber)?.intValue, n >= 0, n < maxTokenID else {
+    guard let number = id as? NSNumber, String(cString: number.objCType) != "c", number.doubleValue.magnitude < 1e18,
+          Double(number.int64Value) == number.doubleValue, case let n = Int(number.int64Value), n >= 0, n < maxTokenID else {
         throw TokenizerError.unreadable(path: path, detail: "token \(String(reflecting: token)) has id \(id.map { "\($0)" } ?? "none"), outside 0..<\(maxTokenID)")
     }
     return n
+}
+
+/// The id → token table of a vocabulary, sized by its entries rather than by its largest id.
+func tokenTable(_ vocab: [String: Int]) -> (tokens: [Int: String], size: Int) {
+    var tokens: [Int: String] = [:]
+    tokens.reserveCapacity(vocab.count)
+    for (k, id) in vocab { tokens[id] = k }
+    return (tokens, (vocab.values.max() ?? -1) + 1)
+}
+
+/// Loads the tokenizer of a model directory and checks its ids against the model's embedding
+/// table (`vocabularySize`, config.json's vocab_size): an id past it would index outside the table.
+public func loadTokenizer(directory: String, modelVocabularySize: Int) throws -> any Tokenizer {
+    let tokenizer = try loadTokenizer(directory: directory)
+    guard tokenizer.vocabularySize <= modelVocabularySize else {
+        throw TokenizerError.beyondModel(path: directory + "/tokenizer.json", largestID: tokenizer.vocabularySize - 1, vocabSize: modelVocabularySize)
+    }
+    return tokenizer
 }
 
 /// Loads the tokenizer of a model directory (tokenizer.json).

@@ -5,7 +5,9 @@ import Foundation
 /// whitespace, isolate punctuation), then greedy longest-match-first with the "##" prefix.
 public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
     let vocab: [String: Int]
-    let tokens: [String]
+    /// id → token (ids may leave gaps).
+    let tokens: [Int: String]
+    public let vocabularySize: Int
     let unk: Int
     let prefix: String
     let maxChars: Int
@@ -16,8 +18,6 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
     let added: [(content: String, id: Int, special: Bool)]
     let specialIds: Set<Int>
     let before: [Int], after: [Int]
-
-    public var vocabularySize: Int { tokens.count }
 
     public init(json: [String: Any], path: String) throws {
         guard let model = json["model"] as? [String: Any], let v = model["vocab"] as? [String: Any] else {
@@ -34,9 +34,7 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
             vocab[c] = id
         }
         self.vocab = vocab
-        var tokens = [String](repeating: "", count: (vocab.values.max() ?? -1) + 1)
-        for (k, id) in vocab { tokens[id] = k }
-        self.tokens = tokens
+        (tokens, vocabularySize) = tokenTable(vocab)
         let unkToken = model["unk_token"] as? String ?? "[UNK]"
         guard let unk = vocab[unkToken] else { throw TokenizerError.unreadable(path: path, detail: "unk_token '\(unkToken)' is not in the vocabulary") }
         self.unk = unk
@@ -170,9 +168,9 @@ public final class WordPieceTokenizer: Tokenizer, @unchecked Sendable {
 
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
         var out = ""
-        for id in ids where id >= 0 && id < tokens.count {
+        for id in ids {
+            guard let t = tokens[id] else { continue }
             if skipSpecialTokens && specialIds.contains(id) { continue }
-            let t = tokens[id]
             if t.hasPrefix(prefix) { out += t.dropFirst(prefix.count) } else { out += (out.isEmpty ? "" : " ") + t }
         }
         return out
