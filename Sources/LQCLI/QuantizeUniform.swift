@@ -78,13 +78,12 @@ extension Quantize {
     func calibrationSamples(vocabulary: Int) throws -> [[Int]] {
         let path = calib!
         let text = try EvaluationText.read(path: path)
-        let tokenizer = try loadTokenizer(directory: model)
+        let tokenizer = try loadTokenizer(directory: model, modelVocabularySize: vocabulary)
         let ids = tokenizer.encode(text, addSpecialTokens: false)
         let length = seqLen ?? 2048, count = samples ?? 128
         guard ids.count > length else {
             throw CLIError("\(path): \(ids.count) tokens, fewer than one calibration window of --seq-len \(length)")
         }
-        if let bad = ids.first(where: { $0 >= vocabulary }) { throw CLIError("\(path): token id \(bad) is past the model's vocabulary") }
         var rng = SeededGenerator(seed: UInt64(seed ?? 0))
         return (0..<count).map { _ in
             let s = Int(rng.next() % UInt64(ids.count - length))
