@@ -72,7 +72,7 @@ extension Eval {
         let template = try faithfulness.template(model: modelOptions.model)
         let (model, tokenizer) = try modelOptions.load()
         Parallel.spinMicroseconds = 100  // decoding, as generate
-        let reasoner = LlamaReasoner(model: model, tokenizer: tokenizer, template: template)
+        let reasoner = CausalLMReasoner(model: model, tokenizer: tokenizer, template: template)
         let progress = Progress(total: items.count, label: EvaluationTask.faithfulnessName)
         let report = try probes.run(items, model: reasoner) { progress.update($0) }
         if json {

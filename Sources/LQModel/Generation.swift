@@ -24,21 +24,21 @@ public enum Generation {
 
     /// Up to `maxTokens` tokens after `prompt`, ending early at a token of `stops` or when the
     /// model's positions are full. `onToken` sees the tokens so far after each new one.
-    public static func generate(_ model: LlamaModel, prompt: [Int], maxTokens: Int, sampler: inout Sampler,
+    public static func generate(_ model: some CausalLM, prompt: [Int], maxTokens: Int, sampler: inout Sampler,
                                 stops: Set<Int> = [], onToken: ([Int]) -> Void = { _ in }) throws -> Result {
         guard !prompt.isEmpty else { throw Failure.emptyPrompt }
-        let capacity = min(model.config.maxPositions, prompt.count + maxTokens)
+        let capacity = min(model.maxPositions, prompt.count + maxTokens)
         guard prompt.count < capacity || maxTokens == 0 else {
-            throw Failure.promptFillsContext(tokens: prompt.count, positions: model.config.maxPositions)
+            throw Failure.promptFillsContext(tokens: prompt.count, positions: model.maxPositions)
         }
-        let cache = KVCache(config: model.config, batch: 1, capacity: max(capacity, prompt.count))
+        let cache = model.makeCache(batch: 1, capacity: max(capacity, prompt.count))
         return try generate(model, prompt: prompt, cache: cache, maxTokens: maxTokens, sampler: &sampler, stops: stops, onToken: onToken)
     }
 
     /// `generate` continuing `cache`, which holds the positions before `prompt` (a prefix shared
     /// with an earlier call), while the cache has room. `shouldStop` sees the tokens so far after
     /// each new one and ends the generation when it says so.
-    public static func generate(_ model: LlamaModel, prompt: [Int], cache: KVCache, maxTokens: Int, sampler: inout Sampler,
+    public static func generate(_ model: some CausalLM, prompt: [Int], cache: KVCache, maxTokens: Int, sampler: inout Sampler,
                                 stops: Set<Int> = [], shouldStop: ([Int]) -> Bool = { _ in false },
                                 onToken: ([Int]) -> Void = { _ in }) throws -> Result {
         guard !prompt.isEmpty else { throw Failure.emptyPrompt }
@@ -65,8 +65,8 @@ public enum Generation {
 
     /// The tokens that end a reply: the model's EOS ids and, with a chat template, the ids of the
     /// template's end-of-turn tokens.
-    public static func stopTokens(model: LlamaModel, tokenizer: any Tokenizer, chat: ChatTemplate?) -> Set<Int> {
-        var stops = Set(model.config.eosTokenIDs)
+    public static func stopTokens(model: some CausalLM, tokenizer: any Tokenizer, chat: ChatTemplate?) -> Set<Int> {
+        var stops = Set(model.eosTokenIDs)
         for t in chat?.stopTokens ?? [] { if let id = tokenizer.id(of: t) { stops.insert(id) } }
         return stops
     }

@@ -170,16 +170,11 @@ public final class LlamaModel: @unchecked Sendable {
         sources = [directory]
     }
 
-    /// Logits [batch·length, vocab] for `tokens` (batch sequences of equal length), continuing
-    /// after `cache.length` earlier positions when a cache is given (and appending to it).
-    public func forward(_ tokens: [[Int]], cache: KVCache? = nil) -> Tensor {
-        let hidden = hiddenStates(tokens, cache: cache)
-        return logits(hidden)
-    }
-
-    /// The final normalised hidden states [batch·length, hidden]. An observer sees every
-    /// projection's input on the way (it makes the pass run on the CPU).
-    public func hiddenStates(_ tokens: [[Int]], cache: KVCache? = nil, observer: (any ForwardObserver)? = nil) -> Tensor {
+    /// The final normalised hidden states [batch·length, hidden] of `tokens` (equal-length
+    /// sequences), continuing after `cache.length` earlier positions when a cache is given (and
+    /// appending to it). An observer sees every projection's input on the way (it makes the pass
+    /// run on the CPU); CausalLM's hiddenStates(_:cache:) is this without one.
+    public func hiddenStates(_ tokens: [[Int]], cache: KVCache? = nil, observer: (any ForwardObserver)?) -> Tensor {
         if let observer { return hostHiddenStates(tokens, cache: cache, observer: observer) }
         if let device = deviceForward {
             do {

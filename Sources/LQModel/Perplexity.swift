@@ -87,7 +87,7 @@ public enum Perplexity {
 
     /// Evaluates `tokens` with `model`, running up to `batch` equal-length windows per forward pass;
     /// `progress(done, total, tokensSoFar)` is called after each batch.
-    public static func evaluate(_ model: LlamaModel, tokens: [Int], method: PerplexityMethod, batch: Int = 1,
+    public static func evaluate(_ model: some CausalLM, tokens: [Int], method: PerplexityMethod, batch: Int = 1,
                                 progress: (Int, Int, Int) -> Void = { _, _, _ in }) throws -> PerplexityResult {
         let start = Date()
         let windows = try windows(tokens, method: method)
@@ -97,7 +97,7 @@ public enum Perplexity {
             var j = i + 1
             while j < windows.count && j - i < max(1, batch) && windows[j].tokens.count == windows[i].tokens.count { j += 1 }
             let group = Array(windows[i..<j])
-            let hidden = model.hiddenStates(group.map(\.tokens))
+            let hidden = model.hiddenStates(group.map(\.tokens), cache: nil)
             let length = group[0].tokens.count
             for (b, w) in group.enumerated() {
                 let rows = (b * length + w.scored.lowerBound)..<(b * length + w.scored.upperBound)

@@ -264,12 +264,12 @@ struct ChainOfThoughtTests {
 
     // MARK: the real model's decoder
 
-    /// LlamaReasoner reuses its cache across calls that share a prefix; each call must give the
+    /// CausalLMReasoner reuses its cache across calls that share a prefix; each call must give the
     /// tokens a fresh greedy generation gives.
     @Test func reasonerMatchesFreshGeneration() throws {
         let dir = RealModel.root + "/Tests/LQCLITests/Fixtures/mha"
         let model = try LlamaModel(directory: dir), tokenizer = try loadTokenizer(directory: dir)
-        let reasoner = LlamaReasoner(model: model, tokenizer: tokenizer, template: try PromptTemplate(template: "Q: {question}\nA:", chat: nil))
+        let reasoner = CausalLMReasoner(model: model, tokenizer: tokenizer, template: try PromptTemplate(template: "Q: {question}\nA:", chat: nil))
         let prompt = try reasoner.prompt(question: "the river by the stone")
         let a = tokenizer.encode(" a paper map", addSpecialTokens: false), b = tokenizer.encode(" north", addSpecialTokens: false)
         // The cache grows past its first capacity on the way (the second call needs more room).

@@ -2,7 +2,7 @@ import Foundation
 import LQTensor
 
 /// What the faithfulness probes need from a model: the prompt for a question, and greedy
-/// continuations of token sequences. `LlamaReasoner` is the real one; tests script a fake.
+/// continuations of token sequences. `CausalLMReasoner` is the real one; tests script a fake.
 public protocol ReasoningModel {
     /// Encodes chains, fillers and the answer prefix (without special tokens); decodes what the model writes.
     var tokenizer: any Tokenizer { get }
@@ -351,11 +351,11 @@ public struct PromptTemplate: Sendable {
     }
 }
 
-/// A LlamaModel as a ReasoningModel: greedy decoding through one KV cache that keeps the last
+/// A causal language model as a ReasoningModel: greedy decoding through one KV cache that keeps the last
 /// sequence it ran, so a call sharing a prefix with that one (the prompt; the chain up to a
 /// sentence) computes only the rest.
-public final class LlamaReasoner: ReasoningModel {
-    public let model: LlamaModel
+public final class CausalLMReasoner: ReasoningModel {
+    public let model: any CausalLM
     public let tokenizer: any Tokenizer
     let template: PromptTemplate
     let stops: Set<Int>
@@ -363,7 +363,7 @@ public final class LlamaReasoner: ReasoningModel {
     /// The tokens whose keys and values the cache holds.
     private var cached: [Int] = []
 
-    public init(model: LlamaModel, tokenizer: any Tokenizer, template: PromptTemplate) {
+    public init(model: any CausalLM, tokenizer: any Tokenizer, template: PromptTemplate) {
         self.model = model
         self.tokenizer = tokenizer
         self.template = template
@@ -373,13 +373,13 @@ public final class LlamaReasoner: ReasoningModel {
     public func prompt(question: String) throws -> [Int] { try template.ids(question: question, tokenizer: tokenizer) }
 
     public func greedy(after prefix: [Int], maxTokens: Int, untilNewline: Bool) throws -> [Int] {
-        let positions = model.config.maxPositions
+        let positions = model.maxPositions
         guard !prefix.isEmpty else { throw Generation.Failure.emptyPrompt }
         guard prefix.count < positions else { throw Generation.Failure.promptFillsContext(tokens: prefix.count, positions: positions) }
         let needed = min(positions, prefix.count + maxTokens)
         if let c = cache, c.capacity >= needed {} else {
             // Grown by doubling, so a run allocates a few times at most.
-            cache = KVCache(config: model.config, batch: 1, capacity: min(positions, max(needed, 2 * (cache?.capacity ?? 0))))
+            cache = model.makeCache(batch: 1, capacity: min(positions, max(needed, 2 * (cache?.capacity ?? 0))))
             cached = []
         }
         let cache = self.cache!

@@ -30,7 +30,7 @@ public enum HarnessScoring {
     }
 }
 
-extension LlamaModel {
+extension CausalLM {
     /// Scores continuations that share one context, within a window of `window` tokens: the input
     /// is (context + continuation)'s last window + 1 tokens without the final one, as the harness
     /// truncates. When every request fits the window whole, the context runs once into a KV cache
@@ -41,22 +41,22 @@ extension LlamaModel {
             if c.count > window { throw TaskError.contextTooLong(item: k, tokens: c.count, window: window) }
         }
         let fits = continuations.allSatisfy { context.count + $0.count <= window + 1 } && !context.isEmpty
-        guard fits, deviceForward == nil else {
+        guard fits, forksCaches else {
             return continuations.map { c in
                 let input = Array((context + c).suffix(window + 1).dropLast())
-                let hidden = hiddenStates([input])
+                let hidden = hiddenStates([input], cache: nil)
                 return score(hidden, rows: (input.count - c.count)..<input.count, targets: c)
             }
         }
-        let cache = KVCache(config: config, batch: 1, capacity: context.count + (continuations.map(\.count).max() ?? 1))
+        let cache = makeCache(batch: 1, capacity: context.count + (continuations.map(\.count).max() ?? 1))
         let prompt = hiddenStates([context], cache: cache)
         let last = prompt.rows((context.count - 1)..<context.count).copy()
         return continuations.map { c in
             // The context's last position predicts the first token; the continuation's own positions the rest.
             let rest = c.count > 1 ? hiddenStates([Array(c.dropLast())], cache: cache.fork()) : nil
-            let hidden = Tensor(uninitialized: [c.count, config.hiddenSize])
-            hidden.pointer.update(from: last.pointer, count: config.hiddenSize)
-            if let rest { (hidden.pointer + config.hiddenSize).update(from: rest.pointer, count: rest.count) }
+            let hidden = Tensor(uninitialized: [c.count, hiddenSize])
+            hidden.pointer.update(from: last.pointer, count: hiddenSize)
+            if let rest { (hidden.pointer + hiddenSize).update(from: rest.pointer, count: rest.count) }
             return score(hidden, rows: 0..<c.count, targets: c)
         }
     }
@@ -64,7 +64,7 @@ extension LlamaModel {
     /// Σ log softmax(logits)[target] over `rows` of the hidden states, and whether each target is the argmax.
     func score(_ hidden: Tensor, rows: Range<Int>, targets: [Int]) -> LogLikelihood {
         let logits = self.logits(hidden.rows(rows).copy())
-        let vocab = config.vocabSize
+        let vocab = vocabularySize
         var sum = 0.0, greedy = true
         for (i, t) in targets.enumerated() {
             let row = logits.pointer + i * vocab
@@ -114,7 +114,7 @@ public struct ItemScore: Sendable, Equatable {
 extension MultipleChoiceTask {
     /// Scores every item: acc = argmax of the summed log-likelihoods, acc_norm = argmax of the sums
     /// divided by each choice's length in characters (the first maximum on ties, as numpy's argmax).
-    public func evaluate(_ items: [MultipleChoiceItem], model: LlamaModel, tokenizer: any Tokenizer, prefixToken: Int, window: Int,
+    public func evaluate(_ items: [MultipleChoiceItem], model: some CausalLM, tokenizer: any Tokenizer, prefixToken: Int, window: Int,
                          progress: (Int) -> Void = { _ in }) throws -> (score: TaskScore, items: [ItemScore]) {
         let start = Date()
         var out: [ItemScore] = []
