@@ -43,7 +43,7 @@ public struct AllocationTable: Sendable {
             case let .incompleteGrid(path, matrix, grid, missing):
                 return "\(path): '\(matrix)' lacks \(missing.count) configurations of the \(grid) grid (e.g. \(missing.prefix(3).joined(separator: ", ")))"
             case let .memoryTooSmall(target, minimum):
-                func mib(_ n: Int64) -> String { String(format: "%.1f MiB", Double(n) / 1048576) }
+                func mib(_ n: Int64) -> String { String(format: "%.4g MiB", Double(n) / 1048576) }
                 return "\(mib(target)) (\(target) bytes) cannot hold the model: the smallest that fits (every matrix at its cheapest configuration) is \(mib(minimum)) (\(minimum) bytes)"
             case .shapesUnknown: return "the matrices' shapes are unknown, so the low-rank part cannot be sized"
             }
