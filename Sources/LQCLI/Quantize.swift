@@ -47,6 +47,9 @@ struct Quantize: ParsableCommand {
     @Option(parsing: .unconditional, help: "lq-lora / qlora-ilp: average bits per parameter of the quantized parts (e.g. 2.75).")
     var budget: Double?
 
+    @Option(help: "lq-lora / qlora-ilp: instead of --budget, a size the whole model must fit (e.g. 2GiB, 1.5GB): the largest budget that fits.")
+    var memory: ByteSize?
+
     @Option(parsing: .unconditional, help: "lq-lora: rank of the low-rank part (the LoRA rank; default 64).")
     var rank: Int?
 
@@ -135,7 +138,7 @@ struct Quantize: ParsableCommand {
     func validate() throws {
         // Options that the chosen method would ignore are refused, naming them.
         let given: [(String, Bool)] = [
-            ("--budget", budget != nil), ("--rank", rank != nil), ("--alpha", alpha != nil), ("--max-iters", maxIters != nil),
+            ("--budget", budget != nil), ("--memory", memory != nil), ("--rank", rank != nil), ("--alpha", alpha != nil), ("--max-iters", maxIters != nil),
             ("--svd", svd != nil), ("--fisher", fisher != nil), ("--ilp-cache", ilpCache != nil), ("--grid", grid != nil),
             ("--ilp-time", ilpTime != nil), ("--block-size", blockSize != nil), ("--double-quant/--no-double-quant", doubleQuant != nil),
             ("--bits", bits != nil), ("--group-size", groupSize != nil), ("--asym", asym), ("--act-order", actOrder), ("--damp", damp != nil),
@@ -148,8 +151,8 @@ struct Quantize: ParsableCommand {
             applies = []
         } else {
             switch resolvedMethod {
-            case .lqLora: applies = ["--budget", "--rank", "--alpha", "--max-iters", "--svd", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
-            case .qloraILP: applies = ["--budget", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
+            case .lqLora: applies = ["--budget", "--memory", "--rank", "--alpha", "--max-iters", "--svd", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
+            case .qloraILP: applies = ["--budget", "--memory", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
             case .gptq: applies = ["--bits", "--group-size", "--asym", "--act-order", "--damp", "--calib", "--samples", "--seq-len", "--seed"]
             case .rtn: applies = ["--bits", "--group-size", "--asym"]
             default: applies = ["--block-size", "--double-quant/--no-double-quant"]
@@ -167,7 +170,14 @@ struct Quantize: ParsableCommand {
             return
         }
         if allocates {
-            guard let budget else { throw ValidationError("--method \(resolvedMethod.rawValue) needs --budget (average bits per parameter)") }
+            if memory != nil {
+                guard budget == nil else { throw ValidationError("give --budget or --memory, not both") }
+                guard (rank ?? 1) >= 1, (maxIters ?? 1) >= 1 else { throw ValidationError("--rank and --max-iters must be positive") }
+                return
+            }
+            guard let budget else {
+                throw ValidationError("--method \(resolvedMethod.rawValue) needs --budget (average bits per parameter) or --memory (a size to fit)")
+            }
             let costs = QuantConfig.lqloraGrid.map(\.bitsPerParameter)
             guard budget >= costs.min()! else {
                 throw ValidationError(String(format: "--budget %.3f is below the cheapest configuration (%.4f bits)", budget, costs.min()!))

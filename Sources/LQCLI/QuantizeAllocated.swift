@@ -8,7 +8,9 @@ import LQTensor
 extension Quantize {
     /// The pipeline's options from the command line (validate() has refused what does not apply).
     var pipelineOptions: LQLoRAPipeline.Options {
-        var o = LQLoRAPipeline.Options(method: resolvedMethod == .lqLora ? .lqLora : .qloraILP, budget: budget!)
+        // With --memory the pipeline chooses the budget.
+        var o = LQLoRAPipeline.Options(method: resolvedMethod == .lqLora ? .lqLora : .qloraILP, budget: budget ?? 0)
+        o.memory = memory?.bytes
         if let rank { o.rank = rank }
         if let alpha { o.alpha = alpha }
         if let maxIters { o.maxIterations = maxIters }
@@ -50,6 +52,11 @@ extension Quantize {
         try staged.commit()
         committed = true
         let report = result.report, solver = report.solver
+        if let m = report.memory {
+            print("--memory \(Format.bytes(Int(m.target))): budget \(String(format: "%.4f", report.budget)), the largest whose model fits: "
+                  + "\(Format.bytes(Int(m.bytes))) = quantized \(Format.bytes(Int(m.quantized))) + low-rank parts \(Format.bytes(Int(m.lowRank)))"
+                  + " + stored unchanged \(Format.bytes(Int(m.fixed)))")
+        }
         print(String(format: "%@: %d matrices at %.3f bits per parameter (budget %.3f, %@%@) in %.1f s → %@", report.method, result.matrices.count,
                      report.averageBits, report.budget, solver.optimal ? "optimal" : "ILP gap ",
                      solver.optimal ? "" : String(format: "%.1e", solver.gap / solver.objective), seconds, staged.destination))

@@ -18,6 +18,13 @@ extension SafeTensorsFile {
         let crc = crc32(bytes(of: entry))
         return "\(entry.dtype.rawValue) \(entry.shape) crc32:\(String(crc, radix: 16))"
     }
+
+    /// The shape a `fingerprint(of:)` names ("BF16 [576, 1536] crc32:…" → [576, 1536]).
+    public static func shape(ofFingerprint fingerprint: String) -> [Int]? {
+        guard let open = fingerprint.firstIndex(of: "["), let close = fingerprint.firstIndex(of: "]"), open < close else { return nil }
+        let dims = fingerprint[fingerprint.index(after: open)..<close].split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return dims.allSatisfy { $0 != nil } ? dims.map { $0! } : nil
+    }
 }
 
 extension Checkpoint {

@@ -75,16 +75,24 @@ public enum LQLoRAPipeline {
         let (table, fromCache) = try errorTable(plan, configs: configs, progress: progress)
         let tableSeconds = now() - start
 
-        // The ILP over every matrix's configurations.
-        let numels = plan.matrices.map { Int64(plan.shapes[$0]!.reduce(1, *)) }
-        let classes = zip(table, numels).map { errors, n in
-            zip(configs, errors).map { BitAllocation.Item(error: $1, bitsPerParameter: $0.bitsPerParameter, parameters: n) }
-        }
-        let capacity = BitAllocation.Item.capacity(budget: options.budget, parameters: numels.reduce(0, +))
+        // The ILP over every matrix's configurations, under the budget or the memory target.
+        let shapes = plan.matrices.map { plan.shapes[$0]! }
+        let allocation = try AllocationTable(matrices: plan.matrices, numel: shapes.map { Int64($0.reduce(1, *)) }, shapes: shapes,
+                                             configs: configs.map(\.name), bits: configs.map(\.bitsPerParameter), cost: table)
         let solveStart = now()
-        let solution: BitAllocation.Solution
-        do { solution = try BitAllocation.solve(classes, capacity: capacity, timeLimit: options.ilpTimeLimit) } catch let BitAllocation.Failure.infeasible(minimum, _) {
-            throw Failure.budgetInfeasible(budget: options.budget, minimum: BitAllocation.Item.bits(capacity: minimum, parameters: numels.reduce(0, +)))
+        var memoryPlan: AllocationTable.MemoryPlan?
+        let solution: AllocationTable.Allocation
+        do {
+            if let memory = options.memory {
+                let targets = Set(plan.matrices)
+                let fixed = plan.checkpoint.entries.filter { !targets.contains($0.name) }.reduce(Int64(0)) { $0 + Int64($1.byteCount) }
+                memoryPlan = try allocation.plan(memory: memory, rank: options.tableRank, fixedBytes: fixed, timeLimit: options.ilpTimeLimit)
+                solution = memoryPlan!.allocation
+            } else {
+                solution = try allocation.solve(budget: options.budget, timeLimit: options.ilpTimeLimit)
+            }
+        } catch let AllocationTable.Failure.budgetInfeasible(budget, minimum) {
+            throw Failure.budgetInfeasible(budget: budget, minimum: minimum)
         }
         let solveSeconds = now() - solveStart
 
@@ -129,12 +137,13 @@ public enum LQLoRAPipeline {
 
         let total = Double(params)
         let report = Report(
-            method: options.method.rawValue, budget: options.budget, averageBits: bits / total,
+            method: options.method.rawValue, budget: solution.budget, averageBits: bits / total,
             averageBitsWithLowrank: (bits + 16 * Double(lowRankParams)) / total,
             grid: options.grid.rawValue, configurations: configs.count, rank: options.tableRank,
             errorTable: .init(matrices: plan.matrices.count, fromCache: fromCache, svd: options.svd.rawValue, cache: options.ilpCache),
             solver: .init(status: solution.optimal ? "optimal" : "time limit", gap: solution.gap,
-                          relativeGap: solution.gap / max(solution.error, 1e-300), nodes: solution.nodes, objective: solution.error),
+                          relativeGap: solution.relativeGap, nodes: solution.nodes, objective: solution.error),
+            memory: memoryPlan.map { .init(target: $0.target, bytes: $0.size.total, quantized: $0.size.quantized, lowRank: $0.size.lowRank, fixed: $0.size.fixed) },
             seconds: .init(total: now() - start, errorTable: tableSeconds, ilp: solveSeconds, final: finalSeconds),
             parametersQuantized: params, matrices: rows)
         return Result(matrices: plan.matrices, quantized: quantized, adapter: adapter, configurations: configs, errorTable: table, report: report)

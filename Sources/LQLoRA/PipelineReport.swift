@@ -16,12 +16,14 @@ extension LQLoRAPipeline {
         public var rank: Int
         public var errorTable: ErrorTableSummary
         public var solver: Solver
+        /// With a memory target: the target and the planned size in bytes (left out otherwise).
+        public var memory: Memory?
         public var seconds: Seconds
         public var parametersQuantized: Int
         public var matrices: [Matrix]
 
         enum CodingKeys: String, CodingKey {
-            case method, budget, grid, configurations, rank, solver, seconds, matrices
+            case method, budget, grid, configurations, rank, solver, memory, seconds, matrices
             case averageBits = "average_bits", averageBitsWithLowrank = "average_bits_with_lowrank"
             case errorTable = "error_table", parametersQuantized = "parameters_quantized"
         }
@@ -62,6 +64,21 @@ extension LQLoRAPipeline {
             enum CodingKeys: String, CodingKey {
                 case status, gap, nodes, objective
                 case relativeGap = "relative_gap"
+            }
+        }
+
+        /// The memory planner's choice (AllocationTable.plan): the model's size by part.
+        public struct Memory: Codable, Sendable {
+            public var target: Int64
+            public var bytes: Int64
+            public var quantized: Int64
+            public var lowRank: Int64
+            /// Tensors stored unchanged (embeddings, norms, lm_head).
+            public var fixed: Int64
+
+            enum CodingKeys: String, CodingKey {
+                case target, bytes, quantized, fixed
+                case lowRank = "lowrank"
             }
         }
 

@@ -41,7 +41,7 @@ struct BenchCommandTests {
         try Self.checkFigures(out, "bench quant")
     }
 
-    /// The smallest decomposition and ILP problems (the default ILPs, 210 and 224 matrices, take 90 s).
+    /// The smallest decomposition and ILP problems (the default ILPs, 210 and 224 matrices at three budgets, take well under a second).
     @Test(builtBinary)
     func decompose() throws {
         let out = try CLI.succeed(["bench", "decompose", "--size", "64", "--rank", "4", "--ilp-matrices", "14", "--repeats", "1", "--json"])
