@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import LQDistributed
 import LQTensor
 
 /// `--threads`, for the commands that compute on the CPU.
@@ -10,8 +12,13 @@ struct ThreadOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    /// Sizes this process's pool (and OpenBLAS's).
-    func configure() { Parallel.configure(threads: threads) }
+    /// Sizes this process's pool (and OpenBLAS's). Under mpirun the default is this machine's
+    /// cores shared among the job's ranks on it.
+    func configure() {
+        let shared = Cluster.localRanks > 1 && ProcessInfo.processInfo.environment["LQLORA_NUM_THREADS"] == nil
+            ? max(1, ProcessInfo.processInfo.activeProcessorCount / Cluster.localRanks) : nil
+        Parallel.configure(threads: threads ?? shared)
+    }
 }
 
 /// `--out` and `--overwrite`, for the commands that write a model directory.
