@@ -121,3 +121,68 @@ struct DataParallelTests {
         #expect(!FileManager.default.fileExists(atPath: ws.root + "/uneven") && !FileManager.default.fileExists(atPath: ws.root + "/full"))
     }
 }
+
+/// `mpirun -np N lqlora quantize --method lq-lora`: the error table and the decompositions split
+/// across ranks, rank 0 writing; the output and the --ilp-cache file against one process's, byte for byte.
+struct DistributedQuantizeTests {
+    /// Every file of an output directory; quant_report.json without its timings and cache path.
+    static func files(_ dir: String) throws -> [String: Data] {
+        var out: [String: Data] = [:]
+        let fm = FileManager.default
+        for path in fm.subpaths(atPath: dir) ?? [] {
+            var isDirectory: ObjCBool = false
+            guard fm.fileExists(atPath: dir + "/" + path, isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
+            var data = try Data(contentsOf: URL(fileURLWithPath: dir + "/" + path))
+            if path == "quant_report.json" {
+                var report = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+                report["seconds"] = nil
+                var table = report["error_table"] as! [String: Any]
+                table["cache"] = nil  // each run here names its own --ilp-cache
+                report["error_table"] = table
+                data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+            }
+            out[path] = data
+        }
+        return out
+    }
+
+    @Test(.enabled(if: MPIRun.enabled, "mpirun or the lqlora binary is missing (install openmpi-bin; LQLORA_REQUIRE_MPI=1 makes this a failure)"))
+    func ranksWriteWhatOneProcessWrites() throws {
+        let ws = try Workspace()
+        func quantize(ranks: Int, _ name: String, method: String = "lq-lora") throws -> (status: Int32, stdout: String, stderr: String) {
+            var arguments = ["quantize", "--model", ws.root + "/model", "--out", ws.root + "/" + name, "--method", method, "--budget", "3.0",
+                             "--grid", "compact", "--ilp-cache", ws.root + "/\(name).cache.json", "--threads", "1"]
+            if method == "lq-lora" { arguments += ["--rank", "4"] }
+            return ranks == 1 ? try BuiltCommand.run(arguments) : try MPIRun.run(ranks: ranks, arguments, timeout: 120)
+        }
+        let one = try quantize(ranks: 1, "one")
+        #expect(one.status == 0, "\(one.stderr)")
+        let reference = try Self.files(ws.root + "/one")
+        #expect(reference.keys.contains("model.safetensors") && reference.keys.contains("adapter/adapter_model.safetensors"), "\(reference.keys.sorted())")
+        let cache = try Data(contentsOf: URL(fileURLWithPath: ws.root + "/one.cache.json"))
+        for ranks in [2, 3] {
+            let many = try quantize(ranks: ranks, "np\(ranks)")
+            #expect(many.status == 0, "\(many.stderr)")
+            #expect(!many.stderr.contains("[rank "), "\(many.stderr)")
+            #expect(many.stdout.components(separatedBy: "lq-lora: 14 matrices").count == 2, "\(many.stdout)")
+            let files = try Self.files(ws.root + "/np\(ranks)")
+            #expect(files.keys.sorted() == reference.keys.sorted())
+            for (path, data) in reference { #expect(files[path] == data, "-np \(ranks): \(path) differs from one process's") }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: ws.root + "/np\(ranks).cache.json")) == cache, "-np \(ranks): the error-table cache differs")
+        }
+        // With the cache holding every row, two ranks only decompose; qlora-ilp splits the same way.
+        try FileManager.default.copyItem(atPath: ws.root + "/one.cache.json", toPath: ws.root + "/cached.cache.json")
+        let cached = try quantize(ranks: 2, "cached")
+        #expect(cached.status == 0, "\(cached.stderr)")
+        #expect(try Self.files(ws.root + "/cached")["model.safetensors"] == reference["model.safetensors"])
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: ws.root + "/cached/quant_report.json"))) as! [String: Any]
+        #expect((report["error_table"] as! [String: Any])["from_cache"] as? Int == 14)
+        let ilpOne = try quantize(ranks: 1, "ilp1", method: "qlora-ilp"), ilpTwo = try quantize(ranks: 2, "ilp2", method: "qlora-ilp")
+        #expect(ilpOne.status == 0 && ilpTwo.status == 0, "\(ilpOne.stderr)\(ilpTwo.stderr)")
+        #expect(try Self.files(ws.root + "/ilp2") == Self.files(ws.root + "/ilp1"))
+        // A method that does not split is refused before it writes.
+        let nf4 = try MPIRun.run(ranks: 2, ["quantize", "--model", ws.root + "/model", "--out", ws.root + "/nf4", "--method", "nf4"], timeout: 60)
+        #expect(nf4.status != 0 && nf4.stderr.contains("lqlora quantize --method nf4 runs as one process"), "\(nf4.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: ws.root + "/nf4"))
+    }
+}
