@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -135,6 +136,14 @@ void lq_mpi_abort(int code) {
 
 void lq_mpi_finalize(void) {
     if (mpi.finalize) mpi.finalize();
+}
+
+int lq_affinity_cpus(void) {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) return CPU_COUNT(&set);
+#endif
+    return 0;
 }
 
 static char termination[1024];

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CKernels
 import Foundation
 import LQDistributed
 import LQTensor
@@ -13,10 +14,13 @@ struct ThreadOptions: ParsableArguments {
     }
 
     /// Sizes this process's pool (and OpenBLAS's). Under mpirun the default is this machine's
-    /// cores shared among the job's ranks on it.
+    /// cores shared among the job's ranks on it, and no more than the cores mpirun bound it to.
     func configure() {
-        let shared = Cluster.localRanks > 1 && ProcessInfo.processInfo.environment["LQLORA_NUM_THREADS"] == nil
-            ? max(1, ProcessInfo.processInfo.activeProcessorCount / Cluster.localRanks) : nil
+        var shared: Int?
+        if Cluster.launched && ProcessInfo.processInfo.environment["LQLORA_NUM_THREADS"] == nil {
+            let bound = Int(lq_affinity_cpus()), cores = ProcessInfo.processInfo.activeProcessorCount
+            shared = max(1, min(bound > 0 ? bound : cores, cores / Cluster.localRanks))
+        }
         Parallel.configure(threads: threads ?? shared)
     }
 }

@@ -39,6 +39,9 @@ void lq_mpi_barrier(void);
 void lq_mpi_abort(int code);
 void lq_mpi_finalize(void);
 
+/// CPUs this process may run on (sched_getaffinity; mpirun binds ranks to cores or sockets), 0 if unknown.
+int lq_affinity_cpus(void);
+
 /// On SIGTERM (what mpirun sends the other ranks when one fails or the job is cancelled) writes
 /// `message` to stderr and exits with status 143, so that every rank says why it stopped.
 void lq_mpi_explain_termination(const char *message);
