@@ -263,7 +263,9 @@ public final class Trainer {
                 try metrics?.append(validationRecord(step: step, v))
                 onEvaluation(step, v)
             }
-            if writes && config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < totalSteps { try saveCheckpoint() }
+            if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < totalSteps {
+                if writes { try saveCheckpoint() } else { lastCheckpoint = config.outputDir + "/checkpoint-\(step)" }  // rank 0's, for messages
+            }
         }
         guard writes else { return .finished }
         var summaryExtras: [String: Any] = [:]
