@@ -54,10 +54,12 @@ let package = Package(
         .target(name: "LQQuant", dependencies: ["LQTensor", "LQFormats", "CKernels", "CBLAS"]),
         // Llama-family models: configuration, GGUF import, tokenizer, forward pass.
         .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS"]),
+        // The ranks of a job: one process, or MPI's world (libmpi opened at run time, only under mpirun).
+        .target(name: "LQDistributed", dependencies: ["CKernels"]),
         // LQ-LoRA: low-rank plus quantized decomposition and the bit-allocation ILP.
-        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels"]),
+        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQDistributed", "CKernels"]),
         // LoRA finetuning: YAML config, datasets, optimizers, the training loop and its checkpoints.
-        .target(name: "LQTrain", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQModel", "CKernels", .product(name: "Yams", package: "Yams")]),
+        .target(name: "LQTrain", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQModel", "LQDistributed", "CKernels", .product(name: "Yams", package: "Yams")]),
         // Retrieval-augmented answers: chunking, the passage database (SQLite) with its HNSW index,
         // the Quantized Influence Measure, answers and feedback.
         .target(name: "LQRAG", dependencies: ["LQModel", "LQTensor", "LQFormats", "CSQLite", "CTextBreak", "CHNSW"]),
@@ -65,7 +67,7 @@ let package = Package(
         .target(
             name: "LQCLI",
             dependencies: [
-                "LQTensor", "LQFormats", "LQQuant", "LQModel", "LQLoRA", "LQTrain", "LQRAG", "CKernels", "CBLAS",
+                "LQTensor", "LQFormats", "LQQuant", "LQModel", "LQLoRA", "LQTrain", "LQRAG", "LQDistributed", "CKernels", "CBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "lqlora", dependencies: ["LQCLI", "CKernels"]),
@@ -84,6 +86,7 @@ let package = Package(
         .testTarget(name: "LQFormatsTests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQCLI", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQLoRATests", dependencies: ["LQLoRA", "LQQuant", "LQTensor", "LQFormats", "LQModel", "LQTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "LQModelTests", dependencies: ["LQModel", "LQFormats", "LQTensor", "LQQuant", "CUDAEmulation", "CKernels", "LQTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "LQDistributedTests", dependencies: ["LQDistributed", "LQTestSupport"]),
         .testTarget(name: "LQTrainTests", dependencies: ["LQTrain", "LQModel", "LQFormats", "LQTensor", "LQQuant", "LQTestSupport"], exclude: ["Fixtures"]),
         // The subcommands end to end, each against an oracle from the reference libraries (scripts/make-cli-fixtures.py).
         .testTarget(name: "LQCLITests", dependencies: ["LQFormats", "LQTensor", "LQQuant", "LQModel", "LQRAG", "LQTestSupport"], exclude: ["Fixtures"]),

@@ -2,13 +2,15 @@
 # Installs the system libraries lqlora links (OpenBLAS, LAPACKE, zlib, SQLite, ICU, and hnswlib's headers)
 # when pkg-config (or, for hnswlib, the header) cannot be found.
 # With --cross (the tests), also the arm64 cross compiler and qemu-user that run the NEON kernel tests,
-# and unzip for the CUDA compiler wheels.
+# unzip for the CUDA compiler wheels, and OpenMPI (mpirun, and mpi.h for scripts/test-mpi-abi.sh) for
+# the data-parallel tests; lqlora itself builds and runs without MPI.
 set -euo pipefail
 missing=()
 if [ "${1:-}" = "--cross" ]; then
   command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
   command -v qemu-aarch64 >/dev/null 2>&1 || missing+=(qemu-user)
   command -v unzip >/dev/null 2>&1 || missing+=(unzip)  # unpacks the PyPI CUDA compiler (scripts/fetch-cuda-toolkit.sh)
+  { command -v mpirun >/dev/null 2>&1 && command -v mpicc >/dev/null 2>&1; } || missing+=(openmpi-bin libopenmpi-dev)
 fi
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openblas 2>/dev/null || missing+=(libopenblas-dev)

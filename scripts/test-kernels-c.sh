@@ -14,7 +14,7 @@ skipped() {
 }
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-src=($(ls Sources/CKernels/*.c | grep -v cuda_loader.c) Tests/c/kernel_levels.c)  # the GPU loader is not a kernel
+src=($(ls Sources/CKernels/*.c | grep -v -e cuda_loader.c -e mpi_loader.c) Tests/c/kernel_levels.c)  # the GPU and MPI loaders are not kernels
 flags=(-O2 -std=c11 -ffp-contract=off -ISources/CKernels/include -ISources/CKernels)
 cc "${flags[@]}" "${src[@]}" -lm -lpthread -o "$out/native"
 echo "== native ($(uname -m))"

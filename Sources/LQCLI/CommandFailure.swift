@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LQDistributed
 import LQFormats
 
 /// How every command's failure reaches the user. A usage error (ValidationError, exit 64) or an
@@ -18,6 +19,8 @@ enum CommandFailure {
             throw error
         } catch let error as ExitCode {
             throw error
+        } catch ClusterError.rootFailed where !Cluster.world.isRoot {
+            throw code  // rank 0 says what failed
         } catch {
             beforeMessage()
             printError("lqlora \(name): error: " + (context.map { "\($0): " } ?? "") + FileSystemFailure.describe(error))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import LQDistributed
 import LQFormats
 import LQModel
 import LQTensor
@@ -50,16 +51,36 @@ struct Finetune: ParsableCommand {
         }
         threadOptions.configure()
         var progress: Progress?
+        // Under mpirun every rank trains its share of each step; rank 0 alone owns output_dir and speaks.
+        let world = Cluster.world
         try CommandFailure.exits("finetune", beforeMessage: { progress?.message("") }) {
-            let lock = try Self.claim(outputDir: settings.outputDir, resuming: resume != nil, overwrite: overwrite)
-            defer { lock.release() }
+            var lock: OutputLock?
+            _ = try world.onRoot { () -> Bool in
+                lock = try Self.claim(outputDir: settings.outputDir, resuming: resume != nil, overwrite: overwrite)
+                return true
+            }
+            defer { lock?.release() }
             try deviceOptions.activate()
-            let trainer = try Trainer(config: settings) { printError("lqlora finetune: note: \($0)") }
+            let trainer = try Trainer(config: settings, communicator: world) { note in if world.isRoot { printError("lqlora finetune: note: \(note)") } }
             if let resume { try trainer.resume(from: resume) }
+            let fault = Self.testFault(rank: world.rank)
+            let interrupt = InterruptFlag()
+            let started = trainer.step
+            trainer.shouldStop = { interrupt.isSet || (stopAfter.map { trainer.step - started >= $0 } ?? false) }
+            guard world.isRoot else {
+                trainer.onStep = { r in if r.step == fault { kill(getpid(), SIGKILL) } }
+                if case .interrupted = try trainer.run() { throw ExitCode(130) }
+                return
+            }
             describe(trainer)
+            if world.size > 1 {
+                let per = settings.gradAccum / world.size
+                printError("data-parallel over \(world.size) ranks: \(per) micro-batch\(per == 1 ? "" : "es") of \(settings.batchSize) each per step, gradients summed with one allreduce of \(Format.grouped(trainer.parameters.parameterCount)) floats")
+            }
             let bar = Progress(total: trainer.totalSteps, label: "finetune")
             progress = bar
             trainer.onStep = { r in
+                if r.step == fault { kill(getpid(), SIGKILL) }
                 let terms = r.divergence.map { String(format: " (kl %.2f, ce %.4f)", $0, r.crossEntropy ?? .nan) } ?? ""
                 let skipped = r.skippedSteps > 0 ? "  \(r.skippedSteps) skipped" : ""
                 bar.update(r.step, detail: String(format: "loss %.4f%@  lr %.2e  %.0f tok/s  rss %@%@", r.loss, terms, r.learningRate, r.tokensPerSecond,
@@ -70,9 +91,6 @@ struct Finetune: ParsableCommand {
                 bar.message(String(format: "step %d: validation loss %.4f, perplexity %.3f (%d tokens)%@", step, loss.mean, exp(loss.mean), loss.targets, kl))
             }
             trainer.onCheckpoint = { bar.message("saved \($0)") }
-            let interrupt = InterruptFlag()
-            let started = trainer.step
-            trainer.shouldStop = { interrupt.isSet || (stopAfter.map { trainer.step - started >= $0 } ?? false) }
             switch try trainer.run() {
             case .finished where settings.method.trainsFullRank:
                 print("model written to \(settings.outputDir)/model (\(settings.outputDType.rawValue) safetensors with config and tokenizer: eval, generate and transformers load it); metrics.jsonl and loss.svg in \(settings.outputDir); peak memory \(Format.bytes(MemoryUsage.peak()))")
@@ -128,6 +146,14 @@ struct Finetune: ParsableCommand {
 }
 
 extension Finetune {
+    /// Tests of a rank that dies: LQLORA_TEST_RANK_DIES="R:S" makes rank R kill itself (SIGKILL,
+    /// as the OOM killer would) after step S.
+    static func testFault(rank: Int) -> Int? {
+        guard let spec = ProcessInfo.processInfo.environment["LQLORA_TEST_RANK_DIES"] else { return nil }
+        let parts = spec.split(separator: ":").compactMap { Int($0) }
+        return parts.count == 2 && parts[0] == rank ? parts[1] : nil
+    }
+
     /// Claims output_dir for this run: locked against a second run writing it; an earlier run there
     /// is continued (--resume) or replaced (--overwrite), never mixed with a new run's checkpoints
     /// and metrics; what a killed run left half-written (checkpoint-N.partial, an old run being

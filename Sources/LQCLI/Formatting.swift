@@ -1,4 +1,5 @@
 import Foundation
+import LQDistributed
 
 /// Small text helpers shared by the commands.
 enum Format {
@@ -42,6 +43,9 @@ enum Format {
 }
 
 /// Writes one line to standard error.
+/// A line on stderr; in a job of several ranks, a rank other than 0 says which it is.
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+    let world = Cluster.world
+    let prefix = world.size > 1 && !world.isRoot ? "[rank \(world.rank) of \(world.size)] " : ""
+    FileHandle.standardError.write(Data((prefix + message + "\n").utf8))
 }

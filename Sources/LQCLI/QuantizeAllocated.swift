@@ -1,4 +1,5 @@
 import Foundation
+import LQDistributed
 import LQFormats
 import LQLoRA
 import LQModel
@@ -24,23 +25,32 @@ extension Quantize {
     }
 
     /// lq-lora and qlora-ilp: LQLoRAPipeline, then the model, its adapter and quant_report.json.
+    /// Under mpirun the pipeline's work is split across the ranks; rank 0 owns --out and writes it.
     func quantizeWithAllocation() throws {
         let start = Timing.now()
+        let world = Cluster.world
         let checkpoint = try Checkpoint(path: model)
         try CheckpointValidation.requireDense(checkpoint)
         let modelConfig = try checkpoint.config() ?? [:]
         let plan = try LQLoRAPipeline.Plan(pipelineOptions, checkpoint: checkpoint)
-        let staged = try output.staged()
+        var claimed: StagedDirectory?
+        _ = try world.onRoot { () -> Bool in
+            claimed = try output.staged()
+            return true
+        }
         var committed = false
-        defer { if !committed { staged.abandon() } }
+        defer { if !committed { claimed?.abandon() } }
 
         var bar: Progress?
-        var result = try LQLoRAPipeline.run(plan) { event in
+        let label = world.size > 1 ? " (rank 0 of \(world.size): its share)" : ""
+        let run = try LQLoRAPipeline.run(plan, communicator: world) { event in
+            guard world.isRoot else { return }
             switch event {
-            case let .began(stage, matrices): bar = Progress(total: matrices, label: stage.rawValue)
+            case let .began(stage, matrices): bar = Progress(total: matrices, label: stage.rawValue + label)
             case let .matrix(_, index, name, config): bar?.update(index + 1, detail: config.map { "\(name) \($0.name)" } ?? name)
             }
         }
+        guard var result = run, let staged = claimed else { return }
         try QuantizedCheckpoint.write(from: checkpoint, quantized: result.quantized, modelConfig: modelConfig, to: staged.staging)
         if !result.adapter.isEmpty {
             try PEFTAdapter.write(result.adapter.map { PEFTAdapter.Pair(module: $0.module, a: $0.a, b: $0.b) },

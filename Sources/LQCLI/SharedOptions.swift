@@ -1,4 +1,7 @@
 import ArgumentParser
+import CKernels
+import Foundation
+import LQDistributed
 import LQTensor
 
 /// `--threads`, for the commands that compute on the CPU.
@@ -10,8 +13,16 @@ struct ThreadOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
-    /// Sizes this process's pool (and OpenBLAS's).
-    func configure() { Parallel.configure(threads: threads) }
+    /// Sizes this process's pool (and OpenBLAS's). Under mpirun the default is this machine's
+    /// cores shared among the job's ranks on it, and no more than the cores mpirun bound it to.
+    func configure() {
+        var shared: Int?
+        if Cluster.launched && ProcessInfo.processInfo.environment["LQLORA_NUM_THREADS"] == nil {
+            let bound = Int(lq_affinity_cpus()), cores = ProcessInfo.processInfo.activeProcessorCount
+            shared = max(1, min(bound > 0 ? bound : cores, cores / Cluster.localRanks))
+        }
+        Parallel.configure(threads: threads ?? shared)
+    }
 }
 
 /// `--out` and `--overwrite`, for the commands that write a model directory.

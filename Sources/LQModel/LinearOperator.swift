@@ -16,6 +16,8 @@ public protocol LinearOperator: AnyObject, Sendable {
     func weightRow(_ i: Int, into out: UnsafeMutablePointer<Float>)
     /// The training forward: what backward will need is kept in the tape. Frozen storage keeps its input.
     func trainingForward(_ x: Tensor, rng: inout SeededGenerator) -> (Tensor, LinearTape)
+    /// How many numbers `trainingForward` draws from its generator for `rows` rows of input.
+    func trainingDraws(rows: Int) -> Int
     /// Given dL/dy [n, out]: adds dL/dx into `dx` [n, in] and any trainable parameters' gradients into `gradients`.
     func backward(_ dy: Tensor, tape: LinearTape, dx: Tensor, gradients: (any GradientSink)?)
 }
@@ -33,6 +35,8 @@ public struct LinearTape {
 }
 
 extension LinearOperator {
+    public func trainingDraws(rows: Int) -> Int { 0 }
+
     public func trainingForward(_ x: Tensor, rng: inout SeededGenerator) -> (Tensor, LinearTape) {
         (self(x), LinearTape(input: x))
     }

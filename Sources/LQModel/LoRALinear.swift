@@ -74,6 +74,9 @@ public final class LoRALinear: LinearOperator, @unchecked Sendable {
         return DenseLinear(weight: w, bias: base.bias)
     }
 
+    /// One uniform per input element when there is dropout.
+    public func trainingDraws(rows: Int) -> Int { dropout > 0 ? rows * inFeatures : 0 }
+
     public func trainingForward(_ x: Tensor, rng: inout SeededGenerator) -> (Tensor, LinearTape) {
         let y = base(x)
         var mask: Tensor?

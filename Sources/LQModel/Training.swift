@@ -136,6 +136,13 @@ extension LlamaModel {
         return loss
     }
 
+    /// How many numbers `accumulateGradients` draws from `rng` for `batch` sequences of `length`
+    /// tokens: each projection's adapter dropout, in the blocks' order (the LM head is never an
+    /// adapter and draws none). A rank of a data-parallel job jumps over other ranks' micro-batches by it.
+    public func dropoutDraws(batch: Int, length: Int) -> UInt64 {
+        UInt64(layers.reduce(0) { sum, layer in sum + layer.linears.reduce(0) { $0 + $1.1.trainingDraws(rows: batch * length) } })
+    }
+
     /// The loss alone (no adapter dropout, no gradients): for validation.
     public func loss(tokens: [[Int]], labels: [[Int]]) -> TokenLoss {
         loss(tokens: tokens, objective: MaskedCrossEntropy(labels: labels, length: tokens.first?.count ?? 0, vocabularySize: config.vocabSize))

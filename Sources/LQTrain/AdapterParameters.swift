@@ -63,6 +63,19 @@ public final class AdapterParameters: GradientSink {
         parameterCounts = [:]
     }
 
+    /// Every gradient as one buffer, in order (the slab's views): what data-parallel ranks sum in one call.
+    public var gradientSlab: UnsafeMutableBufferPointer<Float> { Self.whole(grads) }
+
+    /// Every value as one buffer, when they are one slab (always, but for loose tensors).
+    public var valueSlab: UnsafeMutableBufferPointer<Float>? {
+        zip(values, values.dropFirst()).allSatisfy({ $0.pointer + $0.count == $1.pointer }) ? Self.whole(values) : nil
+    }
+
+    private static func whole(_ views: [Tensor]) -> UnsafeMutableBufferPointer<Float> {
+        guard let first = views.first else { return UnsafeMutableBufferPointer(start: nil, count: 0) }
+        return UnsafeMutableBufferPointer(start: first.pointer, count: views.reduce(0) { $0 + $1.count })
+    }
+
     /// Views of one zeroed allocation, one per shape, in order.
     private static func slab(_ shapes: [[Int]]) -> [Tensor] {
         let counts = shapes.map { $0.reduce(1, *) }

@@ -1,5 +1,6 @@
 import CKernels
 import Foundation
+import LQDistributed
 import LQFormats
 import LQModel
 import LQTensor
@@ -84,11 +85,18 @@ public final class Trainer {
     public var onStep: (StepReport) -> Void = { _ in }
     public var onEvaluation: (_ step: Int, _ loss: TokenLoss) -> Void = { _, _ in }
     public var onCheckpoint: (String) -> Void = { _ in }
-    /// Polled between steps (Ctrl-C sets it): the run saves a checkpoint and returns.
+    /// Polled between steps (Ctrl-C sets it): the run saves a checkpoint and returns. In a
+    /// data-parallel job every rank stops when any rank's says so.
     public var shouldStop: () -> Bool = { false }
+    /// The ranks training together (one process unless mpirun started several): each runs its share
+    /// of every step's micro-batches; rank 0 alone evaluates and writes.
+    public let communicator: any Communicator
+    var writes: Bool { communicator.isRoot }
 
-    public init(config: TrainConfig, log: (String) -> Void = { _ in }) throws {
+    public init(config: TrainConfig, communicator: any Communicator = SingleProcess(), log: (String) -> Void = { _ in }) throws {
+        try DataParallel.check(config, ranks: communicator.size)
         self.config = config
+        self.communicator = communicator
         let model = try LlamaModel(directory: config.model)
         self.model = model
         if let path = config.teacher {
@@ -155,20 +163,28 @@ public final class Trainer {
     public enum Outcome: Equatable { case finished, interrupted(step: Int) }
 
     public func run() throws -> Outcome {
-        try FileManager.default.createDirectory(atPath: config.outputDir, withIntermediateDirectories: true)
-        try Data(config.yaml().utf8).writeAtomically(to: config.outputDir + "/config.yaml")
-        let metrics = try MetricsLog(path: config.outputDir + "/metrics.jsonl", keepingThrough: step)
+        let metrics: MetricsLog?
+        if writes {
+            try FileManager.default.createDirectory(atPath: config.outputDir, withIntermediateDirectories: true)
+            try Data(config.yaml().utf8).writeAtomically(to: config.outputDir + "/config.yaml")
+            metrics = try MetricsLog(path: config.outputDir + "/metrics.jsonl", keepingThrough: step)
+        } else {
+            metrics = nil
+        }
+        let parallel = DataParallel(communicator: communicator)
         let start = Date()
-        if step == 0, let valid {  // the starting point, so the log shows what training changed
+        if step == 0, let valid, writes {  // the starting point, so the log shows what training changed
             let v = try evaluate(valid)
             validHistory.append((0, v.mean))
-            try metrics.append(validationRecord(step: 0, v))
+            try metrics?.append(validationRecord(step: 0, v))
             onEvaluation(0, v)
         }
         while step < totalSteps {
-            if shouldStop() {
-                try saveCheckpoint()
-                try writePlot()
+            if communicator.any(shouldStop()) {
+                if writes {
+                    try saveCheckpoint()
+                    try writePlot()
+                }
                 return .interrupted(step: step)
             }
             let stepStart = Date()
@@ -179,15 +195,19 @@ public final class Trainer {
             let sink: any GradientSink = fullRank ?? parameters
             let micro = (0..<config.gradAccum).map { _ in nextBatch() }
             let normalizer = max(1, micro.reduce(0) { $0 + $1.targets }), sequences = micro.reduce(0) { $0 + $1.tokens.count }
-            var loss = TokenLoss()
-            for batch in micro {
+            func accumulate(_ batch: Batch, _ rng: inout SeededGenerator) throws -> TokenLoss {
                 if let objective = try distillation(batch, sequences: sequences, targets: normalizer) {
-                    loss += model.accumulateGradients(tokens: batch.tokens, objective: objective, into: sink,
-                                                      checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
-                } else {
-                    loss += model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer, into: sink,
-                                                      checkpointing: config.gradCheckpoint, rng: &dropoutRNG)
+                    return model.accumulateGradients(tokens: batch.tokens, objective: objective, into: sink,
+                                                     checkpointing: config.gradCheckpoint, rng: &rng)
                 }
+                return model.accumulateGradients(tokens: batch.tokens, labels: batch.labels, normalizer: normalizer, into: sink,
+                                                 checkpointing: config.gradCheckpoint, rng: &rng)
+            }
+            var loss = TokenLoss()
+            if communicator.size > 1 {
+                loss = try parallel.step(micro, model: model, parameters: parameters, rng: &dropoutRNG, accumulate: accumulate)
+            } else {
+                for batch in micro { loss += try accumulate(batch, &dropoutRNG) }
             }
             let crossEntropy = loss.sum / Double(normalizer), divergence = loss.divergence / Double(sequences)
             let mean = teacher == nil ? crossEntropy : config.klWeight * divergence + config.ceWeight * crossEntropy
@@ -203,7 +223,7 @@ public final class Trainer {
                     throw TrainingError.nonFinite(step: step + 1, loss: mean.isFinite ? adapterNorm : mean, lastCheckpoint: lastCheckpoint,
                                                   cause: nonFiniteCause(micro, lossIsFinite: mean.isFinite))
                 }
-                try metrics.append(["step": step + 1, "skipped": true, "skipped_steps": skippedSteps])
+                try metrics?.append(["step": step + 1, "skipped": true, "skipped_steps": skippedSteps])
                 continue
             }
             consecutiveSkips = 0
@@ -213,6 +233,7 @@ public final class Trainer {
             } else {
                 norm = config.maxGradNorm.map { $0 > 0 ? clipGradientNorm(parameters, maxNorm: $0, norm: adapterNorm) : adapterNorm } ?? adapterNorm
                 optimizer.update(parameters, learningRate: lr)
+                try parallel.checkAgreement(parameters, step: step + 1)
             }
             // The step's activations are free again: their pages go back to the system, so the next
             // step's peak is what it needs rather than that plus what malloc kept fragmented.
@@ -234,16 +255,19 @@ public final class Trainer {
                 record["kl_per_token"] = loss.meanDivergence
                 record["ce"] = crossEntropy
             }
-            try metrics.append(record)
+            try metrics?.append(record)
             onStep(report)
-            if let valid, (config.evalEvery > 0 && step % config.evalEvery == 0) || step == totalSteps {
+            if let valid, writes, (config.evalEvery > 0 && step % config.evalEvery == 0) || step == totalSteps {
                 let v = try evaluate(valid)
                 validHistory.append((step, v.mean))
-                try metrics.append(validationRecord(step: step, v))
+                try metrics?.append(validationRecord(step: step, v))
                 onEvaluation(step, v)
             }
-            if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < totalSteps { try saveCheckpoint() }
+            if config.checkpointEvery > 0 && step % config.checkpointEvery == 0 && step < totalSteps {
+                if writes { try saveCheckpoint() } else { lastCheckpoint = config.outputDir + "/checkpoint-\(step)" }  // rank 0's, for messages
+            }
         }
+        guard writes else { return .finished }
         var summaryExtras: [String: Any] = [:]
         if let fullRank {
             summaryExtras["model"] = try writeFullModel()
@@ -381,10 +405,22 @@ public final class Trainer {
         }.sorted()
     }
 
-    /// Continues from the newest checkpoint in `directory`.
+    /// Continues from the newest checkpoint in `directory` (in a data-parallel job, rank 0's,
+    /// whose files it sends to the other ranks).
     public func resume(from directory: String) throws {
+        if communicator.size > 1 {
+            let shared = try DataParallel(communicator: communicator).shareCheckpoint(in: directory)
+            defer { shared.cleanup() }
+            try resume(checkpoint: shared.local)
+            lastCheckpoint = shared.original
+            return
+        }
         guard let last = Self.checkpoints(in: directory).last else { throw TrainingError.noCheckpoint(directory: directory) }
-        let dir = directory + "/checkpoint-\(last)"
+        try resume(checkpoint: directory + "/checkpoint-\(last)")
+    }
+
+    /// Continues from the checkpoint directory `dir`.
+    func resume(checkpoint dir: String) throws {
         let statePath = dir + "/trainer_state.json"
         guard let data = FileManager.default.contents(atPath: statePath),
               let state = try? JSONSerialization.jsonObject(with: data) as? [String: Any],

@@ -54,4 +54,21 @@ struct TensorTests {
         #expect(abs(mean) < 0.01)
         #expect(abs(variance - 1) < 0.015)
     }
+
+    /// advance(by:) is next() called n times: checked against the draws themselves, for lengths
+    /// that set low, high and many bits, and composed (a + b = a then b).
+    @Test func advancingTheGeneratorEqualsDrawing() {
+        for n: UInt64 in [0, 1, 2, 3, 63, 64, 1000, 65_537, 1 << 20 | 12_345] {
+            var drawn = SeededGenerator(keys: [7, n]), jumped = drawn
+            for _ in 0..<n { _ = drawn.next() }
+            jumped.advance(by: n)
+            #expect(jumped.state == drawn.state, "advance(by: \(n))")
+            #expect(jumped.next() == drawn.next())
+        }
+        var once = SeededGenerator(seed: 3), twice = once
+        once.advance(by: 1 << 40 + 977)
+        twice.advance(by: 1 << 40)
+        twice.advance(by: 977)
+        #expect(once.state == twice.state)
+    }
 }

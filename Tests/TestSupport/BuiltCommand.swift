@@ -23,8 +23,14 @@ public enum BuiltCommand {
     /// Runs it with `arguments`, adding `environment` to this process's environment; kills it after `timeout` seconds.
     public static func run(_ arguments: [String], environment: [String: String] = [:],
                            timeout: Double = 600) throws -> (status: Int32, stdout: String, stderr: String) {
+        try run(executable: path!, arguments, environment: environment, timeout: timeout)
+    }
+
+    /// Runs `executable` (lqlora, or a launcher such as mpirun in front of it) as `run` does.
+    public static func run(executable: String, _ arguments: [String], environment: [String: String] = [:],
+                           timeout: Double = 600) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: path!)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if !environment.isEmpty {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }

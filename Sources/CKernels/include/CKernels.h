@@ -8,3 +8,4 @@
 #include "lq_device_ops.h"
 #include "lq_pool.h"
 #include "lq_files.h"
+#include "lq_mpi.h"
