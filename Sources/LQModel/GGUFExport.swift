@@ -63,6 +63,9 @@ public enum GGUFFileType: String, CaseIterable, Sendable {
         }
     }
 
+    /// Whether llama-quantize (rather than convert_hf_to_gguf.py) makes this file type.
+    public var madeByLlamaQuantize: Bool { ![.f32, .f16, .bf16, .q8_0].contains(self) }
+
     public var defaultType: GGMLType {
         switch self {
         case .f32: return .f32

@@ -31,7 +31,22 @@ enum GGUFModelMetadata {
         out += [("general.file_type", .u32(fileType.fileTypeID)), (p + "vocab_size", .u32(UInt32(config.vocabSize))),
                 (p + "rope.dimension_count", .u32(UInt32(config.headDim))), ("general.quantization_version", .u32(2))]
         out += try tokenizer(directory: directory, config: config, json: json)
+        if fileType.madeByLlamaQuantize {  // llama-quantize sets these two again, which moves them to the end
+            out = out.filter { $0.key != "general.quantization_version" && $0.key != "general.file_type" }
+            out += [("general.quantization_version", .u32(2)), ("general.file_type", .u32(fileType.fileTypeID))]
+        }
         return out
+    }
+
+    /// gguf-py's Metadata.id_to_title: words joined by spaces, lower-case words capitalised (not
+    /// versions or numbers).
+    static func title(_ name: String) -> String {
+        name.replacingOccurrences(of: "-", with: " ").split(separator: " ").map { w -> String in
+            let word = String(w)
+            let lower = word == word.lowercased() && word != word.uppercased()
+            let numeric = word.range(of: #"^(v\d+(?:\.\d+)*|\d.*)$"#, options: .regularExpression) != nil
+            return lower && !numeric ? word.prefix(1).uppercased() + word.dropFirst() : word
+        }.joined(separator: " ")
     }
 
     /// general.name, finetune, basename and size_label as gguf-py's metadata heuristics find them in a
@@ -39,9 +54,9 @@ enum GGUFModelMetadata {
     static func naming(_ directoryName: String) -> [Entry] {
         let parts = directoryName.split(separator: "-").map(String.init)
         guard let i = parts.firstIndex(where: { $0.range(of: #"^(\d+x)?\d+(\.\d+)?[KMBT]$"#, options: .regularExpression) != nil }), i > 0 else {
-            return [("general.name", .string(parts.joined(separator: " ")))]
+            return [("general.name", .string(title(directoryName)))]
         }
-        var out: [Entry] = [("general.name", .string(parts.joined(separator: " ")))]
+        var out: [Entry] = [("general.name", .string(title(directoryName)))]
         if i + 1 < parts.count { out.append(("general.finetune", .string(parts[(i + 1)...].joined(separator: "-")))) }
         out += [("general.basename", .string(parts[..<i].joined(separator: "-"))), ("general.size_label", .string(parts[i]))]
         return out
@@ -147,12 +162,10 @@ enum GGUFModelMetadata {
         throw GGUFExportError.unsupportedTokenizer(path: path, what: "its pre_tokenizer matches none llama.cpp names here (gpt2, smollm, llama-bpe)")
     }
 
-    /// The metadata of an adapter GGUF (convert_lora_to_gguf.py: the base model's naming, no vocabulary).
+    /// The metadata of an adapter GGUF as convert_lora_to_gguf.py writes it (no vocabulary, no file type).
     static func adapter(model: String, adapter: String, alpha: Float, fileType: GGUFFileType) -> [Entry] {
-        var out: [Entry] = [("general.architecture", .string("llama")), ("general.type", .string("adapter"))]
-        out += naming(URL(fileURLWithPath: adapter).standardizedFileURL.lastPathComponent)
-        out += [("adapter.type", .string("lora")), ("adapter.lora.alpha", .f32(alpha)),
-                ("general.file_type", .u32(fileType.fileTypeID)), ("general.quantization_version", .u32(2))]
-        return out
+        [("general.architecture", .string("llama")), ("general.type", .string("adapter")), ("adapter.type", .string("lora")),
+         ("general.name", .string(title(URL(fileURLWithPath: adapter).standardizedFileURL.lastPathComponent))),
+         ("adapter.lora.alpha", .f32(alpha)), ("general.quantization_version", .u32(2))]
     }
 }
