@@ -71,7 +71,7 @@ public enum GGUFWriteError: Error, CustomStringConvertible, Equatable {
 /// order, tensor infos, then each tensor's data at the next multiple of `alignment`, produced one
 /// tensor at a time by its `fill`, so a model is never held whole. The file is written through
 /// a temporary sibling and renamed into place when complete (AtomicFileWriter): a failed or
-/// killed write leaves no partial file.
+/// killed write leaves no partial file (its temporary sibling, hidden, is removed by the next write).
 public enum GGUFWriter {
     public static let defaultAlignment = 32
 
@@ -128,6 +128,7 @@ public enum GGUFWriter {
         }
         header.append(contentsOf: [UInt8](repeating: 0, count: padded(header.count, alignment) - header.count))
 
+        AtomicFileWriter.removeStale(for: path)
         let file = try AtomicFileWriter(path: path)
         try file.write(header)
         for t in tensors {
