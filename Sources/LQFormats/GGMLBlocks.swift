@@ -129,12 +129,7 @@ public enum GGMLBlocks {
     static let quantizeQ4_0: Quantize = { x, y, nb in
         for i in 0..<nb {
             let v = x + i * 32, b = y + i * 18
-            var amax: Float = 0, mx: Float = 0
-            for j in 0..<32 where amax < abs(v[j]) {
-                amax = abs(v[j])
-                mx = v[j]
-            }
-            let d = mx / -8
+            let d = signedMax(v, 32) / -8
             let id: Float = d != 0 ? 1 / d : 0
             storeHalf(d, b, 0)
             for j in 0..<16 {
@@ -153,6 +148,16 @@ public enum GGMLBlocks {
                 y[i * 32 + j + 16] = Float(q >> 4) * d + m
             }
         }
+    }
+
+    /// The value of largest magnitude (the first of equals), as ggml's symmetric formats find it.
+    @inline(__always) static func signedMax(_ v: UnsafePointer<Float>, _ n: Int) -> Float {
+        var amax: Float = 0, mx: Float = 0
+        for j in 0..<n where amax < abs(v[j]) {
+            amax = abs(v[j])
+            mx = v[j]
+        }
+        return mx
     }
 
     /// The minimum and maximum of a block as ggml's asymmetric formats find them.
@@ -197,12 +202,7 @@ public enum GGMLBlocks {
     static let quantizeQ5_0: Quantize = { x, y, nb in
         for i in 0..<nb {
             let v = x + i * 32, b = y + i * 22
-            var amax: Float = 0, mx: Float = 0
-            for j in 0..<32 where amax < abs(v[j]) {
-                amax = abs(v[j])
-                mx = v[j]
-            }
-            let d = mx / -16
+            let d = signedMax(v, 32) / -16
             let id: Float = d != 0 ? 1 / d : 0
             storeHalf(d, b, 0)
             var qh: UInt32 = 0
