@@ -15,7 +15,7 @@
 #  3. Q8_0: llama-perplexity on the export against `lqlora eval --method llamacpp` on its dequantized weights
 #  4. the adapter: llama.cpp's logits with the exported LoRA GGUF on the F16 and F32 exports, and of the
 #     --merge export, against lqlora's with the PEFT adapter
-#  5. K-quants: llama-quantize Q2_K / Q3_K_M / Q4_K_M files convert (weights equal to gguf-py's dequantize)
+#  5. K-quants: llama-quantize Q2_K / Q3_K_M / Q4_K_M / Q5_K_M / Q6_K files convert (weights equal to gguf-py's dequantize)
 #     and evaluate (lqlora's perplexity against llama-perplexity on the same file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -108,11 +108,16 @@ done
 
 # 3. Q8_0 in llama.cpp against lqlora on the dequantized Q8_0 weights (llama.cpp's protocol on both).
 "$bin" convert --from-gguf "$out/ours-q8_0.gguf" --out "$out/rt-q8_0" --dtype f32 --overwrite > /dev/null
+# The test file has CRLF line ends: lqlora reads text with universal newlines, llama-perplexity reads
+# bytes, so both get the LF text (the same 304,978 ids from both tokenizers). llama.cpp's KV cache in
+# f32 (its default f16 rounds every key and value).
+$py -c "import sys; open(sys.argv[2], 'w', encoding='utf-8', newline='\n').write(open(sys.argv[1], encoding='utf-8').read())" $text "$out/wikitext-lf.txt"
+text=$out/wikitext-lf.txt
 ppl_eval() {  # lqlora eval --method llamacpp over the first $chunks chunks of 512
   "$bin" eval --model "$1" --data $text --method llamacpp --ctx 512 --max-tokens $((512 * chunks)) 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\).*/\1/p'
 }
 ppl_llama() {
-  "$lb/llama-perplexity" -m "$1" -f $text -c 512 --chunks $chunks -t 2 2>&1 | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'
+  "$lb/llama-perplexity" -m "$1" -f $text -c 512 --chunks $chunks -t 2 -ctk f32 -ctv f32 2>&1 | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'
 }
 rel() { $py -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{abs(a - b) / b * 100:.4f} %')" "$1" "$2"; }
 a=$(ppl_llama "$out/ours-q8_0.gguf"); b=$(ppl_eval "$out/rt-q8_0")
@@ -151,7 +156,7 @@ EOF
 )"
 
 # 5. K-quant GGUFs made by llama-quantize: convert, compare with gguf-py's dequantization, evaluate.
-for t in Q2_K Q3_K_M q4_k; do
+for t in Q2_K Q3_K_M q4_k q5_k q6_k; do
   "$bin" convert --from-gguf "$out/ref-$t.gguf" --out "$out/rt-$t" --dtype f32 --overwrite > /dev/null
   check=$(PYTHONPATH=$src/gguf-py $py - "$out/ref-$t.gguf" "$out/rt-$t" <<'EOF'
 import json, struct, sys
@@ -182,6 +187,6 @@ print(f"{equal}/{len(r.tensors)} tensors equal to gguf-py's dequantize ({', '.jo
 EOF
 )
   a=$(ppl_llama "$out/ref-$t.gguf"); b=$(ppl_eval "$out/rt-$t")
-  say "K-quant file (llama-quantize $(echo $t | tr a-z A-Z | sed s/^Q4_K$/Q4_K_M/)) -> convert --from-gguf: $check; llama-perplexity $a, lqlora $b (difference $(rel "$a" "$b"))"
+  say "K-quant file (llama-quantize $(echo $t | tr a-z A-Z | sed "s/^Q\([45]\)_K$/Q\1_K_M/")) -> convert --from-gguf: $check; llama-perplexity $a, lqlora $b (difference $(rel "$a" "$b"))"
 done
 echo "wrote $summary"

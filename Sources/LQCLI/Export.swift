@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LQFormats
 import LQModel
 
 extension GGUFFileType: ExpressibleByArgument {}
@@ -44,6 +45,8 @@ struct Export: ParsableCommand {
             threadOptions.configure()
             let start = Timing.now()
             if merge && adapter == nil { throw GGUFExportError.mergeWithoutAdapter }
+            let lock = try OutputLock(for: out)  // one run writes --out at a time
+            defer { lock.release() }
             if adapterOnly {
                 guard let adapter else { throw ValidationError("--adapter-only needs --adapter DIR") }
                 let s = try GGUFExport.adapter(adapter, model: model, type: type ?? .f32, to: out)

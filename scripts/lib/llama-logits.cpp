@@ -1,5 +1,7 @@
 // llama-logits: the logits llama.cpp computes for given token ids, with an optional LoRA adapter.
 // Usage: llama-logits MODEL.gguf IDS.txt OUT.f32 [--lora ADAPTER.gguf [SCALE]]
+//        llama-logits MODEL.gguf --tokenize TEXT.txt OUT.txt   (the ids llama-perplexity feeds: special
+//        tokens added as the vocabulary says, none parsed from the text)
 // IDS.txt: whitespace-separated token ids, fed as they are (no BOS added). OUT.f32: n_tokens ×
 // n_vocab little-endian fp32, row by row. Built by scripts/lib/llama-cpp.sh against libllama.
 #include "llama.h"
@@ -8,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <string>
 #include <vector>
 
 int main(int argc, char ** argv) {
@@ -20,6 +24,25 @@ int main(int argc, char ** argv) {
     if (argc >= 6 && strcmp(argv[4], "--lora") == 0) {
         lora_path = argv[5];
         if (argc >= 7) lora_scale = strtof(argv[6], nullptr);
+    }
+    if (strcmp(argv[2], "--tokenize") == 0) {
+        llama_backend_init();
+        llama_model_params mp = llama_model_default_params();
+        mp.vocab_only = true;
+        llama_model * model = llama_model_load_from_file(argv[1], mp);
+        if (!model) { fprintf(stderr, "cannot load %s\n", argv[1]); return 1; }
+        std::ifstream in(argv[3], std::ios::binary);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const llama_vocab * vocab = llama_model_get_vocab(model);
+        std::vector<llama_token> ids(text.size() + 16);
+        int n = llama_tokenize(vocab, text.data(), (int32_t) text.size(), ids.data(), (int32_t) ids.size(), true, false);
+        if (n < 0) { fprintf(stderr, "tokenization failed\n"); return 1; }
+        FILE * out = fopen(argv[4], "w");
+        for (int i = 0; i < n; i++) fprintf(out, "%d\n", ids[i]);
+        fclose(out);
+        printf("%d tokens -> %s\n", n, argv[4]);
+        llama_model_free(model);
+        return 0;
     }
     std::vector<llama_token> ids;
     {
@@ -39,6 +62,7 @@ int main(int argc, char ** argv) {
     cp.n_batch = (uint32_t) ids.size();
     cp.n_ubatch = (uint32_t) ids.size();
     cp.n_threads = cp.n_threads_batch = 2;
+    cp.type_k = cp.type_v = GGML_TYPE_F32;  // llama.cpp's default F16 cache would round every key and value
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "cannot make a context\n"); return 1; }
     if (lora_path) {
