@@ -110,18 +110,21 @@ done
 "$bin" convert --from-gguf "$out/ours-q8_0.gguf" --out "$out/rt-q8_0" --dtype f32 --overwrite > /dev/null
 # The test file has CRLF line ends: lqlora reads text with universal newlines, llama-perplexity reads
 # bytes, so both get the LF text (the same 304,978 ids from both tokenizers). llama.cpp's KV cache in
-# f32 (its default f16 rounds every key and value).
+# f32 and flash attention off (its defaults, an F16 cache and CPU flash attention on F16 queries and
+# keys, round every key, value and query: 1.6e-2 on the logits against 8e-5 without).
 $py -c "import sys; open(sys.argv[2], 'w', encoding='utf-8', newline='\n').write(open(sys.argv[1], encoding='utf-8').read())" $text "$out/wikitext-lf.txt"
 text=$out/wikitext-lf.txt
 ppl_eval() {  # lqlora eval --method llamacpp over the first $chunks chunks of 512
   "$bin" eval --model "$1" --data $text --method llamacpp --ctx 512 --max-tokens $((512 * chunks)) 2>/dev/null | sed -n 's/^perplexity: \([0-9.]*\).*/\1/p'
 }
 ppl_llama() {
-  "$lb/llama-perplexity" -m "$1" -f $text -c 512 --chunks $chunks -t 2 -ctk f32 -ctv f32 2>&1 | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'
+  "$lb/llama-perplexity" -m "$1" -f $text -c 512 --chunks $chunks -t 2 -ctk f32 -ctv f32 -fa off 2>&1 | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'
 }
 rel() { $py -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{abs(a - b) / b * 100:.4f} %')" "$1" "$2"; }
 a=$(ppl_llama "$out/ours-q8_0.gguf"); b=$(ppl_eval "$out/rt-q8_0")
-say "Q8_0 export, $chunks chunks of 512: llama-perplexity $a, lqlora eval --method llamacpp on its weights $b (difference $(rel "$a" "$b"))"
+"$lb/llama-quantize" --allow-requantize "$out/ours-q8_0.gguf" "$out/deq-q8_0.gguf" F32 2 > /dev/null 2>&1
+c=$(ppl_llama "$out/deq-q8_0.gguf"); rm -f "$out/deq-q8_0.gguf"
+say "Q8_0 export, $chunks chunks of 512: llama-perplexity $a, lqlora eval --method llamacpp on its weights $b (difference $(rel "$a" "$b")); llama.cpp on its own F32 dequantization of the file $c ($(rel "$c" "$b"))"
 a=$(ppl_llama "$out/ours-f32.gguf"); b=$(ppl_eval "$model")
 say "F32 export (same protocol): llama-perplexity $a, lqlora $b (difference $(rel "$a" "$b"))"
 
@@ -136,6 +139,7 @@ open('$out/ids.txt', 'w').write(' '.join(map(str, ids)))"
 "$lb/llama-logits" "$out/ours-f16.gguf" "$out/ids.txt" "$out/llama-f16-lora.f32" --lora "$out/ours-lora.gguf" > /dev/null 2>&1
 "$lb/llama-logits" "$out/ours-f32.gguf" "$out/ids.txt" "$out/llama-f32-lora.f32" --lora "$out/ours-lora.gguf" > /dev/null 2>&1
 "$lb/llama-logits" "$out/ours-f32.gguf" "$out/ids.txt" "$out/llama-f32.f32" > /dev/null 2>&1
+"$lb/llama-logits" "$out/ours-f16.gguf" "$out/ids.txt" "$out/llama-f16.f32" > /dev/null 2>&1
 "$lb/llama-logits" "$out/ours-merged-f32.gguf" "$out/ids.txt" "$out/llama-merged.f32" > /dev/null 2>&1
 say "$($py - "$out" <<'EOF'
 import sys
@@ -147,8 +151,9 @@ base = load_file(f"{o}/lqlora-base-logits.safetensors")["logits"][0]
 def ll(name): return np.fromfile(f"{o}/{name}.f32", dtype=np.float32).reshape(ours.shape)
 lines = [f"adapter, {ours.shape[0]} tokens, max |logit| {np.abs(ours).max():.2f}, the adapter moves logits by up to {np.abs(ours - base).max():.3f}:"]
 for name, what in [("llama-f16-lora", "llama.cpp, F16 export + LoRA GGUF"), ("llama-f32-lora", "llama.cpp, F32 export + LoRA GGUF"),
-                   ("llama-merged", "llama.cpp, --merge F32 export"), ("llama-f32", "llama.cpp, F32 export, no adapter (against lqlora without)")]:
-    ref = base if name == "llama-f32" else ours
+                   ("llama-merged", "llama.cpp, --merge F32 export"), ("llama-f32", "llama.cpp, F32 export, no adapter (against lqlora without)"),
+                   ("llama-f16", "llama.cpp, F16 export, no adapter (against lqlora without): its F16 products round the activations")]:
+    ref = base if name in ("llama-f32", "llama-f16") else ours
     lines.append(f"  {what}: max |Δlogit| {np.abs(ll(name) - ref).max():.2e}")
 lines.append(f"  the adapter's effect, llama.cpp (F32 + LoRA − F32) against lqlora's: max |Δ| {np.abs((ll('llama-f32-lora') - ll('llama-f32')) - (ours - base)).max():.2e}")
 print("\n".join(lines))
@@ -187,6 +192,10 @@ print(f"{equal}/{len(r.tensors)} tensors equal to gguf-py's dequantize ({', '.jo
 EOF
 )
   a=$(ppl_llama "$out/ref-$t.gguf"); b=$(ppl_eval "$out/rt-$t")
-  say "K-quant file (llama-quantize $(echo $t | tr a-z A-Z | sed "s/^Q\([45]\)_K$/Q\1_K_M/")) -> convert --from-gguf: $check; llama-perplexity $a, lqlora $b (difference $(rel "$a" "$b"))"
+  # llama.cpp's own dequantization (llama-quantize to F32) through its f32 products: lqlora's figure
+  # when the weights agree; the gap to the first figure is its quantized activations.
+  "$lb/llama-quantize" --allow-requantize "$out/ref-$t.gguf" "$out/deq-$t.gguf" F32 2 > /dev/null 2>&1
+  c=$(ppl_llama "$out/deq-$t.gguf"); rm -f "$out/deq-$t.gguf"
+  say "K-quant file (llama-quantize $(echo $t | tr a-z A-Z | sed "s/^Q\([45]\)_K$/Q\1_K_M/")) -> convert --from-gguf: $check; llama-perplexity $a, lqlora $b (difference $(rel "$a" "$b")); llama.cpp on its own F32 dequantization $c ($(rel "$c" "$b"))"
 done
 echo "wrote $summary"

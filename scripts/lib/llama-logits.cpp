@@ -62,7 +62,10 @@ int main(int argc, char ** argv) {
     cp.n_batch = (uint32_t) ids.size();
     cp.n_ubatch = (uint32_t) ids.size();
     cp.n_threads = cp.n_threads_batch = 2;
-    cp.type_k = cp.type_v = GGML_TYPE_F32;  // llama.cpp's default F16 cache would round every key and value
+    // In fp32 throughout: llama.cpp's default F16 KV cache and its CPU flash attention (which takes
+    // Q and K in F16) would round every key, value and query.
+    cp.type_k = cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "cannot make a context\n"); return 1; }
     if (lora_path) {
