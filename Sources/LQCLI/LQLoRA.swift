@@ -11,7 +11,7 @@ public struct LQLoRA: ParsableCommand {
         commandName: "lqlora",
         abstract: "Compress and finetune Hugging Face language models: NormalFloat, LQ-LoRA, LoRA.",
         version: version,
-        subcommands: [Quantize.self, Allocate.self, Dequantize.self, Convert.self, Eval.self, Generate.self, Merge.self, Finetune.self, Fisher.self, Tokenize.self, Embed.self, RAG.self, Inspect.self, Bench.self, Env.self])
+        subcommands: [Quantize.self, Allocate.self, Dequantize.self, Convert.self, Export.self, Eval.self, Generate.self, Merge.self, Finetune.self, Fisher.self, Tokenize.self, Embed.self, RAG.self, Inspect.self, Bench.self, Env.self])
 
     public init() {}
 

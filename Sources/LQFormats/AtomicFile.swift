@@ -25,6 +25,16 @@ public final class AtomicFileWriter {
 
     deinit { if !finished { abandon() } }
 
+    /// Removes the temporary siblings of `path` that killed runs left (their process is gone).
+    public static func removeStale(for path: String) {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path, prefix = ".\(url.lastPathComponent).tmp-"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where entry.hasPrefix(prefix) {
+            guard let pid = Int32(entry.dropFirst(prefix.count).prefix(while: \.isNumber)), pid != getpid(), lq_process_alive(pid) == 0 else { continue }
+            try? FileManager.default.removeItem(atPath: dir + "/" + entry)
+        }
+    }
+
     public func write(_ bytes: UnsafeRawBufferPointer) throws {
         guard var p = bytes.baseAddress else { return }
         var left = bytes.count

@@ -51,7 +51,7 @@ public enum GGUFError: Error, CustomStringConvertible, Equatable {
             return "\(path): tensor '\(tensor)' starts at data offset \(offset), not a multiple of the alignment \(alignment)"
         case let .overlapping(path, tensor, other): return "\(path): tensor '\(tensor)' overlaps tensor '\(other)'"
         case let .unsupportedTensorType(path, tensor, t):
-            return "\(path): tensor '\(tensor)' has GGML type \(GGMLType.name(t)), which lqlora cannot read (F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
+            return "\(path): tensor '\(tensor)' has GGML type \(GGMLType.name(t)), which lqlora cannot read (\(GGMLType.readable))"
         case let .tensorOutOfBounds(path, tensor): return "\(path): tensor '\(tensor)' lies outside the file"
         case let .missingKey(path, key): return "\(path): metadata key '\(key)' is missing"
         case let .badMetadata(path, key, detail): return "\(path): metadata '\(key)' \(detail)"
@@ -106,24 +106,32 @@ public indirect enum GGUFValue: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// GGML tensor types lqlora reads, with their block geometry.
-public enum GGMLType: UInt32, Sendable {
-    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q8_0 = 8, bf16 = 30
+/// GGML tensor types lqlora reads, with their block geometry (the quantized ones: GGMLBlocks).
+public enum GGMLType: UInt32, Sendable, CaseIterable {
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8
+    case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, iq4_nl = 20, bf16 = 30
 
     /// (values per block, bytes per block)
-    var block: (values: Int, bytes: Int) {
+    public var block: (values: Int, bytes: Int) {
         switch self {
         case .f32: return (1, 4)
         case .f16, .bf16: return (1, 2)
-        case .q4_0: return (32, 18)
-        case .q4_1: return (32, 20)
-        case .q8_0: return (32, 34)
+        default:
+            let f = GGMLBlocks.format(self)!
+            return (f.values, f.bytes)
         }
     }
 
+    public var name: String { Self.name(rawValue) }
+
+    /// The types lqlora reads, as an error lists them.
+    static var readable: String { allCases.map(\.name).joined(separator: ", ") }
+
     static func name(_ raw: UInt32) -> String {
         let names: [UInt32: String] = [0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1",
-                                       10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 30: "BF16"]
+                                       10: "Q2_K", 11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K",
+                                       16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S",
+                                       22: "IQ2_S", 23: "IQ4_XS", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4"]
         return names[raw] ?? "type \(raw)"
     }
 }
@@ -286,31 +294,7 @@ public final class GGUFFile: @unchecked Sendable {
         case .f32: UnsafeMutableRawPointer(dst).copyMemory(from: raw.baseAddress!, byteCount: byteCount)
         case .f16: DTypeConversion.toFloat32(raw, dtype: .f16, into: out.buffer)
         case .bf16: DTypeConversion.toFloat32(raw, dtype: .bf16, into: out.buffer)
-        case .q8_0:
-            for b in 0..<(n / 32) {
-                let base = b * 34
-                let d = lq_f16_to_f32_ref(raw.loadUnaligned(fromByteOffset: base, as: UInt16.self))
-                for j in 0..<32 { dst[b * 32 + j] = Float(Int8(bitPattern: raw[base + 2 + j])) * d }
-            }
-        case .q4_0, .q4_1:
-            let hasMin = type == .q4_1
-            for b in 0..<(n / 32) {
-                let base = b * (hasMin ? 20 : 18)
-                let d = lq_f16_to_f32_ref(raw.loadUnaligned(fromByteOffset: base, as: UInt16.self))
-                let m = hasMin ? lq_f16_to_f32_ref(raw.loadUnaligned(fromByteOffset: base + 2, as: UInt16.self)) : 0
-                let qs = base + (hasMin ? 4 : 2)
-                for j in 0..<16 {
-                    let byte = raw[qs + j]
-                    // Low nibbles are the first 16 values of the block, high nibbles the last 16.
-                    if hasMin {
-                        dst[b * 32 + j] = Float(byte & 0xf) * d + m
-                        dst[b * 32 + j + 16] = Float(byte >> 4) * d + m
-                    } else {
-                        dst[b * 32 + j] = Float(Int(byte & 0xf) - 8) * d
-                        dst[b * 32 + j + 16] = Float(Int(byte >> 4) - 8) * d
-                    }
-                }
-            }
+        default: GGMLBlocks.format(type)!.dequantize(raw.baseAddress!, dst, n / per)
         }
         return out
     }

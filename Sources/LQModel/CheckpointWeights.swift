@@ -29,6 +29,28 @@ struct CheckpointWeights {
         return t
     }
 
+    /// The weight `name` ("….weight") as an fp32 copy of its shape [out, in], whatever its storage:
+    /// dense, or dequantized (NormalFloat / LQ-LoRA's grid, GPTQ/RTN integers). One matrix at a time.
+    func dense(_ name: String) throws -> Tensor {
+        let module = PEFTKeys.module(ofWeight: name)
+        if let gptq, GPTQFormat.contains(module, in: checkpoint) {
+            return try GPTQFormat.load(module, from: checkpoint, settings: gptq).dequantized()
+        } else if quantized.contains(name) {
+            return try QuantizedStorage.load(name, from: checkpoint).matrix.dequantize()
+        }
+        guard checkpoint.contains(name) else { throw ModelError.missingWeight(path: path, tensor: name) }
+        return try checkpoint.floatTensor(name).copy()
+    }
+
+    /// The shape of the weight `name` in any storage, without reading its values.
+    func shape(_ name: String) throws -> [Int] {
+        let module = PEFTKeys.module(ofWeight: name)
+        if let gptq, GPTQFormat.contains(module, in: checkpoint) { return try GPTQFormat.shape(of: module, in: checkpoint, bits: gptq.bits) }
+        if quantized.contains(name) { return try QuantizedStorage.describe(name, in: checkpoint).shape }
+        guard checkpoint.contains(name) else { throw ModelError.missingWeight(path: path, tensor: name) }
+        return try checkpoint.entry(name).shape
+    }
+
     /// The linear layer `name` (`name.weight`, `name.bias`, or its quantized tensors) of shape [out, in].
     /// keepHalf: a BF16/F16 weight stays 16-bit (the embeddings and LM head: the largest matrices,
     /// whose fp32 copy would cost the most memory and decoding bandwidth; and for generation every

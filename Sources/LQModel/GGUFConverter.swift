@@ -101,29 +101,25 @@ public struct GGUFConverter {
     }
 
     /// GGUF tensor name → Hugging Face name.
-    public static func huggingFaceName(_ name: String) -> String? {
-        let fixed = ["token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
-                     "output.weight": "lm_head.weight"]
-        if let f = fixed[name] { return f }
-        let parts = name.split(separator: ".")
-        guard parts.count == 4, parts[0] == "blk", let layer = Int(parts[1]), parts[3] == "weight" || parts[3] == "bias" else { return nil }
-        let modules = ["attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-                       "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-                       "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm"]
-        guard let m = modules[String(parts[2])] else { return nil }
-        return "model.layers.\(layer).\(m).\(parts[3])"
-    }
+    public static func huggingFaceName(_ name: String) -> String? { GGUFNames.huggingFace(name) }
 
     /// llama.cpp stores Q and K with each head's two rotary halves interleaved: GGUF row h·d + 2i + s
     /// holds Hugging Face row h·d + s·d/2 + i. This puts the rows back.
-    public static func unpermute(_ t: Tensor, heads: Int) -> Tensor {
+    public static func unpermute(_ t: Tensor, heads: Int) -> Tensor { reorderRotaryRows(t, heads: heads, toGGUF: false) }
+
+    /// The inverse of `unpermute`: Hugging Face's rows in llama.cpp's order (convert_hf_to_gguf.py's
+    /// `LlamaModel.permute`).
+    public static func permute(_ t: Tensor, heads: Int) -> Tensor { reorderRotaryRows(t, heads: heads, toGGUF: true) }
+
+    static func reorderRotaryRows(_ t: Tensor, heads: Int, toGGUF: Bool) -> Tensor {
         let rows = t.shape[0], cols = t.count / rows
         let d = rows / heads, half = d / 2
         let out = Tensor(zeros: t.shape)
         for h in 0..<heads {
             for i in 0..<half {
                 for s in 0..<2 {
-                    let src = h * d + 2 * i + s, dst = h * d + s * half + i
+                    let gguf = h * d + 2 * i + s, hf = h * d + s * half + i
+                    let (src, dst) = toGGUF ? (hf, gguf) : (gguf, hf)
                     (out.pointer + dst * cols).update(from: t.pointer + src * cols, count: cols)
                 }
             }

@@ -67,15 +67,15 @@ struct GGUFTests {
         #expect(throws: GGUFError.unsupportedVersion(path: old, version: 1)) { try GGUFFile(path: old) }
         let short = try write(Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)), "short.gguf")
         #expect(throws: GGUFError.truncated(path: short, at: 16)) { try GGUFFile(path: short) }
-        // One Q4_K tensor: listed, but its data cannot be decoded here.
+        // One IQ2_XXS tensor: listed, but its data cannot be decoded here.
         let name = Array("w".utf8)
         var k = Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(1)) + le(UInt64(0))
-        k += le(UInt64(name.count)) + name + le(UInt32(1)) + le(UInt64(256)) + le(UInt32(12)) + le(UInt64(0))
-        k += [UInt8](repeating: 0, count: 32 - k.count % 32) + [UInt8](repeating: 0, count: 144)
-        let kquant = try write(k, "k.gguf")
-        let file = try GGUFFile(path: kquant)
-        #expect(throws: GGUFError.unsupportedTensorType(path: kquant, tensor: "w", type: 12)) { try file.floatTensor(file.info("w")) }
-        #expect(GGUFError.unsupportedTensorType(path: kquant, tensor: "w", type: 12).description.contains("Q4_K"))
+        k += le(UInt64(name.count)) + name + le(UInt32(1)) + le(UInt64(256)) + le(UInt32(16)) + le(UInt64(0))
+        k += [UInt8](repeating: 0, count: 32 - k.count % 32) + [UInt8](repeating: 0, count: 66)
+        let iquant = try write(k, "iq.gguf")
+        let file = try GGUFFile(path: iquant)
+        #expect(throws: GGUFError.unsupportedTensorType(path: iquant, tensor: "w", type: 16)) { try file.floatTensor(file.info("w")) }
+        #expect(GGUFError.unsupportedTensorType(path: iquant, tensor: "w", type: 16).description.contains("IQ2_XXS"))
     }
 }
 
