@@ -25,6 +25,7 @@ run=runs/demo-lqlora-$steps
 
 . scripts/lib/made-by.sh
 fresh models/smollm2-nf4 || { $bin quantize --model $dense --out models/smollm2-nf4 --method nf4 --overwrite; stamp models/smollm2-nf4; }
+stale_cache models/smollm2-ilp-cache.json
 fresh $lq || { $bin quantize --model $dense --out $lq --method lq-lora --budget 2.75 --rank 64 \
   --grid compact --ilp-cache models/smollm2-ilp-cache.json --overwrite; stamp $lq; }
 fresh $run || { rm -rf $run; $bin finetune --config configs/lqlora-smollm2.yaml --set train.max_steps=$steps \

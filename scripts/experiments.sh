@@ -22,6 +22,7 @@ mkdir -p results runs
 . scripts/lib/made-by.sh
 dense=models/SmolLM2-135M-Instruct
 cache=models/smollm2-ilp-cache.json
+stale_cache $cache
 [ -f results/finetune-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/finetune-text.txt','w', encoding='utf-8', newline='').write(t[100000:400000])" $data
 [ -f results/gptq-calibration.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/gptq-calibration.txt','w', encoding='utf-8', newline='').write(t[700000:])" $data
 [ -f results/fisher-text.txt ] || python3 -c "import sys; t=open(sys.argv[1], encoding='utf-8', newline='').read(); open('results/fisher-text.txt','w', encoding='utf-8', newline='').write(t[400000:700000])" $data
