@@ -20,15 +20,14 @@ struct StagedDirectory {
         let fm = FileManager.default
         let url = URL(fileURLWithPath: destination).standardizedFileURL
         self.destination = url.path
+        // A throw below drops the lock with this value (OutputLock releases itself in deinit).
         lock = try OutputLock(for: self.destination)
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: self.destination, isDirectory: &isDirectory) {
             guard isDirectory.boolValue else {
-                lock.release()
                 throw CLIError("\(self.destination) is a file; the output is a directory (choose another path)")
             }
             if !overwrite, !((try? fm.contentsOfDirectory(atPath: self.destination))?.isEmpty ?? false) {
-                lock.release()
                 throw CLIError("\(self.destination) already exists and is not empty (use --overwrite to replace it)")
             }
         }
@@ -37,7 +36,6 @@ struct StagedDirectory {
         staging = parent + "/" + Self.stagingPrefix(url.lastPathComponent) + "\(getpid())"
         try? fm.removeItem(atPath: staging)
         do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: true) } catch {
-            lock.release()
             throw CLIError("cannot create \(staging) beside the output: \(FileSystemFailure.reason(error))")
         }
     }
