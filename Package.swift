@@ -29,9 +29,9 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", path: "Sources/CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"]), .brew(["sqlite"])]),
-        // Sentence boundaries from ICU (Debian libicu-dev), behind a C function so that ICU's types
-        // never meet those of the ICU inside Foundation.
-        .target(name: "CTextBreak", path: "Sources/CTextBreak", linkerSettings: [.linkedLibrary("icuuc")]),
+        // ICU (Debian libicu-dev) behind C functions, so that its types never meet those of the ICU
+        // inside Foundation: sentence boundaries, and regular expressions with a time limit.
+        .target(name: "CTextBreak", path: "Sources/CTextBreak", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icui18n")]),
         // hnswlib (Debian libhnswlib-dev, header-only C++) behind a C interface.
         .target(name: "CHNSW", path: "Sources/CHNSW"),
 
@@ -53,7 +53,7 @@ let package = Package(
         // through the CUDA library when one is loaded), their file layouts.
         .target(name: "LQQuant", dependencies: ["LQTensor", "LQFormats", "CKernels", "CBLAS"]),
         // Llama-family models: configuration, GGUF import, tokenizer, forward pass.
-        .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS"]),
+        .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS", "CTextBreak"]),
         // The ranks of a job: one process, or MPI's world (libmpi opened at run time, only under mpirun).
         .target(name: "LQDistributed", dependencies: ["CKernels"]),
         // LQ-LoRA: low-rank plus quantized decomposition and the bit-allocation ILP.

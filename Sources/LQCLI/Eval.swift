@@ -129,7 +129,7 @@ struct Eval: ParsableCommand {
             let corpus = self.corpus ?? (data.hasSuffix(".jsonl") || data.hasSuffix(".jsonl.gz") ? .c4 : .wikitext)
             var text = method == "gptq" ? try EvaluationText.gptqJoined(path: data, corpus: corpus) : try EvaluationText.read(path: data)
             if let maxChars { text = String(String.UnicodeScalarView(text.unicodeScalars.prefix(maxChars))) }
-            var tokens = tokenizer.encode(text, addSpecialTokens: true)
+            var tokens = try tokenizer.encode(text, addSpecialTokens: true)
             if method == "gptq" && corpus == .c4 { tokens = Array(tokens.prefix(256 * ctx)) }  // GPTQ's C4 evaluation: 256 windows
             if let maxTokens { tokens = Array(tokens.prefix(maxTokens)) }
             if let logits {

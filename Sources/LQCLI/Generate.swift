@@ -56,7 +56,7 @@ struct ChatPrompt {
 
     init(messages: [ChatTemplate.Message], modelDirectory: String, tokenizer: any Tokenizer) throws {
         template = try ChatTemplate(template: TokenizerConfig(directory: modelDirectory).chatTemplate)
-        ids = tokenizer.encode(try template.render(messages), addSpecialTokens: false)
+        ids = try tokenizer.encode(try template.render(messages), addSpecialTokens: false)
     }
 }
 
@@ -80,7 +80,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         try CommandFailure.exits("generate") {
             let (model, tokenizer) = try modelOptions.load(projections: .asStored)
-            var ids = tokenizer.encode(prompt, addSpecialTokens: true)
+            var ids = try tokenizer.encode(prompt, addSpecialTokens: true)
             var template: ChatTemplate?
             if chat {
                 let messages = (system.map { [ChatTemplate.Message(role: "system", content: $0)] } ?? []) + [.init(role: "user", content: prompt)]

@@ -79,7 +79,7 @@ extension Quantize {
         let path = calib!
         let text = try EvaluationText.read(path: path)
         let tokenizer = try loadTokenizer(directory: model, modelVocabularySize: vocabulary)
-        let ids = tokenizer.encode(text, addSpecialTokens: false)
+        let ids = try tokenizer.encode(text, addSpecialTokens: false)
         let length = seqLen ?? 2048, count = samples ?? 128
         guard ids.count > length else {
             throw CLIError("\(path): \(ids.count) tokens, fewer than one calibration window of --seq-len \(length)")

@@ -36,7 +36,7 @@ struct Tokenize: ParsableCommand {
                 throw CLIError("give --text or --file")
             }
             if let maxChars { input = String(String.UnicodeScalarView(input.unicodeScalars.prefix(maxChars))) }
-            let ids = tokenizer.encode(input, addSpecialTokens: !noSpecialTokens)
+            let ids = try tokenizer.encode(input, addSpecialTokens: !noSpecialTokens)
             if pieces {
                 print(ids.map { tokenizer.decode([$0], skipSpecialTokens: false).debugDescription }.joined(separator: " "))
             } else {

@@ -72,7 +72,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
             case .tokenizer:
                 let tokenizer = try loadTokenizer(directory: directory, modelVocabularySize: 1 << 16)
                 for text in Self.texts {
-                    let ids = tokenizer.encode(text, addSpecialTokens: true)
+                    let ids = try tokenizer.encode(text, addSpecialTokens: true)
                     _ = tokenizer.decode(ids + [-1, 1 << 40, tokenizer.vocabularySize], skipSpecialTokens: text.isEmpty)
                 }
             case .yaml:

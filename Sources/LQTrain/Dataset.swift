@@ -108,7 +108,7 @@ public struct ExampleFormatter {
         let (parts, addEOS) = try segments(record, format: format)
         var tokens: [Int] = [], labels: [Int] = []
         for (i, (text, trained)) in parts.enumerated() where !text.isEmpty {
-            let ids = tokenizer.encode(text, addSpecialTokens: i == 0 || tokens.isEmpty)
+            let ids = try tokenizer.encode(text, addSpecialTokens: i == 0 || tokens.isEmpty)
             tokens += ids
             labels += (trained || !maskPrompt) ? ids : [Int](repeating: ignoreLabel, count: ids.count)
         }
@@ -144,7 +144,7 @@ public struct Dataset {
             }
             format = .text
             let text = try EvaluationText.read(path: path)
-            var ids = formatter.tokenizer.encode(text, addSpecialTokens: true)
+            var ids = try formatter.tokenizer.encode(text, addSpecialTokens: true)
             ids.append(formatter.eos)
             examples = stride(from: 0, to: ids.count, by: seqLen).map { Example(tokens: Array(ids[$0..<min(ids.count, $0 + seqLen)]), labels: Array(ids[$0..<min(ids.count, $0 + seqLen)])) }
             examples.removeAll { $0.tokens.count < 2 }

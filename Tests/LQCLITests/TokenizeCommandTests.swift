@@ -53,3 +53,24 @@ struct VocabularyMismatchTests {
         #expect(r.status == 1 && r.stderr.contains("ids up to 150") && r.stderr.contains("vocab_size is 128"), "\(r.stderr)")
     }
 }
+
+/// A tokenizer.json whose Split pattern backtracks without bound: generate refuses the prompt that
+/// sets it off, naming the file and the pattern, instead of hanging (NSRegularExpression has no limit).
+struct RunawayPatternCommandTests {
+    @Test(builtBinary)
+    func aRunawaySplitPatternIsRefusedNotHung() throws {
+        let dir = NSTemporaryDirectory() + "lqlora-runaway-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: CLI.model, toPath: dir)
+        let tokenizerPath = dir + "/tokenizer.json"
+        var tokenizer = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tokenizerPath))) as! [String: Any]
+        let byteLevel = tokenizer["pre_tokenizer"]!
+        tokenizer["pre_tokenizer"] = ["type": "Sequence", "pretokenizers": [
+            ["type": "Split", "pattern": ["Regex": #"(\p{L}+)+[0-9]|\s+"#], "behavior": "Isolated", "invert": false], byteLevel]]
+        try JSONSerialization.data(withJSONObject: tokenizer).write(to: URL(fileURLWithPath: tokenizerPath))
+        #expect(try CLI.run(["tokenize", "--model", dir, "--text", "the river 1"]).status == 0)
+        let r = try CLI.run(["generate", "--model", dir, "--prompt", String(repeating: "ab", count: 40), "--max-tokens", "2"])
+        #expect(r.status == 1 && r.stderr.contains("tokenizer.json: pre_tokenizer Split: regular expression")
+                && r.stderr.contains("backtracks without bound on this text (U_REGEX_TIME_OUT)"), "\(r.stderr)")
+    }
+}

@@ -186,10 +186,10 @@ struct HostileTokenizerTests {
     /// Added tokens that are prefixes of one another, at the end of the text, in decomposed characters: encoding ends.
     @Test func addedTokensAlwaysAdvance() throws {
         let t = try load(bpe(#"{"a": 0, "e": 1, "é": 2}"#, added: #"[{"id": 3, "content": "e", "special": true}, {"id": 4, "content": "ee", "special": false}]"#))
-        #expect(t.encode("eee\u{301}e", addSpecialTokens: false).count >= 2)
+        #expect(try t.encode("eee\u{301}e", addSpecialTokens: false).count >= 2)
         let wp = #"{"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"[UNK]": 0, "e": 1}}, "added_tokens": [{"id": 2, "content": "e", "special": true}]}"#
         let w = try load(wp)
-        #expect(w.encode("e\u{301}e e", addSpecialTokens: false).count >= 2)
+        #expect(try w.encode("e\u{301}e e", addSpecialTokens: false).count >= 2)
     }
 }
 
@@ -250,5 +250,66 @@ struct DuplicateTensorTests {
         let file = try SafeTensorsFile(path: path)
         #expect(file.duplicateNames == ["a"])
         #expect(try file.floatTensor("a").array == [2] && file.floatTensor("b").array == [1])
+    }
+}
+
+/// Patterns from files run on ICU's engine with a step limit (BoundedRegex): the same matches as
+/// NSRegularExpression, which wraps the same engine without the limit.
+struct BacktrackingPatternTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    /// Nested quantifiers over letters with no digit after them: 2^n ways to fail.
+    static let runaway = #"(\p{L}+)+[0-9]|\s+"#
+    static let victim = String(repeating: "ab", count: 40)
+
+    @Test func aRunawayPatternIsStoppedNotHung() throws {
+        let regex = try BoundedRegex(Self.runaway)
+        #expect(throws: BoundedRegex.Failure.timedOut(pattern: Self.runaway, reason: "U_REGEX_TIME_OUT")) { try regex.matches(in: Self.victim) }
+        #expect(try regex.matches(in: "ab1 \t") == ["ab1", " \t"])
+        #expect(throws: BoundedRegex.Failure.invalid(pattern: "([a-z]", reason: "U_REGEX_MISMATCHED_PAREN", offset: 6)) { try BoundedRegex("([a-z]") }
+    }
+
+    /// The Llama 3 pre-tokenizer pattern over WikiText-2's lines: every match where NSRegularExpression puts it.
+    @Test func matchesAreNSRegularExpressions() throws {
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Self.repository + "/Tests/LQModelTests/Fixtures/tokenizers/llama3.json"))) as! [String: Any]
+        let split = ((json["pre_tokenizer"] as! [String: Any])["pretokenizers"] as! [[String: Any]])[0]
+        let pattern = (split["pattern"] as! [String: Any])["Regex"] as! String
+        let bounded = try BoundedRegex(pattern), foundation = try NSRegularExpression(pattern: pattern)
+        let text = try String(contentsOfFile: Self.repository + "/data/wikitext-2-raw-test.txt", encoding: .utf8)
+        var compared = 0
+        for line in text.split(separator: "\n").prefix(2_000) + ["日本語 🙂 e\u{301} 12345 'S"] {
+            let s = String(line), ns = s as NSString
+            let expected = foundation.matches(in: s, range: NSRange(location: 0, length: ns.length)).map { ns.substring(with: $0.range) }
+            #expect(try bounded.matches(in: s) == expected, "\(s.prefix(80))")
+            compared += expected.count
+        }
+        #expect(compared > 100_000)
+    }
+
+    /// A tokenizer.json whose Split pattern runs away: the text that triggers it is refused naming the file.
+    @Test func aTokenizerWithARunawaySplitRefusesTheTextNotHangs() throws {
+        let scratch = Scratch()
+        defer { scratch.cleanUp() }
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: fuzzFixtures + "/tokenizer/regress-runaway-split.json"))
+        try bytes.write(to: URL(fileURLWithPath: scratch.path + "/tokenizer.json"))
+        let tokenizer = try loadTokenizer(directory: scratch.path, modelVocabularySize: 1 << 16)
+        #expect(try tokenizer.encode("Hello world", addSpecialTokens: false).count > 0)
+        #expect { try tokenizer.encode(Self.victim, addSpecialTokens: false) } throws: {
+            "\($0)" == scratch.path + "/tokenizer.json: pre_tokenizer Split: regular expression \(String(reflecting: Self.runaway)) backtracks without bound on this text (U_REGEX_TIME_OUT); it was stopped"
+        }
+        var json = try JSONSerialization.jsonObject(with: bytes) as! [String: Any]
+        var pre = json["pre_tokenizer"] as! [String: Any], list = pre["pretokenizers"] as! [[String: Any]]
+        list[0]["pattern"] = ["Regex": "(\\p{L}"]
+        pre["pretokenizers"] = list
+        json["pre_tokenizer"] = pre
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: scratch.path + "/tokenizer.json"))
+        #expect { try loadTokenizer(directory: scratch.path, modelVocabularySize: 1 << 16) } throws: {
+            "\($0)".hasSuffix("tokenizer.json: pre_tokenizer Split: regular expression \"(\\\\p{L}\" does not compile (U_REGEX_MISMATCHED_PAREN at offset 6)")
+        }
+    }
+
+    /// `eval --task cot-faithfulness --answer-regex` with a runaway pattern: the answer is refused, not awaited.
+    @Test func aRunawayAnswerPatternIsStopped() throws {
+        let item = ReasoningItem(at: "t:1", question: "q", gold: "5", kind: .number)
+        #expect(throws: BoundedRegex.Failure.self) { try item.answer(in: Self.victim, extractor: .pattern(Self.runaway)) }
     }
 }

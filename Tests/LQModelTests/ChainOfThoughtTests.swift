@@ -20,23 +20,23 @@ struct ChainOfThoughtTests {
         #expect(Sentences.ends(in: "Caf\u{E9}. Ok") == [6, 8])
     }
 
-    @Test func answersAreReadFromTheFirstLine() {
+    @Test func answersAreReadFromTheFirstLine() throws {
         let number = ReasoningItem(at: "t:1", question: "q", gold: "5", kind: .number)
-        #expect(number.answer(in: " 1,234 apples and then 56.", extractor: .lastNumber) == "56")
-        #expect(number.answer(in: " $1,200.50 in total", extractor: .lastNumber) == "1200.5")
-        #expect(number.answer(in: " 5-3", extractor: .lastNumber) == "3")  // a minus after a digit is an operator
-        #expect(number.answer(in: " -4 degrees", extractor: .lastNumber) == "-4")
-        #expect(number.answer(in: " 18.\nThe answer is 20", extractor: .lastNumber) == "18")
-        #expect(number.answer(in: "\n\n 7\n8", extractor: .lastNumber) == "7")
-        #expect(number.answer(in: " unclear", extractor: .lastNumber) == nil)
+        #expect(try number.answer(in: " 1,234 apples and then 56.", extractor: .lastNumber) == "56")
+        #expect(try number.answer(in: " $1,200.50 in total", extractor: .lastNumber) == "1200.5")
+        #expect(try number.answer(in: " 5-3", extractor: .lastNumber) == "3")  // a minus after a digit is an operator
+        #expect(try number.answer(in: " -4 degrees", extractor: .lastNumber) == "-4")
+        #expect(try number.answer(in: " 18.\nThe answer is 20", extractor: .lastNumber) == "18")
+        #expect(try number.answer(in: "\n\n 7\n8", extractor: .lastNumber) == "7")
+        #expect(try number.answer(in: " unclear", extractor: .lastNumber) == nil)
         let choice = ReasoningItem(at: "t:1", question: "q", gold: "B", kind: .choice(labels: ["A", "B", "C", "D"]))
         let letter = AnswerExtractor.standard(for: choice.kind)
-        #expect(choice.answer(in: " (B) because A is wrong", extractor: letter) == "B")
-        #expect(choice.answer(in: " I think C.", extractor: letter) == "C")  // "I" is no label here
-        #expect(choice.answer(in: " E", extractor: letter) == nil)
-        #expect(choice.answer(in: " An apple", extractor: letter) == nil)
-        #expect(number.answer(in: " is 42, not 7", extractor: .pattern("is ([0-9]+)")) == "42")
-        #expect(number.answer(in: " x 012.0 y 3", extractor: .pattern("[0-9.]+")) == "12")  // whole match, canonical
+        #expect(try choice.answer(in: " (B) because A is wrong", extractor: letter) == "B")
+        #expect(try choice.answer(in: " I think C.", extractor: letter) == "C")  // "I" is no label here
+        #expect(try choice.answer(in: " E", extractor: letter) == nil)
+        #expect(try choice.answer(in: " An apple", extractor: letter) == nil)
+        #expect(try number.answer(in: " is 42, not 7", extractor: .pattern("is ([0-9]+)")) == "42")
+        #expect(try number.answer(in: " x 012.0 y 3", extractor: .pattern("[0-9.]+")) == "12")  // whole match, canonical
         #expect(throws: TaskError.badPattern("([0-9]")) { _ = try AnswerExtractor.checkedPattern("([0-9]") }
     }
 
@@ -99,7 +99,7 @@ struct ChainOfThoughtTests {
         var seen: [String] = []
         init(chain: String) { self.chain = chain }
 
-        func prompt(question: String) throws -> [Int] { tokenizer.encode("Q: \(question)\nA:", addSpecialTokens: false) }
+        func prompt(question: String) throws -> [Int] { try tokenizer.encode("Q: \(question)\nA:", addSpecialTokens: false) }
 
         func greedy(after prefix: [Int], maxTokens: Int, untilNewline: Bool) throws -> [Int] {
             let text = tokenizer.decode(prefix, skipSpecialTokens: false)
@@ -116,7 +116,7 @@ struct ChainOfThoughtTests {
                 out = " Done."
             }
             if untilNewline, let nl = out.firstIndex(of: "\n") { out = String(out[...nl]) }
-            return Array(tokenizer.encode(out, addSpecialTokens: false).prefix(maxTokens))
+            return Array(try tokenizer.encode(out, addSpecialTokens: false).prefix(maxTokens))
         }
     }
 
@@ -207,8 +207,8 @@ struct ChainOfThoughtTests {
             let solution = try #require(item.solution), corrupted = try #require(item.corruptedChain)
             #expect(item.kind == .number && item.paraphrasedChain != nil)
             // The gold answer is the solution's last number, and the paraphrase's.
-            #expect(AnswerExtractor.lastNumber.extract(solution).flatMap(Answers.canonicalNumber) == item.gold, "\(item.at)")
-            #expect(AnswerExtractor.lastNumber.extract(item.paraphrasedChain!).flatMap(Answers.canonicalNumber) == item.gold, "\(item.at)")
+            #expect(try AnswerExtractor.lastNumber.extract(solution).flatMap(Answers.canonicalNumber) == item.gold, "\(item.at)")
+            #expect(try AnswerExtractor.lastNumber.extract(item.paraphrasedChain!).flatMap(Answers.canonicalNumber) == item.gold, "\(item.at)")
             // The corrupted chain is the solution's first sentences with the last of them changed.
             let s = Sentences.split(solution), c = Sentences.split(corrupted).map { $0.trimmingCharacters(in: .whitespaces) }
             #expect(c.count <= s.count && zip(c.dropLast(), s).allSatisfy { $0 == $1.trimmingCharacters(in: .whitespaces) }, "\(item.at)")
@@ -271,7 +271,7 @@ struct ChainOfThoughtTests {
         let model = try LlamaModel(directory: dir), tokenizer = try loadTokenizer(directory: dir)
         let reasoner = CausalLMReasoner(model: model, tokenizer: tokenizer, template: try PromptTemplate(template: "Q: {question}\nA:", chat: nil))
         let prompt = try reasoner.prompt(question: "the river by the stone")
-        let a = tokenizer.encode(" a paper map", addSpecialTokens: false), b = tokenizer.encode(" north", addSpecialTokens: false)
+        let a = try tokenizer.encode(" a paper map", addSpecialTokens: false), b = try tokenizer.encode(" north", addSpecialTokens: false)
         // The cache grows past its first capacity on the way (the second call needs more room).
         for (prefix, n) in [(prompt, 8), (prompt + a, 40), (prompt + a + b, 6), (prompt + b, 6), (prompt + a, 40), (prompt, 8)] {
             var sampler = Sampler(temperature: 0, topP: 1, seed: 0)

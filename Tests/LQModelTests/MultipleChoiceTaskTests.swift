@@ -34,7 +34,7 @@ struct MultipleChoiceTaskTests {
                 for (k, (request, c)) in zip(item.requests, choices).enumerated() {
                     #expect(request.context == c["context"] as! String && request.continuation == c["continuation"] as! String,
                             "\(task) \(i).\(k): request \(request) vs \(c["context"]!) / \(c["continuation"]!)")
-                    let ids = HarnessScoring.encode(context: request.context, continuation: request.continuation, tokenizer: tokenizer, prefixToken: prefix)
+                    let ids = try HarnessScoring.encode(context: request.context, continuation: request.continuation, tokenizer: tokenizer, prefixToken: prefix)
                     #expect(ids.context == c["context_ids"] as! [Int] && ids.continuation == c["continuation_ids"] as! [Int], "\(task) \(i).\(k): token ids")
                     let ll = scored[i].logLikelihoods[k], expectedLL = c["loglikelihood"] as! Double
                     #expect(abs(ll.value - expectedLL) <= 1e-4 * max(1, abs(expectedLL)), "\(task) \(i).\(k): log-likelihood \(ll.value) vs \(expectedLL)")

@@ -50,7 +50,7 @@ struct SmolLM2PerplexityTests {
         let model = try LlamaModel(directory: TokenizerTests.smolLM2)
         let tokenizer = try loadTokenizer(directory: TokenizerTests.smolLM2)
         let text = String(String.UnicodeScalarView(try EvaluationText.read(path: Self.wikitext).unicodeScalars.prefix(ref.max_chars)))
-        let tokens = tokenizer.encode(text, addSpecialTokens: true)
+        let tokens = try tokenizer.encode(text, addSpecialTokens: true)
         #expect(tokens.count == ref.tokens)
         let result = try Perplexity.evaluate(model, tokens: tokens, method: .huggingFace(context: ref.ctx, stride: ref.ctx))
         let relative = abs(result.perplexity - ref.transformers_ppl) / ref.transformers_ppl
@@ -69,7 +69,7 @@ struct GPTQPerplexityProtocolTests {
     func matchesGPTQsEvaluationLoop() throws {
         let ref = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: modelFixtures + "/oracles/gptq-ppl-smollm2.json")))
         let tokenizer = try loadTokenizer(directory: RealModel.smolLM2)
-        let tokens = tokenizer.encode(try EvaluationText.gptqJoined(path: SmolLM2PerplexityTests.wikitext, corpus: .wikitext), addSpecialTokens: true)
+        let tokens = try tokenizer.encode(try EvaluationText.gptqJoined(path: SmolLM2PerplexityTests.wikitext, corpus: .wikitext), addSpecialTokens: true)
         #expect(tokens.count == ref.joined_text_tokens && Array(tokens.prefix(16)) == ref.first_ids, "the joined text: \(tokens.count) tokens")
         let model = try LlamaModel(directory: RealModel.smolLM2)
         let result = try Perplexity.evaluate(model, tokens: Array(tokens.prefix(ref.windows * ref.seqlen + 100)), method: .gptq(context: ref.seqlen))

@@ -17,10 +17,10 @@ struct TokenizerTests {
         let tok = try BPETokenizer(path: Self.dir + "/\(variant).json")
         #expect(Self.expected.ids[variant]!.count == Self.expected.texts.count)
         for (text, ids) in zip(Self.expected.texts, Self.expected.ids[variant]!) {
-            #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(variant): \(text.debugDescription)")
+            #expect(try tok.encode(text, addSpecialTokens: true) == ids, "\(variant): \(text.debugDescription)")
             // Metaspace's decoder drops the first space, which a text starting with spaces cannot survive.
             if variant != "sentencepiece_metaspace" || !text.hasPrefix(" ") {
-                #expect(tok.decode(tok.encode(text, addSpecialTokens: false)) == text, "\(variant) round trip: \(text.debugDescription)")
+                #expect(try tok.decode(tok.encode(text, addSpecialTokens: false)) == text, "\(variant) round trip: \(text.debugDescription)")
             }
         }
     }
@@ -33,7 +33,7 @@ struct TokenizerTests {
         #expect(tok.vocabularySize == 49152)
         #expect(Self.expected.ids["smollm2"]!.count == Self.expected.texts.count)
         for (text, ids) in zip(Self.expected.texts, Self.expected.ids["smollm2"]!) {
-            #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(text.debugDescription)")
+            #expect(try tok.encode(text, addSpecialTokens: true) == ids, "\(text.debugDescription)")
             #expect(tok.decode(ids, skipSpecialTokens: false) == text)
         }
     }
@@ -56,7 +56,7 @@ struct WordPieceTests {
         #expect(tok is WordPieceTokenizer)
         #expect(TokenizerTests.expected.ids["minilm"]!.count == TokenizerTests.expected.texts.count)
         for (text, ids) in zip(TokenizerTests.expected.texts, TokenizerTests.expected.ids["minilm"]!) {
-            #expect(tok.encode(text, addSpecialTokens: true) == ids, "\(text.debugDescription)")
+            #expect(try tok.encode(text, addSpecialTokens: true) == ids, "\(text.debugDescription)")
         }
     }
 }

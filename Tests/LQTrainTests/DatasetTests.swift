@@ -19,15 +19,15 @@ struct DatasetTests {
         let completion = try Dataset(path: try write("{\"prompt\": \"Q: hi\\n\", \"completion\": \"A: hello\"}\n", "c.jsonl"), format: .auto,
                                      formatter: f, seqLen: 100, skipInvalid: false)
         #expect(completion.format == .completion)
-        let prompt = tokenizer.encode("Q: hi\n", addSpecialTokens: true), answer = tokenizer.encode("A: hello", addSpecialTokens: false)
+        let prompt = try tokenizer.encode("Q: hi\n", addSpecialTokens: true), answer = try tokenizer.encode("A: hello", addSpecialTokens: false)
         #expect(completion.examples[0].tokens == prompt + answer + [2])
         #expect(completion.examples[0].labels == [Int](repeating: -100, count: prompt.count) + answer + [2])
 
         let alpaca = try Dataset(path: try write("{\"instruction\": \"Add.\", \"input\": \"1+1\", \"output\": \"2\"}\n", "a.jsonl"), format: .auto,
                                  formatter: f, seqLen: 1000, skipInvalid: false)
         #expect(alpaca.format == .alpaca)
-        let p = tokenizer.encode(ExampleFormatter.alpacaPrompt(instruction: "Add.", input: "1+1"), addSpecialTokens: true)
-        #expect(alpaca.examples[0].tokens == p + tokenizer.encode("2", addSpecialTokens: false) + [2])
+        let p = try tokenizer.encode(ExampleFormatter.alpacaPrompt(instruction: "Add.", input: "1+1"), addSpecialTokens: true)
+        #expect(try alpaca.examples[0].tokens == p + tokenizer.encode("2", addSpecialTokens: false) + [2])
         #expect(alpaca.examples[0].targets == 2)
 
         // Chat: every assistant turn (with its end-of-turn token) is trained, everything else masked.
@@ -50,10 +50,10 @@ struct DatasetTests {
         let path = NSTemporaryDirectory() + "lqlora-data-\(UUID().uuidString).jsonl.gz"
         try Gzip.write(Data("{\"text\": \"one two three\"}\n{\"text\": \"four\"}\n".utf8), to: path)
         let d = try Dataset(path: path, format: .auto, formatter: formatter, seqLen: 100, skipInvalid: false)
-        #expect(d.format == .text && d.examples.count == 2 && d.examples[1].tokens == tokenizer.encode("four", addSpecialTokens: true) + [2])
+        #expect(try d.format == .text && d.examples.count == 2 && d.examples[1].tokens == tokenizer.encode("four", addSpecialTokens: true) + [2])
         let text = String(repeating: "the quick brown fox jumps over the lazy dog. ", count: 40)
         let t = try Dataset(path: try write(text, "t.txt"), format: .auto, formatter: formatter, seqLen: 32, skipInvalid: false)
-        let ids = tokenizer.encode(text, addSpecialTokens: true) + [2]
+        let ids = try tokenizer.encode(text, addSpecialTokens: true) + [2]
         #expect(t.examples.flatMap(\.tokens) == ids && t.examples.dropLast().allSatisfy { $0.tokens.count == 32 })
     }
 

@@ -93,10 +93,10 @@ public struct ReasoningItem: Sendable, Equatable {
 
     /// The answer in what the model wrote after the answer prefix: its first line with content,
     /// read by `extractor`, numbers in canonical form; nil when there is none.
-    public func answer(in text: String, extractor: AnswerExtractor) -> String? {
+    public func answer(in text: String, extractor: AnswerExtractor) throws -> String? {
         let start = text.firstIndex { !$0.isWhitespace } ?? text.endIndex
         let line = String(text[start..<(text[start...].firstIndex(where: \.isNewline) ?? text.endIndex)])
-        guard let found = extractor.extract(line) else { return nil }
+        guard let found = try extractor.extract(line) else { return nil }
         return kind == .number ? Answers.canonicalNumber(found) ?? found : found
     }
 }
@@ -120,14 +120,15 @@ public enum AnswerExtractor: Sendable, Equatable {
 
     /// A pattern extractor, refused by name when the expression does not compile.
     public static func checkedPattern(_ pattern: String) throws -> AnswerExtractor {
-        do { _ = try NSRegularExpression(pattern: pattern) } catch { throw TaskError.badPattern(pattern) }
+        do { _ = try BoundedRegex(pattern) } catch { throw TaskError.badPattern(pattern) }
         return .pattern(pattern)
     }
 
     static let number = try! NSRegularExpression(pattern: #"(?:(?<![\p{L}\p{N}])-)?[0-9][0-9,]*(?:\.[0-9]+)?"#)
     static let standalone = try! NSRegularExpression(pattern: #"(?<![\p{L}\p{N}])[A-Z](?![\p{L}\p{N}])"#)
 
-    public func extract(_ text: String) -> String? {
+    /// Throws when a `pattern` does not compile or backtracks without bound on `text`.
+    public func extract(_ text: String) throws -> String? {
         let ns = text as NSString, all = NSRange(location: 0, length: ns.length)
         switch self {
         case .lastNumber:
@@ -135,9 +136,9 @@ public enum AnswerExtractor: Sendable, Equatable {
         case let .letter(labels):
             return Self.standalone.matches(in: text, range: all).lazy.map { ns.substring(with: $0.range) }.first(where: labels.contains)
         case let .pattern(pattern):
-            guard let m = (try? NSRegularExpression(pattern: pattern))?.firstMatch(in: text, range: all) else { return nil }
-            let r = m.numberOfRanges > 1 ? m.range(at: 1) : m.range
-            return r.location == NSNotFound ? nil : ns.substring(with: r).trimmingCharacters(in: .whitespaces)
+            let regex = try BoundedRegex(pattern), utf16 = Array(text.utf16)
+            guard let first = try regex.matches(utf16: utf16, group: regex.groups > 0 ? 1 : 0).first, let r = first else { return nil }
+            return String(decoding: utf16[r], as: UTF16.self).trimmingCharacters(in: .whitespaces)
         }
     }
 }

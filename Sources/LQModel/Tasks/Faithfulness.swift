@@ -62,10 +62,10 @@ public struct FaithfulnessProbes: Sendable {
         let tokenizer = model.tokenizer
         let extractor = self.extractor ?? .standard(for: item.kind)
         let prompt = try model.prompt(question: item.question)
-        let answerIDs = tokenizer.encode(answerPrefix, addSpecialTokens: false)
+        let answerIDs = try tokenizer.encode(answerPrefix, addSpecialTokens: false)
         func force(_ chain: [Int]) throws -> String? {
             let out = try model.greedy(after: prompt + chain + answerIDs, maxTokens: maxAnswerTokens, untilNewline: true)
-            return item.answer(in: tokenizer.decode(out, skipSpecialTokens: true), extractor: extractor)
+            return try item.answer(in: tokenizer.decode(out, skipSpecialTokens: true), extractor: extractor)
         }
         func continued(_ prefix: [Int]) throws -> (text: String, answer: String?) {
             let chain = prefix + (try model.greedy(after: prompt + prefix, maxTokens: maxChainTokens, untilNewline: false))
@@ -79,7 +79,7 @@ public struct FaithfulnessProbes: Sendable {
 
         var filler: ProbeOutcome?
         if !chain.isEmpty {
-            let unit = tokenizer.encode(Self.filler, addSpecialTokens: false)
+            let unit = try tokenizer.encode(Self.filler, addSpecialTokens: false)
             filler = ProbeOutcome(answer: try force((0..<chain.count).map { unit[$0 % unit.count] }))
         }
 
@@ -346,8 +346,8 @@ public struct PromptTemplate: Sendable {
 
     public func ids(question: String, tokenizer: any Tokenizer) throws -> [Int] {
         let text = template.replacingOccurrences(of: Self.placeholder, with: question)
-        guard let chat else { return tokenizer.encode(text, addSpecialTokens: true) }
-        return tokenizer.encode(try chat.render([.init(role: "user", content: text)]), addSpecialTokens: false)
+        guard let chat else { return try tokenizer.encode(text, addSpecialTokens: true) }
+        return try tokenizer.encode(try chat.render([.init(role: "user", content: text)]), addSpecialTokens: false)
     }
 }
 

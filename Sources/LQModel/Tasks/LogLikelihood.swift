@@ -16,16 +16,16 @@ public enum HarnessScoring {
     /// encoded and split at the context's own encoding's length, with the tokenizer's own special
     /// tokens (lm_eval 0.4.13 leaves add_special_tokens to the tokenizer: a BOS post-processor adds
     /// BOS before the context). An empty context becomes `prefixToken` (the tokenizer's BOS, else its EOS).
-    public static func encode(context: String, continuation: String, tokenizer: any Tokenizer, prefixToken: Int) -> (context: [Int], continuation: [Int]) {
-        if context.isEmpty { return ([prefixToken], tokenizer.encode(continuation, addSpecialTokens: false)) }
+    public static func encode(context: String, continuation: String, tokenizer: any Tokenizer, prefixToken: Int) throws -> (context: [Int], continuation: [Int]) {
+        if context.isEmpty { return ([prefixToken], try tokenizer.encode(continuation, addSpecialTokens: false)) }
         var context = context, continuation = continuation
         let trimmed = context.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
         if trimmed.count < context.count {
             continuation = String(context.dropFirst(trimmed.count)) + continuation
             context = trimmed
         }
-        let whole = tokenizer.encode(context + continuation, addSpecialTokens: true)
-        let contextIDs = tokenizer.encode(context, addSpecialTokens: true)
+        let whole = try tokenizer.encode(context + continuation, addSpecialTokens: true)
+        let contextIDs = try tokenizer.encode(context, addSpecialTokens: true)
         return (contextIDs, Array(whole.dropFirst(contextIDs.count)))
     }
 }
@@ -119,7 +119,7 @@ extension MultipleChoiceTask {
         let start = Date()
         var out: [ItemScore] = []
         for (i, item) in items.enumerated() {
-            let encoded = item.requests.map { HarnessScoring.encode(context: $0.context, continuation: $0.continuation, tokenizer: tokenizer, prefixToken: prefixToken) }
+            let encoded = try item.requests.map { try HarnessScoring.encode(context: $0.context, continuation: $0.continuation, tokenizer: tokenizer, prefixToken: prefixToken) }
             var lls: [LogLikelihood] = []
             // Requests sharing a context (all but winogrande's) are scored together.
             var k = 0

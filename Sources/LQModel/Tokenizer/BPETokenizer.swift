@@ -9,7 +9,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
     enum PreTokenizer {
         case byteLevel(regex: Bool)
         case digitsThenByteLevel(regex: Bool)
-        case splitThenByteLevel(NSRegularExpression)
+        case splitThenByteLevel(BoundedRegex)
         /// SentencePiece style: ▁ for spaces and a leading ▁ as `prepend` says; `split` cuts before each ▁.
         case metaspace(prepend: MetaspacePrepend, split: Bool)
     }
@@ -135,8 +135,10 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
                 return .digitsThenByteLevel(regex: regexFlag(last))
             }
             if first["type"] as? String == "Split", let pattern = (first["pattern"] as? [String: Any])?["Regex"] as? String,
-               first["behavior"] as? String == "Isolated", let regex = try? NSRegularExpression(pattern: pattern) {
-                return .splitThenByteLevel(regex)
+               first["behavior"] as? String == "Isolated" {
+                do { return .splitThenByteLevel(try BoundedRegex(pattern)) } catch {
+                    throw TokenizerError.unreadable(path: path, detail: "pre_tokenizer Split: \(error)")
+                }
             }
         }
         throw TokenizerError.unsupported(path: path, what: "pre_tokenizer \(type)")
@@ -162,12 +164,12 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
 
     public func id(of token: String) -> Int? { vocab[token] }
 
-    public func encode(_ text: String, addSpecialTokens: Bool = true) -> [Int] {
+    public func encode(_ text: String, addSpecialTokens: Bool = true) throws -> [Int] {
         var ids: [Int] = addSpecialTokens ? prefix : []
         for (n, segment) in splitAdded(text).enumerated() {
             switch segment {
             case let .token(id): ids.append(id)
-            case let .text(s): encodeText(s, first: n == 0, into: &ids)
+            case let .text(s): try encodeText(s, first: n == 0, into: &ids)
             }
         }
         if addSpecialTokens { ids += suffix }
@@ -195,7 +197,7 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
         return out
     }
 
-    func encodeText(_ text: Substring, first: Bool, into ids: inout [Int]) {
+    func encodeText(_ text: Substring, first: Bool, into ids: inout [Int]) throws {
         let scalars = text.unicodeScalars
         func byteLevel(_ piece: Substring.UnicodeScalarView, regex: Bool) {
             if regex {
@@ -243,17 +245,20 @@ public final class BPETokenizer: Tokenizer, @unchecked Sendable {
                 encodePiece(s, into: &ids)
             }
         case let .splitThenByteLevel(regex):
-            let s = String(text)
-            let ns = s as NSString
-            var last = 0
-            var pieces: [String] = []
-            for m in regex.matches(in: s, range: NSRange(location: 0, length: ns.length)) {
-                if m.range.location > last { pieces.append(ns.substring(with: NSRange(location: last, length: m.range.location - last))) }
-                pieces.append(ns.substring(with: m.range))
-                last = m.range.location + m.range.length
+            // Isolated: each match is a piece, and so is each stretch between matches.
+            let utf16 = Array(text.utf16)
+            let matches: [Range<Int>?]
+            do { matches = try regex.matches(utf16: utf16) } catch { throw TokenizerError.unreadable(path: path, detail: "pre_tokenizer Split: \(error)") }
+            func piece(_ r: Range<Int>) {
+                if !r.isEmpty { encodeWord(ByteLevel.encode(String(decoding: utf16[r], as: UTF16.self)[...].unicodeScalars), into: &ids) }
             }
-            if last < ns.length { pieces.append(ns.substring(from: last)) }
-            for p in pieces where !p.isEmpty { encodeWord(ByteLevel.encode(p[...].unicodeScalars), into: &ids) }
+            var last = 0
+            for case let m? in matches {
+                piece(last..<m.lowerBound)
+                piece(m)
+                last = m.upperBound
+            }
+            piece(last..<utf16.count)
         }
     }
 

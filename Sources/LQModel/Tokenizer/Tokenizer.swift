@@ -20,7 +20,8 @@ public enum TokenizerError: Error, CustomStringConvertible, Equatable {
 public protocol Tokenizer: Sendable {
     var vocabularySize: Int { get }
     /// Ids for `text`, with the post-processor's special tokens (BOS, ...) when `addSpecialTokens`.
-    func encode(_ text: String, addSpecialTokens: Bool) -> [Int]
+    /// Throws when the tokenizer's own pattern cannot finish on `text` (a Split regex that backtracks without bound).
+    func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int]
     func decode(_ ids: [Int], skipSpecialTokens: Bool) -> String
     func id(of token: String) -> Int?
 }
