@@ -17,12 +17,13 @@ struct ModelOptions: ParsableArguments {
 
     @OptionGroup var deviceOptions: DeviceOptions
 
-    /// projections: .asStored for generation (16-bit projections decode through the 16-bit GEMV).
+    /// projections: .asStored for generation (16-bit projections decode through the 16-bit GEMV, and
+    /// so does an adapter, from IEEE-half copies).
     func load(projections: LlamaModel.ProjectionStorage = .widened) throws -> (LlamaModel, any Tokenizer) {
         threadOptions.configure()
         try deviceOptions.activate()
         let m = try LlamaModel(directory: model, projections: projections)
-        if let adapter { try m.loadAdapter(directory: adapter) }
+        if let adapter { try m.loadAdapter(directory: adapter, halfCopiesForDecoding: projections == .asStored) }
         if let gpu = CUDABackend.active {
             do {
                 try m.moveForwardPass(to: gpu)

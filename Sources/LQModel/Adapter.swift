@@ -52,8 +52,10 @@ public struct AdapterConfig: Sendable, Equatable {
 extension LlamaModel {
     /// Attaches a PEFT LoRA adapter (adapter_config.json + adapter_model.safetensors) to the
     /// matching linears; every adapted module must have both matrices with the right shapes.
+    /// `halfCopiesForDecoding`: decoding reads the adapter in IEEE half (generation; see
+    /// `LoRALinear.keepHalfCopiesForDecoding`), everything else in fp32.
     @discardableResult
-    public func loadAdapter(directory: String) throws -> AdapterConfig {
+    public func loadAdapter(directory: String, halfCopiesForDecoding: Bool = false) throws -> AdapterConfig {
         let config = try AdapterConfig(directory: directory)
         let file = try SafeTensorsFile(path: directory + "/adapter_model.safetensors")
         sources.append(directory)
@@ -72,7 +74,9 @@ extension LlamaModel {
                 guard b.shape == [linear.outFeatures, config.rank] else {
                     throw ModelError.badShape(path: file.path, tensor: bKey, expected: [linear.outFeatures, config.rank], actual: b.shape)
                 }
-                layer[p] = LoRALinear(base: Self.withoutAdapter(linear), a: a, b: b, scale: config.scale)
+                let adapted = LoRALinear(base: Self.withoutAdapter(linear), a: a, b: b, scale: config.scale)
+                if halfCopiesForDecoding { adapted.keepHalfCopiesForDecoding() }
+                layer[p] = adapted
                 attached += 1
             }
         }

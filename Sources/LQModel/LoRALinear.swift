@@ -1,3 +1,4 @@
+import CKernels
 import LQTensor
 
 /// A LoRA adapter around any linear operator, as PEFT computes it:
@@ -11,6 +12,8 @@ public final class LoRALinear: LinearOperator, @unchecked Sendable {
     public let scale: Float
     /// Dropout probability on the adapter's input while training (PEFT's lora_dropout).
     public var dropout: Float = 0
+    /// IEEE-half copies of A and B that decoding reads instead of the fp32 ones (`keepHalfCopiesForDecoding`).
+    public private(set) var decodingCopies: (a: HalfMatrix, b: HalfMatrix)?
 
     public init(base: any LinearOperator, a: Tensor, b: Tensor, scale: Float) {
         Self.checkShapes(a: a, b: b, base: base)
@@ -38,12 +41,34 @@ public final class LoRALinear: LinearOperator, @unchecked Sendable {
         b = newB
     }
 
+    /// Decoding (one row at a time) reads IEEE-half copies of A and B from now on: half the bytes of
+    /// fp32, for a rank-64 adapter on a small model as many bytes as its quantized base. Each value
+    /// is within 2^-11 of its fp32 one, relatively; products widen them exactly. Batched products
+    /// and training keep the fp32 matrices. An adapter holding a value past half's range (65,504)
+    /// keeps decoding in fp32.
+    public func keepHalfCopiesForDecoding() {
+        func half(_ t: Tensor) -> HalfMatrix? {
+            guard (0..<t.count).allSatisfy({ abs(t.pointer[$0]) <= 65_504 }) else { return nil }
+            let storage = TensorStorage(byteCount: t.count * 2, zeroed: false)
+            lq_f32_to_f16(t.pointer, storage.base.assumingMemoryBound(to: UInt16.self), t.count)
+            return HalfMatrix(kind: .f16, rows: t.shape[0], cols: t.shape[1], storage: storage)
+        }
+        if let a16 = half(a), let b16 = half(b) { decodingCopies = (a16, b16) }
+    }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let y = base(x)
         if x.shape[0] == 1 {  // decoding: two small matrix-vector products, not sgemm with M = 1
             let ax = Tensor(uninitialized: [1, rank])
-            gemv(a.matrix, x: x.pointer, y: ax.pointer)
-            gemv(b.matrix, x: ax.pointer, y: y.pointer, alpha: scale, beta: 1)
+            if let (a16, b16) = decodingCopies {
+                let bax = Tensor(uninitialized: [1, outFeatures])
+                a16.gemv(x.pointer, ax.pointer)
+                b16.gemv(ax.pointer, bax.pointer)
+                for j in 0..<outFeatures { y.pointer[j] += scale * bax.pointer[j] }
+            } else {
+                gemv(a.matrix, x: x.pointer, y: ax.pointer)
+                gemv(b.matrix, x: ax.pointer, y: y.pointer, alpha: scale, beta: 1)
+            }
         } else {
             let ax = matmul(x, a, transposeB: true)  // [n, r]
             gemm(ax.matrix, b.matrix, transposeB: true, into: y.matrix, alpha: scale, beta: 1)

@@ -170,3 +170,27 @@ struct FisherTests {
         }
     }
 }
+
+/// Generation reads an adapter from IEEE-half copies (`loadAdapter(halfCopiesForDecoding:)`): the
+/// prompt's batched pass is the fp32 one exactly; decoding steps stay within half's rounding of it.
+struct HalfAdapterDecodingTests {
+    @Test func halfCopiesChangeDecodingByHalfsRoundingOnly() throws {
+        let exact = try LlamaModel(directory: trainFixtures + "/tiny"), half = try LlamaModel(directory: trainFixtures + "/tiny")
+        try exact.loadAdapter(directory: trainFixtures + "/tiny/adapter")
+        try half.loadAdapter(directory: trainFixtures + "/tiny/adapter", halfCopiesForDecoding: true)
+        let adapted = half.layers.flatMap { layer in layer.linears.compactMap { $0.1 as? LoRALinear } }
+        #expect(!adapted.isEmpty && adapted.allSatisfy { $0.decodingCopies != nil })
+        let (tokens, _, _) = try fixtureBatch()
+        let prompt = [Array(tokens[0].prefix(8))]
+        let a = KVCache(config: exact.config, batch: 1, capacity: 64), b = KVCache(config: half.config, batch: 1, capacity: 64)
+        #expect(exact.forward(prompt, cache: a).array == half.forward(prompt, cache: b).array)
+        var worst: Float = 0, largest: Float = 0
+        for t in 8..<tokens[0].count {
+            let x = exact.forward([[tokens[0][t]]], cache: a).array, y = half.forward([[tokens[0][t]]], cache: b).array
+            worst = max(worst, zip(x, y).map { abs($0 - $1) }.max()!)
+            largest = max(largest, x.map(abs).max()!)
+        }
+        print("half adapter decoding: max |Δlogit| \(worst) of max |logit| \(largest)")
+        #expect(worst > 0 && worst <= 5e-4 * largest)
+    }
+}
