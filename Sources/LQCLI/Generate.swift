@@ -17,6 +17,9 @@ struct SamplingOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Random seed for sampling.")
     var seed: UInt64 = 0
 
+    @Flag(help: "Keep generating past end-of-sequence tokens, to --max-tokens (as llama.cpp's --ignore-eos: for benchmarks).")
+    var ignoreEos = false
+
     func validate() throws {
         guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
         guard temperature >= 0, temperature.isFinite, topP > 0, topP <= 1 else { throw ValidationError("--temperature must be finite and ≥ 0, and --top-p in (0, 1]") }
@@ -28,7 +31,7 @@ struct SamplingOptions: ParsableArguments {
         Parallel.spinMicroseconds = 100  // decoding: ~200 small parallel products per token
         var sampler = Sampler(temperature: temperature, topP: topP, seed: seed)
         var printed = ""
-        let stops = Generation.stopTokens(model: model, tokenizer: tokenizer, chat: chat)
+        let stops = ignoreEos ? [] : Generation.stopTokens(model: model, tokenizer: tokenizer, chat: chat)
         let result = try Generation.generate(model, prompt: ids, maxTokens: maxTokens, sampler: &sampler, stops: stops) { generated in
             // Print whatever new text is complete (a token can end mid-character).
             let decoded = tokenizer.decode(generated, skipSpecialTokens: true)

@@ -15,3 +15,25 @@ struct GenerateCommandTests {
         }
     }
 }
+
+/// `--ignore-eos`: with the model's eos set to the token it picks first, generation stops at once;
+/// with the flag it runs to --max-tokens (as llama.cpp's --ignore-eos, for benchmarks).
+struct IgnoreEOSTests {
+    @Test(builtBinary)
+    func generationRunsPastTheEndOfSequenceToken() throws {
+        let dir = NSTemporaryDirectory() + "lqlora-eos-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: CLI.model, toPath: dir)
+        let first = try CLI.succeed(["generate", "--model", dir, "--prompt", "the river", "--max-tokens", "1"]).trimmingCharacters(in: .newlines)
+        let id = Int(try CLI.succeed(["tokenize", "--model", dir, "--text", first, "--no-special-tokens"]).split(separator: " ")[0]
+                     .trimmingCharacters(in: .whitespacesAndNewlines))!
+        var config = try CLI.jsonFile(dir + "/config.json")
+        config["eos_token_id"] = id
+        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        try? FileManager.default.removeItem(atPath: dir + "/generation_config.json")
+        let stopped = try CLI.run(["generate", "--model", dir, "--prompt", "the river", "--max-tokens", "12"])
+        let ignored = try CLI.run(["generate", "--model", dir, "--prompt", "the river", "--max-tokens", "12", "--ignore-eos"])
+        #expect(stopped.status == 0 && (stopped.stderr.contains(", 1 new tokens") || stopped.stderr.contains(", 0 new tokens")), "\(stopped.stderr)")
+        #expect(ignored.status == 0 && ignored.stderr.contains(", 12 new tokens"), "\(ignored.stderr)")
+    }
+}
