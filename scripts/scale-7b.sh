@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's 7B-scale figures: time and memory of lqlora on a checkpoint shaped like Llama-2-7B
-# (scripts/make-synthetic-llama.py: random bf16 weights with a decaying spectrum, 13.9 GB in three
+# (scripts/make-synthetic-llama.py: random bf16 weights with a decaying spectrum, 13.8 GB in three
 # shards; made once in $SCALE_DIR, not committed):
 #   quantize --method nf4                          the whole model, a matrix at a time
 #   quantize --method lq-lora --targets <layers 0-1> the full 432-configuration error table and the

@@ -2,7 +2,7 @@
 # scripts that check our GGUF files against llama.cpp itself. Never part of `swift test`.
 # Source it from the repository root; then `llama_cpp_build` leaves, under build/llama.cpp:
 #   src/              the vendored llama.cpp (convert_hf_to_gguf.py, convert_lora_to_gguf.py, gguf-py, ggml)
-#   cmake/bin/llama-perplexity, llama-quantize, llama-logits (scripts/lib/llama-logits.cpp), lib*.so
+#   cmake/bin/llama-perplexity, llama-quantize, llama-bench, llama-logits (scripts/lib/llama-logits.cpp), lib*.so
 #   ($LLAMA_CPP_BIN)
 # LLAMA_CPP_PYTHON_VERSION picks the sdist (default below); a build is reused while its stamp matches.
 LLAMA_CPP_PYTHON_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
@@ -35,7 +35,8 @@ llama_cpp_cmake() {
 
 llama_cpp_build() {
   llama_cpp_source
-  local stamp="$LLAMA_CPP_BIN/.built-$LLAMA_CPP_PYTHON_VERSION-$(sha256sum scripts/lib/llama-logits.cpp | cut -c1-12)"
+  local targets="llama-perplexity llama-quantize llama-bench"
+  local stamp="$LLAMA_CPP_BIN/.built-$LLAMA_CPP_PYTHON_VERSION-$({ echo "$targets"; cat scripts/lib/llama-logits.cpp; } | sha256sum | cut -c1-12)"
   [ -f "$stamp" ] && return 0
   local cmake; cmake=$(llama_cpp_cmake)
   local jobs=${LLAMA_CPP_JOBS:-$(nproc)}
@@ -44,7 +45,7 @@ llama_cpp_build() {
   "$cmake" -S "$LLAMA_CPP_DIR/src" -B "$LLAMA_CPP_DIR/cmake" -DCMAKE_BUILD_TYPE=Release -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DGGML_OPENMP=OFF \
     -DBUILD_SHARED_LIBS=ON >/dev/null
-  "$cmake" --build "$LLAMA_CPP_DIR/cmake" -j "$jobs" --target llama-perplexity llama-quantize
+  "$cmake" --build "$LLAMA_CPP_DIR/cmake" -j "$jobs" --target $targets
   local src="$LLAMA_CPP_DIR/src"
   g++ -O2 -std=c++17 scripts/lib/llama-logits.cpp -I"$src/include" -I"$src/ggml/include" \
     -L"$LLAMA_CPP_BIN" -lllama -lggml -lggml-base -Wl,-rpath,"$PWD/$LLAMA_CPP_BIN" -o "$LLAMA_CPP_BIN/llama-logits"
