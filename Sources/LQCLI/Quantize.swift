@@ -209,7 +209,9 @@ struct Quantize: ParsableCommand {
         var committed = false
         defer { if !committed { staged.abandon() } }
 
-        var quantized: [String: QuantizedWeight] = [:]
+        // Each weight's output waits in a scratch file, not in memory (a 7B model's would be 3.5 GB).
+        let spill = try SpillFile(directory: staged.staging)
+        var parts: [String: QuantizedCheckpoint.Parts] = [:]
         var rows: [[String: Any]] = []
         var totalBits = 0.0, totalParams = 0
         let progress = Progress(total: selected.count, label: "quantize")
@@ -218,7 +220,7 @@ struct Quantize: ParsableCommand {
             let w = try file.floatTensor(entry)
             let q = try Quantizer.quantize(w, config: config, name: name)
             let relError = q.relativeError(to: w)
-            quantized[name] = QuantizedWeight(q, original: entry.dtype)
+            parts[name] = try QuantizedCheckpoint.Parts(QuantizedWeight(q, original: entry.dtype), name: name, spill: spill)
             totalBits += config.bitsPerParameter * Double(q.count)
             totalParams += q.count
             rows.append(["name": name, "shape": [q.rows, q.cols], "config": try JSONTree.encode(ConfigReport(config)),
@@ -226,7 +228,8 @@ struct Quantize: ParsableCommand {
             progress.update(i + 1, detail: "\(name) rel_error \(String(format: "%.4f", relError))")
         }
 
-        try QuantizedCheckpoint.write(from: checkpoint, quantized: quantized, modelConfig: modelConfig, to: staged.staging)
+        try QuantizedCheckpoint.write(from: checkpoint, parts: parts, modelConfig: modelConfig, to: staged.staging)
+        spill.remove()
         let seconds = Timing.now() - start
         try ModelFiles.writeJSON(["method": config.name, "average_bits": totalParams > 0 ? totalBits / Double(totalParams) : 0,
                                   "parameters_quantized": totalParams, "seconds": seconds, "matrices": rows],

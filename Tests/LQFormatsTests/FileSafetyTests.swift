@@ -1,5 +1,6 @@
 import Foundation
 import LQFormats
+import LQTensor
 import Testing
 
 /// The file-system pieces every writer shares: plain-word errors, the output lock, directory swaps.
@@ -53,5 +54,27 @@ struct FileSafetyTests {
         try fm.createDirectory(atPath: dir + "/staged", withIntermediateDirectories: true)
         try AtomicDirectory.replace(dir + "/fresh", with: dir + "/staged")
         #expect(try fm.contentsOfDirectory(atPath: dir).sorted() == ["fresh", "old"])
+    }
+}
+
+/// Tensors spilled to a scratch file while a checkpoint is assembled come back byte for byte: the
+/// file written from them equals the one written from the tensors in memory, and removing the
+/// spill leaves nothing behind.
+struct SpillFileTests {
+    @Test func spilledTensorsWriteTheSameFile() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let codes = (0..<5_000).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+        let floats = Tensor(shape: [50, 20], values: (0..<1_000).map { Float($0) * 0.25 - 7 })
+        let tensors = [PendingTensor(name: "w", dtype: .u8, shape: [5_000], bytes: codes), PendingTensor(name: "s", tensor: floats),
+                       PendingTensor(name: "tiny", dtype: .u8, shape: [3], bytes: [1, 2, 3])]
+        try SafeTensorsWriter.write(tensors, to: dir.file("memory.safetensors"))
+        let spill = try SpillFile(directory: dir.path, threshold: 16)
+        let spilled = try tensors.map { try spill.spilled($0) }
+        try SafeTensorsWriter.write(spilled, to: dir.file("spilled.safetensors"))
+        #expect(FileManager.default.fileExists(atPath: spill.path))
+        spill.remove()
+        #expect(try Data(contentsOf: URL(fileURLWithPath: dir.file("memory.safetensors"))) == Data(contentsOf: URL(fileURLWithPath: dir.file("spilled.safetensors"))))
+        #expect(dir.contents() == ["memory.safetensors", "spilled.safetensors"])
     }
 }
