@@ -2,41 +2,26 @@ import CKernels
 import LQTensor
 
 extension UniformQuantization {
-    /// The kernels' view of this matrix (sequential groups only), for the duration of `body`.
+    /// The kernels' view of this matrix, for the duration of `body`: the g_idx only after act-order
+    /// (sequential groups take the SIMD paths).
     func withKernelView<R>(_ body: (UnsafePointer<lq_uniform>) -> R) -> R {
         codes.withUnsafeBufferPointer { q in
             scales.withUnsafeBufferPointer { s in
                 zeros.withUnsafeBufferPointer { z in
-                    var m = lq_uniform(codes: q.baseAddress, scales: s.baseAddress, zeros: z.baseAddress, rows: Int64(rows), cols: Int64(cols),
-                                       group: Int64(groupSize))
-                    return body(&m)
+                    groupIndex.withUnsafeBufferPointer { g in
+                        var m = lq_uniform(codes: q.baseAddress, scales: s.baseAddress, zeros: z.baseAddress, rows: Int64(rows), cols: Int64(cols),
+                                           group: Int64(groupSize), g_idx: sequentialGroups ? nil : g.baseAddress)
+                        return body(&m)
+                    }
                 }
             }
         }
     }
 
     /// Rows `range` of the dequantized weight into `out` [range.count, cols], row-major: the C
-    /// kernels (bit-equal to their scalar reference) for sequential groups, a lookup per column after act-order.
+    /// kernels, bit-equal to their scalar reference (which alone reads act-order's g_idx).
     public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
-        if sequentialGroups {
-            withKernelView { lq_uniform_dequantize($0, Int64(range.lowerBound), Int64(range.upperBound), out) }
-            return
-        }
-        codes.withUnsafeBufferPointer { codes in
-            scales.withUnsafeBufferPointer { scales in
-                zeros.withUnsafeBufferPointer { zeros in
-                    groupIndex.withUnsafeBufferPointer { gIdx in
-                        for r in range {
-                            let src = codes.baseAddress! + r * cols, dst = out + (r - range.lowerBound) * cols
-                            for c in 0..<cols {
-                                let g = Int(gIdx[c]) * rows + r
-                                dst[c] = scales[g] * (Float(src[c]) - zeros[g])
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        withKernelView { lq_uniform_dequantize($0, Int64(range.lowerBound), Int64(range.upperBound), out) }
     }
 
     /// The whole dequantized weight [rows, cols] (tests, merging, exports: one matrix at a time).
