@@ -1,7 +1,7 @@
 import CKernels
 import LQTensor
 
-extension UniformQuantization {
+extension UniformQuantization: DeviceResident {
     /// The kernels' view of this matrix, for the duration of `body`: the g_idx only after act-order
     /// (sequential groups take the SIMD paths).
     func withKernelView<R>(_ body: (UnsafePointer<lq_uniform>) -> R) -> R {
@@ -18,6 +18,12 @@ extension UniformQuantization {
         }
     }
 
+    func upload(to gpu: CUDABackend) -> (OpaquePointer?, String?) { withKernelView { gpu.upload($0) } }
+
+    var deviceName: String {
+        "a \(rows)x\(cols) \(quantizer.bits)-bit uniform matrix (groups of \(groupSize)\(sequentialGroups ? "" : ", act-order"))"
+    }
+
     /// Rows `range` of the dequantized weight into `out` [range.count, cols], row-major: the C
     /// kernels, bit-equal to their scalar reference (which alone reads act-order's g_idx).
     public func dequantize(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
@@ -31,13 +37,18 @@ extension UniformQuantization {
         return out
     }
 
-    /// X · Wᵀ for X [n, cols] → [n, rows]: up to RowPanels.gemvRowLimit rows through the fused GEMV
-    /// (decoding; rows of W split over threads, each row summed the same way whatever the split),
-    /// more by dequantizing cache-sized panels of W feeding sgemm.
-    public func matmul(_ x: Tensor) -> Tensor {
+    /// X · Wᵀ for X [n, cols] → [n, rows]: on `gpu` when given (default: the process's active
+    /// backend) and the matrix is there; else up to RowPanels.gemvRowLimit rows through the fused
+    /// GEMV (decoding; rows of W split over threads, each row summed the same way whatever the
+    /// split), more (or any after act-order) by dequantizing cache-sized panels of W feeding sgemm.
+    public func matmul(_ x: Tensor, gpu: CUDABackend? = CUDABackend.active) -> Tensor {
         precondition(x.rank == 2 && x.shape[1] == cols, "matmul: x \(x.shape) against W [\(rows), \(cols)]")
-        let out = Tensor(uninitialized: [x.shape[0], rows])
-        if x.shape[0] <= RowPanels.gemvRowLimit && sequentialGroups {
+        let n = x.shape[0]
+        let out = Tensor(uninitialized: [n, rows])
+        if n > 0, let gpu, onDevice(gpu, { m in gpu.matmul(m, x: x.pointer, rows: n, transposed: false, beta: 0, y: out.pointer) }) {
+            return out
+        }
+        if n <= RowPanels.gemvRowLimit && sequentialGroups {
             withKernelView { m in
                 for i in 0..<x.shape[0] {
                     let xi = x.pointer + i * cols, yi = out.pointer + i * rows
@@ -50,9 +61,13 @@ extension UniformQuantization {
         return out
     }
 
-    /// dX += dY · W for dY [n, rows] and dX [n, cols].
-    public func accumulateTransposedProduct(_ dy: Tensor, into dx: Tensor) {
+    /// dX += dY · W for dY [n, rows] and dX [n, cols] (on `gpu` as for matmul).
+    public func accumulateTransposedProduct(_ dy: Tensor, into dx: Tensor, gpu: CUDABackend? = CUDABackend.active) {
         precondition(dy.rank == 2 && dy.shape[1] == rows && dx.shape == [dy.shape[0], cols], "dY \(dy.shape) · W [\(rows), \(cols)] into \(dx.shape)")
+        let n = dy.shape[0]
+        if n > 0, let gpu, onDevice(gpu, { m in gpu.matmul(m, x: dy.pointer, rows: n, transposed: true, beta: 1, y: dx.pointer) }) {
+            return
+        }
         RowPanels.accumulateTransposedProduct(dy, into: dx, rows: rows, cols: cols) { range, panel in self.dequantize(rows: range, into: panel) }
     }
 
