@@ -175,4 +175,59 @@ struct GPTQCommandTests {
         for (out, name) in zip(outs, ["a", "b"]) { _ = try CLI.succeed(["export", "--model", out, "--out", dir.file(name + ".gguf"), "--type", "f32"]) }
         #expect(FileManager.default.contents(atPath: dir.file("a.gguf")) == FileManager.default.contents(atPath: dir.file("b.gguf")))
     }
+
+    /// `merge --requantize` is quantize's own code on the merged model: on a GPTQ base with PEFT's
+    /// adapter it writes exactly what `merge --dtype f32` then `quantize --method M` write (every
+    /// tensor byte for byte, the same quantization_config), in either layout.
+    @Test(builtBinary, arguments: [("rtn", "gptq"), ("gptq", "lqlora")])
+    func mergeRequantizeIsMergeThenQuantize(method: String, format: String) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let base = dir.file("base"), dense = dir.file("dense"), twoStep = dir.file("two-step"), oneStep = dir.file("one-step")
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", base, "--method", "rtn", "--bits", "4", "--group-size", "32"])
+        var args = ["--bits", "3", "--group-size", "32", "--asym", "--format", format]
+        if method == "gptq" { args += ["--act-order", "--calib", CLI.text("sample.txt"), "--samples", "4", "--seq-len", "32", "--seed", "3"] }
+        _ = try CLI.succeed(["merge", "--model", base, "--adapter", CLI.adapter, "--out", dense, "--dtype", "f32"])
+        _ = try CLI.succeed(["quantize", "--model", dense, "--out", twoStep, "--method", method] + args)
+        let printed = try CLI.succeed(["merge", "--model", base, "--adapter", CLI.adapter, "--out", oneStep, "--dtype", "f32", "--requantize", method] + args)
+        #expect(printed.contains("merged 14 adapted weights") && printed.contains("\(method): 14 matrices to 3 bits"), "\(printed)")
+        let (a, b) = (try Checkpoint(path: twoStep), try Checkpoint(path: oneStep))
+        #expect(a.tensorNames.sorted() == b.tensorNames.sorted())
+        for name in a.tensorNames {
+            let (fa, ea) = try a.locate(name), (fb, eb) = try b.locate(name)
+            #expect(ea.dtype == eb.dtype && ea.shape == eb.shape && Array(fa.bytes(of: ea)) == Array(fb.bytes(of: eb)), "\(name) differs")
+        }
+        for file in ["config.json", "quantize_config.json"] {
+            #expect(FileManager.default.contents(atPath: twoStep + "/" + file) == FileManager.default.contents(atPath: oneStep + "/" + file), "\(file) differs")
+        }
+        let report = try CLI.jsonFile(oneStep + "/quant_report.json")
+        #expect(report["method"] as? String == method && (report["matrices"] as! [[String: Any]]).count == 14)
+        #expect(FileManager.default.fileExists(atPath: oneStep + "/quantize_config.json") == (format == "gptq"))
+        // The requantized model is the merged one quantized, not the base: eval reads it.
+        let eval = try CLI.json(try CLI.succeed(["eval", "--model", oneStep, "--data", CLI.text("sample.txt"), "--ctx", "32", "--json"]))
+        #expect((eval["perplexity"] as! Double).isFinite)
+    }
+
+    @Test(builtBinary)
+    func mergeRequantizeRefusesOptionsByNameWithNothingWritten() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let base = dir.file("base")
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", base, "--method", "rtn", "--bits", "4", "--group-size", "32"])
+        let out = dir.file("never")
+        let cases: [([String], String)] = [
+            (["--bits", "4"], "--bits applies only with --requantize gptq|rtn"),
+            (["--format", "lqlora"], "--format applies only with --requantize gptq|rtn"),
+            (["--requantize", "rtn", "--calib", CLI.text("sample.txt")], "--calib does not apply to --requantize rtn"),
+            (["--requantize", "gptq"], "--requantize gptq needs --calib"),
+            (["--requantize", "rtn", "--bits", "5"], "--bits must be 2, 3, 4 or 8"),
+            (["--requantize", "rtn", "--group-size", "128"], "--group-size 128 is wider than"),
+            (["--requantize", "gptq", "--group-size", "32", "--calib", CLI.text("sample.txt"), "--seq-len", "100000"], "fewer than one calibration window"),
+        ]
+        for (args, message) in cases {
+            let r = try CLI.run(["merge", "--model", base, "--adapter", CLI.adapter, "--out", out] + args)
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
+            #expect(dir.contents() == ["base"], "\(args) left \(dir.contents())")
+        }
+    }
 }
