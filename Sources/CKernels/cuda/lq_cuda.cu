@@ -188,6 +188,27 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 constexpr int kGemvWarps = 4;  // rows per thread block
 
+/// acc[n] += s · Σ_j w[j]·x[n, c0 + j] for the N rows of x (a row every `cols` floats; x + c0
+/// 16-byte aligned): one lane's step of the fused GEMVs.
+template <int N>
+__device__ __forceinline__ void accumulate8(const float w[8], float s, const float *__restrict__ x, int64_t cols, int64_t c0, float acc[N]) {
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        const float4 *xv = reinterpret_cast<const float4 *>(x + n * cols + c0);
+        const float4 a = __ldg(xv), b = __ldg(xv + 1);
+        const float dot = w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
+        acc[n] += dot * s;
+    }
+}
+
+/// y[n, r] = the warp's sum of acc[n] for n < count (a row of y every `rows` floats), written by lane 0.
+__device__ __forceinline__ void store_row_sums(const float *acc, int count, int lane, float *__restrict__ y, int64_t rows, int64_t r) {
+    for (int n = 0; n < count; n++) {
+        const float total = warp_sum(acc[n]);
+        if (lane == 0) y[n * rows + r] = total;
+    }
+}
+
 /// Y[n, rows] = X[n, cols] · Wᵀ: one warp per row of W; each lane decodes 8 codes at a time in
 /// registers and applies them to the N rows of x. Needs cols % 8 == 0, block_size % 8 == 0 and a
 /// 16-byte aligned x.
@@ -210,19 +231,9 @@ __global__ void gemv8(QView q, int64_t rows, int64_t cols, const float *__restri
         float w[8];
 #pragma unroll
         for (int j = 0; j < 8; j++) w[j] = cb[code[j]];
-#pragma unroll
-        for (int n = 0; n < N; n++) {
-            const float4 *xv = reinterpret_cast<const float4 *>(x + n * cols + c * 8);
-            const float4 a = __ldg(xv), b = __ldg(xv + 1);
-            const float dot = w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
-            acc[n] += dot * s;
-        }
+        accumulate8<N>(w, s, x, cols, c * 8, acc);
     }
-#pragma unroll
-    for (int n = 0; n < N; n++) {
-        const float total = warp_sum(acc[n]);
-        if (lane == 0) y[n * rows + r] = total;
-    }
+    store_row_sums(acc, N, lane, y, rows, r);
 }
 
 /// Any layout: one warp per row, one value per lane step.
@@ -238,10 +249,7 @@ __global__ void gemv_any(QView q, int64_t rows, int64_t cols, int n_rows, const 
         const float w = cb[lq_code_at(q.codes, q.bits, i)] * block_scale(q, divide(i, q.block_size, q.block_shift));
         for (int n = 0; n < n_rows; n++) acc[n] += w * x[n * cols + c];
     }
-    for (int n = 0; n < n_rows; n++) {
-        const float total = warp_sum(acc[n]);
-        if (lane == 0) y[n * rows + r] = total;
-    }
+    store_row_sums(acc, n_rows, lane, y, rows, r);
 }
 
 // ---- Uniform integers (lq_uniform.h): one byte per code, fp32 scales and zero points [groups, rows] ----
@@ -332,19 +340,9 @@ __global__ void uniform_gemv8(UView u, const float *__restrict__ x, float *__res
 #pragma unroll
             for (int j = 0; j < 8; j++) w[j] = (float)code[j] - z;
         }
-#pragma unroll
-        for (int n = 0; n < N; n++) {
-            const float4 *xv = reinterpret_cast<const float4 *>(x + n * u.cols + c0);
-            const float4 a = __ldg(xv), b = __ldg(xv + 1);
-            const float dot = w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
-            acc[n] += dot * s;
-        }
+        accumulate8<N>(w, s, x, u.cols, c0, acc);
     }
-#pragma unroll
-    for (int n = 0; n < N; n++) {
-        const float total = warp_sum(acc[n]);
-        if (lane == 0) y[n * u.rows + r] = total;
-    }
+    store_row_sums(acc, N, lane, y, u.rows, r);
 }
 
 /// Any shape, alignment or g_idx: one warp per row, one column per lane step.
@@ -359,10 +357,7 @@ __global__ void uniform_gemv_any(UView u, int n_rows, const float *__restrict__ 
         const float w = lq_uniform_value(__ldg(row + c), __ldg(u.scales + g), __ldg(u.zeros + g));
         for (int n = 0; n < n_rows; n++) acc[n] += w * x[n * u.cols + c];
     }
-    for (int n = 0; n < n_rows; n++) {
-        const float total = warp_sum(acc[n]);
-        if (lane == 0) y[n * u.rows + r] = total;
-    }
+    store_row_sums(acc, n_rows, lane, y, u.rows, r);
 }
 
 /// Calls launch(std::integral_constant<int, n>{}) for 1 ≤ n ≤ LQ_CUDA_GEMV_MAX_ROWS (the caller checked n):
