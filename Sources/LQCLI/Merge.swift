@@ -12,11 +12,11 @@ struct Merge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fold a PEFT LoRA adapter into a dense copy of its base model, or quantize the merged model again.",
         discussion: """
-        A quantized base (NormalFloat, LQ-LoRA, GPTQ) merges into its dequantized weights, dequant(W) + s·B·A: the model
-        the adapter was trained on. --requantize gptq|rtn quantizes the merged projections again, with quantize's options
-        and code (GPTQ calibrates on --calib through the merged model), and writes a GPTQ checkpoint (--format gptq, or
-        lqlora); the other tensors are written as --dtype says. It equals `merge --dtype f32` followed by
-        `quantize --method gptq|rtn` with the same options on that output.
+        A quantized base (NormalFloat, LQ-LoRA, GPTQ) merges into its dequantized weights, dequant(W) + s·B·A: the model \
+        the adapter was trained on. --requantize gptq|rtn quantizes the merged projections again, with quantize's options \
+        and code (GPTQ calibrates on --calib through the merged model), and writes a GPTQ checkpoint (--format gptq, or \
+        lqlora); the other tensors as without it (copied as stored; other dequantized or adapted weights at --dtype). \
+        It writes what `merge --dtype f32` followed by `quantize --method gptq|rtn` with the same options writes.
         """)
 
     @Option(help: "The base model directory (dense or quantized).")
@@ -27,7 +27,7 @@ struct Merge: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
-    @Option(help: "bf16, f16 or f32 for the written weights (with --requantize, those not quantized).")
+    @Option(help: "bf16, f16 or f32 for the dequantized or adapted weights written (with --requantize, those it does not quantize).")
     var dtype = "bf16"
 
     @Option(help: "Quantize the merged projections again: gptq (calibrated on --calib) or rtn (round to nearest), with the options below.")
