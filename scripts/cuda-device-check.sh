@@ -7,10 +7,12 @@
 #   2. build liblqlora_cuda.so and cuda-check with that nvcc (scripts/build-cuda.sh); if that fails,
 #      the bundle's prebuilt copies stand in so that the rest still gives a verdict
 #   3. compute-sanitizer --tool memcheck, then --tool racecheck, over cuda-check --quick
-#   4. cuda-check: every kernel against the CPU scalar reference (see Tests/cuda/cuda_check.c)
+#   4. cuda-check: every kernel (NormalFloat and GPTQ's uniform integers) against the CPU scalar
+#      reference (see Tests/cuda/cuda_check.c)
 #   5. the benchmark (cuda-check --bench-only): each figure beside the device's copy bandwidth
 #   6. with build/gpu-bundle.tar.xz carried over (scripts/make-gpu-bundle.sh): `lqlora` eval, greedy
-#      generate and a short finetune on --device cpu and cuda (scripts/lib/device-e2e.sh), compared
+#      generate and a short finetune on NF4/NF3 and GPTQ/RTN models, --device cpu and cuda
+#      (scripts/lib/device-e2e.sh), compared
 #      by scripts/device-judge.py: perplexity within 1e-5 relative, text identical, losses within 1e-5
 # Usage: scripts/cuda-device-check.sh [OUTDIR]   (default build/cuda/device-check)
 # Writes OUTDIR/cuda-device-check.log (everything it prints) and OUTDIR/cuda-device-check.json (every

@@ -2,7 +2,7 @@
 # Packs what the GPU machine's check needs and cannot build itself (it has no Swift) into
 # build/gpu-bundle.tar.xz (about 30 MB): the release `lqlora` with the shared libraries it loads
 # beyond the C library (Swift runtime, Foundation, OpenBLAS, LAPACKE, gfortran), a tiny random Llama
-# in NF4 and NF3, a text, and liblqlora_cuda.so + cuda-check built here (used there only if its own
+# in NF4, NF3 and GPTQ's uniform integers (scripts/lib/device-e2e.sh's device_e2e_models), a text, and liblqlora_cuda.so + cuda-check built here (used there only if its own
 # nvcc build fails). libstdc++ and libgcc_s go to lib-fallback/: the device's own (newer, and what
 # its CUDA libraries expect) are used unless `ldd` there says lqlora needs ours.
 # Carry the tarball to the device; scripts/cuda-device-check.sh unpacks it. The device needs a glibc
@@ -25,10 +25,10 @@ ldd .build/release/lqlora | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
   esac
 done
 python3 scripts/make-tiny-llama.py "$root/models/dense" >/dev/null
-for method in nf4 nf3; do
-  "$root/bin/lqlora" quantize --model "$root/models/dense" --out "$root/models/$method" --method $method >/dev/null 2>&1
-done
 head -c 20000 data/wikitext-2-raw-test.txt > "$root/text.txt"
+lq() { "$root/bin/lqlora" "$@"; }
+source scripts/lib/device-e2e.sh
+device_e2e_models "$root/models/dense" "$root/models" "$root/text.txt"
 tar -cJf "$root.tar.xz.tmp" -C build gpu-bundle
 mv "$root.tar.xz.tmp" "$root.tar.xz"
 rm -rf "$root"

@@ -39,12 +39,10 @@ if [ -x .build/release/lqlora ]; then
     -ITests/CUDAEmulation/include $(ls Sources/CKernels/*.c | grep -v cuda_loader.c) Tests/CUDAEmulation/emulation.c \
     $(pkg-config --cflags --libs openblas) -lpthread -lm -o "$emulated/liblqlora_cuda.so" || exit 1
   python3 scripts/make-tiny-llama.py "$emulated/models/dense" >/dev/null || exit 1
-  for method in nf4 nf3; do
-    .build/release/lqlora quantize --model "$emulated/models/dense" --out "$emulated/models/$method" --method $method >/dev/null 2>&1 || exit 1
-  done
   head -c 8000 data/wikitext-2-raw-test.txt > "$emulated/text.txt"
   lq() { LQLORA_CUDA_LIBRARY="$emulated/liblqlora_cuda.so" .build/release/lqlora "$@"; }
   source scripts/lib/device-e2e.sh
+  device_e2e_models "$emulated/models/dense" "$emulated/models" "$emulated/text.txt" || { echo "test-cuda: quantizing the tiny models failed"; exit 1; }
   e2e=$emulated/e2e
   E2E_CTX=64 E2E_BATCH=3 E2E_TOKENS=12 E2E_STEPS=4 E2E_SEQ=32 E2E_TRAIN_BATCH=2 device_e2e "$e2e" "$emulated/models" "$emulated/text.txt"
   # A device that fails mid-generation (after 400 calls: the weights are on it, a few tokens are out):

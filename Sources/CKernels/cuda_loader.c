@@ -18,6 +18,8 @@ _Static_assert(offsetof(lq_qtensor, numel) == 24 && offsetof(lq_qtensor, codes) 
                    offsetof(lq_qtensor, group_absmax) == 72 && offsetof(lq_qtensor, scale_offset) == 80 &&
                    sizeof(lq_qtensor) == 88,
                "lq_qtensor layout");
+_Static_assert(offsetof(lq_uniform, rows) == 24 && offsetof(lq_uniform, g_idx) == 48 && sizeof(lq_uniform) == 56,
+               "lq_uniform layout");
 
 static lq_cuda_api loaded;
 static const lq_cuda_api *result;
@@ -87,6 +89,7 @@ static void load_once(void) {
     RESOLVE(synchronize, lq_cuda_synchronize);
     RESOLVE(matrix_upload, lq_cuda_matrix_upload);
     RESOLVE(matrix_free, lq_cuda_matrix_free);
+    RESOLVE(uniform_upload, lq_cuda_uniform_upload);
     RESOLVE(dequantize, lq_cuda_dequantize);
     RESOLVE(gemv, lq_cuda_gemv);
     RESOLVE(gemm, lq_cuda_gemm);

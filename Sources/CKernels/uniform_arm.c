@@ -25,7 +25,7 @@ void lq_uniform_dequantize_neon(const lq_uniform *m, int64_t row_begin, int64_t 
                 vst1q_f32(dst + c, vmulq_f32(vs, vsubq_f32(lo, vz)));
                 vst1q_f32(dst + c + 4, vmulq_f32(vs, vsubq_f32(hi, vz)));
             }
-            for (; c < c1; c++) dst[c] = s * ((float)q[c] - z);
+            for (; c < c1; c++) dst[c] = lq_uniform_value(q[c], s, z);
         }
     }
 }

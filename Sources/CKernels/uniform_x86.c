@@ -20,7 +20,7 @@ LQ_AVX2 void lq_uniform_dequantize_avx2(const lq_uniform *m, int64_t row_begin, 
             __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(z);
             int64_t c = g * m->group, c1 = (g + 1) * m->group < m->cols ? (g + 1) * m->group : m->cols;
             for (; c + 8 <= c1; c += 8) _mm256_storeu_ps(dst + c, _mm256_mul_ps(vs, _mm256_sub_ps(widen8(q + c), vz)));
-            for (; c < c1; c++) dst[c] = s * ((float)q[c] - z);
+            for (; c < c1; c++) dst[c] = lq_uniform_value(q[c], s, z);
         }
     }
 }

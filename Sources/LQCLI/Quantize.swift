@@ -16,9 +16,9 @@ enum QuantMethod: String, CaseIterable, ExpressibleByArgument {
     /// Whether bits are chosen per matrix under a budget (the error table and the ILP).
     var allocates: Bool { self == .lqLora || self == .qloraILP }
     /// Uniform integer codes (GPTQ's format), with or without calibration.
-    var uniform: Bool { self == .gptq || self == .rtn }
+    var uniform: UniformPipeline.Method? { UniformPipeline.Method(rawValue: rawValue) }
     /// The code width of a fixed NormalFloat method.
-    var bits: Int? { allocates || uniform ? nil : Int(rawValue.dropFirst(2)) }
+    var bits: Int? { allocates || uniform != nil ? nil : Int(rawValue.dropFirst(2)) }
 }
 
 extension Decomposition.SVDMethod: ExpressibleByArgument {}
@@ -33,7 +33,8 @@ struct Quantize: ParsableCommand {
         embeddings, norms and lm_head are copied unchanged. The output directory is written in full beside
         --out and renamed into place at the end. NF4 with blocks of 64 uses the transformers + bitsandbytes
         layout; other formats use lqlora's own, described in the file's metadata. gptq and rtn write AutoGPTQ's
-        checkpoint layout (qweight/qzeros/scales/g_idx, quantization_config in config.json), which transformers loads.
+        checkpoint layout (qweight/qzeros/scales/g_idx, quantization_config in config.json), which transformers loads,
+        or with --format lqlora lqlora's own (fp16 zero points in place of qzeros); every lqlora command loads both.
         """)
 
     @Option(help: "The model directory (config.json + safetensors).")
@@ -80,32 +81,7 @@ struct Quantize: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "nf2/nf3/nf4/nf8: quantize the block absmax values too (QLoRA's double quantization; default on).")
     var doubleQuant: Bool?
 
-    @Option(parsing: .unconditional, help: "gptq / rtn: bits per weight, 2, 3, 4 or 8 (default 4).")
-    var bits: Int?
-
-    @Option(parsing: .unconditional, help: "gptq / rtn: input columns per scale and zero point, or -1 for one per row (default 128).")
-    var groupSize: Int?
-
-    @Flag(help: "gptq / rtn: asymmetric codes (a zero point per group) instead of symmetric ones.")
-    var asym = false
-
-    @Flag(help: "gptq: quantize columns by descending Hessian diagonal (desc_act).")
-    var actOrder = false
-
-    @Option(parsing: .unconditional, help: "gptq: damping as a fraction of the Hessian's mean diagonal (default 0.1; raised by 0.01 while a factorisation fails).")
-    var damp: Double?
-
-    @Option(help: "gptq: calibration text, .txt or .jsonl (\"text\" field), optionally .gz.")
-    var calib: String?
-
-    @Option(parsing: .unconditional, help: "gptq: calibration windows (default 128).")
-    var samples: Int?
-
-    @Option(parsing: .unconditional, help: "gptq: tokens per calibration window (default 2048).")
-    var seqLen: Int?
-
-    @Option(parsing: .unconditional, help: "gptq: seed of the windows' random starts (default 0).")
-    var seed: Int?
+    @OptionGroup var uniform: UniformOptions
 
     @Option(help: "An exact configuration instead of --method, e.g. nf3-b64-s8g256-fp32 (see quant_report.json).")
     var config: String?
@@ -141,10 +117,7 @@ struct Quantize: ParsableCommand {
             ("--budget", budget != nil), ("--memory", memory != nil), ("--rank", rank != nil), ("--alpha", alpha != nil), ("--max-iters", maxIters != nil),
             ("--svd", svd != nil), ("--fisher", fisher != nil), ("--ilp-cache", ilpCache != nil), ("--grid", grid != nil),
             ("--ilp-time", ilpTime != nil), ("--block-size", blockSize != nil), ("--double-quant/--no-double-quant", doubleQuant != nil),
-            ("--bits", bits != nil), ("--group-size", groupSize != nil), ("--asym", asym), ("--act-order", actOrder), ("--damp", damp != nil),
-            ("--calib", calib != nil), ("--samples", samples != nil), ("--seq-len", seqLen != nil), ("--seed", seed != nil),
-            ("--targets", targets != nil && resolvedMethod.uniform),
-        ]
+        ] + uniform.given + [("--targets", targets != nil && resolvedMethod.uniform != nil)]
         let applies: Set<String>
         if config != nil {
             if let method { throw ValidationError("--config names the configuration itself: drop --method \(method.rawValue)") }
@@ -153,22 +126,14 @@ struct Quantize: ParsableCommand {
             switch resolvedMethod {
             case .lqLora: applies = ["--budget", "--memory", "--rank", "--alpha", "--max-iters", "--svd", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
             case .qloraILP: applies = ["--budget", "--memory", "--fisher", "--ilp-cache", "--grid", "--ilp-time"]
-            case .gptq: applies = ["--bits", "--group-size", "--asym", "--act-order", "--damp", "--calib", "--samples", "--seq-len", "--seed"]
-            case .rtn: applies = ["--bits", "--group-size", "--asym"]
+            case .gptq, .rtn: applies = UniformOptions.applicable(to: resolvedMethod.uniform!)
             default: applies = ["--block-size", "--double-quant/--no-double-quant"]
             }
         }
         if let (option, _) = given.first(where: { $0.1 && !applies.contains($0.0) }) {
             throw ValidationError("\(option) does not apply to \(config.map { "--config \($0)" } ?? "--method \(resolvedMethod.rawValue)")")
         }
-        if resolvedMethod.uniform {
-            if let bits, ![2, 3, 4, 8].contains(bits) { throw ValidationError("--bits must be 2, 3, 4 or 8") }
-            if let groupSize, groupSize != -1 && groupSize < 1 { throw ValidationError("--group-size must be -1 or positive") }
-            if let damp, !(damp > 0 && damp < 1) { throw ValidationError("--damp must be between 0 and 1") }
-            if resolvedMethod == .gptq && calib == nil { throw ValidationError("--method gptq needs --calib (a text file to calibrate on)") }
-            guard (samples ?? 1) >= 1, (seqLen ?? 2) >= 2 else { throw ValidationError("--samples must be positive and --seq-len at least 2") }
-            return
-        }
+        if let method = resolvedMethod.uniform { return try uniform.validate(method: method, command: "--method") }
         if allocates {
             if memory != nil {
                 guard budget == nil else { throw ValidationError("give --budget or --memory, not both") }
@@ -198,7 +163,7 @@ struct Quantize: ParsableCommand {
     func quantize() throws {
         threadOptions.configure()
         if allocates { return try quantizeWithAllocation() }
-        if resolvedMethod.uniform { return try quantizeUniform() }
+        if let method = resolvedMethod.uniform { return try quantizeUniform(method) }
         let config = try chosenConfig()
         let start = Timing.now()
         let checkpoint = try Checkpoint(path: model)

@@ -86,6 +86,14 @@ extension LlamaModel {
         return config
     }
 
+    /// Every adapter folded into its base: W + s·B·A as one dense layer (LoRALinear.fused()), the
+    /// model `merge` writes.
+    public func fuseAdapters() {
+        for layer in layers {
+            for (p, linear) in layer.linears { if let adapted = linear as? LoRALinear { layer[p] = adapted.fused() } }
+        }
+    }
+
     /// Every adapter removed (their bases back in place).
     public func removeAdapters() {
         for layer in layers { for (p, linear) in layer.linears { layer[p] = Self.withoutAdapter(linear) } }

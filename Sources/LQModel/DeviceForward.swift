@@ -54,6 +54,12 @@ public final class DeviceLlama: @unchecked Sendable {
         loraRank = all.map { $0.lora?.rank ?? 0 }.max() ?? 0
     }
 
+    /// How many of its linear layers multiply on the device in their quantized storage (NormalFloat
+    /// or uniform integers) rather than widened to fp32.
+    public var quantizedLinears: Int {
+        (layers.flatMap(\.projections) + [head]).filter { if case .quantized = $0.base { return true } else { return false } }.count
+    }
+
     /// The final normalised hidden states [batch·length, hidden] on the host, as LlamaModel.hiddenStates
     /// computes them; with a cache, continuing after its positions (the cache advances only on success).
     func hiddenStates(_ tokens: [[Int]], cache: KVCache?) throws -> Tensor {
@@ -188,8 +194,9 @@ public final class DeviceLlama: @unchecked Sendable {
 struct DeviceLinear {
     enum Base {
         case dense(DeviceFloats)  // [rows, cols]
-        /// The quantized matrix keeps its device copy alive.
-        case quantized(OpaquePointer, QuantizedMatrix)
+        /// A quantized matrix (NormalFloat or uniform integers) on the device; the host matrix it
+        /// came from keeps that copy alive.
+        case quantized(OpaquePointer, owner: any Sendable)
     }
 
     struct Adapter {
@@ -216,7 +223,9 @@ struct DeviceLinear {
         cols = linear.inFeatures
         let adapter = linear as? LoRALinear, frozen = adapter?.base ?? linear
         if let q = frozen as? QuantizedLinear {
-            base = .quantized(try q.weight.deviceMatrix(on: gpu), q.weight)
+            base = .quantized(try q.weight.deviceMatrix(on: gpu), owner: q.weight)
+        } else if let u = frozen as? UniformLinear {
+            base = .quantized(try u.weight.deviceMatrix(on: gpu), owner: u.weight)
         } else {
             base = .dense(try Self.widened(frozen, on: gpu))
         }

@@ -137,7 +137,8 @@ public final class StoredLinear<Storage: WeightStorage>: LinearOperator, @unchec
 public typealias HalfLinear = StoredLinear<HalfMatrix>
 /// A quantized weight (any NormalFloat configuration), computed with its kernels (and the GPU's when active).
 public typealias QuantizedLinear = StoredLinear<QuantizedMatrix>
-/// A uniform-integer weight (GPTQ or round-to-nearest: codes, per-group scales and zero points).
+/// A uniform-integer weight (GPTQ or round-to-nearest: codes, per-group scales and zero points),
+/// computed with its kernels (and the GPU's when active).
 public typealias UniformLinear = StoredLinear<UniformQuantization>
 /// A weight Q-GaLore trains: 8- or 4-bit group codes that its optimizer rewrites after every step.
 public typealias GroupQuantizedLinear = StoredLinear<GroupQuantizedMatrix>
@@ -154,6 +155,7 @@ extension QuantizedMatrix: WeightStorage {
 
 extension UniformQuantization: WeightStorage {
     public func product(_ x: Tensor) -> Tensor { matmul(x) }
+    public func accumulateTransposedProduct(_ dy: Tensor, into dx: Tensor) { accumulateTransposedProduct(dy, into: dx, gpu: CUDABackend.active) }
     public func widen(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) { dequantize(rows: range, into: out) }
 }
 

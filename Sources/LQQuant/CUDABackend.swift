@@ -98,6 +98,13 @@ public final class CUDABackend: @unchecked Sendable {
         return status == 0 ? (handle, nil) : (nil, lastError)
     }
 
+    /// Copies a uniform-integer matrix to the device; nil (with the reason) when that fails.
+    func upload(_ view: UnsafePointer<lq_uniform>) -> (OpaquePointer?, String?) {
+        var handle: OpaquePointer?
+        let status = api.uniform_upload!(view, &handle)
+        return status == 0 ? (handle, nil) : (nil, lastError)
+    }
+
     func free(_ matrix: OpaquePointer) { api.matrix_free!(matrix) }
 
     /// Host-pointer product (lq_cuda_matmul_host); the failure's description, or nil.
@@ -137,3 +144,38 @@ final class DeviceCopy: @unchecked Sendable {
     }
 }
 
+
+/// A quantized weight that multiplies on the GPU through its DeviceCopy (QuantizedMatrix,
+/// UniformQuantization): what it brings, and the two ways a product reaches the device.
+protocol DeviceResident {
+    var deviceCopy: DeviceCopy { get }
+    /// How warnings about its GPU copy name it (built only when one is printed).
+    var deviceName: String { get }
+    /// Copies it to `gpu`: the handle, or why not.
+    func upload(to gpu: CUDABackend) -> (OpaquePointer?, String?)
+}
+
+extension DeviceResident {
+    /// Runs `product` on the GPU; false (after one warning) when it cannot, so the caller computes on
+    /// the CPU. A failed product leaves its output as it was.
+    func onDevice(_ gpu: CUDABackend, _ product: (OpaquePointer) -> String?) -> Bool {
+        guard let m = deviceCopy.matrix(on: gpu, name: deviceName, upload: { upload(to: gpu) }) else { return false }
+        if let error = product(m) {
+            CUDABackend.abandon("GPU product of \(deviceName) failed (\(error))")
+            return false
+        }
+        return true
+    }
+
+    /// The device copy (uploaded on first use, shared with the per-product path), or a CUDAFailure.
+    func residentMatrix(on gpu: CUDABackend) throws -> OpaquePointer {
+        var reason = "it could not be copied earlier"
+        let handle = deviceCopy.matrix(on: gpu, name: deviceName, upload: {
+            let (h, error) = upload(to: gpu)
+            if let error { reason = error }
+            return (h, error)
+        })
+        guard let handle else { throw CUDAFailure(what: "upload of \(deviceName)", reason: reason) }
+        return handle
+    }
+}

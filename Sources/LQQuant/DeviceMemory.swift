@@ -121,14 +121,10 @@ extension CUDABackend {
 
 extension QuantizedMatrix {
     /// This matrix's device copy (uploaded on first use, shared with the per-product path).
-    public func deviceMatrix(on gpu: CUDABackend) throws -> OpaquePointer {
-        var reason = "it could not be copied earlier"
-        let handle = deviceCopy.matrix(on: gpu, name: deviceName, upload: {
-            let (h, error) = withCView { gpu.upload($0, rows: rows, cols: cols) }
-            if let error { reason = error }
-            return (h, error)
-        })
-        guard let handle else { throw CUDAFailure(what: "upload of \(deviceName)", reason: reason) }
-        return handle
-    }
+    public func deviceMatrix(on gpu: CUDABackend) throws -> OpaquePointer { try residentMatrix(on: gpu) }
+}
+
+extension UniformQuantization {
+    /// This matrix's device copy (uploaded on first use, shared with the per-product path).
+    public func deviceMatrix(on gpu: CUDABackend) throws -> OpaquePointer { try residentMatrix(on: gpu) }
 }

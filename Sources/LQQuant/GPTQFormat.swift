@@ -10,8 +10,17 @@ import LQTensor
 ///   along the outputs (v1's offset; "gptq_v2" stores the zero itself);
 /// - `P.scales` F16 [groups, out]; `P.g_idx` I32 [in]: each input's group.
 /// config.json's quantization_config says bits, group_size (−1: one group), desc_act and sym.
+/// lqlora's own variant (Layout.lqlora) stores fp16 `P.zeros` [groups, out] in place of qzeros.
 public enum GPTQFormat {
     public static let suffixes = ["qweight", "qzeros", "zeros", "scales", "g_idx"]
+
+    /// Where the zero points go: AutoGPTQ's packed `qzeros` (what transformers, AutoGPTQ and
+    /// GPTQModel read), or lqlora's own fp16 `zeros` (quant_method "lqlora_uniform", which GPTQ
+    /// loaders do not read): exact for fractional zero points (L4Q's learned offsets) and for an
+    /// asymmetric zero point of 0, which v1's zero − 1 cannot store.
+    public enum Layout: String, CaseIterable, Sendable {
+        case gptq, lqlora
+    }
 
     /// The settings of a GPTQ checkpoint's quantization_config.
     public struct Settings: Sendable, Equatable {
@@ -22,16 +31,13 @@ public enum GPTQFormat {
         public var symmetric: Bool
         public var damp: Double
         public var trueSequential: Bool
-        /// v2 stores zero points as they are; v1 (the default) stores zero − 1.
+        /// v2 stores zero points as they are; v1 (the default) stores zero − 1 (the gptq layout only).
         public var zeroOffset: Int
-        /// Zero points that need not be integers (L4Q's learned offsets), stored as fp16 `<module>.zeros`
-        /// in place of the packed qzeros: lqlora's own variant of the layout (quant_method
-        /// "lqlora_uniform"), which GPTQ loaders do not read.
-        public var fractionalZeros: Bool
+        public var layout: Layout
 
         public init(bits: Int, groupSize: Int?, descAct: Bool, symmetric: Bool, damp: Double = 0.1, trueSequential: Bool = true,
-                    zeroOffset: Int = 1, fractionalZeros: Bool = false) {
-            self.fractionalZeros = fractionalZeros
+                    zeroOffset: Int = 1, layout: Layout = .gptq) {
+            self.layout = layout
             self.bits = bits
             self.groupSize = groupSize
             self.descAct = descAct
@@ -41,28 +47,39 @@ public enum GPTQFormat {
             self.zeroOffset = zeroOffset
         }
 
-        /// quantization_config as transformers' GPTQConfig writes it.
+        /// quantization_config as transformers' GPTQConfig writes it (lqlora's layout: its own method
+        /// name and the settings it loads by).
         public var json: [String: Any] {
-            if fractionalZeros {
-                return ["quant_method": Self.fractionalMethod, "bits": bits, "group_size": groupSize ?? -1, "zero_points": "fp16", "sym": symmetric]
+            if layout == .lqlora {
+                return ["quant_method": Self.lqloraMethod, "bits": bits, "group_size": groupSize ?? -1, "zero_points": "fp16", "sym": symmetric,
+                        "desc_act": descAct]
             }
             return ["quant_method": "gptq", "bits": bits, "group_size": groupSize ?? -1, "desc_act": descAct, "sym": symmetric,
              "damp_percent": damp, "true_sequential": trueSequential, "checkpoint_format": zeroOffset == 1 ? "gptq" : "gptq_v2",
              "static_groups": false, "use_exllama": false]
         }
 
-        static let fractionalMethod = "lqlora_uniform"
+        /// quant_method of lqlora's layout.
+        public static let lqloraMethod = "lqlora_uniform"
 
-        /// A name for reports: "gptq-b4-g128-sym", "-act" with act-order.
+        /// A name for reports: "gptq-b4-g128-sym", "-act" with act-order; "uniform-b4-g128-fp16zero" in lqlora's layout.
         public var name: String {
-            if fractionalZeros { return "uniform-b\(bits)-g\(groupSize.map(String.init) ?? "row")-fp16zero" }
+            if layout == .lqlora { return "uniform-b\(bits)-g\(groupSize.map(String.init) ?? "row")-fp16zero" }
             return "gptq-b\(bits)-g\(groupSize.map(String.init) ?? "row")-\(symmetric ? "sym" : "asym")\(descAct ? "-act" : "")"
         }
 
-        /// Storage bits per weight for an input width: the code plus a group's fp16 scale and packed zero point.
+        /// Bits of one zero point: packed as the codes (gptq), or fp16 (lqlora).
+        var zeroBits: Int { layout == .lqlora ? 16 : bits }
+
+        /// Storage bits per weight for an input width: the code plus a group's fp16 scale and zero point.
         public func bitsPerParameter(columns: Int) -> Double {
             let gs = Double(groupSize ?? columns)
-            return Double(bits) + Double(16 + (fractionalZeros ? 16 : bits)) / gs
+            return Double(bits) + Double(16 + zeroBits) / gs
+        }
+
+        /// Bits `q` takes stored so: its codes, and an fp16 scale and a zero point per group and row.
+        public func storedBits(_ q: UniformQuantization) -> Int {
+            q.rows * q.cols * bits + q.groupCount * q.rows * (16 + zeroBits)
         }
 
         /// quantize_config.json as AutoGPTQ writes it beside the weights.
@@ -75,7 +92,7 @@ public enum GPTQFormat {
         /// The settings of a model directory's config.json, nil when it is not a GPTQ checkpoint.
         public init?(modelConfig json: [String: Any], path: String) throws {
             guard let q = json["quantization_config"] as? [String: Any], let method = (q["quant_method"] as? String)?.lowercased(),
-                  method == "gptq" || method == Self.fractionalMethod else { return nil }
+                  method == "gptq" || method == Self.lqloraMethod else { return nil }
             func bad(_ key: String, _ detail: String) -> GPTQFormatError { .badConfig(path: path, key: "quantization_config." + key, detail: detail) }
             guard let bits = (q["bits"] as? NSNumber)?.intValue else { throw bad("bits", "is missing") }
             guard [2, 3, 4, 8].contains(bits) else { throw bad("bits", "is \(bits); GPTQ checkpoints of 2, 3, 4 or 8 bits load") }
@@ -86,7 +103,7 @@ public enum GPTQFormat {
             self.init(bits: bits, groupSize: group == -1 ? nil : group, descAct: q["desc_act"] as? Bool ?? false,
                       symmetric: q["sym"] as? Bool ?? true, damp: (q["damp_percent"] as? NSNumber)?.doubleValue ?? 0.1,
                       trueSequential: q["true_sequential"] as? Bool ?? true, zeroOffset: format == "gptq" ? 1 : 0,
-                      fractionalZeros: method == Self.fractionalMethod)
+                      layout: method == Self.lqloraMethod ? .lqlora : .gptq)
         }
     }
 
@@ -107,10 +124,11 @@ public enum GPTQFormat {
         return v & mask
     }
 
-    /// The four tensors of `q` under `module` ("model.layers.0.self_attn.q_proj"), zero points stored with `zeroOffset`.
-    public static func tensors(_ q: UniformQuantization, module: String, zeroOffset: Int = 1, fractionalZeros: Bool = false) throws -> [PendingTensor] {
+    /// The four tensors of `q` under `module` ("model.layers.0.self_attn.q_proj") in `layout`, packed
+    /// zero points stored with `zeroOffset` (1: v1's zero − 1).
+    public static func tensors(_ q: UniformQuantization, module: String, zeroOffset: Int = 1, layout: Layout = .gptq) throws -> [PendingTensor] {
         let bits = q.quantizer.bits, rows = q.rows, cols = q.cols, groups = q.groupCount
-        guard (cols * bits) % 32 == 0, (rows * bits) % 32 == 0 else {
+        guard (cols * bits) % 32 == 0, layout == .lqlora || (rows * bits) % 32 == 0 else {
             throw GPTQFormatError.unpackable(tensor: module, detail: "[\(rows), \(cols)] at \(bits) bits does not pack into 32-bit words")
         }
         var qweight = [UInt32](repeating: 0, count: cols * bits / 32 * rows)
@@ -118,17 +136,17 @@ public enum GPTQFormat {
             for o in 0..<rows { packStream({ UInt32(q.codes[o * cols + $0]) }, count: cols, bits: bits, into: words.baseAddress! + o, stride: rows) }
         }
         let zw = rows * bits / 32
-        var qzeros = [UInt32](repeating: 0, count: groups * zw)
-        qzeros.withUnsafeMutableBufferPointer { words in
+        var qzeros = [UInt32](repeating: 0, count: layout == .gptq ? groups * zw : 0)
+        if layout == .gptq { qzeros.withUnsafeMutableBufferPointer { words in
             for g in 0..<groups {
                 // v1 stores zero − 1 (a zero point of 0 cannot be stored: it reads back as 2^bits, as in AutoGPTQ).
                 packStream({ UInt32(truncatingIfNeeded: Int(q.zeros[g * rows + $0]) - zeroOffset) }, count: rows, bits: bits,
                            into: words.baseAddress! + g * zw, stride: 1)
             }
-        }
+        } }
         let scales = q.scales.map { Float16($0).bitPattern }
         func bytes<T>(_ a: [T]) -> [UInt8] { a.withUnsafeBytes { Array($0) } }
-        let zeros = fractionalZeros
+        let zeros = layout == .lqlora
             ? PendingTensor(name: module + ".zeros", dtype: .f16, shape: [groups, rows], bytes: bytes(q.zeros.map { Float16($0).bitPattern }))
             : PendingTensor(name: module + ".qzeros", dtype: .i32, shape: [groups, zw], bytes: bytes(qzeros))
         return [
@@ -167,7 +185,7 @@ public enum GPTQFormat {
 
     /// Loads `module`'s GPTQ tensors: [out, in] is read from qweight and scales, every shape checked.
     public static func load(_ module: String, from checkpoint: Checkpoint, settings s: Settings) throws -> UniformQuantization {
-        let zeroName = s.fractionalZeros ? "zeros" : "qzeros"
+        let zeroName = s.layout == .lqlora ? "zeros" : "qzeros"
         for suffix in ["qweight", zeroName, "scales"] where !checkpoint.contains(module + "." + suffix) {
             throw GPTQFormatError.missingTensor(path: checkpoint.path, tensor: module + "." + suffix)
         }
@@ -184,7 +202,7 @@ public enum GPTQFormat {
         guard scEntry.shape == [groups, rows], [.f16, .bf16, .f32].contains(scEntry.dtype) else {
             throw bad(scEntry, "must be [\(groups), \(rows)] fp16 (group size \(gs) over \(cols) inputs), is \(scEntry.dtype.rawValue) \(scEntry.shape)")
         }
-        if s.fractionalZeros {
+        if s.layout == .lqlora {
             guard qzEntry.shape == [groups, rows], [.f16, .f32].contains(qzEntry.dtype) else {
                 throw bad(qzEntry, "must be [\(groups), \(rows)] fp16, is \(qzEntry.dtype.rawValue) \(qzEntry.shape)")
             }
@@ -210,12 +228,12 @@ public enum GPTQFormat {
             }
         }
         var zeros = [Float](repeating: 0, count: groups * rows)
-        if s.fractionalZeros {
+        if s.layout == .lqlora {
             zeros = try qzFile.floatTensor(qzEntry).array
             if let bad = zeros.first(where: { !$0.isFinite }) { throw GPTQFormatError.badTensor(path: checkpoint.path, tensor: qzEntry.name, detail: "holds \(bad)") }
         }
-        let zwords = s.fractionalZeros ? [] : words32(qz), zw = rows * bits / 32
-        if !s.fractionalZeros { zwords.withUnsafeBufferPointer { w in
+        let zwords = s.layout == .lqlora ? [] : words32(qz), zw = rows * bits / 32
+        if s.layout == .gptq { zwords.withUnsafeBufferPointer { w in
             for g in 0..<groups {
                 for o in 0..<rows { zeros[g * rows + o] = Float(Int(unpackStream(w.baseAddress! + g * zw, stride: 1, index: o, bits: bits)) + s.zeroOffset) }
             }
@@ -233,27 +251,35 @@ public enum GPTQFormat {
         return words
     }
 
-    /// A GPTQ model directory: every quantized module's four tensors in place of its weight, the
-    /// other tensors copied byte for byte, config.json with quantization_config, quantize_config.json
-    /// and the source's side files. `quantized` is keyed by weight name ("….q_proj.weight").
+    /// The tensors of the quantized weight `name` ("….q_proj.weight") as `settings` store them.
+    public static func tensors(_ q: UniformQuantization, weight name: String, settings: Settings) throws -> [PendingTensor] {
+        try tensors(q, module: String(name.dropLast(".weight".count)), zeroOffset: settings.zeroOffset, layout: settings.layout)
+    }
+
+    /// A GPTQ model directory from a dense checkpoint: every quantized module's four tensors in place
+    /// of its weight, the other tensors copied byte for byte (see the other `write`). `quantized` is
+    /// keyed by weight name ("….q_proj.weight").
     public static func write(from checkpoint: Checkpoint, quantized: [String: UniformQuantization], settings: Settings,
                              modelConfig: [String: Any], to directory: String) throws {
-        var pending: [PendingTensor] = []
-        for name in checkpoint.tensorNames {
-            if let q = quantized[name] {
-                pending += try tensors(q, module: String(name.dropLast(".weight".count)), zeroOffset: settings.zeroOffset,
-                                       fractionalZeros: settings.fractionalZeros)
-            } else {
-                let (file, entry) = try checkpoint.locate(name)
-                pending.append(ModelFiles.copied(entry, from: file))
-            }
+        let pending = try checkpoint.tensorNames.flatMap { name -> [PendingTensor] in
+            if let q = quantized[name] { return try tensors(q, weight: name, settings: settings) }
+            let (file, entry) = try checkpoint.locate(name)
+            return [ModelFiles.copied(entry, from: file)]
         }
+        try write(pending, settings: settings, modelConfig: modelConfig, sideFilesFrom: checkpoint.directory, to: directory)
+    }
+
+    /// A GPTQ model directory of `pending` (the quantized modules' tensors among the others):
+    /// config.json with quantization_config, quantize_config.json (the gptq layout) and the side
+    /// files (tokenizer, generation config) of `source`.
+    public static func write(_ pending: [PendingTensor], settings: Settings, modelConfig: [String: Any], sideFilesFrom source: String,
+                             to directory: String) throws {
         try CheckpointWriter.write(pending, toDirectory: directory, metadata: SafeTensorsWriter.defaultMetadata)
         var config = modelConfig
         config["quantization_config"] = settings.json
         try ModelFiles.writeJSON(config, to: directory + "/config.json")
-        if !settings.fractionalZeros { try ModelFiles.writeJSON(settings.quantizeConfigJSON, to: directory + "/quantize_config.json") }
-        try ModelFiles.copySideFiles(from: checkpoint.directory, to: directory)
+        if settings.layout == .gptq { try ModelFiles.writeJSON(settings.quantizeConfigJSON, to: directory + "/quantize_config.json") }
+        try ModelFiles.copySideFiles(from: source, to: directory)
     }
 }
 

@@ -25,7 +25,7 @@ public enum QuantError: Error, CustomStringConvertible, Equatable {
 
 /// A matrix in one of the NormalFloat formats: packed codes plus its scale storage. It computes
 /// with the C kernels directly (dequantize, fused GEMV, panel GEMM) and never keeps an fp32 copy.
-public final class QuantizedMatrix: @unchecked Sendable {
+public final class QuantizedMatrix: DeviceResident, @unchecked Sendable {
     public let config: QuantConfig
     public let rows: Int
     public let cols: Int
@@ -157,19 +157,8 @@ public final class QuantizedMatrix: @unchecked Sendable {
         RowPanels.accumulateTransposedProduct(dy, into: dx, rows: rows, cols: cols) { range, panel in self.dequantize(rows: range, into: panel) }
     }
 
-    /// Runs `product` on the GPU; false (after one warning) when it cannot, so the caller computes on
-    /// the CPU. A failed product leaves its output as it was.
-    private func onDevice(_ gpu: CUDABackend, _ product: (OpaquePointer) -> String?) -> Bool {
-        guard let m = deviceCopy.matrix(on: gpu, name: deviceName, upload: { withCView { gpu.upload($0, rows: rows, cols: cols) } })
-        else { return false }
-        if let error = product(m) {
-            CUDABackend.abandon("GPU product of \(deviceName) failed (\(error))")
-            return false
-        }
-        return true
-    }
+    func upload(to gpu: CUDABackend) -> (OpaquePointer?, String?) { withCView { gpu.upload($0, rows: rows, cols: cols) } }
 
-    /// How warnings about this matrix's GPU copy name it (built only when one is printed).
     var deviceName: String { "a \(rows)x\(cols) \(config.name) matrix" }
 
     /// Bytes of storage (codes and scales as stored; group absmax at its storage width).

@@ -54,12 +54,21 @@ public struct UniformQuantization: Sendable {
     public let rows: Int, cols: Int
     /// Columns per group (cols when the whole row is one group).
     public let groupSize: Int
-    public var codes: [UInt8]        // [rows, cols]
-    public var scales: [Float]       // [groups, rows]
-    public var zeros: [Float]        // [groups, rows], integers
-    public var groupIndex: [Int32] { didSet { sequentialGroups = Self.isSequential(groupIndex, groupSize) } }  // [cols]
-    /// Whether every column's group is its index / groupSize (no act-order permutation): the kernels' case.
+    public var codes: [UInt8] { didSet { deviceCopy = DeviceCopy() } }   // [rows, cols]
+    public var scales: [Float] { didSet { deviceCopy = DeviceCopy() } }   // [groups, rows]
+    /// [groups, rows]: integers for GPTQ and RTN, fractional for L4Q's learned offsets.
+    public var zeros: [Float] { didSet { deviceCopy = DeviceCopy() } }
+    public var groupIndex: [Int32] {  // [cols]
+        didSet {
+            sequentialGroups = Self.isSequential(groupIndex, groupSize)
+            deviceCopy = DeviceCopy()
+        }
+    }
+    /// Whether every column's group is its index / groupSize (no act-order permutation): the SIMD kernels' case.
     public private(set) var sequentialGroups: Bool
+    /// Its copy on the GPU when products run there, shared by copies of this value until one of
+    /// them changes its numbers (which then gets a fresh one).
+    private(set) var deviceCopy = DeviceCopy()
 
     static func isSequential(_ groupIndex: [Int32], _ groupSize: Int) -> Bool {
         groupIndex.indices.allSatisfy { Int(groupIndex[$0]) == $0 / groupSize }
@@ -104,13 +113,5 @@ public struct UniformQuantization: Sendable {
         }
         return UniformQuantization(quantizer: quantizer, rows: rows, cols: cols, groupSize: gs, codes: codes, scales: scales,
                                    zeros: zeros, groupIndex: (0..<cols).map { Int32($0 / gs) })
-    }
-
-    /// Row r of the dequantized weight: scale[g(c)]·(code − zero[g(c)]).
-    public func dequantize(row r: Int, into out: UnsafeMutablePointer<Float>) {
-        for c in 0..<cols {
-            let g = Int(groupIndex[c]) * rows + r
-            out[c] = scales[g] * (Float(codes[r * cols + c]) - zeros[g])
-        }
     }
 }

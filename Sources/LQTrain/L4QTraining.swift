@@ -55,7 +55,7 @@ extension Trainer {
         let layers = quantizationAwareLayers
         let quantized = Dictionary(uniqueKeysWithValues: layers.map { ($0.0.weightName, $0.1.quantization()) })
         let group = config.l4qGroupSize == 0 ? nil : config.l4qGroupSize
-        let settings = GPTQFormat.Settings(bits: config.l4qBits!, groupSize: group, descAct: false, symmetric: false, fractionalZeros: true)
+        let settings = GPTQFormat.Settings(bits: config.l4qBits!, groupSize: group, descAct: false, symmetric: false, layout: .lqlora)
         try GPTQFormat.write(from: checkpoint, quantized: quantized, settings: settings, modelConfig: try checkpoint.config() ?? [:], to: temp)
         var parameters = 0, bits = 0.0
         let rows: [[String: Any]] = layers.map { site, layer in

@@ -104,9 +104,12 @@ static int copy(void *dst, const void *src, size_t bytes) {
 }
 static int synchronize(void) { return 0; }
 
-/// The host tensor itself (its buffers belong to the Swift matrix, which outlives this handle).
+/// A NormalFloat matrix: the host tensor itself (its buffers belong to the Swift matrix, which
+/// outlives this handle). A uniform one: copies of its buffers, as a device holds them.
 struct lq_cuda_matrix {
+    int uniform;
     lq_qtensor t;
+    lq_uniform u;
     int64_t rows, cols;
 };
 
@@ -114,26 +117,62 @@ static int matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cud
     TRY(enter("matrix_upload"));
     const char *problem = lq_cuda_matrix_problem(t, rows, cols);
     if (problem) return fail(-1, "lq_cuda_matrix_upload", problem);
-    lq_cuda_matrix *m = malloc(sizeof *m);
+    lq_cuda_matrix *m = calloc(1, sizeof *m);
     m->t = *t;
     m->rows = rows;
     m->cols = cols;
     *out = m;
     return 0;
 }
-static void matrix_free(lq_cuda_matrix *m) { free(m); }
+static void *copied(const void *src, size_t bytes) {
+    if (!src) return NULL;
+    void *p = malloc(bytes ? bytes : 1);
+    if (p) memcpy(p, src, bytes);
+    return p;
+}
+
+static void matrix_free(lq_cuda_matrix *m) {
+    if (m && m->uniform) {
+        free((void *)m->u.codes), free((void *)m->u.scales), free((void *)m->u.zeros), free((void *)m->u.g_idx);
+    }
+    free(m);
+}
+
+static int uniform_upload(const lq_uniform *u, lq_cuda_matrix **out) {
+    TRY(enter("uniform_upload"));
+    const char *problem = lq_cuda_uniform_problem(u);
+    if (problem) return fail(-1, "lq_cuda_uniform_upload", problem);
+    const int64_t groups = (u->cols + u->group - 1) / u->group;
+    lq_cuda_matrix *m = calloc(1, sizeof *m);
+    m->uniform = 1;
+    m->rows = u->rows;
+    m->cols = u->cols;
+    m->u = *u;
+    m->u.codes = copied(u->codes, (size_t)(u->rows * u->cols));
+    m->u.scales = copied(u->scales, sizeof(float) * (size_t)(groups * u->rows));
+    m->u.zeros = copied(u->zeros, sizeof(float) * (size_t)(groups * u->rows));
+    m->u.g_idx = copied(u->g_idx, sizeof(int32_t) * (size_t)u->cols);
+    *out = m;
+    return 0;
+}
+
+/// W [rows, cols] as fp32 from its CPU kernels (bit-equal to their scalar references).
+static void dequantized(const lq_cuda_matrix *m, float *out) {
+    if (m->uniform) lq_uniform_dequantize(&m->u, 0, m->rows, out);
+    else lq_dequantize(&m->t, 0, m->t.numel, out);
+}
 
 static int dequantize(const lq_cuda_matrix *m, float *out) {
     TRY(launch("dequantize"));
-    lq_dequantize(&m->t, 0, m->t.numel, out);
+    dequantized(m, out);
     return 0;
 }
 
 /// Y = X · Wᵀ (+ beta·Y), or transposed dX = dY · W + beta·dX, through W dequantized.
 static int product(const lq_cuda_matrix *m, const float *x, int64_t n, int transposed, float beta, float *y) {
-    float *w = malloc(sizeof(float) * (size_t)m->t.numel);
+    float *w = malloc(sizeof(float) * (size_t)(m->rows * m->cols));
     if (!w) return fail(2, "product", "out of host memory for the dequantized matrix");
-    lq_dequantize(&m->t, 0, m->t.numel, w);
+    dequantized(m, w);
     const int rows = (int)m->rows, cols = (int)m->cols;
     if (!transposed)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, rows, cols, 1, x, cols, w, cols, beta, y, rows);
@@ -241,7 +280,7 @@ const lq_cuda_api *lq_cuda_emulation(void) {
     static lq_cuda_api api = {
         .abi_version = abi_version, .init = init, .last_error = last_error, .malloc = dmalloc, .free = dfree,
         .upload = copy, .download = copy, .copy = copy, .synchronize = synchronize, .matrix_upload = matrix_upload,
-        .matrix_free = matrix_free, .dequantize = dequantize, .gemv = gemv, .gemm = gemm,
+        .matrix_free = matrix_free, .uniform_upload = uniform_upload, .dequantize = dequantize, .gemv = gemv, .gemm = gemm,
         .matmul_host = matmul_host, .sgemv_dense = sgemv_dense, .hgemv_dense = hgemv_dense, .f32_to_f16 = f32_to_f16,
         .time = time_body, .dense_matmul = dense_matmul, .rms_norm = rms_norm, .add = add, .add_bias = add_bias,
         .silu_mul = silu_mul, .gather_rows = gather_rows, .rope = rope, .attention = attention,
@@ -271,6 +310,7 @@ int lq_cuda_synchronize(void) { return synchronize(); }
 int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out) {
     return matrix_upload(t, rows, cols, out);
 }
+int lq_cuda_uniform_upload(const lq_uniform *u, lq_cuda_matrix **out) { return uniform_upload(u, out); }
 void lq_cuda_matrix_free(lq_cuda_matrix *m) { matrix_free(m); }
 int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out) { return dequantize(m, out); }
 int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) { return gemv(m, x, n, y); }

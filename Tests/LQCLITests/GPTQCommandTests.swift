@@ -83,13 +83,14 @@ struct GPTQCommandTests {
 
     /// GPTQ-LoRA: finetuning on a GPTQ base works unchanged; merging folds the adapter into the
     /// dequantized weights (dequant(W) + s·B·A: the model that was trained, not the original W);
-    /// inspect lists the GPTQ modules.
-    @Test(builtBinary)
-    func finetuneMergeAndInspectOnAGPTQBase() throws {
+    /// inspect lists the GPTQ modules. In both layouts.
+    @Test(builtBinary, arguments: ["gptq", "lqlora"])
+    func finetuneMergeAndInspectOnAGPTQBase(format: String) throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }
         let base = dir.file("rtn"), run = dir.file("run"), merged = dir.file("merged")
-        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", base, "--method", "rtn", "--bits", "4", "--group-size", "32"])
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", base, "--method", "rtn", "--bits", "4", "--group-size", "32",
+                             "--format", format])
         let yaml = """
         model: \(base)
         output_dir: \(run)
@@ -126,7 +127,107 @@ struct GPTQCommandTests {
 
         let inspect = try CLI.json(try CLI.succeed(["inspect", base, "--json"]))
         let rows = inspect["quantized"] as! [[String: Any]]
-        #expect(rows.count == 14 && rows.allSatisfy { $0["config"] as? String == "gptq-b4-g32-sym" })
+        let name = format == "gptq" ? "gptq-b4-g32-sym" : "uniform-b4-g32-fp16zero"
+        #expect(rows.count == 14 && rows.allSatisfy { $0["config"] as? String == name })
         #expect(inspect["num_parameters"] as? Int == (try CLI.json(try CLI.succeed(["inspect", CLI.model, "--json"])))["num_parameters"] as? Int)
+    }
+
+    /// --format lqlora writes lqlora's own layout (fp16 `zeros` in place of `qzeros`, quant_method
+    /// lqlora_uniform, no quantize_config.json) with the same codes, scales and g_idx as --format
+    /// gptq; the metadata and the report say which; eval, generate and export load both, with the
+    /// same logits bit for bit (symmetric codes, so v1's zero − 1 stores every zero point).
+    @Test(builtBinary, arguments: ["rtn", "gptq"])
+    func bothFormatsLoadWithIdenticalLogits(method: String) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        var args = ["--method", method, "--bits", "4", "--group-size", "32"]
+        if method == "gptq" { args += ["--act-order", "--calib", CLI.text("sample.txt"), "--samples", "4", "--seq-len", "32"] }
+        let outs = ["gptq", "lqlora"].map { dir.file($0) + "/model" }  // the same name: export writes it into the GGUF
+        for (format, out) in zip(["gptq", "lqlora"], outs) {
+            _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", out, "--format", format] + args)
+        }
+        let (gptq, lqlora) = (outs[0], outs[1])
+        let configs = try outs.map { try CLI.jsonFile($0 + "/config.json")["quantization_config"] as! [String: Any] }
+        #expect(configs[0]["quant_method"] as? String == "gptq" && configs[1]["quant_method"] as? String == "lqlora_uniform")
+        #expect(configs[1]["zero_points"] as? String == "fp16" && configs[1]["desc_act"] as? Bool == (method == "gptq"))
+        #expect(FileManager.default.fileExists(atPath: gptq + "/quantize_config.json") && !FileManager.default.fileExists(atPath: lqlora + "/quantize_config.json"))
+        let reports = try outs.map { try CLI.jsonFile($0 + "/quant_report.json") }
+        #expect(reports[0]["format"] as? String == "gptq" && reports[1]["format"] as? String == "lqlora")
+        #expect(reports[1]["quant_method"] as? String == "lqlora_uniform" && reports[1]["method"] as? String == method)
+
+        let module = "model.layers.1.self_attn.o_proj"
+        let a = try Checkpoint(path: gptq), b = try Checkpoint(path: lqlora)
+        #expect(a.contains(module + ".qzeros") && !a.contains(module + ".zeros"))
+        let zerosType = try b.entry(module + ".zeros").dtype
+        #expect(b.contains(module + ".zeros") && !b.contains(module + ".qzeros") && zerosType == .f16)
+        let qa = try GPTQFormat.load(module, from: a, settings: try GPTQFormat.Settings(modelConfig: try a.config()!, path: gptq)!)
+        let qb = try GPTQFormat.load(module, from: b, settings: try GPTQFormat.Settings(modelConfig: try b.config()!, path: lqlora)!)
+        #expect(qa.codes == qb.codes && qa.scales == qb.scales && qa.zeros == qb.zeros && qa.groupIndex == qb.groupIndex)
+        #expect(qa.sequentialGroups == (method == "rtn"))
+
+        let ids = [[3, 17, 42, 99, 5, 64, 21, 8]]
+        let la = try LlamaModel(directory: gptq).forward(ids), lb = try LlamaModel(directory: lqlora).forward(ids)
+        #expect(la.array == lb.array, "logits differ by \(maxAbsDifference(la, lb))")
+        let evals = try outs.map { try CLI.json(try CLI.succeed(["eval", "--model", $0, "--data", CLI.text("sample.txt"), "--ctx", "32", "--json"])) }
+        #expect(evals[0]["perplexity"] as? Double == evals[1]["perplexity"] as? Double)
+        let texts = try outs.map { try CLI.succeed(["generate", "--model", $0, "--prompt", "the", "--max-tokens", "8", "--temperature", "0"]) }
+        #expect(texts[0] == texts[1] && !texts[0].isEmpty)
+        for (out, name) in zip(outs, ["a", "b"]) { _ = try CLI.succeed(["export", "--model", out, "--out", dir.file(name + ".gguf"), "--type", "f32"]) }
+        #expect(FileManager.default.contents(atPath: dir.file("a.gguf")) == FileManager.default.contents(atPath: dir.file("b.gguf")))
+    }
+
+    /// `merge --requantize` is quantize's own code on the merged model: on a GPTQ base with PEFT's
+    /// adapter it writes exactly what `merge --dtype f32` then `quantize --method M` write (every
+    /// tensor byte for byte, the same quantization_config), in either layout.
+    @Test(builtBinary, arguments: [("rtn", "gptq"), ("gptq", "lqlora")])
+    func mergeRequantizeIsMergeThenQuantize(method: String, format: String) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let base = dir.file("base"), dense = dir.file("dense"), twoStep = dir.file("two-step"), oneStep = dir.file("one-step")
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", base, "--method", "rtn", "--bits", "4", "--group-size", "32"])
+        var args = ["--bits", "3", "--group-size", "32", "--asym", "--format", format]
+        if method == "gptq" { args += ["--act-order", "--calib", CLI.text("sample.txt"), "--samples", "4", "--seq-len", "32", "--seed", "3"] }
+        _ = try CLI.succeed(["merge", "--model", base, "--adapter", CLI.adapter, "--out", dense, "--dtype", "f32"])
+        _ = try CLI.succeed(["quantize", "--model", dense, "--out", twoStep, "--method", method] + args)
+        let printed = try CLI.succeed(["merge", "--model", base, "--adapter", CLI.adapter, "--out", oneStep, "--dtype", "f32", "--requantize", method] + args)
+        #expect(printed.contains("merged 14 adapted weights") && printed.contains("\(method): 14 matrices to 3 bits"), "\(printed)")
+        let (a, b) = (try Checkpoint(path: twoStep), try Checkpoint(path: oneStep))
+        #expect(a.tensorNames.sorted() == b.tensorNames.sorted())
+        for name in a.tensorNames {
+            let (fa, ea) = try a.locate(name), (fb, eb) = try b.locate(name)
+            #expect(ea.dtype == eb.dtype && ea.shape == eb.shape && Array(fa.bytes(of: ea)) == Array(fb.bytes(of: eb)), "\(name) differs")
+        }
+        for file in ["config.json", "quantize_config.json"] {
+            #expect(FileManager.default.contents(atPath: twoStep + "/" + file) == FileManager.default.contents(atPath: oneStep + "/" + file), "\(file) differs")
+        }
+        let report = try CLI.jsonFile(oneStep + "/quant_report.json")
+        #expect(report["method"] as? String == method && (report["matrices"] as! [[String: Any]]).count == 14)
+        #expect(FileManager.default.fileExists(atPath: oneStep + "/quantize_config.json") == (format == "gptq"))
+        // The requantized model is the merged one quantized, not the base: eval reads it.
+        let eval = try CLI.json(try CLI.succeed(["eval", "--model", oneStep, "--data", CLI.text("sample.txt"), "--ctx", "32", "--json"]))
+        #expect((eval["perplexity"] as! Double).isFinite)
+    }
+
+    @Test(builtBinary)
+    func mergeRequantizeRefusesOptionsByNameWithNothingWritten() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let base = dir.file("base")
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", base, "--method", "rtn", "--bits", "4", "--group-size", "32"])
+        let out = dir.file("never")
+        let cases: [([String], String)] = [
+            (["--bits", "4"], "--bits applies only with --requantize gptq|rtn"),
+            (["--format", "lqlora"], "--format applies only with --requantize gptq|rtn"),
+            (["--requantize", "rtn", "--calib", CLI.text("sample.txt")], "--calib does not apply to --requantize rtn"),
+            (["--requantize", "gptq"], "--requantize gptq needs --calib"),
+            (["--requantize", "rtn", "--bits", "5"], "--bits must be 2, 3, 4 or 8"),
+            (["--requantize", "rtn", "--group-size", "128"], "--group-size 128 is wider than"),
+            (["--requantize", "gptq", "--group-size", "32", "--calib", CLI.text("sample.txt"), "--seq-len", "100000"], "fewer than one calibration window"),
+        ]
+        for (args, message) in cases {
+            let r = try CLI.run(["merge", "--model", base, "--adapter", CLI.adapter, "--out", out] + args)
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
+            #expect(dir.contents() == ["base"], "\(args) left \(dir.contents())")
+        }
     }
 }

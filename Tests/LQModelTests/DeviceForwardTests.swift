@@ -96,11 +96,16 @@ struct DeviceForwardTests {
     /// A copy of the fixture with every projection quantized (the embeddings and head stay dense),
     /// a random adapter on q and down, and optionally a sliding window.
     static func quantizedModel(_ config: QuantConfig, window: Int? = nil) throws -> LlamaModel {
+        try quantizedModel(window: window) { w, bias in QuantizedLinear(weight: try Quantizer.quantize(w, config: config), bias: bias) }
+    }
+
+    /// The same with every projection as `quantize` makes it from its dense weight and bias.
+    static func quantizedModel(window: Int? = nil, _ quantize: (Tensor, Tensor?) throws -> any LinearOperator) throws -> LlamaModel {
         let dense = try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3")
         var rng = SeededGenerator(seed: 17)
         func quantized(_ l: any LinearOperator, adapter: Bool = false) throws -> any LinearOperator {
             guard let dense = l as? DenseLinear else { preconditionFailure("the fixture has dense weights") }
-            let base = QuantizedLinear(weight: try Quantizer.quantize(dense.weight, config: config), bias: l.bias)
+            let base = try quantize(dense.weight, l.bias)
             guard adapter else { return base }
             return LoRALinear(base: base,
                               a: Tensor(shape: [4, l.inFeatures], values: (0..<(4 * l.inFeatures)).map { _ in Float.random(in: -0.2...0.2, using: &rng) }),
@@ -126,6 +131,36 @@ struct DeviceForwardTests {
         let (ids, _, _, _) = try LlamaTests.expected("gqa_llama3")
         let reference = model.forward(ids)  // on the CPU: no device pass yet
         let device = try Self.onDevice(model)
+        #expect(device.deviceForward?.quantizedLinears == 14)
+        let full = device.forward(ids)
+        #expect(LlamaTests.maxDiff(full, reference) <= 1e-4, "\(variant): max |Δlogit| = \(LlamaTests.maxDiff(full, reference))")
+        let worst = Self.decodingWorstError(device, reference: reference, ids: ids, vocab: 128)
+        #expect(worst <= 1e-4, "\(variant) decoding: max |Δlogit| = \(worst)")
+        #expect(device.deviceForward != nil)
+    }
+
+    /// GPTQ's uniform integers (round to nearest in groups of 32; GPTQ with act-order's g_idx on a
+    /// random Hessian, 3-bit asymmetric) multiply on the device in their own storage, matching the
+    /// CPU forward pass in full passes (GEMM) and decoding (the fused GEMV).
+    @Test(arguments: ["rtn4-g32", "gptq3-act"])
+    func uniformModelsMatchTheirCPUForwardPass(variant: String) throws {
+        var rng = SeededGenerator(seed: 23)
+        let model = try Self.quantizedModel { w, bias in
+            let rows = w.shape[0], cols = w.shape[1]
+            if variant == "rtn4-g32" {
+                let q = UniformQuantization.roundToNearest(w.pointer, rows: rows, cols: cols, quantizer: UniformQuantizer(bits: 4, symmetric: true), groupSize: 32)
+                return UniformLinear(weight: q.withHalfScales(), bias: bias)
+            }
+            let x = Tensor.gaussian([2 * cols, cols], using: &rng, scale: 1)
+            let options = GPTQ.Options(bits: 3, groupSize: 32, symmetric: false, actOrder: true)
+            let q = try GPTQ.quantize(w, hessian: matmul(x, transposeA: true, x), options: options).quantization.withHalfScales()
+            #expect(!q.sequentialGroups)
+            return UniformLinear(weight: q, bias: bias)
+        }
+        let (ids, _, _, _) = try LlamaTests.expected("gqa_llama3")
+        let reference = model.forward(ids)
+        let device = try Self.onDevice(model)
+        #expect(device.deviceForward?.quantizedLinears == 14, "the uniform projections were not uploaded in their storage")
         let full = device.forward(ids)
         #expect(LlamaTests.maxDiff(full, reference) <= 1e-4, "\(variant): max |Δlogit| = \(LlamaTests.maxDiff(full, reference))")
         let worst = Self.decodingWorstError(device, reference: reference, ids: ids, vocab: 128)

@@ -35,6 +35,44 @@ struct CUDATests {
         }
     }
 
+    /// A GPTQ matrix of `bits` in groups of `group` (nil: one per row), act-order or not, for a random
+    /// weight [rows, cols] and the Hessian of random inputs.
+    static func gptqMatrix(bits: Int, group: Int?, actOrder: Bool, rows: Int, cols: Int, seed: UInt64) throws -> UniformQuantization {
+        var rng = SeededGenerator(seed: seed)
+        let w = Tensor.gaussian([rows, cols], using: &rng, scale: 0.05), x = Tensor.gaussian([3 * cols, cols], using: &rng, scale: 1)
+        let h = matmul(x, transposeA: true, x)
+        let options = GPTQ.Options(bits: bits, groupSize: group, symmetric: bits != 3, actOrder: actOrder)
+        return try GPTQ.quantize(w, hessian: h, options: options).quantization.withHalfScales()
+    }
+
+    /// GPTQ's uniform integers the same way: sequential groups and act-order's g_idx, a group not a
+    /// multiple of 8, one group per row; the fused GEMV (≤ 8 rows) and the dequantize + GEMM path.
+    @Test(arguments: [(4, 32, false, 1), (4, 32, true, 3), (3, 20, false, 8), (3, 64, true, 40), (8, nil, false, 2), (2, 128, true, 9)])
+    func uniformProductsMatchTheCPU(bits: Int, group: Int?, actOrder: Bool, n: Int) throws {
+        let gpu = Self.gpu
+        print("CUDATests: uniform \(bits)-bit g\(group ?? -1)\(actOrder ? " act-order" : "") n=\(n) through \(Self.backend.name)")
+        let q = try Self.gptqMatrix(bits: bits, group: group, actOrder: actOrder, rows: 72, cols: 256, seed: 21)
+        #expect(q.sequentialGroups == !actOrder)
+        var rng = SeededGenerator(seed: 22)
+        let x = Tensor.gaussian([n, 256], using: &rng, scale: 1), dy = Tensor.gaussian([n, 72], using: &rng, scale: 1)
+        let dxCPU = Tensor.gaussian([n, 256], using: &rng, scale: 1), dxGPU = dxCPU.copy()
+        let before = lq_cuda_emulation_calls()
+        let got = q.matmul(x, gpu: gpu), want = q.matmul(x, gpu: nil)
+        q.accumulateTransposedProduct(dy, into: dxCPU, gpu: nil)
+        q.accumulateTransposedProduct(dy, into: dxGPU, gpu: gpu)
+        if Self.backend.name.hasPrefix("the host") { #expect(lq_cuda_emulation_calls() > before, "the products never reached the device") }
+        for (a, b, label) in [(got, want, "X·Wᵀ"), (dxGPU, dxCPU, "dY·W + dX")] {
+            let scale = b.array.map(abs).max() ?? 1
+            let worst = zip(a.array, b.array).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst <= 1e-4 * scale, "uniform b\(bits) n=\(n) \(label) on \(Self.backend.name): max difference \(worst) of \(scale)")
+        }
+        // A changed copy is a new matrix on the device, not the old one's upload.
+        var changed = q
+        changed.scales = q.scales.map { $0 * 2 }
+        let doubled = changed.matmul(x, gpu: gpu)
+        #expect(maxAbsDifference(doubled, Tensor(shape: want.shape, values: want.array.map { $0 * 2 })) <= 2e-4 * (want.array.map(abs).max() ?? 1))
+    }
+
     /// A matrix whose upload fails stays on the CPU (its product still right), and the next
     /// matrix's product still runs on the device: one failed allocation does not abandon the GPU.
     /// (liblqlora_cuda.so clears the error a handled failure leaves, which CUDA would otherwise

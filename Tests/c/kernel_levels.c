@@ -158,6 +158,35 @@ static void test_uniform(lq_level level) {
             }
             snprintf(what, sizeof what, "uniform gemv cols %lld group %lld", (long long)cols, (long long)group);
             check(ok, what);
+            // act-order's g_idx: the sequential one gives the same bits as none; a shuffled one
+            // (each column in any group) decodes each column with its own group's scale and zero.
+            int32_t *g_idx = malloc(sizeof(int32_t) * cols);
+            for (int64_t c = 0; c < cols; c++) g_idx[c] = (int32_t)(c / group);
+            lq_uniform sequential = m;
+            sequential.g_idx = g_idx;
+            lq_uniform_dequantize_level(level, &sequential, 0, rows, b);
+            check(memcmp(a, b, sizeof(float) * rows * cols) == 0, "uniform dequantize with the sequential g_idx");
+            for (int64_t c = 0; c < cols; c++) g_idx[c] = (int32_t)(rnd() % ng);
+            lq_uniform_dequantize_level(level, &sequential, 0, rows, b);
+            ok = 1;
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t c = 0; c < cols; c++) {
+                    const int64_t g = (int64_t)g_idx[c] * rows + r;
+                    const float want = s[g] * ((float)q[r * cols + c] - z[g]);
+                    ok &= memcmp(&want, &b[r * cols + c], sizeof(float)) == 0;
+                }
+            snprintf(what, sizeof what, "uniform dequantize with a shuffled g_idx, cols %lld group %lld", (long long)cols, (long long)group);
+            check(ok, what);
+            lq_uniform_gemv_level(level, &sequential, 0, rows, x, y1);
+            ok = 1;
+            for (int64_t r = 0; r < rows; r++) {
+                double exact = 0, mag = 0;
+                for (int64_t c = 0; c < cols; c++) { exact += (double)b[r * cols + c] * x[c]; mag += fabs((double)b[r * cols + c] * x[c]); }
+                ok &= fabs((double)y1[r] - exact) <= 1e-5 * mag + 1e-30;
+            }
+            snprintf(what, sizeof what, "uniform gemv with a shuffled g_idx, cols %lld group %lld", (long long)cols, (long long)group);
+            check(ok, what);
+            free(g_idx);
             free(q); free(s); free(z); free(x); free(a); free(b);
         }
 }

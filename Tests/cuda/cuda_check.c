@@ -2,13 +2,15 @@
 // measures them against their anchors in the same run. Built by scripts/build-cuda.sh; loads the
 // library through the same loader as lqlora (set LQLORA_CUDA_LIBRARY to choose the file).
 //
-//   cuda-check            correctness: dequantization bit-exact, GEMV/GEMM within 1e-5 of Σ|w·x|; the
+//   cuda-check            correctness: dequantization bit-exact, GEMV/GEMM within 1e-5 of Σ|w·x|, for the
+//                         NormalFloat formats and the uniform integers (GPTQ: sequential groups, act-order's
+//                         g_idx, symmetric, asymmetric and fractional zero points; aligned and not); the
 //                         decoder's other operations against lq_device_ops.h (RoPE bit-exact), split-K
 //                         attention at every range count; what the library must refuse; a handled
 //                         failure that must not fail the next launch; products from a second thread
 //   cuda-check --quick    the same on fewer formats and shapes (for compute-sanitizer, which is slow)
 //   cuda-check --bench    plus the benchmarks, each beside the device's own copy bandwidth: dequantization,
-//                         NF4/NF3/NF2 GEMV against cuBLAS SGEMV (fp32) and fp16 GEMV, cached (one matrix)
+//                         NF4/NF3/NF2 and GPTQ's int4 g128 GEMV against cuBLAS SGEMV (fp32) and fp16 GEMV, cached (one matrix)
 //                         and streaming (enough distinct matrices to exceed the L2), GEMM (512 rows),
 //                         decoding attention split-K against one block per head
 //   cuda-check --bench-only   the benchmarks alone
@@ -155,31 +157,32 @@ static void reference_product(const float *w, int64_t rows, int64_t cols, const 
     }
 }
 
-static void check_format(lq_qformat f, int64_t rows, int64_t cols) {
-    char name[160];
-    snprintf(name, sizeof name, "nf%d bs%d scales%d/%d/%d %lldx%lld", f.bits, f.block_size, f.scale_kind, f.scale_bits,
-             f.scale_block_size, (long long)rows, (long long)cols);
-    host_matrix m = make_matrix(f, rows, cols);
-    const int64_t numel = rows * cols;
-    lq_cuda_matrix *dm;
-    CHECK(gpu->matrix_upload(&m.t, rows, cols, &dm));
-
-    // Dequantization: bit for bit.
-    float *want = malloc(sizeof(float) * numel);
-    lq_dequantize_level(LQ_LEVEL_SCALAR, &m.t, 0, numel, want);
-    float *d_w = device_floats(NULL, (size_t)numel);
-    CHECK(gpu->dequantize(dm, d_w));
-    float *got = download_floats(d_w, (size_t)numel);
-    if (memcmp(got, want, sizeof(float) * numel) != 0) {
-        for (int64_t i = 0; i < numel; i++)
-            if (memcmp(&got[i], &want[i], sizeof(float))) {
-                fprintf(stderr, "FAIL %s dequantize: value %lld is %.9g, reference %.9g\n", name, (long long)i, got[i], want[i]);
-                break;
-            }
-        failures++;
+/// The device's dequantization of dm equals `want` (the scalar reference) bit for bit, into an
+/// aligned buffer (the 8-value kernels) and into one a float past it (the any-layout kernels).
+static void check_dequantized(const char *name, lq_cuda_matrix *dm, const float *want, int64_t numel) {
+    float *d_w = device_floats(NULL, (size_t)numel + 1);
+    for (int offset = 0; offset < 2; offset++) {
+        CHECK(gpu->dequantize(dm, d_w + offset));
+        float *got = download_floats(d_w + offset, (size_t)numel);
+        if (memcmp(got, want, sizeof(float) * numel) != 0) {
+            for (int64_t i = 0; i < numel; i++)
+                if (memcmp(&got[i], &want[i], sizeof(float))) {
+                    fprintf(stderr, "FAIL %s dequantize%s: value %lld is %.9g, reference %.9g\n", name,
+                            offset ? " (unaligned output)" : "", (long long)i, got[i], want[i]);
+                    break;
+                }
+            failures++;
+        }
+        free(got);
     }
+    CHECK(gpu->free(d_w));
+}
 
-    // Products: GEMV for 1-8 rows, GEMM for more, both directions through the host entry point too.
+/// Products of dm (W = `w`, the scalar dequantization): GEMV for 1-8 rows, GEMM for more, both
+/// directions, through the host entry point too, against a double-precision reference; the
+/// one-row GEMV also from an x one float past an aligned address (the any-layout kernel).
+static void check_products(const char *name, lq_cuda_matrix *dm, const float *w, int64_t rows, int64_t cols) {
+    float *d_w = device_floats(NULL, (size_t)(rows * cols));  // the GEMM's workspace
     const int64_t ns[] = {1, 3, 8, 9, 37};
     for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
         const int64_t n = ns[k];
@@ -190,20 +193,26 @@ static void check_format(lq_qformat f, int64_t rows, int64_t cols) {
             for (int64_t i = 0; i < n * in; i++) x[i] = uniform(-1, 1);
             for (int64_t i = 0; i < n * out; i++) y0[i] = uniform(-1, 1);
             double *ref = malloc(sizeof(double) * n * out), *mag = malloc(sizeof(double) * n * out);
-            reference_product(want, rows, cols, x, n, transposed, beta, y0, ref, mag);
+            reference_product(w, rows, cols, x, n, transposed, beta, y0, ref, mag);
             char what[200];
 
-            float *d_x = device_floats(x, (size_t)(n * in)), *d_y = device_floats(y0, (size_t)(n * out));
-            if (!transposed && n <= LQ_CUDA_GEMV_MAX_ROWS) {
-                CHECK(gpu->gemv(dm, d_x, n, d_y));
-                snprintf(what, sizeof what, "%s gemv n=%lld", name, (long long)n);
-            } else {
-                CHECK(gpu->gemm(dm, d_x, n, transposed, beta, d_w, d_y));
-                snprintf(what, sizeof what, "%s gemm%s n=%lld", name, transposed ? " transposed" : "", (long long)n);
+            float *d_x = device_floats(NULL, (size_t)(n * in) + 1), *d_y = device_floats(y0, (size_t)(n * out));
+            const int gemv = !transposed && n <= LQ_CUDA_GEMV_MAX_ROWS;
+            for (int offset = 0; offset < (gemv && n == 1 ? 2 : 1); offset++) {
+                CHECK(gpu->upload(d_x + offset, x, sizeof(float) * n * in));
+                if (gemv) {
+                    CHECK(gpu->gemv(dm, d_x + offset, n, d_y));
+                    snprintf(what, sizeof what, "%s gemv n=%lld%s", name, (long long)n, offset ? " (unaligned x)" : "");
+                } else {
+                    CHECK(gpu->gemm(dm, d_x, n, transposed, beta, d_w, d_y));
+                    snprintf(what, sizeof what, "%s gemm%s n=%lld", name, transposed ? " transposed" : "", (long long)n);
+                }
+                float *y = download_floats(d_y, (size_t)(n * out));
+                expect_close(what, y, ref, mag, (size_t)(n * out), 1e-5);
+                free(y);
             }
-            float *y = download_floats(d_y, (size_t)(n * out));
-            expect_close(what, y, ref, mag, (size_t)(n * out), 1e-5);
 
+            float *y = malloc(sizeof(float) * n * out);
             memcpy(y, y0, sizeof(float) * n * out);
             CHECK(gpu->matmul_host(dm, x, n, transposed, beta, y));
             snprintf(what, sizeof what, "%s matmul_host%s n=%lld", name, transposed ? " transposed" : "", (long long)n);
@@ -215,9 +224,102 @@ static void check_format(lq_qformat f, int64_t rows, int64_t cols) {
         }
     }
     CHECK(gpu->free(d_w));
+}
+
+static void check_format(lq_qformat f, int64_t rows, int64_t cols) {
+    char name[160];
+    snprintf(name, sizeof name, "nf%d bs%d scales%d/%d/%d %lldx%lld", f.bits, f.block_size, f.scale_kind, f.scale_bits,
+             f.scale_block_size, (long long)rows, (long long)cols);
+    host_matrix m = make_matrix(f, rows, cols);
+    const int64_t numel = rows * cols;
+    lq_cuda_matrix *dm;
+    CHECK(gpu->matrix_upload(&m.t, rows, cols, &dm));
+    float *want = malloc(sizeof(float) * numel);
+    lq_dequantize_level(LQ_LEVEL_SCALAR, &m.t, 0, numel, want);
+    check_dequantized(name, dm, want, numel);
+    check_products(name, dm, want, rows, cols);
     gpu->matrix_free(dm);
-    free(got), free(want);
+    free(want);
     free_matrix(&m);
+}
+
+// ---- Uniform integers (GPTQ / round to nearest, lq_uniform.h) ----
+
+typedef enum { ZEROS_SYMMETRIC, ZEROS_INTEGER, ZEROS_FRACTIONAL } zero_kind;
+
+/// A random uniform matrix: codes below 2^bits, positive scales, zero points as GPTQ's symmetric
+/// (2^(bits−1)) or asymmetric ones make them, or L4Q's fractional ones; with act-order, GPTQ's g_idx
+/// (the sequential groups of a random column permutation). Every buffer its own allocation.
+static lq_uniform make_uniform(int bits, int64_t rows, int64_t cols, int64_t group, int act_order, zero_kind zeros) {
+    const int64_t groups = (cols + group - 1) / group, maxq = (1 << bits) - 1;
+    uint8_t *codes = malloc((size_t)(rows * cols));
+    for (int64_t i = 0; i < rows * cols; i++) codes[i] = (uint8_t)(next_u64() % (uint64_t)(maxq + 1));
+    float *s = malloc(sizeof(float) * groups * rows), *z = malloc(sizeof(float) * groups * rows);
+    for (int64_t i = 0; i < groups * rows; i++) {
+        s[i] = uniform(0.001f, 0.02f);
+        z[i] = zeros == ZEROS_SYMMETRIC ? (float)((maxq + 1) / 2)
+             : zeros == ZEROS_INTEGER   ? (float)(next_u64() % (uint64_t)(maxq + 1))
+                                        : uniform(0, (float)maxq);
+    }
+    int32_t *g_idx = NULL;
+    if (act_order) {
+        int64_t *perm = malloc(sizeof(int64_t) * cols);
+        for (int64_t c = 0; c < cols; c++) perm[c] = c;
+        for (int64_t c = cols - 1; c > 0; c--) {
+            const int64_t j = (int64_t)(next_u64() % (uint64_t)(c + 1)), t = perm[c];
+            perm[c] = perm[j], perm[j] = t;
+        }
+        g_idx = malloc(sizeof(int32_t) * cols);
+        for (int64_t i = 0; i < cols; i++) g_idx[perm[i]] = (int32_t)(i / group);
+        free(perm);
+    }
+    return (lq_uniform){.codes = codes, .scales = s, .zeros = z, .rows = rows, .cols = cols, .group = group, .g_idx = g_idx};
+}
+
+static void free_uniform(lq_uniform *u) {
+    free((void *)u->codes), free((void *)u->scales), free((void *)u->zeros), free((void *)u->g_idx);
+}
+
+static void check_uniform(int bits, int64_t rows, int64_t cols, int64_t group, int act_order, zero_kind zeros) {
+    static const char *zero_names[] = {"sym", "asym", "fractional zeros"};
+    char name[160];
+    snprintf(name, sizeof name, "uniform b%d g%lld %s%s %lldx%lld", bits, (long long)group, zero_names[zeros],
+             act_order ? " act-order" : "", (long long)rows, (long long)cols);
+    lq_uniform u = make_uniform(bits, rows, cols, group, act_order, zeros);
+    lq_cuda_matrix *dm;
+    CHECK(gpu->uniform_upload(&u, &dm));
+    float *want = malloc(sizeof(float) * rows * cols);
+    lq_uniform_dequantize_level(LQ_LEVEL_SCALAR, &u, 0, rows, want);
+    check_dequantized(name, dm, want, rows * cols);
+    check_products(name, dm, want, rows, cols);
+    gpu->matrix_free(dm);
+    free(want);
+    free_uniform(&u);
+}
+
+/// Every bit width on each kernel path: the 8-column kernels (sequential groups; act-order's g_idx),
+/// the any-layout ones (columns or a group not a multiple of 8, act-order there too), one group per
+/// row (GPTQ's group_size −1, and a group wider than the row), partial last groups, a single row.
+static void run_uniform_checks(void) {
+    const int before = failures;
+    typedef struct { int64_t rows, cols, group; int act_order; zero_kind zeros; } uniform_case;
+    const uniform_case cases[] = {
+        {67, 136, 32, 0, ZEROS_INTEGER},  {67, 136, 136, 0, ZEROS_SYMMETRIC}, {33, 100, 32, 0, ZEROS_INTEGER},
+        {64, 96, 20, 0, ZEROS_SYMMETRIC}, {67, 136, 32, 1, ZEROS_INTEGER},    {33, 100, 16, 1, ZEROS_SYMMETRIC},
+        {1, 8, 8, 0, ZEROS_INTEGER},      {130, 264, 128, 0, ZEROS_FRACTIONAL}, {5, 3, 2, 1, ZEROS_INTEGER},
+        {9, 40, 4096, 0, ZEROS_SYMMETRIC},
+    };
+    const size_t quick_cases[] = {0, 3, 4, 5};
+    const int bits[] = {2, 3, 4, 8}, quick_bits[] = {3, 4};
+    const size_t n_cases = quick ? 4 : sizeof cases / sizeof cases[0], n_bits = quick ? 2 : 4;
+    int count = 0;
+    for (size_t b = 0; b < n_bits; b++)
+        for (size_t i = 0; i < n_cases; i++) {
+            const uniform_case c = cases[quick ? quick_cases[i] : i];
+            check_uniform(quick ? quick_bits[b] : bits[b], c.rows, c.cols, c.group, c.act_order, c.zeros);
+            count++;
+        }
+    printf("cuda-check: %d uniform-integer formats x shapes, %d failures\n", count, failures - before);
 }
 
 static void run_checks(void) {
@@ -246,6 +348,7 @@ static void run_checks(void) {
                 cases++;
             }
     printf("cuda-check: %d formats x shapes, %d failures\n", cases, failures);
+    run_uniform_checks();
 }
 
 // ---- The decoder's other operations against lq_device_ops.h ----
@@ -521,6 +624,18 @@ static void check_refusals(void) {
     expect_refused("a matrix with blocks of 0", gpu->matrix_upload(&t, 64, 96, &dm), "block_size", &p);
     expect_refused("a GEMV of 9 rows", gpu->gemv(p.dm, p.d_x, 9, p.d_y), "rows of x", &p);
 
+    lq_uniform u = make_uniform(4, 16, 64, 16, 1, ZEROS_INTEGER), bad = u;
+    bad.group = 0;
+    expect_refused("a uniform matrix with groups of 0", gpu->uniform_upload(&bad, &dm), "group", &p);
+    bad = u, bad.cols = 0;
+    expect_refused("a uniform matrix of 0 columns", gpu->uniform_upload(&bad, &dm), "cols", &p);
+    int32_t *g_idx = (int32_t *)u.g_idx;
+    g_idx[63] = 4;  // 64 columns in groups of 16: groups 0 to 3
+    expect_refused("a g_idx naming group 4 of 4", gpu->uniform_upload(&u, &dm), "g_idx", &p);
+    g_idx[63] = -1;
+    expect_refused("a g_idx naming group -1", gpu->uniform_upload(&u, &dm), "g_idx", &p);
+    free_uniform(&u);
+
     const lq_attention_shape ok = {.batch = 1, .length = 1, .start = 0, .capacity = 1, .heads = 4, .kv_heads = 2,
                                    .head_dim = 64, .window = 0, .scale = 0.125f};
     float *d = device_floats(NULL, 6 * 320);  // large enough for every shape below (none is read)
@@ -534,8 +649,8 @@ static void check_refusals(void) {
     expect_refused("attention in 0 ranges", gpu->attention_split(d, d, d, &ok, 0, d), "splits", &p);
     CHECK(gpu->free(d));
     small_product_free(&p);
-    printf("cuda-check: refusals (scale bits, element count, code bits, block size, GEMV rows, head_dim, kv_heads, "
-           "capacity, ranges), each followed by a working product, %d failures\n", failures - before);
+    printf("cuda-check: refusals (scale bits, element count, code bits, block size, GEMV rows, uniform groups, columns and "
+           "g_idx, head_dim, kv_heads, capacity, ranges), each followed by a working product, %d failures\n", failures - before);
 }
 
 /// A failed runtime call (an allocation that does not fit) stays recorded on the thread, and CUDA
@@ -701,16 +816,14 @@ static void print_streaming(double us, double bytes, double copy_gbps) {
     printf("%8.2f us %6.0f GB/s (%.2f of copy)", us, bytes / us / 1e3, bytes / us / 1e3 / copy_gbps);
 }
 
-static void bench_format(const char *label, lq_qformat f, int64_t rows, int64_t cols, double copy_gbps) {
+/// Dequantization, GEMV (cached and streaming) and a 512-row GEMM over `count` device copies of one
+/// matrix of `stored` bytes, beside cuBLAS's fp32 and fp16 GEMV on the same matrix dense.
+static void bench_matrices(const char *label, lq_cuda_matrix **dm, int count, size_t stored, int64_t rows, int64_t cols,
+                           double copy_gbps) {
     char key[64];
     snprintf(key, sizeof key, "%s_%lldx%lld", label, (long long)rows, (long long)cols);
     for (char *c = key; *c; c++) *c = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
-    host_matrix m = make_matrix(f, rows, cols);
     const int64_t numel = rows * cols;
-    const size_t stored = stored_bytes(f, numel);
-    const int count = copies_past_l2(stored);
-    lq_cuda_matrix **dm = malloc(sizeof *dm * count);
-    for (int i = 0; i < count; i++) CHECK(gpu->matrix_upload(&m.t, rows, cols, &dm[i]));
     float *d_w = device_floats(NULL, (size_t)numel);
     rotation r = {.m = dm, .count = count, .y = d_w};
     double cached, streaming;
@@ -768,10 +881,34 @@ static void bench_format(const char *label, lq_qformat f, int64_t rows, int64_t 
     record(key, "gemm512_us", gemm);
 
     CHECK(gpu->free(d_w)); CHECK(gpu->free(d_x)); CHECK(gpu->free(d_y)); CHECK(gpu->free(d_xh)); CHECK(gpu->free(d_yh));
+    free(x);
+}
+
+static void bench_format(const char *label, lq_qformat f, int64_t rows, int64_t cols, double copy_gbps) {
+    host_matrix m = make_matrix(f, rows, cols);
+    const size_t stored = stored_bytes(f, rows * cols);
+    const int count = copies_past_l2(stored);
+    lq_cuda_matrix **dm = malloc(sizeof *dm * count);
+    for (int i = 0; i < count; i++) CHECK(gpu->matrix_upload(&m.t, rows, cols, &dm[i]));
+    bench_matrices(label, dm, count, stored, rows, cols, copy_gbps);
     for (int i = 0; i < count; i++) gpu->matrix_free(dm[i]);
     free(dm);
-    free(x);
     free_matrix(&m);
+}
+
+/// A GPTQ-style matrix (symmetric, groups of `group`; act-order's g_idx when asked) on the device:
+/// a byte per code, fp32 scales and zero points per group and row.
+static void bench_uniform(const char *label, int bits, int64_t group, int act_order, int64_t rows, int64_t cols, double copy_gbps) {
+    lq_uniform u = make_uniform(bits, rows, cols, group, act_order, ZEROS_SYMMETRIC);
+    const int64_t groups = (cols + group - 1) / group;
+    const size_t stored = (size_t)(rows * cols) + 2 * sizeof(float) * (size_t)(groups * rows) + (act_order ? sizeof(int32_t) * (size_t)cols : 0);
+    const int count = copies_past_l2(stored);
+    lq_cuda_matrix **dm = malloc(sizeof *dm * count);
+    for (int i = 0; i < count; i++) CHECK(gpu->uniform_upload(&u, &dm[i]));
+    bench_matrices(label, dm, count, stored, rows, cols, copy_gbps);
+    for (int i = 0; i < count; i++) gpu->matrix_free(dm[i]);
+    free(dm);
+    free_uniform(&u);
 }
 
 typedef struct {
@@ -842,6 +979,10 @@ static void run_bench(void) {
     for (size_t k = 0; k < 3; k++) bench_format("NF4", nf4, shapes[k][0], shapes[k][1], copy);
     bench_format("NF3", nf3, 4096, 4096, copy);
     bench_format("NF2", nf2, 4096, 4096, copy);
+    // GPTQ's int4 with groups of 128 (one code per byte on the device), and with act-order.
+    bench_uniform("INT4g128", 4, 128, 0, 4096, 4096, copy);
+    bench_uniform("INT4g128", 4, 128, 0, 11008, 4096, copy);
+    bench_uniform("INT4g128act", 4, 128, 1, 4096, 4096, copy);
     bench_attention(2048, 32, 8, 128, copy);  // Llama 3 8B's attention at 2K positions
     bench_attention(8192, 32, 8, 128, copy);
 }

@@ -1,6 +1,7 @@
-// CUDA kernels for the NormalFloat layouts of lq_quant.h: dequantization (bit-exact with the C scalar
-// reference: the layout arithmetic comes from lq_layout.h), a fused dequantize-GEMV for 1-8 rows of x,
-// and dequantize-then-cublasSgemm for more. Built into liblqlora_cuda.so by scripts/build-cuda.sh;
+// CUDA kernels for the NormalFloat layouts of lq_quant.h and the uniform integers of lq_uniform.h
+// (GPTQ / round to nearest): dequantization (bit-exact with the C scalar references: the arithmetic
+// comes from lq_layout.h), a fused dequantize-GEMV for 1-8 rows of x, and dequantize-then-cublasSgemm
+// for more. Built into liblqlora_cuda.so by scripts/build-cuda.sh;
 // the entry points are declared in lq_cuda.h and found at run time by the loader.
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -10,6 +11,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <mutex>
+#include <type_traits>
 
 #include "lq_cuda.h"
 
@@ -19,6 +21,8 @@ static_assert(offsetof(lq_qtensor, numel) == 24 && offsetof(lq_qtensor, codes) =
                   offsetof(lq_qtensor, group_absmax) == 72 && offsetof(lq_qtensor, scale_offset) == 80 &&
                   sizeof(lq_qtensor) == 88,
               "lq_qtensor layout");
+static_assert(offsetof(lq_uniform, rows) == 24 && offsetof(lq_uniform, g_idx) == 48 && sizeof(lq_uniform) == 56,
+              "lq_uniform layout");
 
 namespace {
 
@@ -184,6 +188,27 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 constexpr int kGemvWarps = 4;  // rows per thread block
 
+/// acc[n] += s · Σ_j w[j]·x[n, c0 + j] for the N rows of x (a row every `cols` floats; x + c0
+/// 16-byte aligned): one lane's step of the fused GEMVs.
+template <int N>
+__device__ __forceinline__ void accumulate8(const float w[8], float s, const float *__restrict__ x, int64_t cols, int64_t c0, float acc[N]) {
+#pragma unroll
+    for (int n = 0; n < N; n++) {
+        const float4 *xv = reinterpret_cast<const float4 *>(x + n * cols + c0);
+        const float4 a = __ldg(xv), b = __ldg(xv + 1);
+        const float dot = w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
+        acc[n] += dot * s;
+    }
+}
+
+/// y[n, r] = the warp's sum of acc[n] for n < count (a row of y every `rows` floats), written by lane 0.
+__device__ __forceinline__ void store_row_sums(const float *acc, int count, int lane, float *__restrict__ y, int64_t rows, int64_t r) {
+    for (int n = 0; n < count; n++) {
+        const float total = warp_sum(acc[n]);
+        if (lane == 0) y[n * rows + r] = total;
+    }
+}
+
 /// Y[n, rows] = X[n, cols] · Wᵀ: one warp per row of W; each lane decodes 8 codes at a time in
 /// registers and applies them to the N rows of x. Needs cols % 8 == 0, block_size % 8 == 0 and a
 /// 16-byte aligned x.
@@ -206,19 +231,9 @@ __global__ void gemv8(QView q, int64_t rows, int64_t cols, const float *__restri
         float w[8];
 #pragma unroll
         for (int j = 0; j < 8; j++) w[j] = cb[code[j]];
-#pragma unroll
-        for (int n = 0; n < N; n++) {
-            const float4 *xv = reinterpret_cast<const float4 *>(x + n * cols + c * 8);
-            const float4 a = __ldg(xv), b = __ldg(xv + 1);
-            const float dot = w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * b.x + w[5] * b.y + w[6] * b.z + w[7] * b.w;
-            acc[n] += dot * s;
-        }
+        accumulate8<N>(w, s, x, cols, c * 8, acc);
     }
-#pragma unroll
-    for (int n = 0; n < N; n++) {
-        const float total = warp_sum(acc[n]);
-        if (lane == 0) y[n * rows + r] = total;
-    }
+    store_row_sums(acc, N, lane, y, rows, r);
 }
 
 /// Any layout: one warp per row, one value per lane step.
@@ -234,9 +249,131 @@ __global__ void gemv_any(QView q, int64_t rows, int64_t cols, int n_rows, const 
         const float w = cb[lq_code_at(q.codes, q.bits, i)] * block_scale(q, divide(i, q.block_size, q.block_shift));
         for (int n = 0; n < n_rows; n++) acc[n] += w * x[n * cols + c];
     }
-    for (int n = 0; n < n_rows; n++) {
-        const float total = warp_sum(acc[n]);
-        if (lane == 0) y[n * rows + r] = total;
+    store_row_sums(acc, n_rows, lane, y, rows, r);
+}
+
+// ---- Uniform integers (lq_uniform.h): one byte per code, fp32 scales and zero points [groups, rows] ----
+
+/// What a kernel needs of a uniform matrix, passed by value. group ≤ cols (the upload clamps it).
+struct UView {
+    const uint8_t *codes;  // [rows, cols], padded by 16 bytes
+    const float *scales, *zeros;
+    const int32_t *g_idx;  // [cols], or null for sequential groups
+    int64_t rows, cols;
+    int group, group_shift;  // log2(group), or -1
+};
+
+/// The group of column c: g_idx[c] (act-order), else c / group.
+__device__ __forceinline__ int64_t uniform_group(const UView &u, int64_t c) {
+    return u.g_idx ? (int64_t)__ldg(u.g_idx + c) : divide(c, u.group, u.group_shift);
+}
+
+/// The eight codes at p (8-byte aligned).
+__device__ __forceinline__ void load8_bytes(const uint8_t *p, uint32_t c[8]) {
+    const uint2 w = __ldg(reinterpret_cast<const uint2 *>(p));
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        c[j] = (w.x >> (8 * j)) & 0xffu;
+        c[4 + j] = (w.y >> (8 * j)) & 0xffu;
+    }
+}
+
+/// Eight values of one row and one group per thread, written as two float4. Needs cols % 8 == 0,
+/// group % 8 == 0, no g_idx and a 16-byte aligned out.
+__global__ void uniform_dequantize8(UView u, float *__restrict__ out) {
+    const int64_t chunks = u.rows * u.cols / 8;
+    for (int64_t k = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; k < chunks; k += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i0 = k * 8, r = i0 / u.cols, c0 = i0 - r * u.cols;
+        const int64_t g = divide(c0, u.group, u.group_shift) * u.rows + r;
+        const float s = __ldg(u.scales + g), z = __ldg(u.zeros + g);
+        uint32_t code[8];
+        load8_bytes(u.codes + i0, code);
+        float v[8];
+#pragma unroll
+        for (int j = 0; j < 8; j++) v[j] = lq_uniform_value(code[j], s, z);
+        float4 *o = reinterpret_cast<float4 *>(out + i0);
+        o[0] = make_float4(v[0], v[1], v[2], v[3]);
+        o[1] = make_float4(v[4], v[5], v[6], v[7]);
+    }
+}
+
+/// Any shape, g_idx or not: one value per thread.
+__global__ void uniform_dequantize_any(UView u, float *__restrict__ out) {
+    const int64_t count = u.rows * u.cols;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t r = i / u.cols, c = i - r * u.cols, g = uniform_group(u, c) * u.rows + r;
+        out[i] = lq_uniform_value(__ldg(u.codes + i), __ldg(u.scales + g), __ldg(u.zeros + g));
+    }
+}
+
+/// Y[n, rows] = X[n, cols] · Wᵀ: one warp per row of W, each lane taking 8 columns at a time and
+/// applying them to the N rows of x. GIDX: each column's own group (g_idx); otherwise the 8 share
+/// one, whose scale multiplies their sum. Needs cols % 8 == 0, a 16-byte aligned x, and without
+/// GIDX group % 8 == 0.
+template <bool GIDX, int N>
+__global__ void uniform_gemv8(UView u, const float *__restrict__ x, float *__restrict__ y) {
+    const int lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    if (r >= u.rows) return;
+    float acc[N];
+#pragma unroll
+    for (int n = 0; n < N; n++) acc[n] = 0.0f;
+    const uint8_t *row = u.codes + r * u.cols;
+    const int64_t chunks = u.cols / 8;
+    for (int64_t k = lane; k < chunks; k += 32) {
+        const int64_t c0 = k * 8;
+        uint32_t code[8];
+        load8_bytes(row + c0, code);
+        float w[8], s = 1.0f;
+        if (GIDX) {
+            const int4 ga = __ldg(reinterpret_cast<const int4 *>(u.g_idx + c0)), gb = __ldg(reinterpret_cast<const int4 *>(u.g_idx + c0 + 4));
+            const int g[8] = {ga.x, ga.y, ga.z, ga.w, gb.x, gb.y, gb.z, gb.w};
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int64_t at = (int64_t)g[j] * u.rows + r;
+                w[j] = lq_uniform_value(code[j], __ldg(u.scales + at), __ldg(u.zeros + at));
+            }
+        } else {
+            const int64_t at = divide(c0, u.group, u.group_shift) * u.rows + r;
+            const float z = __ldg(u.zeros + at);
+            s = __ldg(u.scales + at);
+#pragma unroll
+            for (int j = 0; j < 8; j++) w[j] = (float)code[j] - z;
+        }
+        accumulate8<N>(w, s, x, u.cols, c0, acc);
+    }
+    store_row_sums(acc, N, lane, y, u.rows, r);
+}
+
+/// Any shape, alignment or g_idx: one warp per row, one column per lane step.
+__global__ void uniform_gemv_any(UView u, int n_rows, const float *__restrict__ x, float *__restrict__ y) {
+    const int lane = threadIdx.x & 31;
+    const int64_t r = (int64_t)blockIdx.x * kGemvWarps + (threadIdx.x >> 5);
+    if (r >= u.rows) return;
+    float acc[LQ_CUDA_GEMV_MAX_ROWS] = {0};
+    const uint8_t *row = u.codes + r * u.cols;
+    for (int64_t c = lane; c < u.cols; c += 32) {
+        const int64_t g = uniform_group(u, c) * u.rows + r;
+        const float w = lq_uniform_value(__ldg(row + c), __ldg(u.scales + g), __ldg(u.zeros + g));
+        for (int n = 0; n < n_rows; n++) acc[n] += w * x[n * u.cols + c];
+    }
+    store_row_sums(acc, n_rows, lane, y, u.rows, r);
+}
+
+/// Calls launch(std::integral_constant<int, n>{}) for 1 ≤ n ≤ LQ_CUDA_GEMV_MAX_ROWS (the caller checked n):
+/// the fused GEMVs keep their N rows' sums in registers.
+template <typename Launch>
+void for_rows(int64_t n, Launch launch) {
+    static_assert(LQ_CUDA_GEMV_MAX_ROWS == 8, "the cases below");
+    switch (n) {
+        case 1: launch(std::integral_constant<int, 1>{}); break;
+        case 2: launch(std::integral_constant<int, 2>{}); break;
+        case 3: launch(std::integral_constant<int, 3>{}); break;
+        case 4: launch(std::integral_constant<int, 4>{}); break;
+        case 5: launch(std::integral_constant<int, 5>{}); break;
+        case 6: launch(std::integral_constant<int, 6>{}); break;
+        case 7: launch(std::integral_constant<int, 7>{}); break;
+        default: launch(std::integral_constant<int, 8>{}); break;
     }
 }
 
@@ -434,10 +571,29 @@ int grid_for(int64_t work, int threads) {
 }  // namespace
 
 struct lq_cuda_matrix {
+    bool uniform;  // which view below describes it
     QView view;
+    UView uniform_view;
     int64_t rows, cols;
-    void *buffers[6];  // codes, codebook, absmax, scale codes, scale map, group absmax
+    void *buffers[6];  // NormalFloat: codes, codebook, absmax, scale codes, scale map, group absmax;
+                       // uniform: codes, scales, zeros, g_idx
 };
+
+namespace {
+/// Copies the host buffers src[k] of size[k] bytes (none when 0) into m->buffers; the ones in
+/// `padded` get 16 zero bytes after them, for the kernels' 8-code loads.
+int upload_buffers(lq_cuda_matrix *m, const void *const *src, const size_t *size, int count, unsigned padded, const char *what) {
+    for (int k = 0; k < count; k++) {
+        if (size[k] == 0) continue;
+        const size_t bytes = (padded >> k) & 1u ? size[k] + 16 : size[k];
+        cudaError_t e = cudaMalloc(&m->buffers[k], bytes);
+        if (e == cudaSuccess && bytes > size[k]) e = cudaMemset((uint8_t *)m->buffers[k] + size[k], 0, bytes - size[k]);
+        if (e == cudaSuccess) e = cudaMemcpy(m->buffers[k], src[k], size[k], cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) return fail((int)e, what, cudaGetErrorString(e));
+    }
+    return 0;
+}
+}  // namespace
 
 // ---- Entry points ----
 
@@ -528,16 +684,9 @@ extern "C" int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t 
     lq_cuda_matrix *m = new lq_cuda_matrix();
     m->rows = rows;
     m->cols = cols;
-    for (int k = 0; k < 6; k++) {
-        if (size[k] == 0) continue;
-        const size_t padded = (k == 0 || k == 3) ? size[k] + 16 : size[k];
-        cudaError_t e = cudaMalloc(&m->buffers[k], padded);
-        if (e == cudaSuccess && padded > size[k]) e = cudaMemset((uint8_t *)m->buffers[k] + size[k], 0, padded - size[k]);
-        if (e == cudaSuccess) e = cudaMemcpy(m->buffers[k], src[k], size[k], cudaMemcpyHostToDevice);
-        if (e != cudaSuccess) {
-            lq_cuda_matrix_free(m);
-            return fail((int)e, "lq_cuda_matrix_upload", cudaGetErrorString(e));
-        }
+    if (int status = upload_buffers(m, src, size, 6, 1u | 8u, "lq_cuda_matrix_upload")) {
+        lq_cuda_matrix_free(m);  // what was allocated; fail() recorded the reason
+        return status;
     }
     QView &v = m->view;
     v.bits = f.bits;
@@ -559,8 +708,61 @@ extern "C" int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t 
     return 0;
 }
 
+extern "C" int lq_cuda_uniform_upload(const lq_uniform *u, lq_cuda_matrix **out) {
+    ENTER();
+    if (const char *problem = lq_cuda_uniform_problem(u)) return fail(-1, "lq_cuda_uniform_upload", problem);
+    // A group wider than the row is one group per row; clamped, it fits the kernels' int.
+    const int64_t group = u->group < u->cols ? u->group : u->cols, groups = (u->cols + group - 1) / group;
+    const void *src[4] = {u->codes, u->scales, u->zeros, u->g_idx};
+    const size_t size[4] = {(size_t)(u->rows * u->cols), sizeof(float) * (size_t)(groups * u->rows),
+                            sizeof(float) * (size_t)(groups * u->rows), u->g_idx ? sizeof(int32_t) * (size_t)u->cols : 0};
+    lq_cuda_matrix *m = new lq_cuda_matrix();
+    m->uniform = true;
+    m->rows = u->rows;
+    m->cols = u->cols;
+    if (int status = upload_buffers(m, src, size, 4, 1u, "lq_cuda_uniform_upload")) {
+        lq_cuda_matrix_free(m);
+        return status;
+    }
+    UView &v = m->uniform_view;
+    v.codes = (const uint8_t *)m->buffers[0];
+    v.scales = (const float *)m->buffers[1];
+    v.zeros = (const float *)m->buffers[2];
+    v.g_idx = (const int32_t *)m->buffers[3];
+    v.rows = u->rows;
+    v.cols = u->cols;
+    v.group = (int)group;
+    v.group_shift = log2_exact((int)group);
+    *out = m;
+    return 0;
+}
+
+static void uniform_dequantize(const UView &u, float *out) {
+    constexpr int threads = 256;
+    if (u.cols % 8 == 0 && u.group % 8 == 0 && !u.g_idx && ((uintptr_t)out & 15) == 0)
+        uniform_dequantize8<<<grid_for(u.rows * u.cols / 8, threads), threads>>>(u, out);
+    else
+        uniform_dequantize_any<<<grid_for(u.rows * u.cols, threads), threads>>>(u, out);
+}
+
+static void uniform_gemv(const UView &u, const float *x, int64_t n, float *y) {
+    const int grid = (int)((u.rows + kGemvWarps - 1) / kGemvWarps), threads = 32 * kGemvWarps;
+    if (u.cols % 8 != 0 || ((uintptr_t)x & 15) != 0 || (!u.g_idx && u.group % 8 != 0)) {
+        uniform_gemv_any<<<grid, threads>>>(u, (int)n, x, y);
+    } else if (u.g_idx) {
+        for_rows(n, [&](auto rows) { uniform_gemv8<true, decltype(rows)::value><<<grid, threads>>>(u, x, y); });
+    } else {
+        for_rows(n, [&](auto rows) { uniform_gemv8<false, decltype(rows)::value><<<grid, threads>>>(u, x, y); });
+    }
+}
+
 extern "C" int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out) {
     ENTER();
+    if (m->uniform) {
+        uniform_dequantize(m->uniform_view, out);
+        CUDA_TRY(cudaGetLastError());
+        return 0;
+    }
     const QView &q = m->view;
     constexpr int threads = 256;
     if (q.block_size % 8 == 0 && ((uintptr_t)out & 15) == 0) {
@@ -581,21 +783,17 @@ extern "C" int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out) {
 template <int BITS>
 static void launch_gemv8(const QView &q, int64_t rows, int64_t cols, const float *x, int64_t n, float *y) {
     const int grid = (int)((rows + kGemvWarps - 1) / kGemvWarps), threads = 32 * kGemvWarps;
-    switch (n) {
-        case 1: gemv8<BITS, 1><<<grid, threads>>>(q, rows, cols, x, y); break;
-        case 2: gemv8<BITS, 2><<<grid, threads>>>(q, rows, cols, x, y); break;
-        case 3: gemv8<BITS, 3><<<grid, threads>>>(q, rows, cols, x, y); break;
-        case 4: gemv8<BITS, 4><<<grid, threads>>>(q, rows, cols, x, y); break;
-        case 5: gemv8<BITS, 5><<<grid, threads>>>(q, rows, cols, x, y); break;
-        case 6: gemv8<BITS, 6><<<grid, threads>>>(q, rows, cols, x, y); break;
-        case 7: gemv8<BITS, 7><<<grid, threads>>>(q, rows, cols, x, y); break;
-        default: gemv8<BITS, 8><<<grid, threads>>>(q, rows, cols, x, y); break;
-    }
+    for_rows(n, [&](auto n_rows) { gemv8<BITS, decltype(n_rows)::value><<<grid, threads>>>(q, rows, cols, x, y); });
 }
 
 extern "C" int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y) {
     ENTER();
     if (const char *problem = lq_cuda_gemv_problem(n)) return fail(-1, "lq_cuda_gemv", problem);
+    if (m->uniform) {
+        uniform_gemv(m->uniform_view, x, n, y);
+        CUDA_TRY(cudaGetLastError());
+        return 0;
+    }
     const QView &q = m->view;
     if (m->cols % 8 == 0 && q.block_size % 8 == 0 && ((uintptr_t)x & 15) == 0) {
         switch (q.bits) {

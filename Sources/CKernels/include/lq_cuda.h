@@ -3,7 +3,8 @@
 // the loader that finds it at run time with dlopen. Without the library or a device, the loader says
 // why and the caller stays on the CPU kernels.
 //
-// Matrices use the layouts of lq_quant.h. Products follow a linear layer: Y[n, rows] = X[n, cols] · Wᵀ
+// Matrices use the layouts of lq_quant.h (NormalFloat) and lq_uniform.h (GPTQ / round-to-nearest
+// integers); both kinds share one handle type and the same products. Products follow a linear layer: Y[n, rows] = X[n, cols] · Wᵀ
 // with X and Y row-major. Every entry point returns 0 on success or a CUDA/cuBLAS status, and
 // lq_cuda_last_error() then describes the failure.
 #ifndef LQ_CUDA_H
@@ -13,19 +14,21 @@
 #include <stdint.h>
 #include "lq_device_ops.h"
 #include "lq_quant.h"
+#include "lq_uniform.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /// Bumped whenever an entry point below changes; the loader refuses a library built for another.
-#define LQ_CUDA_ABI_VERSION 3
+#define LQ_CUDA_ABI_VERSION 4
 
 /// Rows of X up to which products use the fused dequantize-GEMV kernel; more rows dequantize W into
 /// a device workspace and call cublasSgemm.
 #define LQ_CUDA_GEMV_MAX_ROWS 8
 
-/// A quantized matrix resident on the device (its codes, scales and codebook).
+/// A quantized matrix resident on the device: NormalFloat (its codes, scales and codebook) or uniform
+/// integers (codes, scales, zero points, g_idx).
 typedef struct lq_cuda_matrix lq_cuda_matrix;
 
 typedef struct {
@@ -58,6 +61,20 @@ static inline const char *lq_cuda_matrix_problem(const lq_qtensor *t, int64_t ro
         default: return "unknown scale_kind";
     }
     return f.scale_block_size < 1 ? "scale_block_size must be positive" : NULL;
+}
+
+/// NULL when lq_cuda_uniform_upload takes this matrix, else why not. Every g_idx entry is checked
+/// here, on the host: the kernels index scales and zero points with it unchecked.
+static inline const char *lq_cuda_uniform_problem(const lq_uniform *m) {
+    if (m->rows < 1 || m->cols < 1 || m->rows > INT32_MAX || m->cols > INT32_MAX) return "rows and cols must be 1 to 2^31 - 1 (cuBLAS takes int)";
+    if (m->group < 1) return "group must be positive";
+    if (!m->codes || !m->scales || !m->zeros) return "codes, scales and zeros are all needed";
+    if (m->g_idx) {
+        const int64_t groups = (m->cols + m->group - 1) / m->group;
+        for (int64_t c = 0; c < m->cols; c++)
+            if (m->g_idx[c] < 0 || m->g_idx[c] >= groups) return "g_idx holds a group outside 0 ..< groups";
+    }
+    return NULL;
 }
 
 /// NULL when lq_cuda_gemv takes n rows of x, else why not.
@@ -99,9 +116,13 @@ int lq_cuda_synchronize(void);
 
 /// Copies a quantized matrix (rows × cols, t->numel = rows · cols) to the device.
 int lq_cuda_matrix_upload(const lq_qtensor *t, int64_t rows, int64_t cols, lq_cuda_matrix **out);
+/// Copies a uniform-integer matrix (lq_uniform.h: codes, scales, zero points, and g_idx when given)
+/// to the device; the handle then multiplies and frees as a NormalFloat matrix's does.
+int lq_cuda_uniform_upload(const lq_uniform *m, lq_cuda_matrix **out);
 void lq_cuda_matrix_free(lq_cuda_matrix *m);
 
-/// Device pointers: out[0, rows·cols) = W as fp32, bit-exact with lq_dequantize's scalar reference.
+/// Device pointers: out[0, rows·cols) = W as fp32, bit-exact with the scalar reference
+/// (lq_dequantize's, or lq_uniform_dequantize's for a uniform matrix).
 int lq_cuda_dequantize(const lq_cuda_matrix *m, float *out);
 /// Device pointers: Y[n, rows] = X[n, cols] · Wᵀ, W decoded in registers; 1 ≤ n ≤ LQ_CUDA_GEMV_MAX_ROWS.
 int lq_cuda_gemv(const lq_cuda_matrix *m, const float *x, int64_t n, float *y);
@@ -168,6 +189,7 @@ typedef struct {
     int (*synchronize)(void);
     int (*matrix_upload)(const lq_qtensor *, int64_t, int64_t, lq_cuda_matrix **);
     void (*matrix_free)(lq_cuda_matrix *);
+    int (*uniform_upload)(const lq_uniform *, lq_cuda_matrix **);
     int (*dequantize)(const lq_cuda_matrix *, float *);
     int (*gemv)(const lq_cuda_matrix *, const float *, int64_t, float *);
     int (*gemm)(const lq_cuda_matrix *, const float *, int64_t, int, float, float *, float *);

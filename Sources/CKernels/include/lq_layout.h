@@ -1,4 +1,4 @@
-// The arithmetic of the block layouts in lq_quant.h, written once for every compiler that builds a
+// The arithmetic of the block layouts in lq_quant.h (and of lq_uniform.h's integers), written once for every compiler that builds a
 // kernel: the C scalar reference includes it as static inline C, the CUDA kernels (nvcc) as
 // __host__ __device__ functions. Dequantization must round identically everywhere, so products and
 // sums here are never contracted into fused multiply-adds (CUDA's __fmul_rn/__fadd_rn; the C
@@ -19,10 +19,12 @@
 #define LQ_MUL(a, b) __fmul_rn((a), (b))
 #define LQ_ADD(a, b) __fadd_rn((a), (b))
 #define LQ_DIV(a, b) __fdiv_rn((a), (b))
+#define LQ_SUB(a, b) __fsub_rn((a), (b))
 #else
 #define LQ_MUL(a, b) ((a) * (b))
 #define LQ_ADD(a, b) ((a) + (b))
 #define LQ_DIV(a, b) ((a) / (b))
+#define LQ_SUB(a, b) ((a) - (b))
 #endif
 
 /// 3-bit codes: eight codes in three bytes.
@@ -71,6 +73,11 @@ LQ_HD float lq_uint_step(int scale_bits, float group_absmax) {
 /// zero decodes every block to the offset.
 LQ_HD float lq_uint_scale(uint32_t code, float step, float group_absmax, float offset) {
     return LQ_ADD(group_absmax > 0x1p-24f ? LQ_DIV((float)code, step) : 0.0f, offset);
+}
+
+/// A uniform-integer weight (GPTQ / round to nearest, lq_uniform.h): scale · (code − zero point).
+LQ_HD float lq_uniform_value(uint32_t code, float scale, float zero) {
+    return LQ_MUL(scale, LQ_SUB((float)code, zero));
 }
 
 #endif
