@@ -21,15 +21,13 @@ struct GenerateCommandTests {
 struct IgnoreEOSTests {
     @Test(builtBinary)
     func generationRunsPastTheEndOfSequenceToken() throws {
-        let dir = NSTemporaryDirectory() + "lqlora-eos-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.copyItem(atPath: CLI.model, toPath: dir)
+        let scratch = TemporaryDirectory()
+        defer { scratch.cleanUp() }
+        let dir = try CLI.modelCopy(in: scratch)
         let first = try CLI.succeed(["generate", "--model", dir, "--prompt", "the river", "--max-tokens", "1"]).trimmingCharacters(in: .newlines)
         let id = Int(try CLI.succeed(["tokenize", "--model", dir, "--text", first, "--no-special-tokens"]).split(separator: " ")[0]
                      .trimmingCharacters(in: .whitespacesAndNewlines))!
-        var config = try CLI.jsonFile(dir + "/config.json")
-        config["eos_token_id"] = id
-        try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        try CLI.editJSON(dir + "/config.json") { $0["eos_token_id"] = id }
         try? FileManager.default.removeItem(atPath: dir + "/generation_config.json")
         let stopped = try CLI.run(["generate", "--model", dir, "--prompt", "the river", "--max-tokens", "12"])
         let ignored = try CLI.run(["generate", "--model", dir, "--prompt", "the river", "--max-tokens", "12", "--ignore-eos"])

@@ -43,6 +43,20 @@ enum CLI {
     static func jsonFile(_ path: String) throws -> [String: Any] {
         try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
     }
+
+    /// A copy of the tiny model inside `dir`, for a test that edits its files.
+    static func modelCopy(in dir: TemporaryDirectory) throws -> String {
+        let path = dir.file("model")
+        try FileManager.default.copyItem(atPath: model, toPath: path)
+        return path
+    }
+
+    /// Rewrites the JSON object in `path` through `edit`.
+    static func editJSON(_ path: String, _ edit: (inout [String: Any]) -> Void) throws {
+        var object = try jsonFile(path)
+        edit(&object)
+        try JSONSerialization.data(withJSONObject: object).write(to: URL(fileURLWithPath: path))
+    }
 }
 
 /// Enables a test where the `lqlora` executable sits beside the test bundle.

@@ -42,13 +42,12 @@ struct TokenizeCommandTests {
 struct VocabularyMismatchTests {
     @Test(builtBinary)
     func tokenizerLargerThanTheModelIsRefused() throws {
-        let dir = NSTemporaryDirectory() + "lqlora-vocab-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.copyItem(atPath: CLI.model, toPath: dir)
-        let tokenizerPath = dir + "/tokenizer.json"
-        var tokenizer = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tokenizerPath))) as! [String: Any]
-        tokenizer["added_tokens"] = (tokenizer["added_tokens"] as! [[String: Any]]) + [["id": 150, "content": "<extra>", "special": true]]
-        try JSONSerialization.data(withJSONObject: tokenizer).write(to: URL(fileURLWithPath: tokenizerPath))
+        let scratch = TemporaryDirectory()
+        defer { scratch.cleanUp() }
+        let dir = try CLI.modelCopy(in: scratch)
+        try CLI.editJSON(dir + "/tokenizer.json") {
+            $0["added_tokens"] = ($0["added_tokens"] as! [[String: Any]]) + [["id": 150, "content": "<extra>", "special": true]]
+        }
         let r = try CLI.run(["generate", "--model", dir, "--prompt", "the river", "--max-tokens", "2"])
         #expect(r.status == 1 && r.stderr.contains("ids up to 150") && r.stderr.contains("vocab_size is 128"), "\(r.stderr)")
     }
@@ -59,15 +58,13 @@ struct VocabularyMismatchTests {
 struct RunawayPatternCommandTests {
     @Test(builtBinary)
     func aRunawaySplitPatternIsRefusedNotHung() throws {
-        let dir = NSTemporaryDirectory() + "lqlora-runaway-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.copyItem(atPath: CLI.model, toPath: dir)
-        let tokenizerPath = dir + "/tokenizer.json"
-        var tokenizer = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: tokenizerPath))) as! [String: Any]
-        let byteLevel = tokenizer["pre_tokenizer"]!
-        tokenizer["pre_tokenizer"] = ["type": "Sequence", "pretokenizers": [
-            ["type": "Split", "pattern": ["Regex": #"(\p{L}+)+[0-9]|\s+"#], "behavior": "Isolated", "invert": false], byteLevel]]
-        try JSONSerialization.data(withJSONObject: tokenizer).write(to: URL(fileURLWithPath: tokenizerPath))
+        let scratch = TemporaryDirectory()
+        defer { scratch.cleanUp() }
+        let dir = try CLI.modelCopy(in: scratch)
+        try CLI.editJSON(dir + "/tokenizer.json") {
+            $0["pre_tokenizer"] = ["type": "Sequence", "pretokenizers": [
+                ["type": "Split", "pattern": ["Regex": #"(\p{L}+)+[0-9]|\s+"#], "behavior": "Isolated", "invert": false], $0["pre_tokenizer"]!]]
+        }
         #expect(try CLI.run(["tokenize", "--model", dir, "--text", "the river 1"]).status == 0)
         let r = try CLI.run(["generate", "--model", dir, "--prompt", String(repeating: "ab", count: 40), "--max-tokens", "2"])
         #expect(r.status == 1 && r.stderr.contains("tokenizer.json: pre_tokenizer Split: regular expression")
