@@ -8,18 +8,22 @@ import Testing
 
 /// GPTQ over a whole model against AutoGPTQ's layer-by-layer loop run in torch on the same tiny
 /// Llama 3 model and calibration ids (scripts/make-gptq-model-fixture.py): each group's Hessian
-/// from inputs that passed through the quantized earlier layers and groups.
+/// from inputs that passed through the quantized earlier layers and groups; "static": act-order
+/// with static groups; "flat": true_sequential false (all seven from the unquantized block's inputs).
 struct GPTQCalibrationTests {
     static let oracle = try! SafeTensorsFile(path: modelFixtures + "/oracles/gptq-gqa_llama3.safetensors")
 
-    @Test(arguments: ["order", "act"])
+    @Test(arguments: ["order", "act", "static", "flat"])
     func everyProjectionMatchesAutoGPTQsLayerSequentialRun(order: String) throws {
         let model = try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3")
         let ids = try Self.oracle.floatTensor("calibration_ids")
         let samples = (0..<ids.shape[0]).map { r in (0..<ids.shape[1]).map { Int(ids[r, $0]) } }
-        let options = GPTQ.Options(bits: 4, groupSize: 32, symmetric: true, actOrder: order == "act", damp: 0.1)
+        let options = GPTQ.Options(bits: 4, groupSize: 32, symmetric: true, actOrder: order == "act" || order == "static", damp: 0.1,
+                                   staticGroups: order == "static")
         var blocks = 0
-        let results = try GPTQCalibration.quantize(model, samples: samples, options: options) { if case .block = $0 { blocks += 1 } }
+        let results = try GPTQCalibration.quantize(model, samples: samples, options: options, trueSequential: order != "flat") {
+            if case .block = $0 { blocks += 1 }
+        }
         #expect(blocks == 2 && results.count == 14)
         var flips = 0, codes = 0
         for r in results {
