@@ -89,6 +89,41 @@ struct GPTQCommandTests {
         }
     }
 
+    /// `dequantize` of a GPTQ/RTN checkpoint in either layout: every projection is the uniform
+    /// kernels' dequantization (scale·(code − zero) through g_idx) bit for bit in f32 (the default),
+    /// the other tensors are copied byte for byte, and the dense model computes the quantized one's logits.
+    @Test(builtBinary, arguments: [["rtn", "gptq"], ["gptq", "lqlora"]])
+    func dequantizeWritesTheUniformKernelsDequantization(_ c: [String]) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (method, format) = (c[0], c[1])
+        let q = dir.file("q"), dense = dir.file("dense")
+        var args = ["--method", method, "--bits", "3", "--group-size", "32", "--asym", "--format", format]
+        if method == "gptq" { args += ["--act-order", "--calib", CLI.text("sample.txt"), "--samples", "2", "--seq-len", "32"] }
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", q] + args)
+        let line = try CLI.succeed(["dequantize", "--model", q, "--out", dense])
+        #expect(line.contains("dequantized 14 matrices"), "\(line)")
+        let quantized = try LlamaModel(directory: q), d = try Checkpoint(path: dense), source = try Checkpoint(path: q)
+        for (l, layer) in quantized.layers.enumerated() {
+            for p in Projection.allCases {
+                let name = LinearSite.projection(layer: l, p).weightName
+                #expect(try d.entry(name).dtype == .f32)
+                #expect(try d.floatTensor(name).array == layer[p].denseWeight().array, "\(name)")
+            }
+        }
+        for name in d.tensorNames where !name.contains("_proj") {
+            #expect(Array(try d.locate(name).file.bytes(of: try d.entry(name))) == Array(try source.locate(name).file.bytes(of: try source.entry(name))))
+        }
+        let config = try CLI.jsonFile(dense + "/config.json")
+        #expect(config["quantization_config"] == nil && config["torch_dtype"] as? String == "float32")
+        let ids = [[3, 17, 42, 99, 5, 64, 21, 8]]
+        let lq = quantized.forward(ids), ld = try LlamaModel(directory: dense).forward(ids)
+        #expect(maxAbsDifference(lq, ld) <= 1e-5, "logits differ by \(maxAbsDifference(lq, ld))")
+        let half = try CLI.succeed(["dequantize", "--model", q, "--out", dir.file("bf16"), "--dtype", "bf16"])
+        let halfType = try Checkpoint(path: dir.file("bf16")).entry("model.layers.0.mlp.up_proj.weight").dtype
+        #expect(half.contains("14 matrices") && halfType == .bf16)
+    }
+
     @Test(builtBinary)
     func badInputIsRefusedByNameWithNothingWritten() throws {
         let dir = TemporaryDirectory()
