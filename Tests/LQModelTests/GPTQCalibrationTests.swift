@@ -48,6 +48,33 @@ struct GPTQCalibrationTests {
         print("GPTQ \(order): \(flips) of \(codes) codes differ; max |Δlogit| \(diff) of \(scale)")
     }
 
+    /// Decoding an act-order model takes the g_idx GEMV (a few rows), a whole sequence the panel
+    /// path (dequantized panels into sgemm): token-by-token logits with the cache equal the full pass's.
+    @Test func decodingAnActOrderModelThroughTheGIdxGEMVMatchesThePanelPath() throws {
+        let model = try LlamaModel(directory: LlamaTests.dir + "/gqa_llama3")
+        let ids = try Self.oracle.floatTensor("calibration_ids")
+        let samples = (0..<ids.shape[0]).map { r in (0..<ids.shape[1]).map { Int(ids[r, $0]) } }
+        _ = try GPTQCalibration.quantize(model, samples: samples, options: GPTQ.Options(bits: 4, groupSize: 32, actOrder: true))
+        let q = try #require(model.layers[0][.q] as? UniformLinear)
+        #expect(!q.weight.sequentialGroups, "act-order permutes the groups")
+        let prompts = Array(samples[0..<2])
+        let full = model.forward(prompts)  // 48 rows: the panel path
+        let cache = KVCache(config: model.config, batch: 2, capacity: 32)
+        _ = model.forward(prompts.map { Array($0[0..<4]) }, cache: cache)
+        var worst: Float = 0, scale: Float = 0
+        for t in 4..<24 {
+            let step = model.forward(prompts.map { [$0[t]] }, cache: cache)  // 2 rows: the GEMV
+            for b in 0..<2 {
+                for v in 0..<128 {
+                    let e = full[b * 24 + t, v]
+                    worst = max(worst, abs(step[b, v] - e))
+                    scale = max(scale, abs(e))
+                }
+            }
+        }
+        #expect(worst <= 1e-5 * max(scale, 1), "max |Δlogit| decoding through the g_idx GEMV = \(worst) (logits up to \(scale))")
+    }
+
     /// A weight holding NaN is refused by name, by GPTQ and by round-to-nearest (a code is a byte).
     @Test func nonFiniteWeightsAreRefusedByName() throws {
         for gptq in [true, false] {
