@@ -193,6 +193,18 @@ def codes(Q, scale, zero, g_idx):
 torch.set_num_threads(1)
 torch.manual_seed(0)
 out = {}
+
+
+def store(key, Q, s, z, g, loss, damp):
+    """One fasterquant case's tensors under `key`."""
+    out[key + ".codes"] = codes(Q, s, z, g)
+    out[key + ".scale"] = s
+    out[key + ".zero"] = z
+    out[key + ".g_idx"] = g
+    out[key + ".loss"] = torch.tensor([loss], dtype=torch.float32)
+    out[key + ".damp"] = torch.tensor([damp], dtype=torch.float32)
+
+
 for name, (rows, cols) in {"a": (32, 256), "b": (16, 192)}.items():
     W = torch.randn(rows, cols) * 0.05
     W[:, 7] *= 12  # outlier inputs make act-order matter
@@ -208,13 +220,7 @@ for name, (rows, cols) in {"a": (32, 256), "b": (16, 192)}.items():
             for sym in [True, False]:
                 for act in [False, True]:
                     key = f"{name}.b{bits}.g{group}.{'sym' if sym else 'asym'}.{'act' if act else 'order'}"
-                    Q, s, z, g, loss, damp = fasterquant(W, H, bits, sym, group, act)
-                    out[key + ".codes"] = codes(Q, s, z, g)
-                    out[key + ".scale"] = s
-                    out[key + ".zero"] = z
-                    out[key + ".g_idx"] = g
-                    out[key + ".loss"] = torch.tensor([loss], dtype=torch.float32)
-                    out[key + ".damp"] = torch.tensor([damp], dtype=torch.float32)
+                    store(key, *fasterquant(W, H, bits, sym, group, act))
                 Qr, sr, zr = rtn(W, bits, sym, group)
                 key = f"{name}.rtn.b{bits}.g{group}.{'sym' if sym else 'asym'}"
                 gs = group if group != -1 else W.shape[1]
@@ -224,14 +230,8 @@ for name, (rows, cols) in {"a": (32, 256), "b": (16, 192)}.items():
     static = [(bits, group, sym, act) for bits in [2, 3, 4, 8] for group in [64, 128] for sym in [True, False] for act in [False, True]]
     for bits, group, sym, act in static + [(4, -1, True, True)]:
         # group -1: AutoGPTQ's range(0, columns, -1) is empty, so there are no static groups to make
-        Q, s, z, g, loss, damp = fasterquant(W, H, bits, sym, group, act, static_groups=True)
         key = f"{name}.b{bits}.g{group}.{'sym' if sym else 'asym'}.{'act' if act else 'order'}.static"
-        out[key + ".codes"] = codes(Q, s, z, g)
-        out[key + ".scale"] = s
-        out[key + ".zero"] = z
-        out[key + ".g_idx"] = g
-        out[key + ".loss"] = torch.tensor([loss], dtype=torch.float32)
-        out[key + ".damp"] = torch.tensor([damp], dtype=torch.float32)
+        store(key, *fasterquant(W, H, bits, sym, group, act, static_groups=True))
 
 
 def pack(Q, scales, zeros, g_idx, bits):
