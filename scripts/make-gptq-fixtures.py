@@ -13,6 +13,11 @@ and per case C (named "L.b{bits}.g{group}.{sym|asym}.{order|act}"):
              (original column order; Q = scale[g_idx] * (codes - zero[g_idx]) exactly)
   C.scale    [groups, out] fp32, C.zero [groups, out] fp32 (in the order fasterquant made them)
   C.g_idx    [in] int32, C.loss [1] fp32 (sum of Losses: GPTQ's loss), C.damp [1]
+and the same for static groups (AutoGPTQ's static_groups=True: every group's quantizer from the
+original weight, dead inputs zeroed, in natural column order, before the column loop; each column
+uses its natural group's, so g_idx is c // group even with act-order), "L.b{bits}.g{64|128}.{sym|asym}.
+{order|act}.static", and the per-row case "L.b4.g-1.sym.act.static" (static groups without groups
+change nothing, as in AutoGPTQ);
 and pack.a.b{bits}.g128.sym.act.{qweight,qzeros,scales,g_idx}: AutoGPTQ's QuantLinear.pack of that
 case (I32 qweight [in*bits/32, out], I32 qzeros [groups, out*bits/32] holding zero - 1, F16 scales);
 and RTN cases "L.rtn.b{bits}.g{group}.{sym|asym}": C.codes, C.scale, C.zero (the quantizer alone, per
@@ -79,7 +84,7 @@ def hessian(batches):
     return H
 
 
-def fasterquant(W, H, bits, sym, group_size=-1, actorder=False, percdamp=0.1, blocksize=128):
+def fasterquant(W, H, bits, sym, group_size=-1, actorder=False, percdamp=0.1, blocksize=128, static_groups=False):
     W = W.clone().float()
     H = H.clone()
     columns = W.shape[1]
@@ -89,6 +94,15 @@ def fasterquant(W, H, bits, sym, group_size=-1, actorder=False, percdamp=0.1, bl
     H[dead, dead] = 1
     W[:, dead] = 0
     scale, zero, now_idx = [], [], 1
+    if static_groups:
+        import copy
+        groups = []
+        for i in range(0, columns, group_size):
+            q = copy.deepcopy(quantizer)
+            q.find_params(W[:, i:(i + group_size)])
+            scale.append(q.scale)
+            zero.append(q.zero)
+            groups.append(q)
     if actorder:
         perm = torch.argsort(torch.diag(H), descending=True, stable=True)
         W = W[:, perm]
@@ -115,12 +129,18 @@ def fasterquant(W, H, bits, sym, group_size=-1, actorder=False, percdamp=0.1, bl
             w = W1[:, i]
             d = Hinv1[i, i]
             if group_size != -1:
-                if (i1 + i) % group_size == 0:
-                    quantizer.find_params(W[:, (i1 + i):(i1 + i + group_size)])
-                if ((i1 + i) // group_size) - now_idx == -1:
-                    scale.append(quantizer.scale)
-                    zero.append(quantizer.zero)
-                    now_idx += 1
+                if not static_groups:
+                    if (i1 + i) % group_size == 0:
+                        quantizer.find_params(W[:, (i1 + i):(i1 + i + group_size)])
+                    if ((i1 + i) // group_size) - now_idx == -1:
+                        scale.append(quantizer.scale)
+                        zero.append(quantizer.zero)
+                        now_idx += 1
+                else:
+                    idx = i1 + i
+                    if actorder:
+                        idx = perm[idx]
+                    quantizer = groups[idx // group_size]
             q = quantizer.quantize(w.unsqueeze(1)).flatten()
             Q1[:, i] = q
             Losses1[:, i] = (w - q) ** 2 / d ** 2
@@ -131,7 +151,10 @@ def fasterquant(W, H, bits, sym, group_size=-1, actorder=False, percdamp=0.1, bl
         Losses[:, i1:i2] = Losses1 / 2
         W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
     gs = group_size if group_size != -1 else columns
-    g_idx = torch.tensor([i // gs for i in range(columns)], dtype=torch.int32)
+    if static_groups and actorder:
+        g_idx = torch.tensor([perm[i] // gs for i in range(columns)], dtype=torch.int32)
+    else:
+        g_idx = torch.tensor([i // gs for i in range(columns)], dtype=torch.int32)
     if actorder:
         Q = Q[:, invperm]
         g_idx = g_idx[invperm]
@@ -170,6 +193,18 @@ def codes(Q, scale, zero, g_idx):
 torch.set_num_threads(1)
 torch.manual_seed(0)
 out = {}
+
+
+def store(key, Q, s, z, g, loss, damp):
+    """One fasterquant case's tensors under `key`."""
+    out[key + ".codes"] = codes(Q, s, z, g)
+    out[key + ".scale"] = s
+    out[key + ".zero"] = z
+    out[key + ".g_idx"] = g
+    out[key + ".loss"] = torch.tensor([loss], dtype=torch.float32)
+    out[key + ".damp"] = torch.tensor([damp], dtype=torch.float32)
+
+
 for name, (rows, cols) in {"a": (32, 256), "b": (16, 192)}.items():
     W = torch.randn(rows, cols) * 0.05
     W[:, 7] *= 12  # outlier inputs make act-order matter
@@ -185,19 +220,20 @@ for name, (rows, cols) in {"a": (32, 256), "b": (16, 192)}.items():
             for sym in [True, False]:
                 for act in [False, True]:
                     key = f"{name}.b{bits}.g{group}.{'sym' if sym else 'asym'}.{'act' if act else 'order'}"
-                    Q, s, z, g, loss, damp = fasterquant(W, H, bits, sym, group, act)
-                    out[key + ".codes"] = codes(Q, s, z, g)
-                    out[key + ".scale"] = s
-                    out[key + ".zero"] = z
-                    out[key + ".g_idx"] = g
-                    out[key + ".loss"] = torch.tensor([loss], dtype=torch.float32)
-                    out[key + ".damp"] = torch.tensor([damp], dtype=torch.float32)
+                    store(key, *fasterquant(W, H, bits, sym, group, act))
                 Qr, sr, zr = rtn(W, bits, sym, group)
                 key = f"{name}.rtn.b{bits}.g{group}.{'sym' if sym else 'asym'}"
                 gs = group if group != -1 else W.shape[1]
                 out[key + ".codes"] = codes(Qr, sr, zr, torch.tensor([i // gs for i in range(W.shape[1])], dtype=torch.int32))
                 out[key + ".scale"] = sr
                 out[key + ".zero"] = zr
+    static = [(bits, group, sym, act) for bits in [2, 3, 4, 8] for group in [64, 128] for sym in [True, False] for act in [False, True]]
+    for bits, group, sym, act in static + [(4, -1, True, True)]:
+        # group -1: AutoGPTQ's range(0, columns, -1) is empty, so there are no static groups to make
+        key = f"{name}.b{bits}.g{group}.{'sym' if sym else 'asym'}.{'act' if act else 'order'}.static"
+        store(key, *fasterquant(W, H, bits, sym, group, act, static_groups=True))
+
+
 def pack(Q, scales, zeros, g_idx, bits):
     """AutoGPTQ's QuantLinear.pack (qlinear_cuda_old.py's bit loops for 2/3/4/8 bits, with the
     act-order g_idx as qlinear_exllama.py indexes it): qweight, qzeros (zero - 1), fp16 scales."""

@@ -10,9 +10,11 @@ input over every sample (with every earlier layer and group already replaced by 
 weight, which is what AutoGPTQ's layer-by-layer loop feeds forward), add_batch builds the Hessian
 and fasterquant (make-gptq-fixtures.py's copy of AutoGPTQ's code) quantizes each member, whose
 weight then becomes the dequantized Q. 4 bits, groups of 32, symmetric, damp 0.1, with and without
-act-order.
+act-order; "static": act-order with static groups; "flat": true_sequential false as AutoGPTQ runs
+it (every group's first module hooked at once, one pass through the unquantized layer, then all
+seven quantized), in order.
 Writes Tests/LQModelTests/Fixtures/oracles/gptq-gqa_llama3.safetensors: calibration_ids [6, 24],
-and per case C in {order, act} and module M: C.M.codes [out, in] uint8, C.M.scale, C.M.zero
+and per case C in {order, act, static, flat} and module M: C.M.codes [out, in] uint8, C.M.scale, C.M.zero
 [groups, out], C.M.g_idx [in]; and C.logits [6, 24, vocab] of the quantized model (fp32 scales).
 """
 import os
@@ -37,27 +39,30 @@ torch.manual_seed(1)
 out = {}
 ids = torch.randint(0, 128, (6, 24))
 out["calibration_ids"] = ids.to(torch.int32)
-for case, act in [("order", False), ("act", True)]:
+for case, act, static, sequential in [("order", False, False, True), ("act", True, False, True), ("static", True, True, True),
+                                      ("flat", False, False, False)]:
     model = transformers.AutoModelForCausalLM.from_pretrained(MODEL, torch_dtype=torch.float32, attn_implementation="eager").eval()
     for i, layer in enumerate(model.model.layers):
-        for group in GROUPS:
-            captured = []
-            watched = layer.get_submodule(group[0])
-            handle = watched.register_forward_pre_hook(lambda m, args: captured.append(args[0].detach().clone()))
+        for passed in ([[g] for g in GROUPS] if sequential else [GROUPS]):
+            captured = [[] for _ in passed]
+            handles = [layer.get_submodule(group[0]).register_forward_pre_hook(
+                lambda m, args, c=c: c.append(args[0].detach().clone())) for group, c in zip(passed, captured)]
             with torch.no_grad():
                 for s in range(ids.shape[0]):
                     model(ids[s:s + 1])
-            handle.remove()
-            H = ref["hessian"](captured)
-            for name in group:
-                module = layer.get_submodule(name)
-                Q, scale, zero, g_idx, _, _ = ref["fasterquant"](module.weight.data, H, 4, True, 32, act)
-                module.weight.data = Q
-                key = f"{case}.model.layers.{i}.{name}"
-                out[key + ".codes"] = ref["codes"](Q, scale, zero, g_idx)
-                out[key + ".scale"] = scale
-                out[key + ".zero"] = zero
-                out[key + ".g_idx"] = g_idx
+            for handle in handles:
+                handle.remove()
+            for group, c in zip(passed, captured):
+                H = ref["hessian"](c)
+                for name in group:
+                    module = layer.get_submodule(name)
+                    Q, scale, zero, g_idx, _, _ = ref["fasterquant"](module.weight.data, H, 4, True, 32, act, static_groups=static)
+                    module.weight.data = Q
+                    key = f"{case}.model.layers.{i}.{name}"
+                    out[key + ".codes"] = ref["codes"](Q, scale, zero, g_idx)
+                    out[key + ".scale"] = scale
+                    out[key + ".zero"] = zero
+                    out[key + ".g_idx"] = g_idx
     with torch.no_grad():
         out[f"{case}.logits"] = model(ids).logits.contiguous()
 save_file(out, OUT)

@@ -51,10 +51,8 @@ struct Merge: ParsableCommand {
             let checkpoint = try Checkpoint(path: model)
             let adapterConfig = try AdapterConfig(directory: adapter)
             let adapterFile = try SafeTensorsFile(path: adapter + "/" + PEFTAdapter.weightsFile)
-            let quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
-            // A GPTQ base merges into its dequantized weights: dequant(W) + s·B·A, the model that was trained.
-            let gptq = try checkpoint.config().flatMap { try GPTQFormat.Settings(modelConfig: $0, path: checkpoint.directory + "/config.json") }
-            let gptqModules = Set(gptq == nil ? [] : GPTQFormat.modules(in: checkpoint))
+            // A quantized base merges into its dequantized weights: dequant(W) + s·B·A, the model that was trained.
+            let stored = try QuantizedWeights(checkpoint)
             let storage: DType = ["bf16": .bf16, "f16": .f16, "f32": .f32][dtype]!
             let scale = adapterConfig.scale
             // --requantize: the merged model in memory (the same fp32 sums as the dense merge below),
@@ -80,8 +78,7 @@ struct Merge: ParsableCommand {
             var emitted = Set<String>()
             var merged = 0  // adapted weights
             for name in checkpoint.tensorNames {
-                let weight = GPTQFormat.owner(of: name, in: gptqModules).map { $0 + ".weight" } ?? QuantizedStorage.owner(of: name, in: quantized) ?? name
-                let isGPTQ = gptqModules.contains(PEFTKeys.module(ofWeight: weight))
+                let weight = stored.weight(owning: name)
                 guard emitted.insert(weight).inserted else { continue }
                 let module = PEFTKeys.module(ofWeight: weight)
                 let aKey = PEFTKeys.lora(module: module, matrix: .a), bKey = PEFTKeys.lora(module: module, matrix: .b)
@@ -91,17 +88,14 @@ struct Merge: ParsableCommand {
                     pending += try GPTQFormat.tensors(q, weight: weight, settings: requantized!.options.settings)
                     continue
                 }
-                if !quantized.contains(weight) && !isGPTQ && !hasLoRA {
+                if !stored.isQuantized(weight) && !hasLoRA {
                     let (file, entry) = try checkpoint.locate(name)
                     pending.append(ModelFiles.copied(entry, from: file))
                     continue
                 }
-                let shape = isGPTQ ? try GPTQFormat.shape(of: module, in: checkpoint, bits: gptq!.bits)
-                    : quantized.contains(weight) ? try QuantizedStorage.describe(weight, in: checkpoint).shape : try checkpoint.entry(weight).shape
+                let shape = try stored.shape(weight)
                 pending.append(PendingTensor(name: weight, dtype: storage, shape: shape) { raw in
-                    let w = isGPTQ ? try GPTQFormat.load(module, from: checkpoint, settings: gptq!).dequantized()
-                        : quantized.contains(weight) ? try QuantizedStorage.load(weight, from: checkpoint).matrix.dequantize()
-                        : try checkpoint.floatTensor(weight).copy()
+                    let w = try stored.dense(weight)
                     if hasLoRA {
                         let a = try adapterFile.floatTensor(aKey), b = try adapterFile.floatTensor(bKey)
                         guard a.shape == [adapterConfig.rank, shape[1]], b.shape == [shape[0], adapterConfig.rank] else {

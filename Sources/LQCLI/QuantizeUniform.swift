@@ -24,6 +24,12 @@ struct UniformOptions: ParsableArguments {
     @Flag(help: "gptq: quantize columns by descending Hessian diagonal (desc_act).")
     var actOrder = false
 
+    @Flag(help: "gptq: every group's scale and zero point from the original weight before any column is quantized, in natural column order (AutoGPTQ's static_groups; with --act-order each column keeps its natural group).")
+    var staticGroups = false
+
+    @Flag(name: .customLong("no-true-sequential"), help: "gptq: quantize each block's seven projections at once from the unquantized block's inputs, instead of in the groups [k, v, q], [o], [up, gate], [down] each seeing the ones before it quantized (true_sequential false).")
+    var noTrueSequential = false
+
     @Option(parsing: .unconditional, help: "gptq: damping as a fraction of the Hessian's mean diagonal (default 0.1; raised by 0.01 while a factorisation fails).")
     var damp: Double?
 
@@ -44,7 +50,8 @@ struct UniformOptions: ParsableArguments {
 
     /// Each option's name and whether it was given, for the commands' "does not apply" checks.
     var given: [(String, Bool)] {
-        [("--bits", bits != nil), ("--group-size", groupSize != nil), ("--asym", asym), ("--act-order", actOrder), ("--damp", damp != nil),
+        [("--bits", bits != nil), ("--group-size", groupSize != nil), ("--asym", asym), ("--act-order", actOrder), ("--static-groups", staticGroups),
+         ("--no-true-sequential", noTrueSequential), ("--damp", damp != nil),
          ("--calib", calib != nil), ("--samples", samples != nil), ("--seq-len", seqLen != nil), ("--seed", seed != nil),
          ("--format", format != nil)]
     }
@@ -52,7 +59,8 @@ struct UniformOptions: ParsableArguments {
     /// The options a method reads (the others are refused by name).
     static func applicable(to method: UniformPipeline.Method) -> Set<String> {
         switch method {
-        case .gptq: return ["--bits", "--group-size", "--asym", "--act-order", "--damp", "--calib", "--samples", "--seq-len", "--seed", "--format"]
+        case .gptq: return ["--bits", "--group-size", "--asym", "--act-order", "--static-groups", "--no-true-sequential", "--damp", "--calib",
+                            "--samples", "--seq-len", "--seed", "--format"]
         case .rtn: return ["--bits", "--group-size", "--asym", "--format"]
         }
     }
@@ -71,8 +79,8 @@ struct UniformOptions: ParsableArguments {
         return UniformPipeline.Options(
             method: method,
             quantization: GPTQ.Options(bits: bits ?? 4, groupSize: group == -1 ? nil : group, symmetric: !asym, actOrder: actOrder,
-                                       damp: Float(damp ?? 0.1)),
-            layout: format ?? .gptq)
+                                       damp: Float(damp ?? 0.1), staticGroups: staticGroups),
+            layout: format ?? .gptq, trueSequential: !noTrueSequential)
     }
 
     /// What a run needs, checked against the model before anything is written: the options and (gptq)

@@ -7,15 +7,15 @@ import LQTensor
 /// NormalFloat, GPTQ/RTN integers). Every architecture's loader reads its weights through this.
 struct CheckpointWeights {
     let checkpoint: Checkpoint
-    private let quantized: Set<String>
-    private let gptq: GPTQFormat.Settings?
+    private let stored: QuantizedWeights
+    private var quantized: Set<String> { stored.normalFloat }
+    private var gptq: GPTQFormat.Settings? { stored.gptq }
     /// The file errors name: the safetensors file, or a sharded checkpoint's index.
     let path: String
 
     init(directory: String) throws {
         checkpoint = try Checkpoint(path: directory)
-        quantized = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
-        gptq = try GPTQFormat.Settings(modelConfig: try checkpoint.config() ?? [:], path: directory + "/config.json")
+        stored = try QuantizedWeights(checkpoint)
         path = checkpoint.files.count == 1 ? checkpoint.files[0].path : checkpoint.directory + "/" + Checkpoint.indexFileName
     }
 
@@ -32,21 +32,14 @@ struct CheckpointWeights {
     /// The weight `name` ("….weight") as an fp32 copy of its shape [out, in], whatever its storage:
     /// dense, or dequantized (NormalFloat / LQ-LoRA's grid, GPTQ/RTN integers). One matrix at a time.
     func dense(_ name: String) throws -> Tensor {
-        let module = PEFTKeys.module(ofWeight: name)
-        if let gptq, GPTQFormat.contains(module, in: checkpoint) {
-            return try GPTQFormat.load(module, from: checkpoint, settings: gptq).dequantized()
-        } else if quantized.contains(name) {
-            return try QuantizedStorage.load(name, from: checkpoint).matrix.dequantize()
-        }
+        if stored.isQuantized(name) { return try stored.dense(name) }
         guard checkpoint.contains(name) else { throw ModelError.missingWeight(path: path, tensor: name) }
         return try checkpoint.floatTensor(name).copy()
     }
 
     /// The shape of the weight `name` in any storage, without reading its values.
     func shape(_ name: String) throws -> [Int] {
-        let module = PEFTKeys.module(ofWeight: name)
-        if let gptq, GPTQFormat.contains(module, in: checkpoint) { return try GPTQFormat.shape(of: module, in: checkpoint, bits: gptq.bits) }
-        if quantized.contains(name) { return try QuantizedStorage.describe(name, in: checkpoint).shape }
+        if stored.isQuantized(name) { return try stored.shape(name) }
         guard checkpoint.contains(name) else { throw ModelError.missingWeight(path: path, tensor: name) }
         return try checkpoint.entry(name).shape
     }

@@ -28,33 +28,39 @@ public enum GPTQCalibration {
     /// Quantizes every projection of `model` in place (each becomes a UniformLinear with fp16
     /// scales, exactly what a GPTQ checkpoint stores) and returns what each got. While calibrating,
     /// later blocks see the earlier ones with fp32 scales, as AutoGPTQ's in-place weights are.
-    public static func quantize(_ model: LlamaModel, samples: [[Int]], options: GPTQ.Options,
+    /// Without `trueSequential` (AutoGPTQ's true_sequential false) each block's seven projections
+    /// are quantized together from Hessians of one pass through the unquantized block.
+    public static func quantize(_ model: LlamaModel, samples: [[Int]], options: GPTQ.Options, trueSequential: Bool = true,
                                 progress: (Event) -> Void = { _ in }) throws -> [Quantized] {
         precondition(!samples.isEmpty, "GPTQ needs calibration samples")
         var states = samples.map { model.embedRows([$0]) }
         var out: [Quantized] = []
+        let passes = trueSequential ? sequentialGroups.map { [$0] } : [sequentialGroups]
         for l in model.layers.indices {
             progress(.block(index: l, of: model.layers.count))
             let layer = model.layers[l]
-            for group in sequentialGroups {
-                // The group's members share one input; the first the block computes is watched.
-                let watched = Projection.allCases.first(where: group.contains)!
-                let hessian = HessianObserver(layer: l, projection: watched, columns: layer[watched].inFeatures)
+            for pass in passes {
+                // The members of an input-sharing group share one Hessian; the first the block computes is watched.
+                let watched = pass.map { group in Projection.allCases.first(where: group.contains)! }
+                let hessian = HessianObserver(layer: l, projections: watched, columns: watched.map { layer[$0].inFeatures })
                 for (x, tokens) in zip(states, samples) {
                     let kernels = HostBlockKernels(model: model, layer: l, batch: 1, length: tokens.count, observer: hessian)
-                    kernels.stopAfterObserving = watched  // the rest of the block is not needed for this group
+                    kernels.stopAfterObserving = watched.last  // the rest of the block is not needed for this pass
                     _ = llamaBlock(kernels, x.copy())  // inference runs the residuals in place
                 }
-                for p in group {
-                    let site = LinearSite.projection(layer: l, p)
-                    let original = layer[p]
-                    let w = original.denseWeight()
-                    let result = try GPTQ.quantize(w, hessian: hessian.h, options: options, name: site.weightName)
-                    layer[p] = UniformLinear(weight: result.quantization, bias: original.bias)
-                    let q = result.quantization.withHalfScales()
-                    let done = Quantized(site: site, quantization: q, loss: result.loss, damp: result.damp, relativeError: q.relativeError(to: w))
-                    out.append(done)
-                    progress(.matrix(site, done))
+                for (group, input) in zip(pass, watched) {
+                    for p in group {
+                        let site = LinearSite.projection(layer: l, p)
+                        let original = layer[p]
+                        let w = original.denseWeight()
+                        let result = try GPTQ.quantize(w, hessian: hessian.h[input]!, options: options, name: site.weightName)
+                        layer[p] = UniformLinear(weight: result.quantization, bias: original.bias)
+                        let q = result.quantization.withHalfScales()
+                        let done = Quantized(site: site, quantization: q, loss: result.loss, damp: result.damp,
+                                             relativeError: q.relativeError(to: w))
+                        out.append(done)
+                        progress(.matrix(site, done))
+                    }
                 }
             }
             states = zip(states, samples).map { x, tokens in
@@ -90,26 +96,25 @@ public enum GPTQCalibration {
     }
 }
 
-/// H = 2/N · Σ x·xᵀ over every token's input to one projection, N counting sequences, with
-/// AutoGPTQ's running rescale (H *= N/(N+n) before adding a batch of n sequences).
+/// H = 2/N · Σ x·xᵀ over every token's input to each watched projection, N counting sequences,
+/// with AutoGPTQ's running rescale (H *= N/(N+n) before adding a batch of n sequences).
 final class HessianObserver: ForwardObserver {
-    let layer: Int, projection: Projection
-    let h: Tensor
-    private var sequences = 0
+    let layer: Int
+    private(set) var h: [Projection: Tensor] = [:]
+    private var sequences: [Projection: Int] = [:]
 
-    init(layer: Int, projection: Projection, columns: Int) {
+    init(layer: Int, projections: [Projection], columns: [Int]) {
         self.layer = layer
-        self.projection = projection
-        h = Tensor(zeros: [columns, columns])
+        for (p, n) in zip(projections, columns) { h[p] = Tensor(zeros: [n, n]); sequences[p] = 0 }
     }
 
     func observeInput(_ x: Tensor, of site: LinearSite) {
-        guard site == .projection(layer: layer, projection) else { return }
+        guard case let .projection(l, p) = site, l == layer, let h = h[p], let seen = sequences[p] else { return }
         let n = 1  // one sequence per forward pass
-        let total = sequences + n
-        let keep = Float(sequences) / Float(total)
+        let total = seen + n
+        let keep = Float(seen) / Float(total)
         for i in 0..<h.count { h.pointer[i] *= keep }
-        sequences = total
+        sequences[p] = total
         gemm(x.matrix, transposeA: true, x.matrix, into: h.matrix, alpha: 2 / Float(total), beta: 1)
     }
 }

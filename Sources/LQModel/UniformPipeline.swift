@@ -16,11 +16,17 @@ public enum UniformPipeline {
         public var quantization: GPTQ.Options
         /// Where the zero points go: AutoGPTQ's packed qzeros or lqlora's fp16 zeros.
         public var layout: GPTQFormat.Layout
+        /// GPTQ's true_sequential (GPTQConfig's default): each block's projections in the groups
+        /// [k, v, q], [o], [up, gate], [down], each from inputs through the groups before it; false:
+        /// all seven from one pass through the unquantized block.
+        public var trueSequential: Bool
 
-        public init(method: Method, quantization: GPTQ.Options = GPTQ.Options(), layout: GPTQFormat.Layout = .gptq) {
+        public init(method: Method, quantization: GPTQ.Options = GPTQ.Options(), layout: GPTQFormat.Layout = .gptq,
+                    trueSequential: Bool = true) {
             self.method = method
             self.quantization = quantization
             self.layout = layout
+            self.trueSequential = trueSequential
         }
 
         /// A Float option as the decimal it was given as (0.1, not 0.10000000149011612).
@@ -30,7 +36,8 @@ public enum UniformPipeline {
         public var settings: GPTQFormat.Settings {
             let o = quantization
             return GPTQFormat.Settings(bits: o.bits, groupSize: o.groupSize, descAct: o.actOrder, symmetric: o.symmetric,
-                                       damp: Self.decimal(o.damp), layout: layout)
+                                       damp: Self.decimal(o.damp), trueSequential: trueSequential, staticGroups: o.staticGroups,
+                                       layout: layout)
         }
     }
 
@@ -68,6 +75,8 @@ public enum UniformPipeline {
                                          "format": options.layout.rawValue, "quant_method": options.settings.json["quant_method"]!]
             if gptq {
                 report["damp"] = Options.decimal(o.damp)
+                report["static_groups"] = o.staticGroups
+                report["true_sequential"] = options.trueSequential
                 report["damp_raised"] = matrices.filter { $0.damp > o.damp }.map { $0.site.weightName }
                 if let calibration { report["calibration"] = calibration }
             }
@@ -80,7 +89,8 @@ public enum UniformPipeline {
     public static func run(_ model: LlamaModel, calibration: [[Int]], options: Options,
                            progress: (GPTQCalibration.Event) -> Void = { _ in }) throws -> Result {
         let matrices = options.method == .gptq
-            ? try GPTQCalibration.quantize(model, samples: calibration, options: options.quantization, progress: progress)
+            ? try GPTQCalibration.quantize(model, samples: calibration, options: options.quantization,
+                                           trueSequential: options.trueSequential, progress: progress)
             : try GPTQCalibration.roundToNearest(model, options: options.quantization, progress: progress)
         return Result(options: options, matrices: matrices)
     }

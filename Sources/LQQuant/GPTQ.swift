@@ -5,7 +5,9 @@ import LQTensor
 /// through the upper Cholesky factor of the damped inverse Hessian, with the lazy batch update
 /// between blocks. Groups take their quantizer parameters from the weight as updated when the
 /// group starts (AutoGPTQ reads the matrix, not the block's working copy); act-order quantizes
-/// columns by descending Hessian diagonal (ties by index).
+/// columns by descending Hessian diagonal (ties by index). With static groups (AutoGPTQ's
+/// `static_groups`) every group's quantizer comes from the original weight instead, in natural
+/// column order before any column is quantized, and each column uses its natural group's.
 public enum GPTQ {
     public struct Options: Sendable, Equatable {
         public var bits: Int
@@ -15,16 +17,22 @@ public enum GPTQ {
         public var actOrder: Bool
         /// Damping as a fraction of the Hessian's mean diagonal (AutoGPTQ's damp_percent).
         public var damp: Float
+        /// AutoGPTQ's static_groups: the groups' quantizers computed once from the original weight
+        /// (dead inputs zeroed), in natural column order; g_idx stays c / group size under act-order.
+        /// Without groups it changes nothing (as in AutoGPTQ).
+        public var staticGroups: Bool
         public var blockSize: Int
 
-        /// transformers' GPTQConfig defaults: 4 bits, groups of 128, symmetric, no act-order, damp 0.1.
+        /// transformers' GPTQConfig defaults: 4 bits, groups of 128, symmetric, no act-order, damp 0.1,
+        /// no static groups.
         public init(bits: Int = 4, groupSize: Int? = 128, symmetric: Bool = true, actOrder: Bool = false, damp: Float = 0.1,
-                    blockSize: Int = 128) {
+                    staticGroups: Bool = false, blockSize: Int = 128) {
             self.bits = bits
             self.groupSize = groupSize
             self.symmetric = symmetric
             self.actOrder = actOrder
             self.damp = damp
+            self.staticGroups = staticGroups
             self.blockSize = blockSize
         }
     }
@@ -109,6 +117,21 @@ public enum GPTQ {
         if o.groupSize == nil {
             for r in 0..<rows { scales[r] = initial[r].scale; zeros[r] = initial[r].zero }
         }
+        let staticGroups = o.staticGroups && o.groupSize != nil
+        if staticGroups {  // from the weight with dead inputs zeroed, natural order: Wt row k holds column order[k]
+            var position = [Int](repeating: 0, count: cols)
+            for (k, c) in order.enumerated() { position[c] = k }
+            for g in 0..<groups {
+                for r in 0..<rows {
+                    let c0 = g * gs, c1 = min(cols, c0 + gs)
+                    var lo = wt.pointer[position[c0] * rows + r], hi = lo
+                    for c in c0..<c1 { let x = wt.pointer[position[c] * rows + r]; lo = min(lo, x); hi = max(hi, x) }
+                    (scales[g * rows + r], zeros[g * rows + r]) = quantizer.parameters(min: lo, max: hi)
+                }
+            }
+        }
+        // The group permuted column k quantizes with: its natural group (static groups), or k / gs.
+        let groupOf: [Int] = (0..<cols).map { k in o.groupSize == nil ? 0 : staticGroups ? order[k] / gs : k / gs }
         var rowLoss = [Double](repeating: 0, count: rows)
         for i1 in stride(from: 0, to: cols, by: o.blockSize) {
             let i2 = min(cols, i1 + o.blockSize), count = i2 - i1
@@ -122,7 +145,7 @@ public enum GPTQ {
                             Parallel.forEach(rows, minChunk: 8) { range in
                                 for i in 0..<count {
                                     let col = i1 + i
-                                    if o.groupSize != nil && col % gs == 0 {
+                                    if o.groupSize != nil && !staticGroups && col % gs == 0 {
                                         let g = col / gs, c1 = min(cols, col + gs)
                                         for r in range {
                                             var lo = wt.pointer[col * rows + r], hi = lo
@@ -132,7 +155,7 @@ public enum GPTQ {
                                             zeros[g * rows + r] = z
                                         }
                                     }
-                                    let g = o.groupSize == nil ? 0 : col / gs
+                                    let g = groupOf[col]
                                     let d = u[col, col]
                                     let wi = w1.pointer + i * rows, ei = err.pointer + i * rows
                                     for r in range {
@@ -161,11 +184,11 @@ public enum GPTQ {
             }
         }
 
-        // Back to the original column order; group k/gs of permuted column k.
+        // Back to the original column order, each column's group as it was quantized.
         var unpermuted = [UInt8](repeating: 0, count: rows * cols)
         var groupIndex = [Int32](repeating: 0, count: cols)
         for (k, c) in order.enumerated() {
-            groupIndex[c] = Int32(o.groupSize == nil ? 0 : k / gs)
+            groupIndex[c] = Int32(groupOf[k])
             for r in 0..<rows { unpermuted[r * cols + c] = codes[r * cols + k] }
         }
         let q = UniformQuantization(quantizer: quantizer, rows: rows, cols: cols, groupSize: gs, codes: unpermuted, scales: scales,

@@ -31,12 +31,15 @@ public enum GPTQFormat {
         public var symmetric: Bool
         public var damp: Double
         public var trueSequential: Bool
+        /// AutoGPTQ's static_groups (the groups' quantizers from the original weight).
+        public var staticGroups: Bool
         /// v2 stores zero points as they are; v1 (the default) stores zero − 1 (the gptq layout only).
         public var zeroOffset: Int
         public var layout: Layout
 
         public init(bits: Int, groupSize: Int?, descAct: Bool, symmetric: Bool, damp: Double = 0.1, trueSequential: Bool = true,
-                    zeroOffset: Int = 1, layout: Layout = .gptq) {
+                    staticGroups: Bool = false, zeroOffset: Int = 1, layout: Layout = .gptq) {
+            self.staticGroups = staticGroups
             self.layout = layout
             self.bits = bits
             self.groupSize = groupSize
@@ -56,7 +59,7 @@ public enum GPTQFormat {
             }
             return ["quant_method": "gptq", "bits": bits, "group_size": groupSize ?? -1, "desc_act": descAct, "sym": symmetric,
              "damp_percent": damp, "true_sequential": trueSequential, "checkpoint_format": zeroOffset == 1 ? "gptq" : "gptq_v2",
-             "static_groups": false, "use_exllama": false]
+             "static_groups": staticGroups, "use_exllama": false]
         }
 
         /// quant_method of lqlora's layout.
@@ -85,7 +88,7 @@ public enum GPTQFormat {
         /// quantize_config.json as AutoGPTQ writes it beside the weights.
         public var quantizeConfigJSON: [String: Any] {
             ["bits": bits, "group_size": groupSize ?? -1, "desc_act": descAct, "sym": symmetric, "damp_percent": damp,
-             "true_sequential": trueSequential, "static_groups": false, "model_file_base_name": "model", "quant_method": "gptq",
+             "true_sequential": trueSequential, "static_groups": staticGroups, "model_file_base_name": "model", "quant_method": "gptq",
              "checkpoint_format": zeroOffset == 1 ? "gptq" : "gptq_v2"]
         }
 
@@ -102,7 +105,7 @@ public enum GPTQFormat {
             guard format == "gptq" || format == "gptq_v2" else { throw bad("checkpoint_format", "is '\(format)' (gptq or gptq_v2 load)") }
             self.init(bits: bits, groupSize: group == -1 ? nil : group, descAct: q["desc_act"] as? Bool ?? false,
                       symmetric: q["sym"] as? Bool ?? true, damp: (q["damp_percent"] as? NSNumber)?.doubleValue ?? 0.1,
-                      trueSequential: q["true_sequential"] as? Bool ?? true, zeroOffset: format == "gptq" ? 1 : 0,
+                      trueSequential: q["true_sequential"] as? Bool ?? true, staticGroups: q["static_groups"] as? Bool ?? false, zeroOffset: format == "gptq" ? 1 : 0,
                       layout: method == Self.lqloraMethod ? .lqlora : .gptq)
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import LQFormats
+import LQTensor
 
 /// A quantized weight and the dtype its checkpoint stored it in (the compute dtype of the output).
 public struct QuantizedWeight: Sendable {
@@ -61,4 +62,52 @@ public enum QuantizedCheckpoint {
         try ModelFiles.writeJSON(config, to: directory + "/config.json")
         try ModelFiles.copySideFiles(from: checkpoint.directory, to: directory)
     }
+}
+
+/// Which weights of a checkpoint are stored quantized, in either family (NormalFloat / LQ-LoRA's
+/// grid, or GPTQ/RTN integers in AutoGPTQ's or lqlora's layout), and each one's shape and
+/// dequantized values: what `dequantize` and `merge` walk a checkpoint's tensors with.
+public struct QuantizedWeights {
+    public let checkpoint: Checkpoint
+    /// NormalFloat-family weights ("….weight").
+    public let normalFloat: Set<String>
+    /// The GPTQ checkpoint's settings (nil when it is not one) and its modules ("….q_proj").
+    public let gptq: GPTQFormat.Settings?
+    public let gptqModules: Set<String>
+
+    public init(_ checkpoint: Checkpoint) throws {
+        self.checkpoint = checkpoint
+        normalFloat = Set(QuantizedStorage.quantizedWeights(in: checkpoint))
+        gptq = try checkpoint.config().flatMap { try GPTQFormat.Settings(modelConfig: $0, path: checkpoint.directory + "/config.json") }
+        gptqModules = Set(gptq == nil ? [] : GPTQFormat.modules(in: checkpoint))
+    }
+
+    public var count: Int { normalFloat.count + gptqModules.count }
+
+    static func module(ofWeight name: String) -> String { name.hasSuffix(".weight") ? String(name.dropLast(".weight".count)) : name }
+
+    /// The weight ("….weight") a stored tensor is part of: a quantized weight's, or the tensor itself.
+    public func weight(owning tensor: String) -> String {
+        GPTQFormat.owner(of: tensor, in: gptqModules).map { $0 + ".weight" } ?? QuantizedStorage.owner(of: tensor, in: normalFloat) ?? tensor
+    }
+
+    public func isGPTQ(_ weight: String) -> Bool { gptqModules.contains(Self.module(ofWeight: weight)) }
+
+    public func isQuantized(_ weight: String) -> Bool { normalFloat.contains(weight) || isGPTQ(weight) }
+
+    /// [out, in] of a weight in any storage, without reading its values.
+    public func shape(_ weight: String) throws -> [Int] {
+        if isGPTQ(weight) { return try GPTQFormat.shape(of: Self.module(ofWeight: weight), in: checkpoint, bits: gptq!.bits) }
+        if normalFloat.contains(weight) { return try QuantizedStorage.describe(weight, in: checkpoint).shape }
+        return try checkpoint.entry(weight).shape
+    }
+
+    /// The weight as an fp32 copy: dequantized by the kernels (GPTQ: scale·(code − zero) through
+    /// g_idx; exact in fp32 for fp16 scales), or the stored tensor widened.
+    public func dense(_ weight: String) throws -> Tensor {
+        if isGPTQ(weight) { return try GPTQFormat.load(Self.module(ofWeight: weight), from: checkpoint, settings: gptq!).dequantized() }
+        if normalFloat.contains(weight) { return try QuantizedStorage.load(weight, from: checkpoint).matrix.dequantize() }
+        return try checkpoint.floatTensor(weight).copy()
+    }
+
 }

@@ -40,7 +40,8 @@ extension UniformQuantization: DeviceResident {
     /// X · Wᵀ for X [n, cols] → [n, rows]: on `gpu` when given (default: the process's active
     /// backend) and the matrix is there; else up to RowPanels.gemvRowLimit rows through the fused
     /// GEMV (decoding; rows of W split over threads, each row summed the same way whatever the
-    /// split), more (or any after act-order) by dequantizing cache-sized panels of W feeding sgemm.
+    /// split; after act-order the scalar GEMV reading g_idx), more by dequantizing cache-sized
+    /// panels of W feeding sgemm.
     public func matmul(_ x: Tensor, gpu: CUDABackend? = CUDABackend.active) -> Tensor {
         precondition(x.rank == 2 && x.shape[1] == cols, "matmul: x \(x.shape) against W [\(rows), \(cols)]")
         let n = x.shape[0]
@@ -48,7 +49,7 @@ extension UniformQuantization: DeviceResident {
         if n > 0, let gpu, onDevice(gpu, { m in gpu.matmul(m, x: x.pointer, rows: n, transposed: false, beta: 0, y: out.pointer) }) {
             return out
         }
-        if n <= RowPanels.gemvRowLimit && sequentialGroups {
+        if n <= RowPanels.gemvRowLimit {  // act-order too: the scalar GEMV reads g_idx per column
             withKernelView { m in
                 for i in 0..<x.shape[0] {
                     let xi = x.pointer + i * cols, yi = out.pointer + i * rows

@@ -55,8 +55,73 @@ struct GPTQCommandTests {
         #expect((report["calibration"] as! [String: Any])["samples"] as? Int == 4)
         let config = try CLI.jsonFile(out + "/config.json")["quantization_config"] as! [String: Any]
         #expect(config["desc_act"] as? Bool == true && config["bits"] as? Int == 3)
+        #expect(config["static_groups"] as? Bool == false && config["true_sequential"] as? Bool == true)
         let eval = try CLI.json(try CLI.succeed(["eval", "--model", out, "--data", CLI.text("sample.txt"), "--ctx", "32", "--json"]))
         #expect((eval["perplexity"] as! Double).isFinite)
+    }
+
+    /// --static-groups and --no-true-sequential reach the library (the codes are GPTQCalibration's
+    /// with those options, which LQModelTests checks against AutoGPTQ) and quantization_config,
+    /// quantize_config.json and quant_report.json say so.
+    @Test(builtBinary)
+    func staticGroupsAndNoTrueSequentialAreWrittenAsAutoGPTQDoes() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let out = dir.file("gptq")
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", out, "--method", "gptq", "--bits", "4", "--group-size", "32",
+                             "--act-order", "--static-groups", "--no-true-sequential", "--calib", CLI.text("sample.txt"), "--samples", "2",
+                             "--seq-len", "32"])
+        for file in ["config.json", "quantize_config.json"] {
+            let json = try CLI.jsonFile(out + "/" + file)
+            let q = file == "config.json" ? json["quantization_config"] as! [String: Any] : json
+            #expect(q["static_groups"] as? Bool == true && q["true_sequential"] as? Bool == false && q["desc_act"] as? Bool == true, "\(file)")
+        }
+        let report = try CLI.jsonFile(out + "/quant_report.json")
+        #expect(report["static_groups"] as? Bool == true && report["true_sequential"] as? Bool == false)
+        let checkpoint = try Checkpoint(path: out)
+        let settings = try GPTQFormat.Settings(modelConfig: try CLI.jsonFile(out + "/config.json"), path: out)!
+        #expect(settings.staticGroups && !settings.trueSequential)
+        let q = try GPTQFormat.load("model.layers.0.self_attn.q_proj", from: checkpoint, settings: settings)
+        #expect(q.groupIndex == (0..<q.cols).map { Int32($0 / 32) }, "static groups keep g_idx in natural order under act-order")
+        for option in ["--static-groups", "--no-true-sequential"] {
+            let r = try CLI.run(["quantize", "--model", CLI.model, "--out", dir.file("never"), "--method", "rtn", option])
+            #expect(r.status != 0 && r.stderr.contains("\(option) does not apply to --method rtn"), "\(option): \(r.stderr)")
+        }
+    }
+
+    /// `dequantize` of a GPTQ/RTN checkpoint in either layout: every projection is the uniform
+    /// kernels' dequantization (scale·(code − zero) through g_idx) bit for bit in f32 (the default),
+    /// the other tensors are copied byte for byte, and the dense model computes the quantized one's logits.
+    @Test(builtBinary, arguments: [["rtn", "gptq"], ["gptq", "lqlora"]])
+    func dequantizeWritesTheUniformKernelsDequantization(_ c: [String]) throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let (method, format) = (c[0], c[1])
+        let q = dir.file("q"), dense = dir.file("dense")
+        var args = ["--method", method, "--bits", "3", "--group-size", "32", "--asym", "--format", format]
+        if method == "gptq" { args += ["--act-order", "--calib", CLI.text("sample.txt"), "--samples", "2", "--seq-len", "32"] }
+        _ = try CLI.succeed(["quantize", "--model", CLI.model, "--out", q] + args)
+        let line = try CLI.succeed(["dequantize", "--model", q, "--out", dense])
+        #expect(line.contains("dequantized 14 matrices"), "\(line)")
+        let quantized = try LlamaModel(directory: q), d = try Checkpoint(path: dense), source = try Checkpoint(path: q)
+        for (l, layer) in quantized.layers.enumerated() {
+            for p in Projection.allCases {
+                let name = LinearSite.projection(layer: l, p).weightName
+                #expect(try d.entry(name).dtype == .f32)
+                #expect(try d.floatTensor(name).array == layer[p].denseWeight().array, "\(name)")
+            }
+        }
+        for name in d.tensorNames where !name.contains("_proj") {
+            #expect(Array(try d.locate(name).file.bytes(of: try d.entry(name))) == Array(try source.locate(name).file.bytes(of: try source.entry(name))))
+        }
+        let config = try CLI.jsonFile(dense + "/config.json")
+        #expect(config["quantization_config"] == nil && config["torch_dtype"] as? String == "float32")
+        let ids = [[3, 17, 42, 99, 5, 64, 21, 8]]
+        let lq = quantized.forward(ids), ld = try LlamaModel(directory: dense).forward(ids)
+        #expect(maxAbsDifference(lq, ld) <= 1e-5, "logits differ by \(maxAbsDifference(lq, ld))")
+        let half = try CLI.succeed(["dequantize", "--model", q, "--out", dir.file("bf16"), "--dtype", "bf16"])
+        let halfType = try Checkpoint(path: dir.file("bf16")).entry("model.layers.0.mlp.up_proj.weight").dtype
+        #expect(half.contains("14 matrices") && halfType == .bf16)
     }
 
     @Test(builtBinary)

@@ -8,7 +8,8 @@ import Testing
 /// GPTQ and RTN against AutoGPTQ's algorithm run in torch on the same weights and Hessians
 /// (scripts/make-gptq-fixtures.py): 2/3/4/8 bits, per row and groups of 64/128, symmetric and
 /// asymmetric, with and without act-order, on a 256-column layer (two full blocks) and a
-/// 192-column one (a partial block and a partial group).
+/// 192-column one (a partial block and a partial group); and static groups (AutoGPTQ's
+/// static_groups) with groups of 64/128, in order and with act-order, at every width.
 struct GPTQTests {
     static let file = try! SafeTensorsFile(path: fixtureDirectory + "/gptq/layers.safetensors")
 
@@ -16,15 +17,16 @@ struct GPTQTests {
         var out: [String] = []
         for layer in ["a", "b"] { for bits in [2, 3, 4, 8] { for g in [-1, 64, 128] { for sym in ["sym", "asym"] { for act in ["order", "act"] {
             out.append("\(layer).b\(bits).g\(g).\(sym).\(act)")
+            if g != -1 { out.append("\(layer).b\(bits).g\(g).\(sym).\(act).static") }
         } } } } }
-        return out
+        return out + ["a.b4.g-1.sym.act.static", "b.b4.g-1.sym.act.static"]
     }
 
     static func options(_ key: String) -> GPTQ.Options {
         let parts = key.split(separator: ".")
         let group = Int(parts[2].dropFirst())!
         return GPTQ.Options(bits: Int(parts[1].dropFirst())!, groupSize: group == -1 ? nil : group, symmetric: parts[3] == "sym",
-                            actOrder: parts[4] == "act", damp: 0.1)
+                            actOrder: parts[4] == "act", damp: 0.1, staticGroups: parts.count > 5 && parts[5] == "static")
     }
 
     /// The fp32 arithmetic is AutoGPTQ's operation for operation except inside BLAS/LAPACK (the
