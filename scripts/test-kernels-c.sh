@@ -2,8 +2,10 @@
 # Builds the C kernels with the standalone test Tests/c/kernel_levels.c and runs it natively and,
 # when an aarch64 cross compiler and qemu-aarch64 are installed (apt: gcc-aarch64-linux-gnu
 # libc6-dev-arm64-cross qemu-user), as an arm64 binary under emulation so the NEON paths are
-# checked against the scalar reference on an x86-64 machine. Natively it also runs under
-# ThreadSanitizer (the thread pool) and under AddressSanitizer with UndefinedBehaviorSanitizer.
+# checked against the scalar reference on an x86-64 machine (twice: with and without the ARMv8.2
+# dot product; natively, the int8-activation kernels run with and without AVX-VNNI where the CPU
+# has it). Natively it also runs under ThreadSanitizer (the thread pool) and under
+# AddressSanitizer with UndefinedBehaviorSanitizer.
 # Every block that does not run says so; with LQLORA_REQUIRE_SANITIZERS=1 (CI) a sanitizer build
 # that fails, or a missing cross toolchain, fails the run instead.
 set -euo pipefail
@@ -19,6 +21,9 @@ flags=(-O2 -std=c11 -ffp-contract=off -ISources/CKernels/include -ISources/CKern
 cc "${flags[@]}" "${src[@]}" -lm -lpthread -o "$out/native"
 echo "== native ($(uname -m))"
 "$out/native"
+# The int8-activation kernels' other x86 dot product (vpmaddubsw where the CPU has AVX-VNNI).
+echo "== native, LQLORA_Q8_DOT=baseline"
+LQLORA_Q8_DOT=baseline "$out/native" | tail -2
 # The thread pool's synchronisation, checked by ThreadSanitizer (any report fails the run).
 # Some kernels' address-space layouts stop TSan before it starts ("FATAL: ThreadSanitizer: unexpected
 # memory mapping"): that is reported and skipped; a race report (exit 66) or a failed check fails.
@@ -48,6 +53,10 @@ if command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/
   aarch64-linux-gnu-gcc "${flags[@]}" -static "${src[@]}" -lm -lpthread -o "$out/arm64"
   echo "== arm64 under qemu"
   qemu-aarch64 "$out/arm64"
+  # qemu's default CPU has the ARMv8.2 dot product (the int8 kernels' SDOT path); a Cortex-A57 is
+  # baseline ARMv8, so the same binary takes the SMULL path.
+  echo "== arm64 under qemu, baseline ARMv8 (-cpu cortex-a57)"
+  qemu-aarch64 -cpu cortex-a57 "$out/arm64"
 else
   skipped "no aarch64 cross compiler or qemu-aarch64: the NEON paths are not run"
 fi

@@ -94,7 +94,7 @@ static int64_t uint_scales_neon(const lq_qtensor *t, int64_t b, int64_t count, f
     return k;
 }
 
-static void block_scales_neon(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
+void lq_block_scales_neon(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
     lq_block_scales_with(t, first, count, out, uint_scales_neon);
 }
 
@@ -112,7 +112,7 @@ void lq_dequantize_neon(const lq_qtensor *t, int64_t start, int64_t count, float
     while (end - i >= bs) {
         int64_t nb = (end - i) / bs;
         if (nb > SCALE_BATCH) nb = SCALE_BATCH;
-        block_scales_neon(t, i / bs, nb, scales);
+        lq_block_scales_neon(t, i / bs, nb, scales);
         for (int64_t k = 0; k < nb; k++, i += bs) {
             for (int64_t j = 0; j < bs; j += 16) {
                 float32x4_t v[4];
@@ -138,7 +138,7 @@ void lq_gemv_neon(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t 
         float32x4_t acc = vdupq_n_f32(0);
         for (int64_t kb = 0; kb < blocks_per_row; kb += SCALE_BATCH) {
             int64_t nb = blocks_per_row - kb < SCALE_BATCH ? blocks_per_row - kb : SCALE_BATCH;
-            block_scales_neon(t, r * blocks_per_row + kb, nb, scales);
+            lq_block_scales_neon(t, r * blocks_per_row + kb, nb, scales);
             for (int64_t k = 0; k < nb; k++) {
                 int64_t col = (kb + k) * bs;
                 float32x4_t p0 = vdupq_n_f32(0), p1 = vdupq_n_f32(0);

@@ -26,10 +26,14 @@ double lq_block_error_avx2(const float *w, const float *fisher, int64_t start, i
                            const float *scales, const float *midpoints, const float *codebook, int bits);
 void lq_dequantize_avx2(const lq_qtensor *t, int64_t start, int64_t count, float *out);
 void lq_gemv_avx2(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t row_end, const float *x, float *y);
+/// lq_block_scales with the integer-scale groups divided eight blocks at a time (the same values).
+void lq_block_scales_avx2(const lq_qtensor *t, int64_t first, int64_t count, float *out);
 #endif
 #if defined(__aarch64__)
 void lq_dequantize_neon(const lq_qtensor *t, int64_t start, int64_t count, float *out);
 void lq_gemv_neon(const lq_qtensor *t, int64_t cols, int64_t row_begin, int64_t row_end, const float *x, float *y);
+/// lq_block_scales with the integer-scale groups divided four blocks at a time (the same values).
+void lq_block_scales_neon(const lq_qtensor *t, int64_t first, int64_t count, float *out);
 #endif
 
 /// Decodes the LQ-LoRA integer scales of blocks [b, b + count) of one live group (step and offset

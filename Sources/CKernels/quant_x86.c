@@ -76,7 +76,7 @@ LQ_AVX2 static int64_t uint_scales_avx2(const lq_qtensor *t, int64_t b, int64_t 
     return k;
 }
 
-LQ_AVX2 static void block_scales_avx2(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
+LQ_AVX2 void lq_block_scales_avx2(const lq_qtensor *t, int64_t first, int64_t count, float *out) {
     lq_block_scales_with(t, first, count, out, uint_scales_avx2);
 }
 
@@ -100,7 +100,7 @@ LQ_AVX2 void lq_dequantize_avx2(const lq_qtensor *t, int64_t start, int64_t coun
         int64_t b0 = i / bs;
         int64_t nb = (end - i) / bs;
         if (nb > SCALE_BATCH) nb = SCALE_BATCH;
-        block_scales_avx2(t, b0, nb, scales);
+        lq_block_scales_avx2(t, b0, nb, scales);
         for (int64_t k = 0; k < nb; k++, i += bs) {
             __m256 s = _mm256_set1_ps(scales[k]);
             for (int64_t j = 0; j < bs; j += 8) {
@@ -179,7 +179,7 @@ LQ_AVX2 static void gemv_nf4_avx2(const lq_qtensor *t, int64_t cols, int64_t r0,
             // Scales of the blocks these groups cover (at most 4 per group).
             int64_t b_first = r * blocks_per_row + g0 * 64 / bs;
             int64_t b_count = ((g1 - g0) * 64 + bs - 1) / bs;
-            block_scales_avx2(t, b_first, b_count, scales);
+            lq_block_scales_avx2(t, b_first, b_count, scales);
             for (int64_t g = g0; g < g1; g++) {
                 __m256i v = _mm256_loadu_si256((const __m256i *)(codes + 32 * g));
                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4), lo = _mm256_and_si256(v, low4);
@@ -248,7 +248,7 @@ LQ_AVX2 static void gemv_lanes_avx2(const lq_qtensor *t, int64_t cols, int64_t r
         const int64_t row_byte = r * cols / 8 * bits;
         for (int64_t g0 = 0; g0 < groups; g0 += SCALE_BATCH / 4) {
             const int64_t g1 = g0 + SCALE_BATCH / 4 < groups ? g0 + SCALE_BATCH / 4 : groups;
-            block_scales_avx2(t, r * blocks_per_row + g0 * 64 / bs, ((g1 - g0) * 64 + bs - 1) / bs, scales);
+            lq_block_scales_avx2(t, r * blocks_per_row + g0 * 64 / bs, ((g1 - g0) * 64 + bs - 1) / bs, scales);
             for (int64_t g = g0; g < g1; g++) {
                 const uint8_t *p = t->codes + row_byte + group_bytes * g;
                 __m256i words;
@@ -310,7 +310,7 @@ LQ_AVX2 void lq_gemv_avx2(const lq_qtensor *t, int64_t cols, int64_t row_begin, 
         int64_t first_block = r * blocks_per_row;
         for (int64_t kb = 0; kb < blocks_per_row; kb += SCALE_BATCH) {
             int64_t nb = blocks_per_row - kb < SCALE_BATCH ? blocks_per_row - kb : SCALE_BATCH;
-            block_scales_avx2(t, first_block + kb, nb, scales);
+            lq_block_scales_avx2(t, first_block + kb, nb, scales);
             for (int64_t k = 0; k < nb; k++) {
                 int64_t col = (kb + k) * bs;
                 int64_t g = (r * cols + col) >> 3;

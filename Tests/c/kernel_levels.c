@@ -334,6 +334,165 @@ static void test_block_error(lq_level level, int bits, int block, int weighted, 
     free(w); free(f); free(scales); free(codes);
 }
 
+// ---- int8 activations against NormalFloat weights (lq_q8.h) ----
+
+/// The slot of element e (0..63) of a pair, found through lq_q8_element.
+static int q8_slot(int bits, int e) {
+    for (int s = 0; s < 64; s++)
+        if (lq_q8_element(bits, s) == e) return s;
+    return -1;
+}
+
+/// The quantizer bit-equal at every level on rows of awkward lengths (a zero block, an outlier).
+static void test_q8_quantize(lq_level level) {
+    const int64_t widths[] = {1, 31, 32, 33, 96, 100, 576};
+    const int bits[] = {2, 3, 4, 8};
+    for (int b = 0; b < 4; b++)
+        for (int k = 0; k < 7; k++) {
+            const int64_t cols = widths[k], nb = lq_q8_blocks(cols), bytes = lq_q8_row_bytes(cols);
+            float *x = malloc(sizeof(float) * cols);
+            for (int64_t c = 0; c < cols; c++) x[c] = 3.0f * rndf();
+            if (cols >= 64) {
+                for (int64_t c = 32; c < 64; c++) x[c] = 0;  // an all-zero block: d = 0, q = 0
+                x[cols - 1] = 1000.0f;                        // an outlier
+            }
+            int8_t *q0 = malloc(bytes), *q1 = malloc(bytes);
+            float *d0 = malloc(sizeof(float) * nb), *d1 = malloc(sizeof(float) * nb);
+            memset(q0, 0x55, bytes);  // every byte written, padding included
+            memset(q1, 0x33, bytes);
+            lq_q8_quantize_level(LQ_LEVEL_SCALAR, bits[b], x, cols, q0, d0);
+            lq_q8_quantize_level(level, bits[b], x, cols, q1, d1);
+            // Each value within half a step of x, in the slot lq_q8_element names; the rest zeros.
+            int ok = memcmp(q0, q1, bytes) == 0 && memcmp(d0, d1, sizeof(float) * nb) == 0;
+            int used[1024] = {0};
+            for (int64_t c = 0; c < cols; c++) {
+                const int64_t j = c / 32, at = 64 * (j / 2) + q8_slot(bits[b], 32 * (j % 2) + c % 32);
+                used[at] = 1;
+                ok &= fabsf(x[c] - d0[j] * q0[at]) <= 0.5f * d0[j] * (1 + 1e-5f) + 1e-30f;
+            }
+            for (int64_t k = 0; k < bytes; k++) ok &= used[k] || q0[k] == 0;
+            char what[80];
+            snprintf(what, sizeof what, "q8 quantize bits %d cols %lld", bits[b], (long long)cols);
+            check(ok, what);
+            free(x); free(q0); free(q1); free(d0); free(d1);
+        }
+}
+
+static const float nf4_codebook[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                                       -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                       0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+                                       0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+
+/// The worst relative RMS error of the int8 products against the exact ones, over the NF4 cases.
+static double q8_worst_nf4_rms = 0;
+
+/// The product bit-equal to the scalar twin (all rows of x at once, one at a time, and W's rows
+/// split), and within the error bound of lq_q8.h against the exact dense product:
+/// |y − Ŵx| ≤ Σ_c |s_b| (δ/2 · |x̂_c| + |c_k| · d_j/2) + 1e-5 Σ_c |Ŵ x|.
+static void test_q8_gemv(lq_level level, int bits, int block, int kind, int scale_bits, int group, int64_t cols,
+                         const float *codebook, const lq_q8_codebook *cb8) {
+    const int64_t rows = 24, n = rows * cols, nx = 6;
+    const int64_t blocks = (n + block - 1) / block, groups = kind == LQ_SCALES_F32 ? 0 : (blocks + group - 1) / group;
+    const size_t code_bytes = lq_packed_bytes(bits, n);
+    uint8_t *codes = malloc(code_bytes);  // unpadded: kernels must not read past the codes
+    for (size_t i = 0; i < code_bytes; i++) codes[i] = (uint8_t)rnd();
+    float *absmax = malloc(sizeof(float) * blocks), *group_absmax = malloc(sizeof(float) * (groups + 1));
+    float map[256];
+    for (int i = 0; i < 256; i++) map[i] = rndf();
+    uint8_t *scale_codes = calloc(blocks + 8, 1);
+    for (int64_t b = 0; b < blocks; b++) {
+        absmax[b] = 0.01f + (float)(rnd() % 1000) / 1000.0f;
+        if (kind == LQ_SCALES_DYNAMIC8) scale_codes[b] = (uint8_t)rnd();
+        if (kind == LQ_SCALES_UINT) lq_put_code(scale_codes, scale_bits, b, rnd() % (1u << scale_bits));
+    }
+    for (int64_t g = 0; g < groups; g++) group_absmax[g] = 0.1f + (float)(rnd() % 1000) / 500.0f;
+    lq_qtensor t = {{bits, block, kind, scale_bits, group}, n, codes, codebook, absmax, scale_codes, map, group_absmax, 0.05f};
+
+    const int64_t nb = lq_q8_blocks(cols), stride = lq_q8_row_bytes(cols);
+    float *x = malloc(sizeof(float) * nx * cols), *d = malloc(sizeof(float) * nx * nb);
+    int8_t *q = malloc(nx * stride);
+    for (int64_t i = 0; i < nx * cols; i++) x[i] = rndf() + rndf() + rndf();  // roughly bell-shaped
+    for (int64_t i = 0; i < nx; i++) lq_q8_quantize_level(LQ_LEVEL_SCALAR, bits, x + i * cols, cols, q + i * stride, d + i * nb);
+    const lq_q8_rows all = {q, d, nx};
+    float *y0 = malloc(sizeof(float) * nx * rows), *y1 = malloc(sizeof(float) * nx * rows), *y2 = malloc(sizeof(float) * nx * rows);
+    lq_q8_gemv_level(LQ_LEVEL_SCALAR, &t, cb8, cols, 0, rows, &all, y0, rows);
+    lq_q8_gemv_level(level, &t, cb8, cols, 0, 7, &all, y1, rows);  // W's rows in two ranges
+    lq_q8_gemv_level(level, &t, cb8, cols, 7, rows, &all, y1, rows);
+    for (int64_t i = 0; i < nx; i++) {  // x's rows one at a time
+        const lq_q8_rows one = {q + i * stride, d + i * nb, 1};
+        lq_q8_gemv_level(level, &t, cb8, cols, 0, rows, &one, y2 + i * rows, rows);
+    }
+    char what[160];
+    snprintf(what, sizeof what, "q8 gemv bits %d block %d kind %d/%d/%d cols %lld: bit-equal to scalar", bits, block, kind, scale_bits,
+             group, (long long)cols);
+    check(memcmp(y0, y1, sizeof(float) * nx * rows) == 0 && memcmp(y0, y2, sizeof(float) * nx * rows) == 0, what);
+
+    float *w = malloc(sizeof(float) * n), *s = malloc(sizeof(float) * blocks);
+    lq_dequantize_level(LQ_LEVEL_SCALAR, &t, 0, n, w);
+    lq_block_scales(&t, 0, blocks, s);
+    int ok = 1;
+    double err2 = 0, ref2 = 0;
+    for (int64_t i = 0; i < nx; i++)
+        for (int64_t r = 0; r < rows; r++) {
+            double exact = 0, mag = 0, bound = 0;
+            for (int64_t c = 0; c < cols; c++) {
+                const int64_t j = c / 32, f = r * cols + c;
+                const double xh = (double)d[i * nb + j] * q[i * stride + 64 * (j / 2) + q8_slot(bits, 32 * (j % 2) + c % 32)];
+                const double code = codebook[lq_get_code(codes, bits, f)];
+                exact += (double)w[f] * x[i * cols + c];
+                mag += fabs((double)w[f] * x[i * cols + c]);
+                bound += fabs((double)s[f / block]) * (cb8->scale / 2.0 * fabs(xh) + fabs(code) * d[i * nb + j] / 2.0);
+            }
+            const double e = (double)y0[i * rows + r] - exact;
+            ok &= fabs(e) <= bound + 1e-5 * mag + 1e-30;
+            err2 += e * e;
+            ref2 += exact * exact;
+        }
+    snprintf(what, sizeof what, "q8 gemv bits %d block %d kind %d/%d/%d cols %lld: within the bound of the exact product", bits, block, kind,
+             scale_bits, group, (long long)cols);
+    check(ok, what);
+    if (codebook == nf4_codebook && sqrt(err2 / ref2) > q8_worst_nf4_rms) q8_worst_nf4_rms = sqrt(err2 / ref2);
+    free(codes); free(absmax); free(group_absmax); free(scale_codes); free(x); free(d); free(q);
+    free(y0); free(y1); free(y2); free(w); free(s);
+}
+
+static void test_q8(lq_level level) {
+    test_q8_quantize(level);
+    // The int8 NF4 codebook: δ = 1/s with s on a grid of 1/256, |C| ≤ 127, each within δ/2.
+    lq_q8_codebook nf4;
+    lq_q8_codebook_make(nf4_codebook, 4, &nf4);
+    int ok = nf4.values[0] == -nf4.values[15] && nf4.values[7] == 0 && nf4.values[15] > 100;
+    for (int k = 0; k < 16; k++) ok &= fabsf(nf4_codebook[k] - nf4.scale * nf4.values[k]) <= nf4.scale / 2 * (1 + 1e-6f);
+    check(ok, "q8 codebook of NF4");
+    const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64, 128, 48, 24, 20};
+    for (int b = 0; b < 4; b++) {
+        float codebook[256];
+        const int ncodes = 1 << bits[b];
+        for (int i = 0; i < ncodes; i++) codebook[i] = rndf();
+        qsort(codebook, ncodes, sizeof(float), cmp_float);
+        lq_q8_codebook cb8;
+        lq_q8_codebook_make(codebook, bits[b], &cb8);
+        ok = 1;
+        for (int i = 0; i < ncodes; i++) ok &= fabsf(codebook[i] - cb8.scale * cb8.values[i]) <= cb8.scale / 2 * (1 + 1e-6f) && abs(cb8.values[i]) <= 127;
+        check(ok, "q8 codebook of a random codebook");
+        for (int k = 0; k < 7; k++)
+            // 192 columns: whole pairs of activation blocks; rows of three weight blocks (short blocks,
+            // or weight blocks of 48, 24 and 20: the scalar twin); 96: a lone last block, and blocks of
+            // 64 and 128 that straddle rows.
+            for (int c = 0; c < 3; c++) {
+                const int64_t cols = c == 0 ? 192 : c == 1 ? 3 * blocks[k] : 96;
+                const float *cbk = bits[b] == 4 && k < 3 ? nf4_codebook : codebook;
+                const lq_q8_codebook *c8 = cbk == nf4_codebook ? &nf4 : &cb8;
+                test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_F32, 32, 0, cols, cbk, c8);
+                test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_DYNAMIC8, 8, 256, cols, cbk, c8);
+                test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_UINT, 3, 16, cols, cbk, c8);
+                test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_UINT, 8, 4, cols, cbk, c8);
+            }
+    }
+    printf("q8: NF4 products within %.2f%% (relative RMS) of the exact ones; integer dot product: %s\n", 100 * q8_worst_nf4_rms,
+           lq_q8_dot());
+}
+
 int main(void) {
     lq_level level = lq_best_level();
     printf("kernel_levels: comparing %s with scalar\n", lq_level_name(level));
@@ -342,6 +501,7 @@ int main(void) {
     test_uniform(level);
     test_pool();
     test_activations(level);
+    test_q8(level);
     // The table's block sizes, plus 24 and 20 (not a multiple of 16, of 8), which the C layer accepts
     // and the SIMD paths must hand to the reference where their loads do not fit.
     const int bits[] = {2, 3, 4, 8}, blocks[] = {16, 32, 64, 24, 20};

@@ -2,6 +2,7 @@
 #include "lq_cpu.h"
 #include "lq_convert.h"
 #include "lq_quant.h"
+#include "lq_q8.h"
 #include "lq_uniform.h"
 #include "lq_activations.h"
 #include "lq_cuda.h"
