@@ -229,6 +229,16 @@ public final class LlamaModel: @unchecked Sendable {
     }
 }
 
+extension LlamaModel {
+    /// Which CPU products of the NormalFloat projections (under any adapter) take int8 activations;
+    /// the other layers, the adapters and the GPU keep fp32. Set before the model runs.
+    public func useActivations(_ path: ActivationPath) {
+        for layer in layers {
+            for (_, linear) in layer.linears { (Self.withoutAdapter(linear) as? QuantizedLinear)?.weight.activations = path }
+        }
+    }
+}
+
 /// Query rows per attention block: the keys after a block's last position are masked for every
 /// row in it and are never multiplied, which skips close to half of a causal pass.
 let attentionQueryBlock = 64

@@ -43,6 +43,9 @@ public final class QuantizedMatrix: DeviceResident, @unchecked Sendable {
     /// Its copy on the GPU, when products run there (CUDABackend.active).
     let deviceCopy = DeviceCopy()
 
+    /// Which CPU products quantize x to int8 (`ActivationPath`); set after loading, before products run.
+    public var activations: ActivationPath = .exact
+
     public var count: Int { rows * cols }
     public var blockCount: Int { (count + config.blockSize - 1) / config.blockSize }
 
@@ -128,13 +131,18 @@ public final class QuantizedMatrix: DeviceResident, @unchecked Sendable {
     public static let gemvRowLimit = RowPanels.gemvRowLimit
 
     /// X · Wᵀ for X [n, cols] → [n, rows], the product a linear layer computes. Few rows use the
-    /// fused GEMV; many rows dequantize cache-sized panels of W (one thread each) feeding sgemm.
+    /// fused GEMV; many rows dequantize cache-sized panels of W (one thread each) feeding sgemm;
+    /// rows that `activations` quantizes take the int8 kernel.
     /// `gpu`: the CUDA backend to run on (default: the process's active one; nil for the CPU).
     public func matmul(_ x: Tensor, gpu: CUDABackend? = CUDABackend.active) -> Tensor {
         precondition(x.rank == 2 && x.shape[1] == cols, "matmul: x \(x.shape) against W [\(rows), \(cols)]")
         let n = x.shape[0]
         let out = Tensor(uninitialized: [n, rows])  // every path below writes all of it
         if n > 0, let gpu, onDevice(gpu, { m in gpu.matmul(m, x: x.pointer, rows: n, transposed: false, beta: 0, y: out.pointer) }) {
+            return out
+        }
+        if activations.quantizes(rows: n) {
+            int8Product(x.pointer, rows: n, into: out.pointer)
             return out
         }
         if n <= Self.gemvRowLimit {
