@@ -18,12 +18,14 @@ struct ModelOptions: ParsableArguments {
     @OptionGroup var deviceOptions: DeviceOptions
 
     /// projections: .asStored for generation (16-bit projections decode through the 16-bit GEMV, and
-    /// so does an adapter, from IEEE-half copies).
-    func load(projections: LlamaModel.ProjectionStorage = .widened) throws -> (LlamaModel, any Tokenizer) {
+    /// so does an adapter, from IEEE-half copies); activations: which products of the NormalFloat
+    /// projections take int8 activations.
+    func load(projections: LlamaModel.ProjectionStorage = .widened, activations: ActivationPath = .exact) throws -> (LlamaModel, any Tokenizer) {
         threadOptions.configure()
         try deviceOptions.activate()
         let m = try LlamaModel(directory: model, projections: projections)
         if let adapter { try m.loadAdapter(directory: adapter, halfCopiesForDecoding: projections == .asStored) }
+        m.useActivations(activations)
         if let gpu = CUDABackend.active {
             do {
                 try m.moveForwardPass(to: gpu)
@@ -52,9 +54,15 @@ struct Eval: ParsableCommand {
         multiple choice (question, choices, answer as an index or letter), optionally with corrupted_chain and
         paraphrased_chain; the model writes a chain of thought (greedy) and the probes of Lanham et al. (2023) force
         its answer after parts of it, a filler, a mistake and a paraphrase (e.g. data/cot/gsm8k-sample.jsonl).
+
+        --activations int8 quantizes the input of every NormalFloat product to int8,
+        the windows' batched products too (generate does so for its decoding steps
+        only): what int8 decoding costs in perplexity.
         """)
 
     @OptionGroup var modelOptions: ModelOptions
+
+    @OptionGroup var activationOptions: ActivationOptions
 
     @Option(help: "A .txt or .jsonl (\"text\" field) file, optionally .gz; with --task, the task's .jsonl records.")
     var data: String
@@ -120,7 +128,7 @@ struct Eval: ParsableCommand {
             case .chainOfThoughtFaithfulness: return try runFaithfulness()
             case nil: break
             }
-            let (model, tokenizer) = try modelOptions.load()
+            let (model, tokenizer) = try modelOptions.load(activations: try activationOptions.path(batches: true))
             // The default window is 512 tokens, or the model's whole context when that is shorter.
             let ctx = self.ctx ?? min(method == "gptq" ? 2048 : 512, model.config.maxPositions)
             guard ctx <= model.config.maxPositions else {
@@ -167,7 +175,7 @@ struct Eval: ParsableCommand {
     /// --task: every record's choices scored, then acc (and acc_norm) with standard errors.
     func runTask(_ task: MultipleChoiceTask) throws {
         let items = try task.items(path: data)
-        let (model, tokenizer) = try modelOptions.load()
+        let (model, tokenizer) = try modelOptions.load(activations: try activationOptions.path(batches: true))
         // The harness's window is the model's max_position_embeddings.
         let window = ctx ?? model.config.maxPositions
         guard window <= model.config.maxPositions else {

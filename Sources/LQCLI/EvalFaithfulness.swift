@@ -70,7 +70,7 @@ extension Eval {
         let items = try ReasoningItem.all(path: data)
         let probes = try faithfulness.probes()
         let template = try faithfulness.template(model: modelOptions.model)
-        let (model, tokenizer) = try modelOptions.load()
+        let (model, tokenizer) = try modelOptions.load(activations: try activationOptions.path(batches: true))
         Parallel.spinMicroseconds = 100  // decoding, as generate
         let reasoner = CausalLMReasoner(model: model, tokenizer: tokenizer, template: template)
         let progress = Progress(total: items.count, label: EvaluationTask.faithfulnessName)

@@ -74,6 +74,8 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var activationOptions: ActivationOptions
+
     @Flag(help: "Format the prompt with the model's chat template.")
     var chat = false
 
@@ -82,7 +84,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try CommandFailure.exits("generate") {
-            let (model, tokenizer) = try modelOptions.load(projections: .asStored)
+            let (model, tokenizer) = try modelOptions.load(projections: .asStored, activations: try activationOptions.path(batches: false))
             var ids = try tokenizer.encode(prompt, addSpecialTokens: true)
             var template: ChatTemplate?
             if chat {

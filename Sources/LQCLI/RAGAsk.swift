@@ -31,6 +31,8 @@ struct RAGAsk: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var activationOptions: ActivationOptions
+
     func run() throws {
         try CommandFailure.exits("rag ask") {
             modelOptions.threadOptions.configure()  // before embedding the question
@@ -42,7 +44,7 @@ struct RAGAsk: ParsableCommand {
             }
             let options = retrieval.options
             let judged = Array(try retriever.retrieve(question, options: options).prefix(options.topN))
-            let (model, tokenizer) = try modelOptions.load(projections: .asStored)
+            let (model, tokenizer) = try modelOptions.load(projections: .asStored, activations: try activationOptions.path(batches: false))
             let messages = RAGPrompt.messages(question: question, passages: judged.map(\.passage), system: system)
             let prompt = try ChatPrompt(messages: messages, modelDirectory: modelOptions.model, tokenizer: tokenizer)
             let positions = model.config.maxPositions

@@ -2,6 +2,7 @@ import ArgumentParser
 import CKernels
 import Foundation
 import LQDistributed
+import LQQuant
 import LQTensor
 
 /// `--threads`, for the commands that compute on the CPU.
@@ -35,4 +36,38 @@ struct OutputOptions: ParsableArguments {
 
     /// The staging directory that becomes --out on commit.
     func staged() throws -> StagedDirectory { try StagedDirectory(destination: out, overwrite: overwrite) }
+}
+
+/// `--activations`, for the commands that run a model on the CPU: whether the NormalFloat
+/// projections quantize their input to int8 (`ActivationPath`). LQLORA_DECODE sets the default.
+struct ActivationOptions: ParsableArguments {
+    enum Precision: String, ExpressibleByArgument, CaseIterable {
+        case exact, int8
+    }
+
+    static let environmentKey = "LQLORA_DECODE"
+
+    @Option(help: "exact (fp32, the default) or int8: NormalFloat products quantize x per block of 32 to int8, as llama.cpp's Q8_0 (default: LQLORA_DECODE, else exact).")
+    var activations: Precision?
+
+    func validate() throws { _ = try precision() }
+
+    /// --activations, else LQLORA_DECODE, else exact.
+    func precision(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Precision {
+        if let activations { return activations }
+        guard let value = environment[Self.environmentKey], !value.isEmpty else { return .exact }
+        guard let p = Precision(rawValue: value) else {
+            throw ValidationError("\(Self.environmentKey) must be \(Precision.allCases.map(\.rawValue).joined(separator: " or ")), not '\(value)'")
+        }
+        return p
+    }
+
+    /// The model's path: int8 for decoding only (batches such as a prompt stay exact), or with
+    /// `batches` for every product (eval, to measure its cost).
+    func path(batches: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ActivationPath {
+        switch try precision(environment: environment) {
+        case .exact: return .exact
+        case .int8: return batches ? .int8 : .int8Decode
+        }
+    }
 }
