@@ -7,8 +7,9 @@ import Testing
 /// against the scalar twin, batches against single rows, and the error against the exact product.
 /// The C test (scripts/test-kernels-c.sh) checks the kernels themselves on every configuration.
 struct Int8ActivationTests {
-    /// The int8 codebooks, recomputed in numpy from the NormalFloat codebooks by the rule of
-    /// lq_q8_codebook_make (s = i/256 in [64, 127.5) of least squared error, ties to the larger).
+    /// The int8 codebooks as scripts/q8-codebooks.py computes them with numpy and scipy from the
+    /// NormalFloat codebooks, by the rule of lq_q8_codebook_make (s = i/256 in [64, 127.5) of least
+    /// squared error, ties to the larger).
     @Test func codebooksAreTheLeastSquaresScaling() {
         let expected: [Int: (s: Double, values: [Int8])] = [
             2: (74.0, [-74, 0, 25, 74]),
