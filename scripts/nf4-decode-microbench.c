@@ -4,13 +4,23 @@
 //            unpack levels to re-interleave the bytes into floats (24 shuffles per 64 weights)
 //   vpermps: two 8-entry vpermps tables per 8 codes, selected by a blend on the code's bit 3
 // Usage: cc -O3 -mavx2 -mfma scripts/nf4-decode-microbench.c -o /tmp/nf4-decode -lm && /tmp/nf4-decode
+// With -DLQ_KERNELS and the kernel sources it also times the kernels themselves on a cache-resident
+// NF4 matrix (64 x 1024, blocks of 64, bitsandbytes' 8-bit double-quantized scales): the exact AVX2
+// GEMV (lq_gemv_level) and the int8-activation GEMV (lq_q8_gemv_level, with and without quantizing x):
+//   cc -O3 -mavx2 -mfma -ffp-contract=off -DLQ_KERNELS -ISources/CKernels/include -ISources/CKernels \
+//     scripts/nf4-decode-microbench.c Sources/CKernels/cpu.c Sources/CKernels/quant_*.c Sources/CKernels/q8_*.c \
+//     -o /tmp/nf4-decode -lm && /tmp/nf4-decode
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <x86intrin.h>
+#if defined(LQ_KERNELS)
+#include "CKernels.h"
+#endif
 
 static const float nf4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
                               -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
@@ -81,6 +91,7 @@ __attribute__((noipa)) static float permutes(void) {
     return hsum(_mm256_add_ps(acc0, acc1));
 }
 
+
 static int compare(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -100,6 +111,80 @@ static double cycles(float (*body)(void)) {
     return t[3];
 }
 
+#if defined(LQ_KERNELS)
+#ifndef KR
+#define KR 64
+#define KC 1024
+#endif  // 64K weights: 32 KiB of codes, in L1/L2 across passes
+static lq_qtensor kt;
+static lq_q8_codebook kcb;
+static float kx[KC], ky[KR], kd[KC / 32];
+static int8_t kq[KC];
+
+__attribute__((noipa)) static float kernel_exact(void) {
+    lq_gemv_level(LQ_LEVEL_AVX2, &kt, KC, 0, KR, kx, ky);
+    return ky[0];
+}
+__attribute__((noipa)) static float kernel_int8(void) {
+    const lq_q8_rows rows = {kq, kd, 1};
+    lq_q8_gemv_level(LQ_LEVEL_AVX2, &kt, &kcb, KC, 0, KR, &rows, ky, KR);
+    return ky[0];
+}
+__attribute__((noipa)) static float kernel_int8_quantizing(void) {
+    lq_q8_quantize_level(LQ_LEVEL_AVX2, 4, kx, KC, kq, kd);
+    return kernel_int8();
+}
+
+/// TSC ticks per nanosecond of CLOCK_MONOTONIC (both advance while the process waits).
+static double tsc_per_ns(void) {
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    const uint64_t t0 = __rdtsc();
+    double ns;
+    do {
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+    } while (ns < 2e7);
+    return (double)(__rdtsc() - t0) / ns;
+}
+
+/// Per 64 weights, in TSC cycles of this thread's CPU time (so time spent descheduled on a shared
+/// machine does not count), median of 7 runs of 200 calls.
+static double kernel_cycles(float (*body)(void)) {
+    static double ticks = 0;
+    if (ticks == 0) ticks = tsc_per_ns();
+    double t[7];
+    volatile float sink = 0;
+    for (int r = 0; r < 7; r++) {
+        struct timespec a, b;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+        for (int i = 0; i < 200; i++) sink += body();
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+        const double ns = (double)(b.tv_sec - a.tv_sec) * 1e9 + (double)(b.tv_nsec - a.tv_nsec);
+        t[r] = ns * ticks / 200 / (KR * KC / 64);
+    }
+    (void)sink;
+    qsort(t, 7, sizeof t[0], compare);
+    return t[3];
+}
+
+static void kernels(void) {
+    static uint8_t codes[KR * KC / 2], scale_codes[KR * KC / 64];
+    static float map[256], group_absmax[KR * KC / 64 / 256 + 1];
+    for (int i = 0; i < KR * KC / 2; i++) codes[i] = (uint8_t)rand();
+    for (int i = 0; i < KR * KC / 64; i++) scale_codes[i] = (uint8_t)rand();
+    for (int i = 0; i < 256; i++) map[i] = (float)i / 255.0f - 0.5f;
+    for (int i = 0; i < KR * KC / 64 / 256 + 1; i++) group_absmax[i] = 0.05f;
+    for (int i = 0; i < KC; i++) kx[i] = (float)rand() / RAND_MAX - 0.5f;
+    kt = (lq_qtensor){{4, 64, LQ_SCALES_DYNAMIC8, 8, 256}, KR * KC, codes, nf4, NULL, scale_codes, map, group_absmax, 0.03f};
+    lq_q8_codebook_make(nf4, 4, &kcb);
+    lq_q8_quantize_level(LQ_LEVEL_AVX2, 4, kx, KC, kq, kd);
+    const double e = kernel_cycles(kernel_exact), i8 = kernel_cycles(kernel_int8), iq = kernel_cycles(kernel_int8_quantizing);
+    printf("kernels, NF4 b64 dq8 %dx%d in cache, TSC cycles of thread CPU time per 64 weights (median of 7): exact GEMV %.2f, int8-activation GEMV %.2f"
+           " (%.2f with quantizing x; exact / int8 = %.2fx)\n", KR, KC, e, i8, iq, e / i8);
+}
+#endif
+
 int main(void) {
     srand(1);
     for (int i = 0; i < N / 2; i++) codes[i] = (uint8_t)rand();
@@ -110,5 +195,8 @@ int main(void) {
     if (!(fabs(permutes() - want) <= 1e-3)) { fprintf(stderr, "vpermps decoder is wrong\n"); return 1; }
     const double p = cycles(planes), v = cycles(permutes);
     printf("TSC cycles per 64 weights (median of 7): planes %.2f, vpermps %.2f (vpermps / planes = %.2fx)\n", p, v, v / p);
+#if defined(LQ_KERNELS)
+    kernels();
+#endif
     return 0;
 }

@@ -13,6 +13,17 @@ enum Timing {
         return medianOf((0..<max(1, repeats)).map { _ in seconds(body) })
     }
 
+    /// Median seconds of each body over `repeats` rounds that run every body once in turn (after a
+    /// warm-up round), so a load that comes and goes on a shared machine falls on all of them alike.
+    static func interleavedMedians(repeats: Int, _ bodies: [() -> Void]) -> [Double] {
+        for body in bodies { body() }
+        var times = [[Double]](repeating: [], count: bodies.count)
+        for _ in 0..<max(1, repeats) {
+            for (k, body) in bodies.enumerated() { times[k].append(seconds(body)) }
+        }
+        return times.map(medianOf)
+    }
+
     static func seconds(_ body: () -> Void) -> Double {
         let t0 = now()
         body()

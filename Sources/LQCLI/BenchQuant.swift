@@ -6,7 +6,7 @@ import LQTensor
 
 /// `lqlora bench quant`: dequantization against memcpy, fused GEMV against sgemv on the dense
 /// matrix, panel GEMM against sgemm, for NF4 (bitsandbytes layout), NF3 and NF2; GPTQ's int4 g128
-/// GEMV against sgemv and NF4.
+/// GEMV against sgemv and NF4; the int8-activation GEMV against the exact one and sgemv.
 struct BenchQuant: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quant",
@@ -74,6 +74,32 @@ struct BenchQuant: ParsableCommand {
                                        anchor: "nf4 gemv", anchor_value: nf4 * 1e3, ratio: nf4 / t))
         }
 
+        // int8 activations (lq_q8.h; x quantized in the timed call) beside the exact GEMV of the same
+        // matrix and sgemv, interleaved round by round.
+        for (rows, cols) in [(4096, 4096), (11008, 4096)] {
+            let w = rows == 4096 ? square : Tensor.gaussian([rows, cols], using: &rng, scale: 0.02)
+            let x = Tensor.gaussian([cols], using: &rng)
+            let y = Tensor(zeros: [rows])
+            let matrices = try formats.map { try Quantizer.quantize(w, config: $0.1) }
+            var bodies: [() -> Void] = [{ OpenBLASAnchor.gemv(w.matrix, x: x.pointer, y: y.pointer, threads: threads) }]
+            for q in matrices {
+                bodies.append { q.gemv(x.pointer, y.pointer) }
+                bodies.append { q.int8Product(x.pointer, rows: 1, into: y.pointer) }
+            }
+            let t = Timing.interleavedMedians(repeats: options.repeats, bodies)
+            let sgemv = "sgemv \(rows)x\(cols) fp32 (OpenBLAS), \(threads) threads, interleaved"
+            figures.append(BenchFigure(name: sgemv, value: t[0] * 1e3, unit: "ms", anchor: nil, anchor_value: nil, ratio: nil))
+            for (k, (label, _)) in formats.enumerated() {
+                let exact = t[1 + 2 * k], int8 = t[2 + 2 * k]
+                figures.append(BenchFigure(name: "\(label) gemv \(rows)x\(cols), \(threads) threads, interleaved", value: exact * 1e3,
+                                           unit: "ms", anchor: "sgemv", anchor_value: t[0] * 1e3, ratio: t[0] / exact))
+                figures.append(BenchFigure(name: "\(label) int8-activation gemv \(rows)x\(cols), \(threads) threads, interleaved", value: int8 * 1e3,
+                                           unit: "ms", anchor: "\(label) gemv", anchor_value: exact * 1e3, ratio: exact / int8))
+                figures.append(BenchFigure(name: "\(label) int8-activation gemv \(rows)x\(cols) against sgemv, interleaved", value: int8 * 1e3,
+                                           unit: "ms", anchor: "sgemv", anchor_value: t[0] * 1e3, ratio: t[0] / int8))
+            }
+        }
+
         // The decode rate alone: a matrix whose codes stay in cache, one thread, beside sgemv on the
         // same (cache-resident) dense matrix. From memory NF4 reads 1/7.5 of sgemv's bytes; in cache
         // the comparison shows what decoding in registers costs per weight.
@@ -88,11 +114,14 @@ struct BenchQuant: ParsableCommand {
             defer { Parallel.configure(threads: options.threads) }
             let tDense = Timing.median(repeats: options.repeats) { for _ in 0..<repeats { OpenBLASAnchor.gemv(w.matrix, x: x.pointer, y: y.pointer, threads: 1) } }
             let t = Timing.median(repeats: options.repeats) { for _ in 0..<repeats { q.gemv(x.pointer, y.pointer) } }
+            let t8 = Timing.median(repeats: options.repeats) { for _ in 0..<repeats { q.int8Product(x.pointer, rows: 1, into: y.pointer) } }
             let weights = Double(rows * cols * repeats)
             figures.append(BenchFigure(name: "sgemv \(rows)x\(cols) in cache, 1 thread", value: weights / tDense / 1e9, unit: "Gw/s",
                                        anchor: nil, anchor_value: nil, ratio: nil))
             figures.append(BenchFigure(name: "nf4 gemv \(rows)x\(cols) in cache, 1 thread", value: weights / t / 1e9, unit: "Gw/s",
                                        anchor: "sgemv", anchor_value: weights / tDense / 1e9, ratio: tDense / t))
+            figures.append(BenchFigure(name: "nf4 int8-activation gemv \(rows)x\(cols) in cache, 1 thread", value: weights / t8 / 1e9, unit: "Gw/s",
+                                       anchor: "nf4 gemv", anchor_value: weights / t / 1e9, ratio: t / t8))
         }
 
         if !noGemm {
