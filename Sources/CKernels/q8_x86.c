@@ -69,7 +69,8 @@ LQ_AVX2 static decoder make_decoder(const lq_qtensor *t, const lq_q8_codebook *c
     }
     d.table = _mm256_loadu_si256((const __m256i *)table);
     d.table_u = _mm256_loadu_si256((const __m256i *)table_u);
-    for (int s = 0; s < 64; s++) d.element[s] = (uint8_t)lq_q8_element(bits, s);
+    if (bits == 8)
+        for (int s = 0; s < 64; s++) d.element[s] = (uint8_t)lq_q8_element(bits, s);
     if (bits == 2 || bits == 3) {
         // Each lane holds the code's source byte(s) as a big-endian 16-bit window w and the code is
         // (w >> shift) & mask; vpmulhuw by 2^(16 − shift) shifts, so every shift is 1..15. The low
@@ -135,17 +136,19 @@ LQ_AVX2 static inline __attribute__((always_inline)) void decode_pair(const deco
 }
 
 /// 128 · Σ q over each octet of every pair of x's rows, laid out as lq_q8_lane_scales: what
-/// vpdpbusd's + 128 on the code values adds to the octet sums.
-static int32_t *octet_bias(const lq_q8_rows *x, int bits, int64_t cols) {
+/// vpdpbusd's + 128 on the code values adds to the octet sums (the octet sums are the dot product
+/// with code values of 1).
+LQ_AVX2 static int32_t *octet_bias(const lq_q8_rows *x, int64_t cols) {
     const int64_t pairs = (lq_q8_blocks(cols) + 1) / 2, stride = lq_q8_row_bytes(cols);
     int32_t *out = malloc(sizeof(int32_t) * (size_t)(x->count * pairs * 8 + 1));
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int64_t i = 0; i < x->count; i++)
-        for (int64_t p = 0; p < pairs; p++)
-            for (int l = 0; l < 8; l++) {
-                int32_t sum = 0;
-                for (int k = 0; k < 8; k++) sum += x->q[i * stride + 64 * p + lq_q8_slot(bits, 32 * (l / 4) + 8 * (l % 4) + k)];
-                out[(i * pairs + p) * 8 + l] = 128 * sum;
-            }
+        for (int64_t p = 0; p < pairs; p++) {
+            const int8_t *q = x->q + i * stride + 64 * p;
+            const __m256i a = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)q)), ones16);
+            const __m256i b = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(q + 32))), ones16);
+            _mm256_storeu_si256((__m256i *)(out + (i * pairs + p) * 8), _mm256_slli_epi32(_mm256_add_epi32(a, b), 7));
+        }
     return out;
 }
 
@@ -261,7 +264,7 @@ LQ_AVX2 void lq_q8_gemv_avx2(const lq_qtensor *t, const lq_q8_codebook *codebook
     float *scales = lq_q8_scales_for(&buffer, cols, t->format.block_size);
     float *lanes = lq_q8_lane_scales(x, cols);
     const int vnni = use_vnni();
-    int32_t *bias = vnni ? octet_bias(x, t->format.bits, cols) : NULL;
+    int32_t *bias = vnni ? octet_bias(x, cols) : NULL;
     for (int64_t i0 = 0; i0 < x->count;) {
         const int R = x->count - i0 >= 4 ? 4 : x->count - i0 >= 2 ? 2 : 1;
         run_pass(t, &dec, mode, R, vnni, cols, row_begin, row_end, x, i0, lanes, bias, scales, y, ldy);
