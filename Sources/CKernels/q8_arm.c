@@ -60,26 +60,6 @@ static decoder make_decoder(const lq_qtensor *t, const lq_q8_codebook *codebook)
     return d;
 }
 
-/// Byte indices of codes [i, i + 16) of a 2- or 3-bit stream (i a multiple of 16), in order.
-static inline uint8x16_t indices16(const uint8_t *p, int bits, int64_t i) {
-    if (bits == 2) {
-        static const uint8_t rep[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
-        static const int8_t shifts[16] = {-6, -4, -2, 0, -6, -4, -2, 0, -6, -4, -2, 0, -6, -4, -2, 0};
-        uint32_t four;
-        memcpy(&four, p + i / 4, 4);
-        const uint8x16_t bytes = vqtbl1q_u8(vreinterpretq_u8_u32(vdupq_n_u32(four)), vld1q_u8(rep));
-        return vandq_u8(vshlq_u8(bytes, vld1q_s8(shifts)), vdupq_n_u8(3));
-    }
-    const uint8_t *q = p + i / 8 * 3;  // two big-endian 24-bit words, each shifted to its eight codes
-    const uint32_t w0 = ((uint32_t)q[0] << 16) | ((uint32_t)q[1] << 8) | q[2];
-    const uint32_t w1 = ((uint32_t)q[3] << 16) | ((uint32_t)q[4] << 8) | q[5];
-    static const int32_t first[4] = {-21, -18, -15, -12}, second[4] = {-9, -6, -3, 0};
-    const int32x4_t s0 = vld1q_s32(first), s1 = vld1q_s32(second);
-    const uint16x8_t a = vcombine_u16(vmovn_u32(vshlq_u32(vdupq_n_u32(w0), s0)), vmovn_u32(vshlq_u32(vdupq_n_u32(w0), s1)));
-    const uint16x8_t b = vcombine_u16(vmovn_u32(vshlq_u32(vdupq_n_u32(w1), s0)), vmovn_u32(vshlq_u32(vdupq_n_u32(w1), s1)));
-    return vandq_u8(vcombine_u8(vmovn_u16(a), vmovn_u16(b)), vdupq_n_u8(7));
-}
-
 /// Block j's slots of parts A and B, for weights [i, i + 32) (i a multiple of 32).
 static inline void decode32(const decoder *d, int64_t i, int8x16_t *a, int8x16_t *b) {
     if (d->bits == 4) {
@@ -98,8 +78,8 @@ static inline void decode32(const decoder *d, int64_t i, int8x16_t *a, int8x16_t
             w[h] = vqtbx4q_s8(v, d->big[3], vsubq_u8(idx, vdupq_n_u8(192)));
         }
     } else {
-        w[0] = vqtbl1q_s8(d->table, indices16(d->codes, d->bits, i));
-        w[1] = vqtbl1q_s8(d->table, indices16(d->codes, d->bits, i + 16));
+        w[0] = vqtbl1q_s8(d->table, lq_neon_indices16(d->codes, d->bits, i / 16));
+        w[1] = vqtbl1q_s8(d->table, lq_neon_indices16(d->codes, d->bits, i / 16 + 1));
     }
     // Part A: the first four of each eight values (4-byte groups 0, 2, 4, 6); part B the others.
     const uint32x4_t w0 = vreinterpretq_u32_s8(w[0]), w1 = vreinterpretq_u32_s8(w[1]);
@@ -225,13 +205,6 @@ void lq_q8_quantize_neon(int bits, const float *x, int64_t cols, int8_t *q, floa
             vst1q_s8(part + 32, vreinterpretq_s8_u32(vuzp2q_u32(a32, b32)));
         }
     }
-    if (full < nb) {  // a short last block: the reference quantizes its pair again (the same bits)
-        const int64_t first = 2 * (full / 2);
-        int8_t pair[64];
-        float dd[2];
-        lq_q8_quantize_scalar(bits, x + LQ_Q8_BLOCK * first, cols - LQ_Q8_BLOCK * first, pair, dd);
-        memcpy(q + 64 * (full / 2), pair, 64);
-        for (int64_t k = first; k < nb; k++) d[k] = dd[k - first];
-    }
+    lq_q8_quantize_tail(bits, x, cols, q, d);
 }
 #endif

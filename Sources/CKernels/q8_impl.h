@@ -22,6 +22,10 @@ void lq_q8_gemv_neon(const lq_qtensor *t, const lq_q8_codebook *codebook, int64_
                      int64_t row_end, const lq_q8_rows *x, float *y, int64_t ldy);
 #endif
 
+/// The SIMD quantizers' end of a row: a short last block, if any, with its pair quantized again by
+/// the reference (the same bits for the pair's first block).
+void lq_q8_quantize_tail(int bits, const float *x, int64_t cols, int8_t *q, float *d);
+
 /// How the SIMD kernels walk a row's weight block scales, or 0 where they take the scalar path:
 /// whole 32-value activation blocks per row, and weight blocks that hold whole octets of them.
 enum { LQ_Q8_SCALE_PER16 = 1, LQ_Q8_SCALE_PER32 = 2, LQ_Q8_SCALE_PER64 = 3 };

@@ -55,6 +55,17 @@ void lq_q8_quantize_scalar(int bits, const float *x, int64_t cols, int8_t *q, fl
     }
 }
 
+void lq_q8_quantize_tail(int bits, const float *x, int64_t cols, int8_t *q, float *d) {
+    const int64_t full = cols / LQ_Q8_BLOCK, nb = lq_q8_blocks(cols);
+    if (full == nb) return;
+    const int64_t first = 2 * (full / 2);
+    int8_t pair[64];
+    float dd[2];
+    lq_q8_quantize_scalar(bits, x + LQ_Q8_BLOCK * first, cols - LQ_Q8_BLOCK * first, pair, dd);
+    memcpy(q + 64 * (full / 2), pair, 64);
+    for (int64_t k = first; k < nb; k++) d[k] = dd[k - first];
+}
+
 void lq_q8_gemv_scalar(const lq_qtensor *t, const lq_q8_codebook *codebook, int64_t cols, int64_t row_begin,
                        int64_t row_end, const lq_q8_rows *x, float *y, int64_t ldy) {
     const int bits = t->format.bits;

@@ -315,13 +315,6 @@ LQ_AVX2 void lq_q8_quantize_avx2(int bits, const float *x, int64_t cols, int8_t 
         _mm_storeu_si128((__m128i *)part, _mm256_castsi256_si128(packed));
         _mm_storeu_si128((__m128i *)(part + 32), _mm256_extracti128_si256(packed, 1));
     }
-    if (full < nb) {  // a short last block: the reference quantizes its pair again (the same bits)
-        const int64_t first = 2 * (full / 2);
-        int8_t pair[64];
-        float dd[2];
-        lq_q8_quantize_scalar(bits, x + LQ_Q8_BLOCK * first, cols - LQ_Q8_BLOCK * first, pair, dd);
-        memcpy(q + 64 * (full / 2), pair, 64);
-        for (int64_t k = first; k < nb; k++) d[k] = dd[k - first];
-    }
+    lq_q8_quantize_tail(bits, x, cols, q, d);
 }
 #endif

@@ -26,37 +26,6 @@ static inline neon_decoder make_neon_decoder(const lq_qtensor *t) {
     return d;
 }
 
-/// Byte indices of codes [16g, 16g + 16).
-static inline uint8x16_t indices16(const lq_qtensor *t, int bits, int64_t g) {
-    const uint8_t *p = t->codes;
-    if (bits == 4) {
-        uint8x8_t v = vld1_u8(p + 8 * g);
-        uint8x8_t hi = vshr_n_u8(v, 4), lo = vand_u8(v, vdup_n_u8(0x0f));
-        return vcombine_u8(vzip1_u8(hi, lo), vzip2_u8(hi, lo));
-    }
-    if (bits == 2) {
-        uint8_t four[16] = {0};
-        memcpy(four, p + 4 * g, 4);
-        static const uint8_t rep[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
-        static const int8_t shifts[16] = {-6, -4, -2, 0, -6, -4, -2, 0, -6, -4, -2, 0, -6, -4, -2, 0};
-        uint8x16_t bytes = vqtbl1q_u8(vld1q_u8(four), vld1q_u8(rep));
-        return vandq_u8(vshlq_u8(bytes, vld1q_s8(shifts)), vdupq_n_u8(3));
-    }
-    if (bits == 3) {  // two big-endian 24-bit words, each shifted to its eight codes
-        const uint8_t *q = p + 6 * g;
-        const uint32_t w0 = ((uint32_t)q[0] << 16) | ((uint32_t)q[1] << 8) | q[2];
-        const uint32_t w1 = ((uint32_t)q[3] << 16) | ((uint32_t)q[4] << 8) | q[5];
-        static const int32_t first[4] = {-21, -18, -15, -12}, second[4] = {-9, -6, -3, 0};
-        const int32x4_t s0 = vld1q_s32(first), s1 = vld1q_s32(second);
-        const uint16x8_t a = vcombine_u16(vmovn_u32(vshlq_u32(vdupq_n_u32(w0), s0)), vmovn_u32(vshlq_u32(vdupq_n_u32(w0), s1)));
-        const uint16x8_t b = vcombine_u16(vmovn_u32(vshlq_u32(vdupq_n_u32(w1), s0)), vmovn_u32(vshlq_u32(vdupq_n_u32(w1), s1)));
-        return vandq_u8(vcombine_u8(vmovn_u16(a), vmovn_u16(b)), vdupq_n_u8(7));
-    }
-    uint8_t idx[16];
-    lq_unpack_codes(p, bits, 16 * g, 16, idx);
-    return vld1q_u8(idx);
-}
-
 /// The 16 values of codes [16g, 16g + 16) in order, in four vectors.
 static inline void decode16(const neon_decoder *d, const lq_qtensor *t, int64_t g, float32x4_t out[4]) {
     if (d->bits == 8) {
@@ -67,7 +36,7 @@ static inline void decode16(const neon_decoder *d, const lq_qtensor *t, int64_t 
         }
         return;
     }
-    uint8x16_t idx = indices16(t, d->bits, g);
+    uint8x16_t idx = lq_neon_indices16(t->codes, d->bits, g);
     uint8x16_t b0 = vqtbl1q_u8(d->plane[0], idx), b1 = vqtbl1q_u8(d->plane[1], idx);
     uint8x16_t b2 = vqtbl1q_u8(d->plane[2], idx), b3 = vqtbl1q_u8(d->plane[3], idx);
     uint16x8_t w01l = vreinterpretq_u16_u8(vzip1q_u8(b0, b1)), w01h = vreinterpretq_u16_u8(vzip2q_u8(b0, b1));

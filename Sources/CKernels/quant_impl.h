@@ -48,4 +48,39 @@ void lq_block_scales_with(const lq_qtensor *t, int64_t first, int64_t count, flo
 /// edges and by the scalar path throughout.
 void lq_unpack_codes(const uint8_t *packed, int bits, int64_t index, int64_t count, uint8_t *out);
 
+#if defined(__aarch64__)
+#include <arm_neon.h>
+#include <string.h>
+
+/// Byte indices of codes [16g, 16g + 16) of a packed stream (the exact and int8 NEON kernels).
+static inline uint8x16_t lq_neon_indices16(const uint8_t *p, int bits, int64_t g) {
+    if (bits == 4) {
+        uint8x8_t v = vld1_u8(p + 8 * g);
+        uint8x8_t hi = vshr_n_u8(v, 4), lo = vand_u8(v, vdup_n_u8(0x0f));
+        return vcombine_u8(vzip1_u8(hi, lo), vzip2_u8(hi, lo));
+    }
+    if (bits == 2) {
+        uint8_t four[16] = {0};
+        memcpy(four, p + 4 * g, 4);
+        static const uint8_t rep[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+        static const int8_t shifts[16] = {-6, -4, -2, 0, -6, -4, -2, 0, -6, -4, -2, 0, -6, -4, -2, 0};
+        uint8x16_t bytes = vqtbl1q_u8(vld1q_u8(four), vld1q_u8(rep));
+        return vandq_u8(vshlq_u8(bytes, vld1q_s8(shifts)), vdupq_n_u8(3));
+    }
+    if (bits == 3) {  // two big-endian 24-bit words, each shifted to its eight codes
+        const uint8_t *q = p + 6 * g;
+        const uint32_t w0 = ((uint32_t)q[0] << 16) | ((uint32_t)q[1] << 8) | q[2];
+        const uint32_t w1 = ((uint32_t)q[3] << 16) | ((uint32_t)q[4] << 8) | q[5];
+        static const int32_t first[4] = {-21, -18, -15, -12}, second[4] = {-9, -6, -3, 0};
+        const int32x4_t s0 = vld1q_s32(first), s1 = vld1q_s32(second);
+        const uint16x8_t a = vcombine_u16(vmovn_u32(vshlq_u32(vdupq_n_u32(w0), s0)), vmovn_u32(vshlq_u32(vdupq_n_u32(w0), s1)));
+        const uint16x8_t b = vcombine_u16(vmovn_u32(vshlq_u32(vdupq_n_u32(w1), s0)), vmovn_u32(vshlq_u32(vdupq_n_u32(w1), s1)));
+        return vandq_u8(vcombine_u8(vmovn_u16(a), vmovn_u16(b)), vdupq_n_u8(7));
+    }
+    uint8_t idx[16];
+    lq_unpack_codes(p, bits, 16 * g, 16, idx);
+    return vld1q_u8(idx);
+}
+#endif
+
 #endif

@@ -49,28 +49,48 @@ static void test_conversions(lq_level level) {
     check(memcmp(x, y, sizeof x) == 0, "f32 -> bf16, random bits");
 }
 
+/// A matrix of n random codes and block scales in one of the formats, against `codebook`: unpadded
+/// buffers, so kernels must not read past them. Not to be copied (the view points into it).
+typedef struct {
+    uint8_t *codes, *scale_codes;
+    float *absmax, *group_absmax, map[256];
+    lq_qtensor t;
+} random_matrix;
+
+static void random_matrix_make(random_matrix *m, int bits, int block, int kind, int scale_bits, int group, int64_t n,
+                               const float *codebook) {
+    const int64_t blocks = (n + block - 1) / block, groups = kind == LQ_SCALES_F32 ? 0 : (blocks + group - 1) / group;
+    const size_t code_bytes = lq_packed_bytes(bits, n);
+    m->codes = malloc(code_bytes);
+    for (size_t i = 0; i < code_bytes; i++) m->codes[i] = (uint8_t)rnd();
+    m->absmax = malloc(sizeof(float) * blocks);
+    m->group_absmax = malloc(sizeof(float) * (groups + 1));
+    for (int i = 0; i < 256; i++) m->map[i] = rndf();
+    m->scale_codes = calloc(blocks + 8, 1);
+    for (int64_t b = 0; b < blocks; b++) {
+        m->absmax[b] = 0.01f + (float)(rnd() % 1000) / 1000.0f;
+        if (kind == LQ_SCALES_DYNAMIC8) m->scale_codes[b] = (uint8_t)rnd();
+        if (kind == LQ_SCALES_UINT) lq_put_code(m->scale_codes, scale_bits, b, rnd() % (1u << scale_bits));
+    }
+    for (int64_t g = 0; g < groups; g++) m->group_absmax[g] = 0.1f + (float)(rnd() % 1000) / 500.0f;
+    m->t = (lq_qtensor){{bits, block, kind, scale_bits, group}, n, m->codes, codebook, m->absmax, m->scale_codes, m->map,
+                        m->group_absmax, 0.05f};
+}
+
+static void random_matrix_free(random_matrix *m) {
+    free(m->codes); free(m->absmax); free(m->group_absmax); free(m->scale_codes);
+}
+
 static void test_format(lq_level level, int bits, int block, int kind, int scale_bits, int group, int64_t cols) {
     const int64_t rows = 24;
     const int64_t n = rows * cols;
-    const int64_t blocks = (n + block - 1) / block, groups = kind == LQ_SCALES_F32 ? 0 : (blocks + group - 1) / group;
-    size_t code_bytes = lq_packed_bytes(bits, n);
-    uint8_t *codes = malloc(code_bytes);  // unpadded: kernels must not read past the codes
-    for (size_t i = 0; i < code_bytes; i++) codes[i] = (uint8_t)rnd();
     int ncodes = 1 << bits;
     float *codebook = malloc(sizeof(float) * ncodes);
     for (int i = 0; i < ncodes; i++) codebook[i] = rndf();
     qsort(codebook, ncodes, sizeof(float), cmp_float);
-    float *absmax = malloc(sizeof(float) * blocks), *group_absmax = malloc(sizeof(float) * (groups + 1));
-    float map[256];
-    for (int i = 0; i < 256; i++) map[i] = rndf();
-    uint8_t *scale_codes = calloc(blocks + 8, 1);
-    for (int64_t b = 0; b < blocks; b++) {
-        absmax[b] = 0.01f + (float)(rnd() % 1000) / 1000.0f;
-        if (kind == LQ_SCALES_DYNAMIC8) scale_codes[b] = (uint8_t)rnd();
-        if (kind == LQ_SCALES_UINT) lq_put_code(scale_codes, scale_bits, b, rnd() % (1u << scale_bits));
-    }
-    for (int64_t g = 0; g < groups; g++) group_absmax[g] = 0.1f + (float)(rnd() % 1000) / 500.0f;
-    lq_qtensor t = {{bits, block, kind, scale_bits, group}, n, codes, codebook, absmax, scale_codes, map, group_absmax, 0.05f};
+    random_matrix m;
+    random_matrix_make(&m, bits, block, kind, scale_bits, group, n, codebook);
+    const lq_qtensor t = m.t;
     char what[160];
 
     float *ref = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
@@ -95,7 +115,8 @@ static void test_format(lq_level level, int bits, int block, int kind, int scale
     }
     snprintf(what, sizeof what, "gemv bits %d block %d kind %d/%d/%d cols %lld", bits, block, kind, scale_bits, group, (long long)cols);
     check(ok, what);
-    free(codes); free(codebook); free(absmax); free(group_absmax); free(scale_codes); free(ref); free(got); free(x); free(y0); free(y1);
+    random_matrix_free(&m);
+    free(codebook); free(ref); free(got); free(x); free(y0); free(y1);
 }
 
 static void test_gemv16(lq_level level) {
@@ -391,22 +412,11 @@ static double q8_worst_nf4_rms = 0;
 /// |y − Ŵx| ≤ Σ_c |s_b| (δ/2 · |x̂_c| + |c_k| · d_j/2) + 1e-5 Σ_c |Ŵ x|.
 static void test_q8_gemv(lq_level level, int bits, int block, int kind, int scale_bits, int group, int64_t cols,
                          const float *codebook, const lq_q8_codebook *cb8) {
-    const int64_t rows = 24, n = rows * cols, nx = 6;
-    const int64_t blocks = (n + block - 1) / block, groups = kind == LQ_SCALES_F32 ? 0 : (blocks + group - 1) / group;
-    const size_t code_bytes = lq_packed_bytes(bits, n);
-    uint8_t *codes = malloc(code_bytes);  // unpadded: kernels must not read past the codes
-    for (size_t i = 0; i < code_bytes; i++) codes[i] = (uint8_t)rnd();
-    float *absmax = malloc(sizeof(float) * blocks), *group_absmax = malloc(sizeof(float) * (groups + 1));
-    float map[256];
-    for (int i = 0; i < 256; i++) map[i] = rndf();
-    uint8_t *scale_codes = calloc(blocks + 8, 1);
-    for (int64_t b = 0; b < blocks; b++) {
-        absmax[b] = 0.01f + (float)(rnd() % 1000) / 1000.0f;
-        if (kind == LQ_SCALES_DYNAMIC8) scale_codes[b] = (uint8_t)rnd();
-        if (kind == LQ_SCALES_UINT) lq_put_code(scale_codes, scale_bits, b, rnd() % (1u << scale_bits));
-    }
-    for (int64_t g = 0; g < groups; g++) group_absmax[g] = 0.1f + (float)(rnd() % 1000) / 500.0f;
-    lq_qtensor t = {{bits, block, kind, scale_bits, group}, n, codes, codebook, absmax, scale_codes, map, group_absmax, 0.05f};
+    const int64_t rows = 24, n = rows * cols, nx = 6, blocks = (n + block - 1) / block;
+    random_matrix m;
+    random_matrix_make(&m, bits, block, kind, scale_bits, group, n, codebook);
+    const lq_qtensor t = m.t;
+    const uint8_t *codes = m.codes;
 
     const int64_t nb = lq_q8_blocks(cols), stride = lq_q8_row_bytes(cols);
     float *x = malloc(sizeof(float) * nx * cols), *d = malloc(sizeof(float) * nx * nb);
@@ -452,8 +462,8 @@ static void test_q8_gemv(lq_level level, int bits, int block, int kind, int scal
              scale_bits, group, (long long)cols);
     check(ok, what);
     if (codebook == nf4_codebook && sqrt(err2 / ref2) > q8_worst_nf4_rms) q8_worst_nf4_rms = sqrt(err2 / ref2);
-    free(codes); free(absmax); free(group_absmax); free(scale_codes); free(x); free(d); free(q);
-    free(y0); free(y1); free(y2); free(w); free(s);
+    random_matrix_free(&m);
+    free(x); free(d); free(q); free(y0); free(y1); free(y2); free(w); free(s);
 }
 
 static void test_q8(lq_level level) {
