@@ -1,24 +1,42 @@
 import CZlib
 import Foundation
 
-public enum GzipError: Error, CustomStringConvertible {
+public enum GzipError: Error, CustomStringConvertible, Equatable {
     case cannotOpen(path: String)
     case corrupt(path: String, detail: String)
+    /// Decompressed past `bytes` and past `ratio` times its compressed size: a decompression bomb.
+    case expandsTooFar(path: String, bytes: Int, ratio: Int)
 
     public var description: String {
         switch self {
         case let .cannotOpen(path): return "\(path): cannot open"
         case let .corrupt(path, detail): return "\(path): corrupt gzip data: \(detail)"
+        case let .expandsTooFar(path, bytes, ratio):
+            return "\(path): expands past \(bytes >> 20) MiB and past \(ratio)× its compressed size (text compresses about 3-10×); not read further, as a decompression bomb would fill the memory"
         }
     }
 }
 
 /// Reads and writes gzip files through zlib, for `.jsonl.gz` and `.txt.gz` data.
 public enum Gzip {
+    /// How far a file may expand: past `bytes` it may grow to at most `ratio` times its compressed size.
+    public struct ExpansionLimit: Sendable {
+        public var bytes: Int
+        public var ratio: Int
+        public init(bytes: Int, ratio: Int) {
+            self.bytes = bytes
+            self.ratio = ratio
+        }
+        /// Real text compresses 3-10×; zlib's ceiling is about 1,000×.
+        public static let standard = ExpansionLimit(bytes: 1 << 30, ratio: 100)
+    }
+
     /// The whole decompressed content. zlib's gzread also passes plain files through unchanged.
-    public static func read(path: String) throws -> Data {
+    public static func read(path: String, limit: ExpansionLimit = .standard) throws -> Data {
         guard let file = gzopen(path, "rb") else { throw GzipError.cannotOpen(path: path) }
         defer { gzclose(file) }
+        let compressed = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+        let ceiling = max(limit.bytes, compressed.multipliedReportingOverflow(by: limit.ratio).overflow ? Int.max : compressed * limit.ratio)
         var out = Data()
         var chunk = [UInt8](repeating: 0, count: 1 << 16)
         while true {
@@ -36,6 +54,7 @@ public enum Gzip {
                 break
             }
             out.append(contentsOf: chunk[0..<Int(n)])
+            if out.count > ceiling { throw GzipError.expandsTooFar(path: path, bytes: limit.bytes, ratio: limit.ratio) }
         }
         return out
     }

@@ -100,6 +100,25 @@ struct CheckpointTests {
         try Data([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 1, 2]).write(to: URL(fileURLWithPath: dir.file("bad.gz")))
         #expect(throws: GzipError.self) { try Gzip.read(path: dir.file("bad.gz")) }
     }
+
+    /// A decompression bomb (here 8 MiB of zeros in 8 KiB) is refused once it expands past the
+    /// limit's floor and ratio, instead of filling the memory; real text under the same limit reads.
+    @Test func aDecompressionBombIsRefused() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        try Gzip.write(Data(count: 8 << 20), to: dir.file("bomb.jsonl.gz"))
+        let limit = Gzip.ExpansionLimit(bytes: 1 << 20, ratio: 100)
+        #expect(throws: GzipError.expandsTooFar(path: dir.file("bomb.jsonl.gz"), bytes: 1 << 20, ratio: 100)) {
+            try Gzip.read(path: dir.file("bomb.jsonl.gz"), limit: limit)
+        }
+        #expect(try Gzip.read(path: dir.file("bomb.jsonl.gz")).count == 8 << 20)  // the standard floor is 1 GiB
+        var text = ""
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<200_000 { text += String(UnicodeScalar(UInt8(97 + Int(rng.next() % 26)))) + (rng.next() % 6 == 0 ? " " : "") }
+        try Gzip.write(Data(text.utf8), to: dir.file("text.txt.gz"))
+        #expect(try Gzip.read(path: dir.file("text.txt.gz"), limit: Gzip.ExpansionLimit(bytes: 1 << 10, ratio: 100)) == Data(text.utf8))
+        #expect("\(GzipError.expandsTooFar(path: "d.gz", bytes: 1 << 30, ratio: 100))".hasPrefix("d.gz: expands past 1024 MiB and past 100× its compressed size"))
+    }
 }
 
 /// The real checkpoint, when scripts/fetch-minilm.sh has fetched it.
