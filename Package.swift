@@ -34,6 +34,8 @@ let package = Package(
         .target(name: "CTextBreak", path: "Sources/CTextBreak", linkerSettings: [.linkedLibrary("icuuc"), .linkedLibrary("icui18n")]),
         // hnswlib (Debian libhnswlib-dev, header-only C++) behind a C interface.
         .target(name: "CHNSW", path: "Sources/CHNSW"),
+        // SentencePiece (Debian libsentencepiece-dev) behind a C interface: tokenizer.model's pieces for GGUF export.
+        .target(name: "CSentencePiece", path: "Sources/CSentencePiece", linkerSettings: [.linkedLibrary("sentencepiece")]),
 
         // Hand-written kernels: scalar references plus SIMD paths chosen at run time, the thread pool
         // of our parallel loops, and the loader of the CUDA library (whose .cu sources in cuda/ are
@@ -52,8 +54,8 @@ let package = Package(
         // NormalFloat formats, the quantizer, quantized matrices (dequantize, GEMV, GEMM; on the GPU
         // through the CUDA library when one is loaded), their file layouts.
         .target(name: "LQQuant", dependencies: ["LQTensor", "LQFormats", "CKernels", "CBLAS"]),
-        // Llama-family models: configuration, GGUF import, tokenizer, forward pass.
-        .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS", "CTextBreak"]),
+        // Llama-family models: configuration, GGUF import and export, tokenizer, forward pass.
+        .target(name: "LQModel", dependencies: ["LQTensor", "LQFormats", "LQQuant", "CKernels", "CBLAS", "CTextBreak", "CSentencePiece"]),
         // The ranks of a job: one process, or MPI's world (libmpi opened at run time, only under mpirun).
         .target(name: "LQDistributed", dependencies: ["CKernels"]),
         // LQ-LoRA: low-rank plus quantized decomposition and the bit-allocation ILP.

@@ -17,6 +17,8 @@
 #     --merge export, against lqlora's with the PEFT adapter
 #  5. K-quants: llama-quantize Q2_K / Q3_K_M / Q4_K_M / Q5_K_M / Q6_K files convert (weights equal to gguf-py's dequantize)
 #     and evaluate (lqlora's perplexity against llama-perplexity on the same file)
+#  6. SentencePiece: the fixture's tiny SentencePiece model (Tests/LQModelTests/Fixtures/gguf-export/model-spm)
+#     exported, then llama-tokenize on it against the sentencepiece library's ids
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-runs/gguf-check}
@@ -198,4 +200,34 @@ EOF
   c=$(ppl_llama "$out/deq-$t.gguf"); rm -f "$out/deq-$t.gguf"
   say "K-quant file (llama-quantize $(echo $t | tr a-z A-Z | sed "s/^Q\([45]\)_K$/Q\1_K_M/")) -> convert --from-gguf: $check; llama-perplexity $a, lqlora $b (difference $(rel "$a" "$b")); llama.cpp on its own F32 dequantization $c ($(rel "$c" "$b"))"
 done
+
+# 6. A SentencePiece vocabulary: llama.cpp's tokenizer on the export against SentencePiece itself.
+spm=$out/tiny-Llama-spm
+rm -rf "$spm"; cp -r Tests/LQModelTests/Fixtures/gguf-export/model-spm "$spm"
+"$ref_py" - "$spm" <<'EOF'
+import sys, zlib, numpy as np
+from safetensors.numpy import save_file
+def weight(name, shape, scale):  # the fixture script's formula
+    h = (np.arange(int(np.prod(shape)), dtype=np.uint64) * np.uint64(2654435761) + np.uint64(zlib.crc32(name.encode()))) % np.uint64(2**32)
+    return (((h >> np.uint64(8)).astype(np.float32) / np.float32(16777216.0) - np.float32(0.5)) * np.float32(scale)).reshape(shape)
+shapes = {"self_attn.q_proj": (256, 256), "self_attn.k_proj": (128, 256), "self_attn.v_proj": (128, 256), "self_attn.o_proj": (256, 256),
+          "mlp.gate_proj": (288, 256), "mlp.up_proj": (288, 256), "mlp.down_proj": (256, 288)}
+t = {"model.embed_tokens.weight": weight("model.embed_tokens.weight", (514, 256), 0.5), "lm_head.weight": weight("lm_head.weight", (514, 256), 0.1),
+     "model.norm.weight": weight("model.norm.weight", (256,), 0.2) + np.float32(1)}
+for i in range(4):
+    for n in ["input_layernorm", "post_attention_layernorm"]:
+        t[f"model.layers.{i}.{n}.weight"] = weight(f"model.layers.{i}.{n}.weight", (256,), 0.2) + np.float32(1)
+    for m, shape in shapes.items():
+        t[f"model.layers.{i}.{m}.weight"] = weight(f"model.layers.{i}.{m}.weight", shape, 0.1)
+save_file(t, sys.argv[1] + "/model.safetensors")
+EOF
+"$bin" export --model "$spm" --out "$out/spm.gguf" --type f32 > /dev/null
+same=0 total=0
+while IFS= read -r line; do
+  total=$((total + 1))
+  ours=$("$lb/llama-tokenize" -m "$out/spm.gguf" -p "$line" --ids --log-disable 2>/dev/null | tail -1 | tr -d ' ')
+  theirs=$("$ref_py" -c "import sys, sentencepiece as s; print(str([1] + s.SentencePieceProcessor(model_file=sys.argv[1]).encode(sys.argv[2])).replace(' ', ''))" "$spm/tokenizer.model" "$line")
+  [ "$ours" = "$theirs" ] && same=$((same + 1))
+done < <(head -c 20000 $text | tr -d '\r' | grep -v '^ *$' | head -40)
+say "SentencePiece export: llama-tokenize gives the sentencepiece library's ids on $same of $total WikiText-2 lines"
 echo "wrote $summary"

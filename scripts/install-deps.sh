@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the system libraries lqlora links (OpenBLAS, LAPACKE, zlib, SQLite, ICU, and hnswlib's headers)
+# Installs the system libraries lqlora links (OpenBLAS, LAPACKE, zlib, SQLite, ICU, SentencePiece, and hnswlib's headers)
 # when pkg-config (or, for hnswlib, the header) cannot be found.
 # With --cross (the tests), also the arm64 cross compiler and qemu-user that run the NEON kernel tests,
 # unzip for the CUDA compiler wheels, and OpenMPI (mpirun, and mpi.h for scripts/test-mpi-abi.sh) for
@@ -19,6 +19,7 @@ pkg-config --exists zlib 2>/dev/null || missing+=(zlib1g-dev)
 pkg-config --exists sqlite3 2>/dev/null || missing+=(libsqlite3-dev)
 pkg-config --exists icu-uc 2>/dev/null || missing+=(libicu-dev)
 [ -f /usr/include/hnswlib/hnswlib.h ] || missing+=(libhnswlib-dev)
+[ -f /usr/include/sentencepiece_processor.h ] || missing+=(libsentencepiece-dev)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
@@ -27,4 +28,4 @@ sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-  pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libsqlite3-dev libicu-dev libhnswlib-dev "${missing[@]}" >/dev/null
+  pkg-config libopenblas-dev liblapacke-dev zlib1g-dev libsqlite3-dev libicu-dev libhnswlib-dev libsentencepiece-dev "${missing[@]}" >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Oracles for `lqlora export`: what llama.cpp's own tools write for a tiny Llama.
 
-Usage: .venv-ref/bin/python scripts/make-gguf-export-fixtures.py    (torch, transformers, tokenizers, safetensors;
+Usage: .venv-ref/bin/python scripts/make-gguf-export-fixtures.py    (torch, transformers, tokenizers, safetensors,
+       sentencepiece, protobuf;
        llama.cpp's tools and source from scripts/lib/llama-cpp.sh, built if absent)
 
 The tiny model (hidden 256, 4 heads of 64 over 2 KV heads, intermediate 288 so that ffn_down's rows are not
@@ -14,7 +15,11 @@ Writes Tests/LQModelTests/Fixtures/gguf-export/:
   expected.json: for each --type (f32 f16 bf16 q8_0: convert_hf_to_gguf.py --outtype; q4_0 q4_1 q4_k q5_k q6_k:
     llama-quantize Q4_0 Q4_1 Q4_K_M Q5_K_M Q6_K of the F32 file; "lora": convert_lora_to_gguf.py --outtype f32):
     "metadata": [[key, gguf value type, value]] in file order, "tensors": [[name, ggml type, shape (ne0 first), crc32]]
+  model-spm/: the same model over a 512-piece SentencePiece BPE (tokenizer.model trained here, its tokenizer.json,
+    two added special tokens); expected.json's "spm" and "spm-hf" (F32, with and without tokenizer.model) and
+    "spm-ids" (sentencepiece's own ids for a few texts)
 """
+import io
 import json
 import os
 import subprocess
@@ -76,9 +81,9 @@ PROJ = {"self_attn.q_proj": (HEADS * HD, H), "self_attn.k_proj": (KV * HD, H), "
         "self_attn.o_proj": (H, HEADS * HD), "mlp.gate_proj": (FF, H), "mlp.up_proj": (FF, H), "mlp.down_proj": (H, FF)}
 
 
-def model_tensors():
-    t = {"model.embed_tokens.weight": weight("model.embed_tokens.weight", (VOCAB, H), 0.5),
-         "model.norm.weight": weight("model.norm.weight", (H,), 0.2) + np.float32(1), "lm_head.weight": weight("lm_head.weight", (VOCAB, H), 0.1)}
+def model_tensors(vocab=VOCAB):
+    t = {"model.embed_tokens.weight": weight("model.embed_tokens.weight", (vocab, H), 0.5),
+         "model.norm.weight": weight("model.norm.weight", (H,), 0.2) + np.float32(1), "lm_head.weight": weight("lm_head.weight", (vocab, H), 0.1)}
     for i in range(LAYERS):
         for norm in ["input_layernorm", "post_attention_layernorm"]:
             n = f"model.layers.{i}.{norm}.weight"
@@ -154,8 +159,67 @@ with tempfile.TemporaryDirectory() as tmp:
     subprocess.run([sys.executable, os.path.join(LLAMA, "src", "convert_lora_to_gguf.py"), lora, "--base", full, "--outtype", "f32",
                     "--outfile", path], check=True, capture_output=True)
     expected["lora"] = describe(path)
+
+# ---- A SentencePiece vocabulary, as Llama 2 / TinyLlama / Mistral checkpoints ship it: BPE with byte fallback
+# in tokenizer.model (trained here with sentencepiece) and the tokenizer.json transformers derives from it
+# (SentencePieceExtractor's vocab and merges, LlamaConverter's legacy normalizer and decoder), plus two added
+# special tokens. convert_hf_to_gguf.py reads tokenizer.model when present (_set_vocab_sentencepiece: the
+# model's scores and piece types) and tokenizer.json through transformers otherwise (_set_vocab_llama_hf);
+# both are recorded, as "spm" and "spm-hf" (F32). ----
+import sentencepiece as spm  # noqa: E402
+from tokenizers import AddedToken, normalizers  # noqa: E402
+from tokenizers.models import BPE  # noqa: E402
+from transformers.convert_slow_tokenizer import SentencePieceExtractor  # noqa: E402
+
+spm_dir = os.path.join(OUT, "model-spm")
+os.makedirs(spm_dir, exist_ok=True)
+SPM_PIECES, SPM_ADDED = 512, ["<|im_start|>", "<|im_end|>"]
+SPM_VOCAB = SPM_PIECES + len(SPM_ADDED)
+text = open(os.path.join(ROOT, "data", "wikitext-2-raw-test.txt"), encoding="utf-8").read()[:300_000]
+model_bytes = io.BytesIO()  # trained from an iterator, so that no temporary path is stored in the model
+spm.SentencePieceTrainer.train(sentence_iterator=iter(text.splitlines()), model_writer=model_bytes, vocab_size=SPM_PIECES,
+                               model_type="bpe", byte_fallback=True, character_coverage=0.9995, num_threads=1, minloglevel=2,
+                               normalization_rule_name="identity", remove_extra_whitespaces=False)  # as Llama 2's
+open(os.path.join(spm_dir, "tokenizer.model"), "wb").write(model_bytes.getvalue())
+extracted = SentencePieceExtractor(os.path.join(spm_dir, "tokenizer.model")).extract(BPE)
+stok = Tokenizer(models.BPE(vocab=extracted["vocab"], merges=extracted["merges"], byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+stok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+stok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
+stok.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in ["<unk>", "<s>", "</s>"] + SPM_ADDED])
+stok.save(os.path.join(spm_dir, "tokenizer.json"))
+added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False, "special": True}
+         for i, t in [(0, "<unk>"), (1, "<s>"), (2, "</s>")] + [(SPM_PIECES + k, t) for k, t in enumerate(SPM_ADDED)]}
+json.dump({"add_bos_token": True, "add_eos_token": False, "added_tokens_decoder": added, "additional_special_tokens": SPM_ADDED,
+           "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": None, "legacy": True,
+           "tokenizer_class": "LlamaTokenizer", "model_max_length": 256, "clean_up_tokenization_spaces": False,
+           "chat_template": "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n'}}{% endfor %}"},
+          open(os.path.join(spm_dir, "tokenizer_config.json"), "w"), indent=2)
+json.dump(dict(config, vocab_size=SPM_VOCAB), open(os.path.join(spm_dir, "config.json"), "w"), indent=2)
+with tempfile.TemporaryDirectory() as tmp:
+    full = os.path.join(tmp, "tiny-Llama-spm")
+    os.makedirs(full)
+    for f in os.listdir(spm_dir):
+        open(os.path.join(full, f), "wb").write(open(os.path.join(spm_dir, f), "rb").read())
+    save_file(model_tensors(SPM_VOCAB), os.path.join(full, "model.safetensors"))
+    convert = os.path.join(LLAMA, "src", "convert_hf_to_gguf.py")
+    for key in ["spm", "spm-hf"]:
+        if key == "spm-hf":
+            os.remove(os.path.join(full, "tokenizer.model"))
+        path = os.path.join(tmp, key + ".gguf")
+        r = subprocess.run([sys.executable, convert, full, "--outtype", "f32", "--outfile", path], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.exit(r.stderr[-3000:])
+        expected[key] = describe(path)
+# What SentencePiece itself makes of some texts (BOS first, as add_bos_token asks): the ids an exported
+# vocabulary must give back once read again. None starts with a space: `convert --from-gguf` reads a
+# SentencePiece GGUF as transformers does, whose Metaspace adds no "▁" before a leading space where
+# SentencePiece does.
+sp = spm.SentencePieceProcessor(model_file=os.path.join(spm_dir, "tokenizer.model"))
+SPM_TEXTS = ["Hello, world! The year 1987 saw 12,345 people.", "spaces,\ttabs  and\nnewlines  ",
+             "= Valkyria Chronicles III = \n\n Senjō no Valkyria 3", "naïve café 漢字 🙂", "a"]
+expected["spm-ids"] = {"texts": SPM_TEXTS, "ids": [[1] + sp.encode(t) for t in SPM_TEXTS]}
 for t in expected:
-    if isinstance(expected[t], dict):
+    if isinstance(expected[t], dict) and "metadata" in expected[t]:
         print(t, len(expected[t]["metadata"]), "keys;", ", ".join(sorted({x[1] for x in expected[t]["tensors"]})))
 json.dump(expected, open(os.path.join(OUT, "expected.json"), "w"), separators=(",", ":"))
 print("wrote", OUT)

@@ -11,7 +11,7 @@ enum GGUFModelMetadata {
     typealias Entry = (key: String, value: GGUFMetadata)
 
     /// convert_hf_to_gguf.py's `gguf.TokenType`.
-    enum TokenType: Int32 { case normal = 1, control = 3, userDefined = 4, unused = 5 }
+    enum TokenType: Int32 { case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6 }
 
     static func model(directory: String, config: LlamaConfig, fileType: GGUFFileType) throws -> [Entry] {
         let json = try ConfigReader(path: directory + "/config.json").json
@@ -78,7 +78,9 @@ enum GGUFModelMetadata {
         }
     }
 
-    /// The byte-level BPE vocabulary (`tokenizer.ggml.model` "gpt2") from tokenizer.json.
+    /// The vocabulary as LlamaModel.set_vocab writes it: a SentencePiece BPE (byte fallback) as
+    /// `tokenizer.ggml.model` "llama", from tokenizer.model when it is there and from tokenizer.json
+    /// otherwise; a byte-level BPE as "gpt2"; then gguf-py's SpecialVocab.
     static func tokenizer(directory: String, config: LlamaConfig, json: [String: Any]) throws -> [Entry] {
         let path = directory + "/tokenizer.json"
         guard let data = FileManager.default.contents(atPath: path),
@@ -86,12 +88,45 @@ enum GGUFModelMetadata {
               let model = tok["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Any] else {
             throw GGUFExportError.unsupportedTokenizer(path: path, what: "is missing or has no model.vocab")
         }
-        guard model["type"] as? String == "BPE", model["byte_fallback"] as? Bool != true else {
-            throw GGUFExportError.unsupportedTokenizer(
-                path: path, what: "a \(model["type"] ?? "?") model\(model["byte_fallback"] as? Bool == true ? " with byte fallback (SentencePiece)" : "") cannot be exported yet (byte-level BPE can)")
+        guard model["type"] as? String == "BPE" else {
+            throw GGUFExportError.unsupportedTokenizer(path: path, what: "a \(model["type"] ?? "?") model cannot be exported (BPE can, byte-level or SentencePiece)")
         }
-        let pre = try preTokenizerName(tok["pre_tokenizer"], path: path)
+        let tc = (FileManager.default.contents(atPath: directory + "/" + TokenizerConfig.fileName))
+            .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
         let added = (tok["added_tokens"] as? [[String: Any]]) ?? []
+        var out: [Entry] = []
+        if let prefix = tc["add_prefix_space"] as? Bool { out.append(("tokenizer.ggml.add_space_prefix", .bool(prefix))) }
+        let vocabulary: Vocabulary
+        if model["byte_fallback"] as? Bool == true {
+            let spm = directory + "/tokenizer.model"
+            vocabulary = FileManager.default.fileExists(atPath: spm)
+                ? try SentencePieceVocabulary.fromModel(spm, vocabSize: config.vocabSize, tokenizerConfig: tc)
+                : try SentencePieceVocabulary.fromTokenizerJSON(vocab: vocab, added: added, tokenizerConfig: tc, path: path)
+            out += [("tokenizer.ggml.model", .string("llama")), ("tokenizer.ggml.pre", .string("default")),
+                    ("tokenizer.ggml.tokens", .strings(vocabulary.tokens)), ("tokenizer.ggml.scores", .f32s(vocabulary.scores)),
+                    ("tokenizer.ggml.token_type", .i32s(vocabulary.types))]
+        } else {
+            vocabulary = byteLevelVocabulary(vocab: vocab, added: added, vocabSize: config.vocabSize)
+            let merges: [String] = ((model["merges"] as? [Any]) ?? []).compactMap { m in
+                if let s = m as? String { return s }
+                if let pair = m as? [String], pair.count == 2 { return pair[0] + " " + pair[1] }
+                return nil
+            }
+            out += [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string(try preTokenizerName(tok["pre_tokenizer"], path: path))),
+                    ("tokenizer.ggml.tokens", .strings(vocabulary.tokens)), ("tokenizer.ggml.token_type", .i32s(vocabulary.types)),
+                    ("tokenizer.ggml.merges", .strings(merges))]
+        }
+        out += specialVocabulary(directory: directory, tokenizerConfig: tc, added: added, json: json, tokenCount: vocabulary.tokens.count)
+        return out
+    }
+
+    /// Token texts, scores (SentencePiece only) and types, indexed by id.
+    struct Vocabulary {
+        var tokens: [String], scores: [Float], types: [Int32]
+    }
+
+    /// _set_vocab_gpt2: tokenizer.json's vocabulary and added tokens, ids without a token as [PAD{id}].
+    static func byteLevelVocabulary(vocab: [String: Any], added: [[String: Any]], vocabSize: Int) -> Vocabulary {
         var byID: [Int: String] = [:]
         for (t, id) in vocab { if let id = (id as? NSNumber)?.intValue { byID[id] = t } }
         var addedByID: [Int: [String: Any]] = [:]
@@ -101,32 +136,29 @@ enum GGUFModelMetadata {
                 addedByID[id] = a
             }
         }
-        var tokens: [String] = [], types: [Int32] = []
-        for i in 0..<config.vocabSize {
+        var out = Vocabulary(tokens: [], scores: [], types: [])
+        for i in 0..<vocabSize {
             guard let t = byID[i] else {
-                tokens.append("[PAD\(i)]")
-                types.append(TokenType.unused.rawValue)
+                out.tokens.append("[PAD\(i)]")
+                out.types.append(TokenType.unused.rawValue)
                 continue
             }
-            tokens.append(t)
+            out.tokens.append(t)
             if let a = addedByID[i] {
                 let special = a["special"] as? Bool ?? false
-                types.append(special || looksSpecial(t) ? TokenType.control.rawValue : TokenType.userDefined.rawValue)
+                out.types.append(special || looksSpecial(t) ? TokenType.control.rawValue : TokenType.userDefined.rawValue)
             } else {
-                types.append(TokenType.normal.rawValue)
+                out.types.append(TokenType.normal.rawValue)
             }
         }
-        let merges: [String] = ((model["merges"] as? [Any]) ?? []).compactMap { m in
-            if let s = m as? String { return s }
-            if let pair = m as? [String], pair.count == 2 { return pair[0] + " " + pair[1] }
-            return nil
-        }
-        var out: [Entry] = [("tokenizer.ggml.model", .string("gpt2")), ("tokenizer.ggml.pre", .string(pre)),
-                            ("tokenizer.ggml.tokens", .strings(tokens)), ("tokenizer.ggml.token_type", .i32s(types)),
-                            ("tokenizer.ggml.merges", .strings(merges))]
-        // gguf-py SpecialVocab: tokenizer_config's <type>_token found among the added tokens, else config.json's <type>_token_id.
-        let tc = (FileManager.default.contents(atPath: directory + "/" + TokenizerConfig.fileName))
-            .flatMap { try? JSONSerialization.jsonObject(with: $0) as? [String: Any] } ?? [:]
+        return out
+    }
+
+    /// gguf-py SpecialVocab: tokenizer_config's <type>_token found among the added tokens, else
+    /// config.json's <type>_token_id; add_bos/add_eos; the chat template.
+    static func specialVocabulary(directory: String, tokenizerConfig tc: [String: Any], added: [[String: Any]], json: [String: Any],
+                                  tokenCount: Int) -> [Entry] {
+        var out: [Entry] = []
         let keys = [("bos", "bos_token_id"), ("eos", "eos_token_id"), ("unk", "unknown_token_id"), ("sep", "seperator_token_id"),
                     ("pad", "padding_token_id"), ("cls", "cls_token_id"), ("mask", "mask_token_id")]
         for (typ, key) in keys {
@@ -134,7 +166,7 @@ enum GGUFModelMetadata {
             let content = (entry as? String) ?? ((entry as? [String: Any])?["content"] as? String)
             var id = content.flatMap { c in added.first { $0["content"] as? String == c }.flatMap { ($0["id"] as? NSNumber)?.intValue } }
             if id == nil, let n = json[typ + "_token_id"] as? NSNumber { id = n.intValue }
-            if let id, id >= 0, id < tokens.count { out.append(("tokenizer.ggml." + key, .u32(UInt32(id)))) }
+            if let id, id >= 0, id < tokenCount { out.append(("tokenizer.ggml." + key, .u32(UInt32(id)))) }
         }
         if let b = tc["add_bos_token"] as? Bool { out.append(("tokenizer.ggml.add_bos_token", .bool(b))) }
         if let e = tc["add_eos_token"] as? Bool { out.append(("tokenizer.ggml.add_eos_token", .bool(e))) }

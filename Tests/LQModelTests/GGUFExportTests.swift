@@ -33,17 +33,18 @@ struct GGUFExportTests {
     }
 
     /// The tiny model (and its adapter) written into a fresh directory named as the script names it.
-    static func makeModel() throws -> (root: Scratch, model: String, adapter: String) {
+    /// `fixture` names the model folder (model, or model-spm with its 514-token SentencePiece vocabulary).
+    static func makeModel(fixture: String = "model", name: String = "tiny-Llama-1K", vocab: Int = 128) throws -> (root: Scratch, model: String, adapter: String) {
         let root = Scratch()
-        let model = root.file("tiny-Llama-1K"), adapter = root.file("tiny-lora")
-        for (dir, src) in [(model, "model"), (adapter, "adapter")] {
+        let model = root.file(name), adapter = root.file("tiny-lora")
+        for (dir, src) in [(model, fixture), (adapter, "adapter")] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             for f in try FileManager.default.contentsOfDirectory(atPath: fixtures + "/" + src) {
                 try FileManager.default.copyItem(atPath: fixtures + "/" + src + "/" + f, toPath: dir + "/" + f)
             }
         }
-        var t = [weight("model.embed_tokens.weight", [128, 256], 0.5), weight("model.norm.weight", [256], 0.2, plus: 1),
-                 weight("lm_head.weight", [128, 256], 0.1)]
+        var t = [weight("model.embed_tokens.weight", [vocab, 256], 0.5), weight("model.norm.weight", [256], 0.2, plus: 1),
+                 weight("lm_head.weight", [vocab, 256], 0.1)]
         var a: [PendingTensor] = []
         for i in 0..<layers {
             for norm in ["input_layernorm", "post_attention_layernorm"] { t.append(weight("model.layers.\(i).\(norm).weight", [256], 0.2, plus: 1)) }
@@ -117,7 +118,12 @@ struct GGUFExportTests {
             case let a as [Any]:
                 let got = value?.array ?? []
                 #expect(got.count == a.count, "\(key): \(name) count")
-                let same = zip(got, a).allSatisfy { g, e in (e as? String).map { g.string == $0 } ?? ((e as? NSNumber).map { g.int == $0.intValue } ?? false) }
+                let floats = typeName.dropFirst().first == "FLOAT32"
+                let same = zip(got, a).allSatisfy { g, e in
+                    if let s = e as? String { return g.string == s }
+                    guard let n = e as? NSNumber else { return false }
+                    return floats ? g.double == Double(Float(n.doubleValue)) : g.int == n.intValue
+                }
                 #expect(same, "\(key): \(name)")
             default: Issue.record("\(key): \(name) has an unexpected fixture value")
             }
@@ -152,6 +158,54 @@ struct GGUFExportTests {
         let out = root.file("lora.gguf")
         try GGUFExport.adapter(adapter, model: model, type: .f32, to: out)
         try Self.check(out, against: "lora")
+    }
+
+    /// A SentencePiece vocabulary: from tokenizer.model as convert_hf_to_gguf.py's _set_vocab_sentencepiece
+    /// writes it (the model's scores and piece types), and without it from tokenizer.json as its
+    /// _set_vocab_llama_hf does.
+    @Test(arguments: [true, false])
+    func sentencePieceVocabularyIsWhatConvertWrites(withModelFile: Bool) throws {
+        let (root, model, _) = try Self.makeModel(fixture: "model-spm", name: "tiny-Llama-spm", vocab: 514)
+        defer { root.cleanUp() }
+        if !withModelFile { try FileManager.default.removeItem(atPath: model + "/tokenizer.model") }
+        let out = root.file("spm.gguf")
+        try GGUFExport.model(model, type: .f32, to: out)
+        try Self.check(out, against: withModelFile ? "spm" : "spm-hf")
+    }
+
+    /// The exported SentencePiece vocabulary, read back by `convert --from-gguf`'s tokenizer, gives
+    /// SentencePiece's own ids (the fixture script's, from the sentencepiece library).
+    @Test func sentencePieceExportTokenizesAsSentencePiece() throws {
+        let (root, model, _) = try Self.makeModel(fixture: "model-spm", name: "tiny-Llama-spm", vocab: 514)
+        defer { root.cleanUp() }
+        let out = root.file("spm.gguf")
+        try GGUFExport.model(model, type: .f32, to: out)
+        let json = try GGUFConverter(gguf: try GGUFFile(path: out)).tokenizerJSON()
+        let dir = root.file("read-back")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
+        let tokenizer = try loadTokenizer(directory: dir)
+        let reference = Self.expected["spm-ids"] as! [String: Any]
+        let texts = reference["texts"] as! [String], ids = reference["ids"] as! [[Int]]
+        #expect(texts.count == ids.count && !texts.isEmpty)
+        for (text, expected) in zip(texts, ids) {
+            let got = try tokenizer.encode(text, addSpecialTokens: true)
+            #expect(got == expected, "\(text.debugDescription)")
+        }
+    }
+
+    /// A tokenizer.model SentencePiece cannot read is named.
+    @Test func unreadableSentencePieceModelIsNamed() throws {
+        let (root, model, _) = try Self.makeModel(fixture: "model-spm", name: "tiny-Llama-spm", vocab: 514)
+        defer { root.cleanUp() }
+        try Data("not a model".utf8).write(to: URL(fileURLWithPath: model + "/tokenizer.model"))
+        do {
+            try GGUFExport.model(model, type: .f32, to: root.file("x.gguf"))
+            Issue.record("an unreadable tokenizer.model was accepted")
+        } catch let GGUFExportError.unsupportedTokenizer(path, what) {
+            #expect(path == model + "/tokenizer.model" && what.contains("SentencePiece"), "\(what)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: root.file("x.gguf")))
     }
 
     /// --merge: each adapted matrix is W + (alpha / r)·B·A (computed here in double), then permuted.

@@ -2,7 +2,7 @@
 # scripts that check our GGUF files against llama.cpp itself. Never part of `swift test`.
 # Source it from the repository root; then `llama_cpp_build` leaves, under build/llama.cpp:
 #   src/              the vendored llama.cpp (convert_hf_to_gguf.py, convert_lora_to_gguf.py, gguf-py, ggml)
-#   cmake/bin/llama-perplexity, llama-quantize, llama-bench, llama-logits (scripts/lib/llama-logits.cpp), lib*.so
+#   cmake/bin/llama-perplexity, llama-quantize, llama-bench, llama-tokenize, llama-logits (scripts/lib/llama-logits.cpp), lib*.so
 #   ($LLAMA_CPP_BIN)
 # LLAMA_CPP_PYTHON_VERSION picks the sdist (default below); a build is reused while its stamp matches.
 LLAMA_CPP_PYTHON_VERSION=${LLAMA_CPP_PYTHON_VERSION:-0.3.36}
@@ -35,7 +35,7 @@ llama_cpp_cmake() {
 
 llama_cpp_build() {
   llama_cpp_source
-  local targets="llama-perplexity llama-quantize llama-bench"
+  local targets="llama-perplexity llama-quantize llama-bench llama-tokenize"
   local stamp="$LLAMA_CPP_BIN/.built-$LLAMA_CPP_PYTHON_VERSION-$({ echo "$targets"; cat scripts/lib/llama-logits.cpp; } | sha256sum | cut -c1-12)"
   [ -f "$stamp" ] && return 0
   local cmake; cmake=$(llama_cpp_cmake)
