@@ -59,7 +59,7 @@ let package = Package(
         // The ranks of a job: one process, or MPI's world (libmpi opened at run time, only under mpirun).
         .target(name: "LQDistributed", dependencies: ["CKernels"]),
         // LQ-LoRA: low-rank plus quantized decomposition and the bit-allocation ILP.
-        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQDistributed", "CKernels"]),
+        .target(name: "LQLoRA", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQModel", "LQDistributed", "CKernels"]),
         // LoRA finetuning: YAML config, datasets, optimizers, the training loop and its checkpoints.
         .target(name: "LQTrain", dependencies: ["LQTensor", "LQFormats", "LQQuant", "LQModel", "LQDistributed", "CKernels", .product(name: "Yams", package: "Yams")]),
         // Retrieval-augmented answers: chunking, the passage database (SQLite) with its HNSW index,

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import LQFormats
 import LQLoRA
+import LQModel
 import LQQuant
 
 extension LQLoRAPipeline.Method: ExpressibleByArgument {}
@@ -15,11 +16,13 @@ struct Allocate: ParsableCommand {
         The instance is a costs file, {"numel": [m], "bits": [k], "cost": [[k] x m], "budget": b} (bits per
         parameter of each configuration, each matrix's cost under each; optional "names" [m], "configs" [k] and
         "fixed_bytes", the size of everything else for --memory), or the error table an --ilp-cache of
-        `quantize --method lq-lora|qlora-ilp` holds (no checkpoint needed, except for --memory, which counts the
-        tensors stored unchanged from --model). --budget prints the choice, its total error, the lower bound and
+        `quantize --method lq-lora|qlora-ilp` holds (no checkpoint needed, except for --memory, which sizes what
+        quantize would write for --model). --budget prints the choice, its total error, the lower bound and
         the status (optimal: no choice better by a relative 1e-9 exists); --budgets the trade-off curve (--plot
-        draws it); --memory the largest budget whose whole model (quantized matrices at their bits, low-rank
-        parts at 16 bits, the rest as stored) fits.
+        draws it); --memory the least error whose weight files fit (model.safetensors with its headers,
+        codebooks and scales, and the adapter's low-rank parts in fp32 as written; config and tokenizer files
+        are not counted) and their exact size; with --costs, each matrix at its bits rounded up to a byte plus
+        fixed_bytes.
         """)
 
     @Option(help: "A JSON instance: numel, bits, cost (and optionally budget, names, configs, fixed_bytes).")
@@ -34,10 +37,10 @@ struct Allocate: ParsableCommand {
     @Option(help: "Budgets FROM:TO:STEP (e.g. 2.25:4.5:0.125) or a comma-separated list: the trade-off curve.")
     var budgets: String?
 
-    @Option(help: "A size the whole model must fit, e.g. 2GiB, 1.5GB, 700MiB: the largest budget that fits.")
+    @Option(help: "A size the weight files must fit, e.g. 2GiB, 1.5GB, 700MiB: the least error that fits.")
     var memory: ByteSize?
 
-    @Option(help: "--ilp-cache: the checkpoint it was made for (matrices in its order; --memory counts its other tensors).")
+    @Option(help: "--ilp-cache: the checkpoint it was made for (matrices in its order; --memory sizes its quantized output).")
     var model: String?
 
     @Option(help: "--ilp-cache: lq-lora (the table after removing the rank --rank part; default) or qlora-ilp (rank 0).")
@@ -77,7 +80,7 @@ struct Allocate: ParsableCommand {
         if method == .qloraILP && rank != nil { throw ValidationError("--rank does not apply to --method qlora-ilp (its table has no low-rank part)") }
         if let rank, rank < 1 { throw ValidationError("--rank must be positive") }
         if ilpCache != nil && memory != nil && model == nil {
-            throw ValidationError("--memory with --ilp-cache needs --model DIR, to count the tensors stored unchanged")
+            throw ValidationError("--memory with --ilp-cache needs --model DIR, to size the files quantize would write")
         }
         if plot != nil && budgets == nil { throw ValidationError("--plot draws the curve of --budgets") }
         if let budgets { _ = try Self.parseBudgets(budgets) }
@@ -102,17 +105,17 @@ struct Allocate: ParsableCommand {
         try CommandFailure.exits("allocate") { try allocate() }
     }
 
-    /// The table, the costs file's budget, the bytes stored unchanged, and the low-rank rank.
-    func load() throws -> (table: AllocationTable, budget: Double?, fixedBytes: Int64, rank: Int) {
+    /// The table, the costs file's budget, the planner's sizes (for --memory) and the low-rank rank.
+    func load() throws -> (table: AllocationTable, budget: Double?, sizing: AllocationTable.ModelSizing?, rank: Int) {
         if let costs {
             let (table, budget, fixed) = try AllocationTable.load(costs: costs)
-            return (table, budget, fixed, 0)
+            return (table, budget, table.payloadSizing(fixedBytes: fixed), 0)
         }
         let rank = (method ?? .lqLora) == .lqLora ? (self.rank ?? 64) : 0
         let checkpoint = try model.map { try Checkpoint(path: $0) }
         let table = try AllocationTable.load(cache: ilpCache!, rank: rank, svd: svd ?? .randomized, fisherWeighted: fisherWeighted,
                                              grid: grid, order: checkpoint?.tensorNames)
-        var fixed: Int64 = 0
+        var sizing: AllocationTable.ModelSizing?
         if let checkpoint {
             let cache = try ErrorTableCache.load(path: ilpCache!)
             if let name = cache.matrices.keys.sorted().first(where: { !checkpoint.contains($0) }) {
@@ -121,16 +124,19 @@ struct Allocate: ParsableCommand {
             for (name, shape) in zip(table.matrices, table.shapes!) where try checkpoint.entry(name).shape != shape {
                 throw CLIError("\(ilpCache!) holds '\(name)' as \(shape), \(checkpoint.path) as \(try checkpoint.entry(name).shape): it was made for another model")
             }
-            let quantized = Set(table.matrices)
-            fixed = checkpoint.entries.filter { !quantized.contains($0.name) }.reduce(0) { $0 + Int64($1.byteCount) }
+            let configs = try table.configs.map { name in
+                guard let c = QuantConfig.parse(name) else { throw CLIError("\(ilpCache!) names an unknown configuration '\(name)'") }
+                return c
+            }
+            sizing = try LQLoRAPipeline.outputSizing(checkpoint: checkpoint, matrices: table.matrices, configs: configs, rank: rank)
         }
-        return (table, nil, fixed, rank)
+        return (table, nil, sizing, rank)
     }
 
     func allocate() throws {
-        let (table, fileBudget, fixedBytes, rank) = try load()
-        if let memory {
-            let plan = try table.plan(memory: memory.bytes, rank: rank, fixedBytes: fixedBytes, timeLimit: ilpTime)
+        let (table, fileBudget, sizing, rank) = try load()
+        if let memory, let sizing {
+            let plan = try table.plan(memory: memory.bytes, sizing: sizing, timeLimit: ilpTime)
             return try report(table, plan.allocation, rank: rank, plan: plan)
         }
         if let budgets {
@@ -180,17 +186,8 @@ struct Allocate: ParsableCommand {
 
     struct Single: Encodable {
         let allocation: Summary
-        let memory: Memory?
+        let memory: LQLoRAPipeline.Report.Memory?
         let choice: [Row]
-
-        struct Memory: Encodable {
-            let target: Int64
-            let bytes: Int64
-            let quantized: Int64
-            let lowrank: Int64
-            let fixed: Int64
-            let unconstrained: Bool
-        }
 
         func encode(to encoder: Encoder) throws {
             // The summary's keys at the top level, beside "choice" and "memory".
@@ -207,19 +204,12 @@ struct Allocate: ParsableCommand {
             Row(matrix: table.matrices[i], config: table.configs[a.choice[i]], bits: table.bits[a.choice[i]], error: table.cost[i][a.choice[i]])
         }
         let s = summary(table, a, rank: rank)
+        let memory = plan.map(LQLoRAPipeline.Report.Memory.init)
         if json {
-            let memory = plan.map { Single.Memory(target: $0.target, bytes: $0.size.total, quantized: $0.size.quantized, lowrank: $0.size.lowRank,
-                                                  fixed: $0.size.fixed, unconstrained: $0.unconstrained) }
             print(JSONText.serialize(try JSONTree.encode(Single(allocation: s, memory: memory, choice: rows))))
             return
         }
-        if let plan {
-            let size = plan.size
-            print(String(format: "--memory %@: budget %.4f bits per parameter, %@", Format.bytes(Int(plan.target)), a.budget,
-                         plan.unconstrained ? "every matrix at its dearest configuration (the target holds more)" : "the largest whose model fits"))
-            print("  size \(Format.bytes(Int(size.total))) (\(Format.grouped(Int(size.total))) bytes) = quantized \(Format.bytes(Int(size.quantized)))"
-                  + " + low-rank parts \(Format.bytes(Int(size.lowRank))) + stored unchanged \(Format.bytes(Int(size.fixed)))")
-        }
+        if let memory { print(memory.summary(budget: a.budget)) }
         print("\(table.matrices.count) matrices × \(table.configs.count) configurations, "
               + String(format: "budget %.4f: objective %.10g, lower bound %.10g, %@ (relative gap %.1e) in %.3f s",
                        a.budget, a.error, a.lowerBound, s.status, a.relativeGap, a.seconds))
@@ -284,5 +274,17 @@ struct Allocate: ParsableCommand {
                            rows: rows, rightAligned: [0, 1, 2, 3, 5]))
         for u in uniform { print(String(format: "%@: %.4f bits, total error %.6g", u.label, u.bits, u.error)) }
         if let plot { print("curve written to \(plot)") }
+    }
+}
+
+extension LQLoRAPipeline.Report.Memory {
+    /// What the planner chose and the exact size by part, as quantize and allocate print it.
+    func summary(budget: Double) -> String {
+        func b(_ n: Int64) -> String { Format.grouped(Int(n)) }
+        let choice = unconstrained ? "every matrix at its least error (the target holds more)" : "the least error whose weight files fit"
+        return String(format: "--memory %@ (%@ bytes): budget %.4f bits per parameter, %@", Format.bytes(Int(target)), b(target), budget, choice)
+            + "\n  weight files \(b(bytes)) bytes (\(Format.bytes(Int(bytes)))) = quantized \(b(quantized))"
+            + (lowRank > 0 ? " + low-rank parts (\(PEFTAdapter.storedDType.rawValue)) \(b(lowRank))" : "")
+            + " + stored unchanged \(b(fixed)) + headers \(b(headers))"
     }
 }

@@ -48,7 +48,7 @@ struct Quantize: ParsableCommand {
     @Option(parsing: .unconditional, help: "lq-lora / qlora-ilp: average bits per parameter of the quantized parts (e.g. 2.75).")
     var budget: Double?
 
-    @Option(help: "lq-lora / qlora-ilp: instead of --budget, a size the whole model must fit (e.g. 2GiB, 1.5GB): the largest budget that fits.")
+    @Option(help: "lq-lora / qlora-ilp: instead of --budget, a size the weight files written must fit (e.g. 2GiB, 1.5GB): the least error that fits.")
     var memory: ByteSize?
 
     @Option(parsing: .unconditional, help: "lq-lora: rank of the low-rank part (the LoRA rank; default 64).")

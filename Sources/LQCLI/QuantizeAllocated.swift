@@ -31,7 +31,6 @@ extension Quantize {
         let world = Cluster.world
         let checkpoint = try Checkpoint(path: model)
         try CheckpointValidation.requireDense(checkpoint)
-        let modelConfig = try checkpoint.config() ?? [:]
         let plan = try LQLoRAPipeline.Plan(pipelineOptions, checkpoint: checkpoint)
         var claimed: StagedDirectory?
         _ = try world.onRoot { () -> Bool in
@@ -51,22 +50,14 @@ extension Quantize {
             }
         }
         guard var result = run, let staged = claimed else { return }
-        try QuantizedCheckpoint.write(from: checkpoint, quantized: result.quantized, modelConfig: modelConfig, to: staged.staging)
-        if !result.adapter.isEmpty {
-            try PEFTAdapter.write(result.adapter.map { PEFTAdapter.Pair(module: $0.module, a: $0.a, b: $0.b) },
-                                  rank: plan.options.rank, alpha: plan.options.alpha, base: checkpoint.directory, to: staged.path("adapter"))
-        }
+        try LQLoRAPipeline.write(result, plan: plan, to: staged.staging)
         let seconds = Timing.now() - start
         result.report.seconds.total = seconds
         try JSONTree.write(result.report, to: staged.path("quant_report.json"))
         try staged.commit()
         committed = true
         let report = result.report, solver = report.solver
-        if let m = report.memory {
-            print("--memory \(Format.bytes(Int(m.target))): budget \(String(format: "%.4f", report.budget)), the largest whose model fits: "
-                  + "\(Format.bytes(Int(m.bytes))) = quantized \(Format.bytes(Int(m.quantized))) + low-rank parts \(Format.bytes(Int(m.lowRank)))"
-                  + " + stored unchanged \(Format.bytes(Int(m.fixed)))")
-        }
+        if let m = report.memory { print(m.summary(budget: report.budget)) }
         print(String(format: "%@: %d matrices at %.3f bits per parameter (budget %.3f, %@%@) in %.1f s → %@", report.method, result.matrices.count,
                      report.averageBits, report.budget, solver.optimal ? "optimal" : "ILP gap ",
                      solver.optimal ? "" : String(format: "%.1e", solver.gap / solver.objective), seconds, staged.destination))

@@ -1,9 +1,39 @@
 import Foundation
 import LQTensor
 
+/// What a safetensors header says of one tensor; with it alone a file's size is known before
+/// any value exists (`SafeTensorsWriter.fileSize`).
+public protocol TensorHeader {
+    var name: String { get }
+    var dtype: DType { get }
+    var shape: [Int] { get }
+}
+
+extension TensorHeader {
+    public var byteCount: Int {
+        guard let n = dtype.byteCount(elements: shape.reduce(1, *)) else {
+            preconditionFailure("tensor '\(name)': \(shape) of \(dtype.rawValue) is not a whole number of bytes")
+        }
+        return n
+    }
+}
+
+/// A tensor known by its header alone: what a writer will store, sized before it is made.
+public struct PlannedTensor: TensorHeader, Equatable, Sendable {
+    public let name: String
+    public let dtype: DType
+    public let shape: [Int]
+
+    public init(name: String, dtype: DType, shape: [Int]) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+    }
+}
+
 /// A tensor to be written. Its bytes are produced on demand by `fill`, one tensor at a time,
 /// so a writer never holds more than the largest tensor in memory.
-public struct PendingTensor {
+public struct PendingTensor: TensorHeader {
     public let name: String
     public let dtype: DType
     public let shape: [Int]
@@ -30,11 +60,19 @@ public struct PendingTensor {
         }
     }
 
-    public var byteCount: Int {
-        guard let n = dtype.byteCount(elements: shape.reduce(1, *)) else {
-            preconditionFailure("tensor '\(name)': \(shape) of \(dtype.rawValue) is not a whole number of bytes")
-        }
-        return n
+    /// The planned tensor `header` with its values, which must be what it says.
+    public init(_ header: PlannedTensor, tensor: Tensor) {
+        precondition(tensor.shape == header.shape, "tensor '\(header.name)': values of shape \(tensor.shape) for \(header.shape)")
+        self.init(name: header.name, tensor: tensor, dtype: header.dtype)
+    }
+
+    public init(_ header: PlannedTensor, values: [Float]) {
+        self.init(header, tensor: Tensor(shape: header.shape, values: values))
+    }
+
+    public init(_ header: PlannedTensor, bytes: [UInt8]) {
+        precondition(bytes.count == header.byteCount, "tensor '\(header.name)': \(bytes.count) bytes for \(header.byteCount)")
+        self.init(name: header.name, dtype: header.dtype, shape: header.shape, bytes: bytes)
     }
 }
 
@@ -46,7 +84,7 @@ public enum SafeTensorsWriter {
     public static let defaultMetadata = ["format": "pt"]
 
     /// The reference order: by dtype descending, then name.
-    public static func ordered(_ tensors: [PendingTensor]) -> [PendingTensor] {
+    public static func ordered<T: TensorHeader>(_ tensors: [T]) -> [T] {
         tensors.sorted { ($0.dtype.order, $1.name) > ($1.dtype.order, $0.name) }
     }
 
@@ -75,8 +113,14 @@ public enum SafeTensorsWriter {
         try out.commit()
     }
 
+    /// The size of the file `write` makes of these tensors: the 8-byte header length, the header
+    /// and the data.
+    public static func fileSize<T: TensorHeader>(_ tensors: [T], metadata: [String: String] = defaultMetadata) -> Int {
+        8 + headerBytes(ordered(tensors), metadata: metadata).count + tensors.reduce(0) { $0 + $1.byteCount }
+    }
+
     /// The JSON header, padded with spaces to a multiple of 8 bytes.
-    static func headerBytes(_ order: [PendingTensor], metadata: [String: String]) -> Data {
+    static func headerBytes<T: TensorHeader>(_ order: [T], metadata: [String: String]) -> Data {
         var json = "{"
         var parts: [String] = []
         if !metadata.isEmpty {
@@ -127,12 +171,26 @@ public enum CheckpointWriter {
                              maxShardBytes: Int = defaultMaxShardBytes,
                              metadata: [String: String] = SafeTensorsWriter.defaultMetadata) throws -> [String] {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let total = tensors.reduce(0) { $0 + $1.byteCount }
-        if total <= maxShardBytes {
-            try SafeTensorsWriter.write(tensors, to: dir + "/model.safetensors", metadata: metadata)
-            return ["model.safetensors"]
-        }
-        var shards: [[PendingTensor]] = [[]]
+        let files = shards(tensors, maxShardBytes: maxShardBytes)
+        for f in files { try SafeTensorsWriter.write(f.tensors, to: dir + "/" + f.name, metadata: metadata) }
+        guard files.count > 1 else { return files.map(\.name) }
+        try index(files).writeAtomically(to: dir + "/" + Checkpoint.indexFileName)
+        return files.map(\.name) + [Checkpoint.indexFileName]
+    }
+
+    /// The bytes `write` puts on disk for these tensors: every file's header and data, and the
+    /// index of a sharded model.
+    public static func writtenBytes<T: TensorHeader>(_ tensors: [T], maxShardBytes: Int = defaultMaxShardBytes,
+                                                     metadata: [String: String] = SafeTensorsWriter.defaultMetadata) throws -> Int {
+        let files = shards(tensors, maxShardBytes: maxShardBytes)
+        let sizes = files.reduce(0) { $0 + SafeTensorsWriter.fileSize($1.tensors, metadata: metadata) }
+        return files.count > 1 ? sizes + (try index(files).count) : sizes
+    }
+
+    /// The files of `write`, each with its tensors.
+    static func shards<T: TensorHeader>(_ tensors: [T], maxShardBytes: Int) -> [(name: String, tensors: [T])] {
+        if tensors.reduce(0, { $0 + $1.byteCount }) <= maxShardBytes { return [("model.safetensors", tensors)] }
+        var shards: [[T]] = [[]]
         var current = 0
         for t in tensors {
             if current + t.byteCount > maxShardBytes && !shards[shards.count - 1].isEmpty {
@@ -142,17 +200,15 @@ public enum CheckpointWriter {
             shards[shards.count - 1].append(t)
             current += t.byteCount
         }
+        return shards.enumerated().map { (String(format: "model-%05d-of-%05d.safetensors", $0.offset + 1, shards.count), $0.element) }
+    }
+
+    /// model.safetensors.index.json of sharded files.
+    static func index<T: TensorHeader>(_ files: [(name: String, tensors: [T])]) throws -> Data {
         var weightMap: [String: String] = [:]
-        var names: [String] = []
-        for (i, shard) in shards.enumerated() {
-            let name = String(format: "model-%05d-of-%05d.safetensors", i + 1, shards.count)
-            try SafeTensorsWriter.write(shard, to: dir + "/" + name, metadata: metadata)
-            for t in shard { weightMap[t.name] = name }
-            names.append(name)
-        }
+        for f in files { for t in f.tensors { weightMap[t.name] = f.name } }
+        let total = files.reduce(0) { $0 + $1.tensors.reduce(0) { $0 + $1.byteCount } }
         let index: [String: Any] = ["metadata": ["total_size": total], "weight_map": weightMap]
-        let data = try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        try data.writeAtomically(to: dir + "/" + Checkpoint.indexFileName)
-        return names + [Checkpoint.indexFileName]
+        return try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
     }
 }

@@ -44,7 +44,7 @@ public struct AllocationTable: Sendable {
                 return "\(path): '\(matrix)' lacks \(missing.count) configurations of the \(grid) grid (e.g. \(missing.prefix(3).joined(separator: ", ")))"
             case let .memoryTooSmall(target, minimum):
                 func mib(_ n: Int64) -> String { String(format: "%.4g MiB", Double(n) / 1048576) }
-                return "\(mib(target)) (\(target) bytes) cannot hold the model: the smallest that fits (every matrix at its cheapest configuration) is \(mib(minimum)) (\(minimum) bytes)"
+                return "\(mib(target)) (\(target) bytes) cannot hold the model: the smallest that fits (every matrix at its fewest bytes) is \(mib(minimum)) (\(minimum) bytes)"
             case .shapesUnknown: return "the matrices' shapes are unknown, so the low-rank part cannot be sized"
             }
         }
@@ -115,9 +115,8 @@ public struct AllocationTable: Sendable {
             throw Failure.budgetInfeasible(budget: budget, minimum: BitAllocation.Item.bits(capacity: minimum, parameters: parameters))
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        let bitSum = zip(s.choice, numel).reduce(0.0) { $0 + bits[$1.0] * Double($1.1) }
         return Allocation(budget: budget, choice: s.choice, error: s.error, lowerBound: s.lowerBound, optimal: s.optimal,
-                          nodes: s.nodes, seconds: seconds, averageBits: bitSum / Double(parameters))
+                          nodes: s.nodes, seconds: seconds, averageBits: averageBits(s.choice))
     }
 
     /// How many matrices took each configuration, most used first (then in table order).
@@ -134,60 +133,111 @@ public struct AllocationTable: Sendable {
         return shapes.reduce(0) { $0 + Int64(rank * ($1[0] + $1[1])) }
     }
 
-    /// Average bits per parameter with the low-rank parts counted at 16 bits.
+    /// Average bits per parameter with the low-rank parts counted at 16 bits, as the LQ-LoRA paper
+    /// counts them (quantize writes them in fp32, and the memory planner counts what it writes).
     public func averageBitsWithLowRank(_ a: Allocation, rank: Int) throws -> Double {
         a.averageBits + 16 * Double(try lowRankParameters(rank: rank)) / Double(parameters)
     }
 
-    /// The model's size under `a`: each quantized matrix at its bits (rounded up to a byte), the
-    /// low-rank parts at 16 bits, and `fixedBytes` for everything stored unchanged.
+    /// A model's size in bytes, by part.
     public struct Size: Sendable, Equatable {
+        /// The quantized matrices' tensors: codes, scales, codebooks, scale offsets.
         public let quantized: Int64
         public let lowRank: Int64
+        /// Tensors stored unchanged (embeddings, norms, lm_head).
         public let fixed: Int64
-        public var total: Int64 { quantized + lowRank + fixed }
+        /// What the files hold beside tensor data: each safetensors file's length prefix and JSON
+        /// header (with the quantization metadata), and the index of a sharded model.
+        public let headers: Int64
+        public var total: Int64 { quantized + lowRank + fixed + headers }
+
+        public init(quantized: Int64, lowRank: Int64, fixed: Int64, headers: Int64) {
+            self.quantized = quantized
+            self.lowRank = lowRank
+            self.fixed = fixed
+            self.headers = headers
+        }
     }
 
-    public func size(choice: [Int], rank: Int, fixedBytes: Int64) throws -> Size {
-        let quantized = zip(choice, numel).reduce(Int64(0)) { sum, pair in
-            let w = BitAllocation.Item(error: 0, bitsPerParameter: bits[pair.0], parameters: pair.1).weight
-            return sum + (w + Self.weightPerByte - 1) / Self.weightPerByte
+    /// How the memory planner sizes a choice: each matrix's bytes under each configuration (what
+    /// the ILP sees), and the exact size of a whole choice (which may add bytes that depend on the
+    /// choice as a whole, such as headers).
+    public struct ModelSizing {
+        /// `matrices` × `configs`.
+        public let matrixBytes: [[Int64]]
+        public let size: ([Int]) throws -> Size
+
+        public init(matrixBytes: [[Int64]], size: @escaping ([Int]) throws -> Size) {
+            self.matrixBytes = matrixBytes
+            self.size = size
         }
-        return Size(quantized: quantized, lowRank: 2 * (try lowRankParameters(rank: rank)), fixed: fixedBytes)
+    }
+
+    /// For a table without a checkpoint (a costs file): each matrix at its bits rounded up to a
+    /// byte, `fixedBytes` for everything else, no files to add headers.
+    public func payloadSizing(fixedBytes: Int64) -> ModelSizing {
+        let bytes = zip(cost, numel).map { _, n in
+            bits.map { b in (BitAllocation.Item(error: 0, bitsPerParameter: b, parameters: n).weight + Self.weightPerByte - 1) / Self.weightPerByte }
+        }
+        return ModelSizing(matrixBytes: bytes) { choice in
+            Size(quantized: zip(bytes, choice).reduce(0) { $0 + $1.0[$1.1] }, lowRank: 0, fixed: fixedBytes, headers: 0)
+        }
     }
 
     /// Integer weight units per byte: 8 bits of 2^14 units each.
     static let weightPerByte = Int64(8 * BitAllocation.Item.bitScale)
 
-    /// The memory planner's answer: the allocation of the largest budget whose model fits.
+    /// The memory planner's answer: the least error whose model fits.
     public struct MemoryPlan: Sendable {
         public let target: Int64
+        /// Its budget is the average bits per parameter of the choice.
         public let allocation: Allocation
+        /// The exact size of the chosen model.
         public let size: Size
-        /// True when even the dearest configuration everywhere fits (the budget is then that maximum).
+        /// True when the least error of every matrix fits (the target holds more).
         public let unconstrained: Bool
     }
 
-    /// The largest budget whose whole model fits in `bytes`: the quantized parts get what the
-    /// low-rank parts and the fixed tensors leave; the capacity shrinks by any rounding excess
-    /// until the exact size fits.
-    public func plan(memory bytes: Int64, rank: Int, fixedBytes: Int64, timeLimit: TimeInterval = 60) throws -> MemoryPlan {
-        let cheapestConfig = bits.indices.min { (bits[$0], $0) < (bits[$1], $1) }!
-        let smallest = try size(choice: numel.map { _ in cheapestConfig }, rank: rank, fixedBytes: fixedBytes)
-        guard smallest.total <= bytes else { throw Failure.memoryTooSmall(target: bytes, minimum: smallest.total) }
-        func capacity(bits b: Double) -> Int64 {
-            numel.reduce(Int64(0)) { $0 + BitAllocation.Item(error: 0, bitsPerParameter: b, parameters: $1).weight }
+    /// The least error whose model fits in `bytes`: the ILP over the matrices' bytes, the rest of
+    /// the size first taken as the smallest model's. Headers grow a little with the choice (longer
+    /// dtype names and offsets), so while the exact size is over, the capacity shrinks by the
+    /// excess and the ILP runs again. The capacity never falls below what the largest headers
+    /// leave, so the plan errs no more than the best choice that fits with them; the loop ends at
+    /// the latest at the smallest model, which fits.
+    public func plan(memory bytes: Int64, sizing: ModelSizing, timeLimit: TimeInterval = 60) throws -> MemoryPlan {
+        let weights = sizing.matrixBytes
+        let least = weights.reduce(0) { $0 + $1.min()! }, most = weights.reduce(0) { $0 + $1.max()! }
+        func attempt(_ capacity: Int64) throws -> (allocation: Allocation, size: Size) {
+            let a = try solve(weights: weights, capacity: capacity, timeLimit: timeLimit)
+            return (a, try sizing.size(a.choice))
         }
-        let minCapacity = capacity(bits: bits[cheapestConfig]), maxCapacity = capacity(bits: bitsRange.upperBound)
-        var capacity = min(maxCapacity, (bytes - smallest.lowRank - fixedBytes) * Self.weightPerByte)
-        while true {
-            let budget = BitAllocation.Item.bits(capacity: capacity, parameters: parameters)
-            let a = try solve(capacity: capacity, budget: budget, timeLimit: timeLimit)
-            let s = try size(choice: a.choice, rank: rank, fixedBytes: fixedBytes)
-            if s.total <= bytes { return MemoryPlan(target: bytes, allocation: a, size: s, unconstrained: capacity == maxCapacity) }
-            // At the cheapest capacity only the cheapest configurations fit, and they fit.
-            capacity = max(minCapacity, capacity - (s.total - bytes) * Self.weightPerByte)
+        // Every matrix at its fewest bytes (of equal ones, the least error).
+        let smallest = try attempt(least)
+        guard smallest.size.total <= bytes else { throw Failure.memoryTooSmall(target: bytes, minimum: smallest.size.total) }
+        var capacity = min(most, least + bytes - smallest.size.total)
+        while capacity > least {
+            let (a, s) = try attempt(capacity)
+            if s.total <= bytes { return MemoryPlan(target: bytes, allocation: a, size: s, unconstrained: capacity == most) }
+            capacity = max(least, capacity - (s.total - bytes))
         }
+        return MemoryPlan(target: bytes, allocation: smallest.allocation, size: smallest.size, unconstrained: least == most)
+    }
+
+    /// The least error with Σ weights ≤ `capacity` (weights `matrices` × `configs`); its budget is
+    /// the choice's average bits.
+    func solve(weights: [[Int64]], capacity: Int64, timeLimit: TimeInterval) throws -> Allocation {
+        let classes = zip(cost, weights).map { errors, w in zip(errors, w).map { BitAllocation.Item(error: $0, weight: $1) } }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let s = try BitAllocation.solve(classes, capacity: capacity, timeLimit: timeLimit)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+        let average = averageBits(s.choice)
+        return Allocation(budget: average, choice: s.choice, error: s.error, lowerBound: s.lowerBound, optimal: s.optimal,
+                          nodes: s.nodes, seconds: seconds, averageBits: average)
+    }
+
+    /// Σ bits · numel / Σ numel of a choice.
+    func averageBits(_ choice: [Int]) -> Double {
+        zip(choice, numel).reduce(0.0) { $0 + bits[$1.0] * Double($1.1) } / Double(parameters)
     }
 }
 

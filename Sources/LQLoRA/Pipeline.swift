@@ -40,6 +40,8 @@ public enum LQLoRAPipeline {
         public let matrices: [String]
         let shapes: [String: [Int]]
         let fisher: Checkpoint?
+        /// config.json, read before any work so that a bad one is refused early.
+        let modelConfig: [String: Any]
 
         public init(_ options: Options, checkpoint: Checkpoint) throws {
             if options.lowRank {
@@ -49,6 +51,7 @@ public enum LQLoRAPipeline {
             self.options = options
             self.checkpoint = checkpoint
             matrices = try Targets.select(in: checkpoint, named: options.targets)
+            modelConfig = try checkpoint.config() ?? [:]
             fisher = try options.fisher.map { try Checkpoint(path: $0) }
             var shapes: [String: [Int]] = [:]
             for name in matrices {
@@ -95,12 +98,9 @@ public enum LQLoRAPipeline {
                                                  configs: configs.map(\.name), bits: configs.map(\.bitsPerParameter), cost: table)
             do {
                 if let memory = options.memory {
-                    let targets = Set(plan.matrices)
-                    let fixed = plan.checkpoint.entries.filter { !targets.contains($0.name) }.reduce(Int64(0)) { $0 + Int64($1.byteCount) }
-                    let memoryPlan = try allocation.plan(memory: memory, rank: options.tableRank, fixedBytes: fixed, timeLimit: options.ilpTimeLimit)
-                    return Solved(memoryPlan.allocation, memory: .init(target: memoryPlan.target, bytes: memoryPlan.size.total,
-                                                                       quantized: memoryPlan.size.quantized, lowRank: memoryPlan.size.lowRank,
-                                                                       fixed: memoryPlan.size.fixed))
+                    let sizing = try outputSizing(checkpoint: plan.checkpoint, matrices: plan.matrices, configs: configs, rank: options.tableRank)
+                    let memoryPlan = try allocation.plan(memory: memory, sizing: sizing, timeLimit: options.ilpTimeLimit)
+                    return Solved(memoryPlan.allocation, memory: Report.Memory(memoryPlan))
                 }
                 return Solved(try allocation.solve(budget: options.budget, timeLimit: options.ilpTimeLimit), memory: nil)
             } catch let AllocationTable.Failure.budgetInfeasible(budget, minimum) {

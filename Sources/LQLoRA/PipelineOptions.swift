@@ -13,8 +13,8 @@ extension LQLoRAPipeline {
         public var method: Method
         /// Average bits per parameter of the quantized parts (the low-rank part is extra).
         public var budget: Double
-        /// Bytes the whole model must fit in (quantized parts at their bits, low-rank parts at 16
-        /// bits, other tensors as stored): when set, the largest budget that fits replaces `budget`.
+        /// Bytes the weight files `write` makes must fit in (`outputSizing`): when set, the least
+        /// error that fits replaces `budget`.
         public var memory: Int64?
         /// LQ-LoRA: rank of the low-rank part, which becomes the LoRA rank of the adapter.
         public var rank = 64

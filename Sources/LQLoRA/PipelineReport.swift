@@ -16,7 +16,7 @@ extension LQLoRAPipeline {
         public var rank: Int
         public var errorTable: ErrorTableSummary
         public var solver: Solver
-        /// With a memory target: the target and the planned size in bytes (left out otherwise).
+        /// With a memory target: the target and the exact size of the weight files (left out otherwise).
         public var memory: Memory?
         public var seconds: Seconds
         public var parametersQuantized: Int
@@ -67,7 +67,8 @@ extension LQLoRAPipeline {
             }
         }
 
-        /// The memory planner's choice (AllocationTable.plan): the model's size by part.
+        /// The memory planner's choice (AllocationTable.plan): the target and the exact size of
+        /// the weight files by part.
         public struct Memory: Codable, Sendable {
             public var target: Int64
             public var bytes: Int64
@@ -75,10 +76,24 @@ extension LQLoRAPipeline {
             public var lowRank: Int64
             /// Tensors stored unchanged (embeddings, norms, lm_head).
             public var fixed: Int64
+            /// The files' length prefixes, JSON headers and (sharded) index.
+            public var headers: Int64
+            /// Whether every matrix has its least error (the target holds more).
+            public var unconstrained: Bool
 
             enum CodingKeys: String, CodingKey {
-                case target, bytes, quantized, fixed
+                case target, bytes, quantized, fixed, headers, unconstrained
                 case lowRank = "lowrank"
+            }
+
+            public init(_ plan: AllocationTable.MemoryPlan) {
+                target = plan.target
+                bytes = plan.size.total
+                quantized = plan.size.quantized
+                lowRank = plan.size.lowRank
+                fixed = plan.size.fixed
+                headers = plan.size.headers
+                unconstrained = plan.unconstrained
             }
         }
 

@@ -49,14 +49,33 @@ public enum PEFTAdapter {
         Array(Set(modules.map { String($0.split(separator: ".").last!) })).sorted()
     }
 
+    /// The dtype A and B are stored in: fp32, as PEFT keeps adapter weights by default and as
+    /// lqlora loads and trains them, so a written adapter holds exactly what was computed.
+    public static let storedDType = DType.f32
+
+    /// A [rank, in] and B [out, rank] of `module`, a base weight of out × in, as the file names and stores them.
+    public static func planned(module: String, outFeatures: Int, inFeatures: Int, rank: Int) -> (a: PlannedTensor, b: PlannedTensor) {
+        (PlannedTensor(name: PEFTKeys.lora(module: module, matrix: .a), dtype: storedDType, shape: [rank, inFeatures]),
+         PlannedTensor(name: PEFTKeys.lora(module: module, matrix: .b), dtype: storedDType, shape: [outFeatures, rank]))
+    }
+
+    /// The size of the adapter_model.safetensors `write` makes for these modules (each with its
+    /// base weight's out × in) at `rank`, before any factor exists.
+    public static func weightsFileBytes(modules: [(module: String, outFeatures: Int, inFeatures: Int)], rank: Int) -> Int {
+        SafeTensorsWriter.fileSize(modules.flatMap { m -> [PlannedTensor] in
+            let p = planned(module: m.module, outFeatures: m.outFeatures, inFeatures: m.inFeatures, rank: rank)
+            return [p.a, p.b]
+        })
+    }
+
     /// Writes `pairs` (A then B per module, in the given order) and an adapter_config.json with
     /// `rank`, `alpha` and `base` into `directory`, creating it.
     public static func write(_ pairs: [Pair], rank: Int, alpha: Double, base: String?, to directory: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var tensors: [PendingTensor] = []
         for p in pairs {
-            tensors.append(PendingTensor(name: PEFTKeys.lora(module: p.module, matrix: .a), tensor: p.a))
-            tensors.append(PendingTensor(name: PEFTKeys.lora(module: p.module, matrix: .b), tensor: p.b))
+            let header = planned(module: p.module, outFeatures: p.b.shape[0], inFeatures: p.a.shape[1], rank: rank)
+            tensors += [PendingTensor(header.a, tensor: p.a), PendingTensor(header.b, tensor: p.b)]
         }
         try SafeTensorsWriter.write(tensors, to: directory + "/" + weightsFile)
         let config = AdapterConfig(rank: rank, alpha: alpha, targetModules: targetModules(pairs.map(\.module)))

@@ -44,16 +44,8 @@ public enum QuantizedCheckpoint {
     /// As above, from the weights' parts (made as each weight was quantized).
     public static func write(from checkpoint: Checkpoint, parts: [String: Parts],
                              modelConfig: [String: Any], to directory: String) throws {
-        var pending: [PendingTensor] = []
-        var metadata = SafeTensorsWriter.defaultMetadata
-        for name in checkpoint.tensorNames {
-            if let p = parts[name] {
-                pending += p.tensors
-                metadata.merge(p.metadata) { a, _ in a }
-            } else {
-                let (file, entry) = try checkpoint.locate(name)
-                pending.append(ModelFiles.copied(entry, from: file))
-            }
+        let (pending, metadata) = try contents(of: checkpoint, quantized: parts.mapValues { ($0.tensors, $0.metadata) }) {
+            ModelFiles.copied($0, from: $1)
         }
         try CheckpointWriter.write(pending, toDirectory: directory, metadata: metadata)
         var config = modelConfig
@@ -61,6 +53,39 @@ public enum QuantizedCheckpoint {
             configs: Set(parts.values.map(\.config)), computeDType: parts.values.first?.original ?? .f32, skipped: [])
         try ModelFiles.writeJSON(config, to: directory + "/config.json")
         try ModelFiles.copySideFiles(from: checkpoint.directory, to: directory)
+    }
+
+    /// The bytes of the weight files (the safetensors and, when sharded, their index) that `write`
+    /// makes when each weight `configs` names is quantized so, in lqlora's own layout: what the
+    /// memory planner counts. config.json and the side files are not weights and not counted.
+    public static func weightFileBytes(from checkpoint: Checkpoint, configs: [String: QuantConfig]) throws -> Int {
+        var planned: [String: ([PlannedTensor], [String: String])] = [:]
+        for (name, config) in configs {
+            let entry = try checkpoint.entry(name)
+            planned[name] = QuantizedStorage.planned(config: config, rows: entry.shape[0], cols: entry.shape[1], name: name, original: entry.dtype)
+        }
+        let (tensors, metadata) = try contents(of: checkpoint, quantized: planned) { entry, _ in
+            PlannedTensor(name: entry.name, dtype: entry.dtype, shape: entry.shape)
+        }
+        return try CheckpointWriter.writtenBytes(tensors, metadata: metadata)
+    }
+
+    /// The output's tensors in checkpoint order, each quantized weight's parts in its place and
+    /// every other tensor as `unchanged` gives it, and the file metadata with each weight's entry.
+    static func contents<T: TensorHeader>(of checkpoint: Checkpoint, quantized: [String: (tensors: [T], metadata: [String: String])],
+                                          unchanged: (TensorEntry, SafeTensorsFile) -> T) throws -> ([T], [String: String]) {
+        var tensors: [T] = []
+        var metadata = SafeTensorsWriter.defaultMetadata
+        for name in checkpoint.tensorNames {
+            if let q = quantized[name] {
+                tensors += q.tensors
+                metadata.merge(q.metadata) { a, _ in a }
+            } else {
+                let (file, entry) = try checkpoint.locate(name)
+                tensors.append(unchanged(entry, file))
+            }
+        }
+        return (tensors, metadata)
     }
 }
 

@@ -58,24 +58,61 @@ public enum QuantizedStorage {
             }
             return out
         }
-        var out = [
-            PendingTensor(name: name + ".lq_codes", dtype: .u8, shape: [q.codes.count], bytes: q.codes),
-            floats(".lq_codebook", q.codebook),
-        ]
-        switch c.scale.traits.layout {
+        return layout(config: c, rows: q.rows, cols: q.cols, name: name).map { part, header in
+            switch part {
+            case .codes: return PendingTensor(header, bytes: q.codes)
+            case .codebook: return PendingTensor(header, values: q.codebook)
+            case .absmax: return PendingTensor(header, values: q.absmax)
+            case .scaleCodes: return PendingTensor(header, bytes: q.scaleCodes)
+            case .groupAbsmax: return PendingTensor(header, values: q.groupAbsmax)
+            case .scaleOffset: return PendingTensor(header, values: [q.scaleOffset])
+            }
+        }
+    }
+
+    /// The parts of lqlora's own layout.
+    enum Part {
+        case codes, codebook, absmax, scaleCodes, groupAbsmax, scaleOffset
+    }
+
+    /// lqlora's own layout of a rows × cols weight `name` under `config`, each part's tensor as
+    /// `tensors(for:)` writes it: the one statement of its names, dtypes and sizes.
+    static func layout(config c: QuantConfig, rows: Int, cols: Int, name: String) -> [(Part, PlannedTensor)] {
+        precondition(!c.isBitsandbytesCompatible, "\(c.name) is stored in the bitsandbytes layout")
+        let t = c.scale.traits, n = Int64(rows * cols), blocks = (rows * cols + c.blockSize - 1) / c.blockSize
+        func part(_ p: Part, _ suffix: String, _ dtype: DType, _ count: Int) -> (Part, PlannedTensor) {
+            (p, PlannedTensor(name: name + suffix, dtype: dtype, shape: [count]))
+        }
+        var out = [part(.codes, ".lq_codes", .u8, lq_packed_bytes(Int32(c.bits), n)),
+                   part(.codebook, ".lq_codebook", .f32, NormalFloat.codebook(bits: c.bits).count)]
+        switch t.layout {
         case .perBlock:
-            out.append(floats(".lq_absmax", q.absmax))
+            out.append(part(.absmax, ".lq_absmax", .f32, blocks))
         case .doubleQuantized:
-            out += [PendingTensor(name: name + ".lq_scale_codes", dtype: .u8, shape: [q.scaleCodes.count], bytes: q.scaleCodes),
-                    floats(".lq_group_absmax", q.groupAbsmax, c.scale.traits.dtype.stored), floats(".lq_scale_offset", [q.scaleOffset])]
+            out += [part(.scaleCodes, ".lq_scale_codes", .u8, lq_packed_bytes(Int32(t.bits), Int64(blocks))),
+                    part(.groupAbsmax, ".lq_group_absmax", t.dtype.stored, (blocks + t.groupSize! - 1) / t.groupSize!),
+                    part(.scaleOffset, ".lq_scale_offset", .f32, 1)]
         }
         return out
     }
 
+    /// The tensors and metadata that will store a rows × cols weight `name` under `config` in
+    /// lqlora's own layout, before it is quantized: what the memory planner sizes. (The
+    /// bitsandbytes layout's quant state holds a value, so its length is known only after.)
+    public static func planned(config: QuantConfig, rows: Int, cols: Int, name: String, original: DType)
+        -> (tensors: [PlannedTensor], metadata: [String: String]) {
+        (layout(config: config, rows: rows, cols: cols, name: name).map(\.1),
+         metadata(config: config, rows: rows, cols: cols, name: name, original: original))
+    }
+
     /// The metadata entry lqlora's own layout needs (none for the bitsandbytes layout).
     public static func metadata(for q: QuantizedMatrix, name: String, original: DType) -> [String: String] {
-        if q.config.isBitsandbytesCompatible { return [:] }
-        return [metadataPrefix + name: "{\"config\": \"\(q.config.name)\", \"shape\": [\(q.rows), \(q.cols)], \"dtype\": \"\(torchName(original))\"}"]
+        metadata(config: q.config, rows: q.rows, cols: q.cols, name: name, original: original)
+    }
+
+    static func metadata(config: QuantConfig, rows: Int, cols: Int, name: String, original: DType) -> [String: String] {
+        if config.isBitsandbytesCompatible { return [:] }
+        return [metadataPrefix + name: "{\"config\": \"\(config.name)\", \"shape\": [\(rows), \(cols)], \"dtype\": \"\(torchName(original))\"}"]
     }
 
     /// bitsandbytes' quant state JSON, with Python's json.dumps separators.

@@ -67,9 +67,7 @@ struct AllocateCommandTests {
         let drawing = try String(contentsOfFile: svg, encoding: .utf8)
         #expect(drawing.contains("<polyline") && drawing.contains(">NF4<") && drawing.contains(">NF3<"))
 
-        // The memory planner: the size allocate plans is the size quantize then reports, and the
-        // written model holds it plus its header and, per matrix, its codebook (4·2^b bytes), the
-        // 4-byte scale offset and the rounding of packed codes and short groups to whole bytes.
+        // The memory planner: the size allocate plans is the size quantize then reports and writes.
         let base = try CLI.json(try CLI.succeed(["allocate", "--ilp-cache", cache, "--method", "qlora-ilp", "--model", Self.tiny,
                                                  "--memory", "100000", "--json"]))
         let memory = base["memory"] as! [String: Any]
@@ -77,14 +75,11 @@ struct AllocateCommandTests {
         let out = dir.file("m")
         let printed = try CLI.succeed(["quantize", "--model", Self.tiny, "--out", out, "--method", "qlora-ilp", "--memory", "100000B",
                                        "--grid", "compact", "--ilp-cache", cache])
-        #expect(printed.contains("the largest whose model fits"))
+        #expect(printed.contains("the least error whose weight files fit"))
         let planned = try CLI.jsonFile(out + "/quant_report.json")
         #expect((planned["memory"] as! [String: Any])["bytes"] as? Int == memory["bytes"] as? Int)
         #expect(planned["budget"] as? Double == base["budget"] as? Double)
-        let file = try FileManager.default.attributesOfItem(atPath: out + "/model.safetensors")[.size] as! Int
-        let header = try SafeTensorsFile(path: out + "/model.safetensors").dataStart
-        let extra = file - header - (memory["bytes"] as! Int)
-        #expect(extra >= 0 && extra <= 14 * (4 * 256 + 64), "file \(file) − header \(header) vs planned \(memory["bytes"]!)")
+        #expect(try Self.weightFileBytes(out) == memory["bytes"] as! Int)
 
         let tooSmall = try CLI.run(["allocate", "--ilp-cache", cache, "--method", "qlora-ilp", "--model", Self.tiny, "--memory", "1KB"])
         #expect(tooSmall.status == 1 && tooSmall.stderr.contains("cannot hold the model: the smallest that fits"))
@@ -92,5 +87,58 @@ struct AllocateCommandTests {
         #expect(both.status != 0 && both.stderr.contains("--budget or --memory"))
         let noModel = try CLI.run(["allocate", "--ilp-cache", cache, "--memory", "1GiB"])
         #expect(noModel.status != 0 && noModel.stderr.contains("needs --model"))
+    }
+
+    /// The sizes of the weight files quantize wrote into `out`, as the file system reports them.
+    static func weightFileBytes(_ out: String) throws -> Int {
+        try ["model.safetensors", "adapter/adapter_model.safetensors"].filter { FileManager.default.fileExists(atPath: out + "/" + $0) }
+            .reduce(0) { $0 + (try FileManager.default.attributesOfItem(atPath: out + "/" + $1)[.size] as! Int) }
+    }
+
+    /// `quantize --method lq-lora --memory X` is exact on disk: at targets from the smallest that
+    /// fits (and one byte below it, refused with that size) to one that holds every matrix's least
+    /// error, the weight files written are the size quantize reports, byte for byte, and no larger
+    /// than X, and `allocate --memory X` plans the same bytes.
+    @Test(builtBinary)
+    func lqloraMemoryPlansAreExactOnDisk() throws {
+        let dir = TemporaryDirectory()
+        defer { dir.cleanUp() }
+        let cache = dir.file("cache.json")
+        let common = ["--method", "lq-lora", "--rank", "8", "--grid", "compact", "--ilp-cache", cache]
+        let atBudget = dir.file("b3")
+        _ = try CLI.succeed(["quantize", "--model", Self.tiny, "--out", atBudget, "--budget", "3"] + common)
+        let budgetBytes = try Self.weightFileBytes(atBudget)
+
+        let refused = try CLI.run(["quantize", "--model", Self.tiny, "--out", dir.file("none"), "--memory", "1000"] + common)
+        #expect(refused.status == 1 && refused.stderr.contains("cannot hold the model: the smallest that fits"), "\(refused.stderr)")
+        let named = refused.stderr.matches(of: #/\((\d+) bytes\)/#).map { Int($0.output.1)! }
+        let smallest = try #require(named.last)
+        #expect(!FileManager.default.fileExists(atPath: dir.file("none")))
+        let allocateRefused = try CLI.run(["allocate", "--ilp-cache", cache, "--model", Self.tiny, "--rank", "8", "--memory", "\(smallest - 1)"])
+        #expect(allocateRefused.status == 1 && allocateRefused.stderr.contains("(\(smallest) bytes)"), "\(allocateRefused.stderr)")
+
+        var planned: [Int] = []
+        for (k, target) in [smallest, (smallest + budgetBytes) / 2, budgetBytes, budgetBytes * 2].enumerated() {
+            let out = dir.file("m\(k)")
+            let printed = try CLI.succeed(["quantize", "--model", Self.tiny, "--out", out, "--memory", "\(target)"] + common)
+            let memory = try #require(try CLI.jsonFile(out + "/quant_report.json")["memory"] as? [String: Any])
+            let bytes = memory["bytes"] as! Int, onDisk = try Self.weightFileBytes(out)
+            #expect(onDisk == bytes && bytes <= target, "target \(target): \(onDisk) on disk, \(bytes) reported")
+            #expect(bytes == ["quantized", "lowrank", "fixed", "headers"].reduce(0) { $0 + (memory[$1] as! Int) })
+            #expect(printed.contains("weight files \(Self.grouped(bytes)) bytes"), "\(printed)")
+            let allocated = try CLI.json(try CLI.succeed(["allocate", "--ilp-cache", cache, "--model", Self.tiny, "--rank", "8",
+                                                          "--memory", "\(target)", "--json"]))
+            #expect((allocated["memory"] as! [String: Any])["bytes"] as? Int == bytes, "target \(target)")
+            planned.append(bytes)
+        }
+        #expect(planned[0] == smallest)
+        #expect(zip(planned, planned.dropFirst()).allSatisfy { $0 <= $1 } && planned[0] < planned[2], "\(planned)")
+        let unconstrained = try CLI.jsonFile(dir.file("m3") + "/quant_report.json")["memory"] as! [String: Any]
+        #expect(unconstrained["unconstrained"] as? Bool == true && (unconstrained["lowrank"] as! Int) == 4 * 8 * 2 * (4 * (64 + 64) + 3 * (96 + 64)))
+    }
+
+    static func grouped(_ n: Int) -> String {
+        let digits = Array(String(n))
+        return String(digits.enumerated().flatMap { i, d in (i > 0 && (digits.count - i) % 3 == 0 ? [","] : []) + [d] })
     }
 }

@@ -34,6 +34,21 @@ struct CheckpointTests {
         #expect(dir.contents().allSatisfy { !$0.hasPrefix(".") })
     }
 
+    /// writtenBytes, from the tensors' headers alone, is every byte write puts on disk, in one
+    /// file or in shards with their index.
+    @Test func writtenBytesAreTheFilesSizes() throws {
+        let metadata = ["format": "pt", "lqlora.quant.x": "{\"config\": \"nf3-b64-s8g256-bf16\"}"]
+        for limit in [3100, CheckpointWriter.defaultMaxShardBytes] {
+            let dir = TemporaryDirectory()
+            defer { dir.cleanUp() }
+            let names = try CheckpointWriter.write(Self.tensors(), toDirectory: dir.path, maxShardBytes: limit, metadata: metadata)
+            let onDisk = try names.reduce(0) { $0 + (try FileManager.default.attributesOfItem(atPath: dir.file($1))[.size] as! Int) }
+            let headers = Self.tensors().map { PlannedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }
+            #expect(try CheckpointWriter.writtenBytes(headers, maxShardBytes: limit, metadata: metadata) == onDisk, "limit \(limit)")
+            #expect(names.count == (limit == 3100 ? 5 : 1))
+        }
+    }
+
     @Test func singleFileBelowTheShardLimit() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanUp() }

@@ -20,15 +20,15 @@ struct AllocationTableTests {
     }
 
     /// Every choice: the least error among those whose size fits, and the smallest size.
-    static func bruteForce(_ t: AllocationTable, rank: Int, fixed: Int64, memory: Int64) throws -> (error: Double?, smallest: Int64) {
+    static func bruteForce(_ t: AllocationTable, _ size: ([Int]) throws -> Int64, memory: Int64) throws -> (error: Double?, smallest: Int64) {
         var best: Double?, smallest = Int64.max
         var choice = [Int](repeating: 0, count: t.matrices.count)
         func walk(_ k: Int) throws {
             if k == choice.count {
-                let size = try t.size(choice: choice, rank: rank, fixedBytes: fixed).total
-                smallest = min(smallest, size)
+                let bytes = try size(choice)
+                smallest = min(smallest, bytes)
                 let e = choice.enumerated().reduce(0.0) { $0 + t.cost[$1.offset][$1.element] }
-                if size <= memory && (best == nil || e < best!) { best = e }
+                if bytes <= memory && (best == nil || e < best!) { best = e }
                 return
             }
             for j in t.configs.indices {
@@ -44,31 +44,61 @@ struct AllocationTableTests {
         var rng = SeededGenerator(seed: 3)
         for trial in 0..<40 {
             let t = try Self.randomTable(&rng, matrices: 2 + trial % 3, configs: 3 + trial % 4)
-            let rank = trial % 2 == 0 ? 8 : 0
-            let fixed = Int64(rng.next() % 100_000)
-            let lo = try Self.bruteForce(t, rank: rank, fixed: fixed, memory: 0).smallest
-            let hi = try t.size(choice: t.matrices.map { _ in t.bits.indices.max { t.bits[$0] < t.bits[$1] }! }, rank: rank, fixedBytes: fixed).total
+            let sizing = t.payloadSizing(fixedBytes: Int64(rng.next() % 100_000))
+            let total = { (choice: [Int]) in try sizing.size(choice).total }
+            let lo = try Self.bruteForce(t, total, memory: 0).smallest
+            let hi = try total(t.matrices.map { _ in t.bits.indices.max { t.bits[$0] < t.bits[$1] }! })
             let memory = lo + Int64(rng.next() % UInt64(hi - lo + 1))
-            let plan = try t.plan(memory: memory, rank: rank, fixedBytes: fixed)
-            let oracle = try Self.bruteForce(t, rank: rank, fixed: fixed, memory: memory)
-            let size = try t.size(choice: plan.allocation.choice, rank: rank, fixedBytes: fixed)
+            let plan = try t.plan(memory: memory, sizing: sizing)
+            let oracle = try Self.bruteForce(t, total, memory: memory)
+            let size = try sizing.size(plan.allocation.choice)
             #expect(plan.size.total <= memory && plan.size == size)
             #expect(abs(plan.allocation.error - oracle.error!) <= 1e-12 * oracle.error!, "trial \(trial): \(plan.allocation.error) vs \(oracle.error!)")
             #expect(plan.allocation.optimal)
             #expect(throws: AllocationTable.Failure.memoryTooSmall(target: lo - 1, minimum: lo)) {
-                try t.plan(memory: lo - 1, rank: rank, fixedBytes: fixed)
+                try t.plan(memory: lo - 1, sizing: sizing)
             }
+        }
+    }
+
+    /// Headers that depend on the whole choice (as dtype names and offsets' digits do): the plan
+    /// still fits, its size is the sizing's own, it errs no more than the best choice that fits
+    /// with the largest headers, and the smallest size it names is one it then meets.
+    @Test func memoryPlanFitsWhenTheHeadersDependOnTheChoice() throws {
+        var rng = SeededGenerator(seed: 5)
+        for trial in 0..<40 {
+            let t = try Self.randomTable(&rng, matrices: 2 + trial % 3, configs: 3 + trial % 4)
+            let payload = t.payloadSizing(fixedBytes: 1000)
+            let most = Int64(7 * t.matrices.count + 4)
+            let sizing = AllocationTable.ModelSizing(matrixBytes: payload.matrixBytes) { choice in
+                let p = try payload.size(choice)
+                let headers = Int64(7 * choice.filter { $0 % 2 == 1 }.count + choice.reduce(0, +) % 5)
+                return .init(quantized: p.quantized, lowRank: 0, fixed: p.fixed, headers: headers)
+            }
+            let lo = try Self.bruteForce(t, { try payload.size($0).total }, memory: 0).smallest
+            let memory = lo + most + Int64(rng.next() % 20_000)
+            let plan = try t.plan(memory: memory, sizing: sizing)
+            let size = try sizing.size(plan.allocation.choice)
+            #expect(plan.size.total <= memory && plan.size == size, "trial \(trial)")
+            let margin = try Self.bruteForce(t, { try payload.size($0).total + most }, memory: memory)
+            #expect(plan.allocation.error <= margin.error! * (1 + 1e-12), "trial \(trial): \(plan.allocation.error) vs \(margin.error!)")
+
+            guard case let .memoryTooSmall(_, smallest)? = #expect(throws: AllocationTable.Failure.self, performing: {
+                try t.plan(memory: lo - 1, sizing: sizing)
+            }) else { continue }
+            #expect(smallest >= lo && smallest <= lo + most)
+            #expect(try t.plan(memory: smallest, sizing: sizing).size.total == smallest)
         }
     }
 
     @Test func aMemoryTargetAboveEverythingIsUnconstrained() throws {
         var rng = SeededGenerator(seed: 4)
         let t = try Self.randomTable(&rng, matrices: 3, configs: 5)
-        let plan = try t.plan(memory: 1 << 40, rank: 8, fixedBytes: 1000)
-        #expect(plan.unconstrained && plan.allocation.budget == t.bitsRange.upperBound)
+        let plan = try t.plan(memory: 1 << 40, sizing: t.payloadSizing(fixedBytes: 1000))
+        let least = t.cost.map { row in row.indices.min { row[$0] < row[$1] }! }
+        #expect(plan.unconstrained && plan.allocation.choice == least && plan.allocation.budget == plan.allocation.averageBits)
         #expect(plan.allocation.error == t.cost.reduce(0) { $0 + $1.min()! })
-        // Low-rank parts at 16 bits: 2 bytes per parameter of r·(rows + cols).
-        #expect(plan.size.lowRank == 2 * t.shapes!.reduce(0) { $0 + Int64(8 * ($1[0] + $1[1])) } && plan.size.fixed == 1000)
+        #expect(plan.size.fixed == 1000 && plan.size.lowRank == 0 && plan.size.headers == 0)
     }
 
     func write(_ text: String) throws -> String {

@@ -7,7 +7,7 @@ import Testing
 
 /// LQLoRAPipeline called as a library, without the binary, against the same torch oracle as the
 /// command (PipelineOracleTests.check): its error table, the ILP's choice, each decomposition, and
-/// the logits of the model and adapter it returns once written with QuantizedCheckpoint and PEFTAdapter.
+/// the logits of the model and adapter it returns once written (LQLoRAPipeline.write).
 struct PipelineLibraryTests {
     @Test(arguments: ["lq-lora-2.5", "lq-lora-3.0", "qlora-ilp-2.5", "qlora-ilp-3.0"])
     func pipelineMatchesTheTorchOracle(caseName: String) throws {
@@ -22,7 +22,8 @@ struct PipelineLibraryTests {
         }
         let checkpoint = try Checkpoint(path: PipelineOracleTests.model)
         var events: [LQLoRAPipeline.Event] = []
-        let result = try LQLoRAPipeline.run(options, checkpoint: checkpoint) { events.append($0) }
+        let plan = try LQLoRAPipeline.Plan(options, checkpoint: checkpoint)
+        let result = try LQLoRAPipeline.run(plan) { events.append($0) }
 
         // Progress: each stage begins, then reports every matrix in order.
         let n = oracle.matrices.count, last = try #require(oracle.matrices.last)
@@ -43,11 +44,7 @@ struct PipelineLibraryTests {
         let out = NSTemporaryDirectory() + "lqlora-library-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: out) }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        try QuantizedCheckpoint.write(from: checkpoint, quantized: result.quantized, modelConfig: try checkpoint.config() ?? [:], to: out)
-        if !result.adapter.isEmpty {
-            try PEFTAdapter.write(result.adapter.map { PEFTAdapter.Pair(module: $0.module, a: $0.a, b: $0.b) },
-                                  rank: options.rank, alpha: options.alpha, base: checkpoint.directory, to: out + "/adapter")
-        }
+        try LQLoRAPipeline.write(result, plan: plan, to: out)
         try PipelineOracleTests.check(caseName, table: table, report: report, out: out)
     }
 

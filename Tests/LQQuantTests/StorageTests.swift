@@ -35,6 +35,38 @@ struct StorageTests {
         #expect(loaded.dequantize().array == q.dequantize().array)
     }
 
+    /// What the planner sizes is what is written: every lqlora-layout configuration of the grid
+    /// (and the per-block and dq8 ones), on a matrix whose last scale group is short, has the
+    /// planned tensors and metadata of its quantized parts; and a checkpoint quantized with a mix
+    /// of them has the planned weight-file bytes.
+    @Test func plannedLayoutsAreWhatIsWritten() throws {
+        let w = KernelTests.matrix(96, 64, seed: 12)  // 6144 values: 384 blocks of 16, a group of 256 and one of 128
+        let configs = QuantConfig.lqloraGrid + [.plain(bits: 3), .plain(bits: 2, blockSize: 32), QuantConfig(bits: 3, blockSize: 64, scale: .dynamic8)]
+        for config in configs {
+            let q = try Quantizer.quantize(w, config: config)
+            let planned = QuantizedStorage.planned(config: config, rows: 96, cols: 64, name: "m.weight", original: .bf16)
+            let written = QuantizedStorage.tensors(for: q, name: "m.weight", original: .bf16)
+            #expect(planned.tensors == written.map { PlannedTensor(name: $0.name, dtype: $0.dtype, shape: $0.shape) }, "\(config.name)")
+            #expect(planned.metadata == QuantizedStorage.metadata(for: q, name: "m.weight", original: .bf16))
+        }
+
+        let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().path + "/LQModelTests/Fixtures/llama/mha"
+        let checkpoint = try Checkpoint(path: model)
+        let targets = checkpoint.tensorNames.filter { $0.hasSuffix("_proj.weight") }
+        for trial in 0..<3 {
+            var chosen: [String: QuantConfig] = [:]
+            for (i, name) in targets.enumerated() { chosen[name] = configs[(i * 131 + trial * 17) % configs.count] }
+            var quantized: [String: QuantizedWeight] = [:]
+            for (name, config) in chosen { quantized[name] = QuantizedWeight(try Quantizer.quantize(try checkpoint.floatTensor(name), config: config), original: .f32) }
+            let dir = NSTemporaryDirectory() + "lqlora-planned-" + UUID().uuidString
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try QuantizedCheckpoint.write(from: checkpoint, quantized: quantized, modelConfig: [:], to: dir)
+            let size = try FileManager.default.attributesOfItem(atPath: dir + "/model.safetensors")[.size] as! Int
+            #expect(try QuantizedCheckpoint.weightFileBytes(from: checkpoint, configs: chosen) == size, "trial \(trial)")
+        }
+    }
+
     /// The quant state bitsandbytes wrote for the bf16 fixture matrix, byte for byte.
     @Test func bitsandbytesStateAndKeysMatchTheFixture() throws {
         struct Fixture: Decodable { let quant_state: String; let keys: [String] }
