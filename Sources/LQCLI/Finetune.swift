@@ -4,6 +4,7 @@ import Foundation
 import LQDistributed
 import LQFormats
 import LQModel
+import LQQuant
 import LQTensor
 import LQTrain
 #if canImport(Glibc)
@@ -95,7 +96,10 @@ struct Finetune: ParsableCommand {
             case .finished where settings.method.trainsFullRank:
                 print("model written to \(settings.outputDir)/model (\(settings.outputDType.rawValue) safetensors with config and tokenizer: eval, generate and transformers load it); metrics.jsonl and loss.svg in \(settings.outputDir); peak memory \(Format.bytes(MemoryUsage.peak()))")
             case .finished where settings.l4qBits != nil:
-                print("quantized model written to \(settings.outputDir)/model (\(settings.l4qBits!)-bit codes, fractional zero points; eval and generate load it); metrics.jsonl and loss.svg in \(settings.outputDir); peak memory \(Format.bytes(MemoryUsage.peak()))")
+                if let r = trainer.zeroPointRounding { print(Self.summary(r)) }
+                let zeros = settings.l4qFormat == .gptq ? "integer zero points in AutoGPTQ's layout; eval, generate and transformers load it"
+                    : "fractional zero points; eval and generate load it"
+                print("quantized model written to \(settings.outputDir)/model (\(settings.l4qBits!)-bit codes, \(zeros)); metrics.jsonl and loss.svg in \(settings.outputDir); peak memory \(Format.bytes(MemoryUsage.peak()))")
             case .finished:
                 print("adapter written to \(settings.outputDir) (PEFT format); metrics.jsonl and loss.svg beside it; peak memory \(Format.bytes(MemoryUsage.peak()))")
             case let .interrupted(step):
@@ -134,7 +138,8 @@ struct Finetune: ParsableCommand {
         if let v = t.valid { lines.append("valid \(c.validData!): \(v.examples.count) examples") }
         if let bits = c.l4qBits {
             lines.append("L4Q: LoRA through a learned \(bits)-bit quantizer, groups of \(c.l4qGroupSize == 0 ? "a whole row" : String(c.l4qGroupSize))"
-                         + (c.l4qWarmupSteps > 0 ? ", quantizer off for the first \(c.l4qWarmupSteps) steps" : ""))
+                         + (c.l4qWarmupSteps > 0 ? ", quantizer off for the first \(c.l4qWarmupSteps) steps" : "")
+                         + (c.l4qFormat == .gptq ? "; written in AutoGPTQ's layout (zero points rounded to integers)" : ""))
         }
         if let teacher = c.teacher {
             lines.append("distilling from \(teacher): loss = \(c.klWeight)·KL(teacher‖student)/sequence + \(c.ceWeight)·CE/token")
@@ -146,6 +151,13 @@ struct Finetune: ParsableCommand {
 }
 
 extension Finetune {
+    /// The one line l4q.format gptq ends with: how far rounding the zero points moved the weights.
+    static func summary(_ r: ZeroPointRounding) -> String {
+        let clamped = r.clampedZeros == 0 ? "" : ", \(r.clampedZeros) of \(r.zeroPoints) clamped into \(r.allowed.lowerBound)...\(r.allowed.upperBound)"
+        return String(format: "gptq layout: zero points rounded to integers%@; dequantized weights moved by RMS %.3g, max %.3g (relative %.3g) from the lqlora layout's (fractional zero points)",
+                      clamped, r.change.rms, r.change.maxAbs, r.change.relative)
+    }
+
     /// Tests of a rank that dies: LQLORA_TEST_RANK_DIES="R:S" makes rank R kill itself (SIGKILL,
     /// as the OOM killer would) after step S.
     static func testFault(rank: Int) -> Int? {

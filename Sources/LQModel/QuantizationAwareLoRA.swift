@@ -184,4 +184,14 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
         return UniformQuantization(quantizer: UniformQuantizer(bits: bits, symmetric: false), rows: rows, cols: cols, groupSize: groupSize,
                                    codes: codes, scales: scales, zeros: zeros, groupIndex: (0..<cols).map { Int32($0 / groupSize) })
     }
+
+    /// The trained layer as a checkpoint in `settings.layout` stores it: `quantization()` (lqlora's
+    /// fp16 zero points), or (gptq) the nearest with integer zero points to that as lqlora would
+    /// read it back, with what the rounding did.
+    public func quantization(storedAs settings: GPTQFormat.Settings) -> (UniformQuantization, ZeroPointRounding?) {
+        switch settings.layout {
+        case .lqlora: return (quantization(), nil)
+        case .gptq: return quantization().withHalfScalesAndZeros().withIntegerZeros(in: settings.storableZeros)
+        }
+    }
 }

@@ -71,6 +71,12 @@ public enum GPTQFormat {
             return "gptq-b\(bits)-g\(groupSize.map(String.init) ?? "row")-\(symmetric ? "sym" : "asym")\(descAct ? "-act" : "")"
         }
 
+        /// The integer zero points the gptq layout reads back as written. v1 stores zero − 1 in `bits`
+        /// bits, so a zero point of 0 is stored as 2^bits − 1: this reader takes that for 2^bits, and
+        /// GPTQModel's v1 → v2 conversion (one addition over each packed word) carries it into the
+        /// next row's zero point. v2 stores 0...maxq as they are.
+        public var storableZeros: ClosedRange<Int> { zeroOffset...((1 << bits) - 1) }
+
         /// Bits of one zero point: packed as the codes (gptq), or fp16 (lqlora).
         var zeroBits: Int { layout == .lqlora ? 16 : bits }
 

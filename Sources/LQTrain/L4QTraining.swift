@@ -44,30 +44,42 @@ extension Trainer {
         for (_, layer) in quantizationAwareLayers where layer.quantizing != on { layer.quantizing = on }
     }
 
-    /// output_dir/model: the base's files with each trained projection as uniform codes, fp16
-    /// scales and fp16 fractional zero points (GPTQFormat's lqlora_uniform variant), and
-    /// quant_report.json; written under a temporary name and renamed.
+    /// output_dir/model: the base's files with each trained projection as uniform codes and fp16
+    /// scales, quant_report.json beside them; written under a temporary name and renamed. Zero points
+    /// in l4q.format's layout: fp16 fractional ones (lqlora), the trained model exactly; or AutoGPTQ's
+    /// integers (gptq), each the nearest to the fp16 one lqlora would store, with the weights'
+    /// change from that model in the report and `zeroPointRounding`.
     func writeQuantizedModel() throws -> String {
         let directory = config.outputDir + "/model", temp = directory + ".partial"
         let fm = FileManager.default
         try? fm.removeItem(atPath: temp)
         let checkpoint = try Checkpoint(path: config.model)
-        let layers = quantizationAwareLayers
-        let quantized = Dictionary(uniqueKeysWithValues: layers.map { ($0.0.weightName, $0.1.quantization()) })
         let group = config.l4qGroupSize == 0 ? nil : config.l4qGroupSize
-        let settings = GPTQFormat.Settings(bits: config.l4qBits!, groupSize: group, descAct: false, symmetric: false, layout: .lqlora)
-        try GPTQFormat.write(from: checkpoint, quantized: quantized, settings: settings, modelConfig: try checkpoint.config() ?? [:], to: temp)
-        var parameters = 0, bits = 0.0
-        let rows: [[String: Any]] = layers.map { site, layer in
+        let settings = GPTQFormat.Settings(bits: config.l4qBits!, groupSize: group, descAct: false, symmetric: false, layout: config.l4qFormat)
+        var quantized: [String: UniformQuantization] = [:], rows: [[String: Any]] = []
+        var parameters = 0, bits = 0.0, total = ZeroPointRounding(allowed: settings.storableZeros)
+        for (site, layer) in quantizationAwareLayers {
             let n = layer.outFeatures * layer.inFeatures, b = settings.bitsPerParameter(columns: layer.inFeatures)
             parameters += n
             bits += Double(n) * b
-            return ["name": site.weightName, "shape": [layer.outFeatures, layer.inFeatures], "bits": config.l4qBits!, "group_size": group ?? -1,
-                    "bits_per_parameter": b]
+            var row: [String: Any] = ["name": site.weightName, "shape": [layer.outFeatures, layer.inFeatures], "bits": config.l4qBits!,
+                                      "group_size": group ?? -1, "bits_per_parameter": b]
+            let (q, rounding) = layer.quantization(storedAs: settings)
+            quantized[site.weightName] = q
+            if let rounding {
+                row["zero_point_rounding"] = rounding.json
+                total.add(rounding)
+            }
+            rows.append(row)
         }
-        let report: [String: Any] = ["method": "l4q", "bits": config.l4qBits!, "group_size": group ?? -1, "format": settings.name,
+        try GPTQFormat.write(from: checkpoint, quantized: quantized, settings: settings, modelConfig: try checkpoint.config() ?? [:], to: temp)
+        var report: [String: Any] = ["method": "l4q", "bits": config.l4qBits!, "group_size": group ?? -1, "format": settings.name,
                                      "average_bits": bits / Double(max(parameters, 1)), "parameters_quantized": parameters, "steps": step,
                                      "warmup_steps": config.l4qWarmupSteps, "rank": config.rank, "alpha": config.alpha, "matrices": rows]
+        if settings.layout == .gptq {
+            report["zero_point_rounding"] = total.json
+            zeroPointRounding = total
+        }
         try ModelFiles.writeJSON(report, to: temp + "/quant_report.json")
         try AtomicDirectory.replace(directory, with: temp)
         return directory

@@ -1,5 +1,6 @@
 import Foundation
 import LQFormats
+import LQQuant
 import Yams
 
 /// A problem with a finetuning configuration, naming the key at fault.
@@ -45,8 +46,9 @@ public struct TrainConfig: Equatable, Sendable {
     public var teacher: String?, klWeight = 1.0, ceWeight = 200.0
     /// A directory caching the teacher's top-k distribution (0: full fp16 logits) for the run's data.
     public var teacherCache: String?, cacheTopK = 64
-    /// L4Q: LoRA trained through a learned quantizer of this many bits (nil: plain LoRA).
-    public var l4qBits: Int?, l4qGroupSize = 128, l4qWarmupSteps = 0
+    /// L4Q: LoRA trained through a learned quantizer of this many bits (nil: plain LoRA), and the
+    /// layout of the model it writes.
+    public var l4qBits: Int?, l4qGroupSize = 128, l4qWarmupSteps = 0, l4qFormat = GPTQFormat.Layout.lqlora
 
     public static let allTargets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -110,6 +112,7 @@ public struct TrainConfig: Equatable, Sendable {
         ConfigKey("l4q.bits", \.l4qBits, ConfigValue.int(2...8).optional, help: "L4Q: train LoRA through a learned uniform quantizer of 2, 3, 4 or 8 bits and write one quantized model (output_dir/model); null: plain LoRA"),
         ConfigKey("l4q.group_size", \.l4qGroupSize, .int(0...1_048_576), help: "L4Q: input columns per learned step and offset; 0: one per output row"),
         ConfigKey("l4q.warmup_steps", \.l4qWarmupSteps, .int(0...100_000_000), help: "L4Q: first steps train A, B against the unquantized W0 + s·B·A"),
+        ConfigKey("l4q.format", \.l4qFormat, .choice, help: "L4Q: output_dir/model's layout; lqlora: fp16 fractional zero points, the trained model exactly (lqlora loads it); gptq: AutoGPTQ's v1 layout (transformers loads it), zero points rounded to integers and the weights' change in quant_report.json"),
         ConfigKey("qgalore.rank", \.qgalore.rank, .int(1...1_048_576), help: "galore, q-galore: rank of the gradient projection (below min(m, n) of every projection)"),
         ConfigKey("qgalore.update_proj_gap", \.qgalore.updateProjGap, .int(1...100_000_000), help: "galore, q-galore: steps between refreshes of a projection (an SVD of the gradient)"),
         ConfigKey("qgalore.scale", \.qgalore.scale, .number(0.0...1e6), help: "galore, q-galore: factor of the update projected back"),
@@ -200,7 +203,8 @@ public struct TrainConfig: Equatable, Sendable {
         try requireSwitch(teacher != nil, "distill.teacher set", [("distill.kl_weight", klWeight != defaults.klWeight), ("distill.ce_weight", ceWeight != defaults.ceWeight),
                                                              ("distill.teacher_cache", teacherCache != nil), ("distill.cache_top_k", cacheTopK != defaults.cacheTopK)])
         try requireSwitch(l4qBits != nil, "l4q.bits set", [("l4q.group_size", l4qGroupSize != defaults.l4qGroupSize),
-                                                       ("l4q.warmup_steps", l4qWarmupSteps != defaults.l4qWarmupSteps)])
+                                                       ("l4q.warmup_steps", l4qWarmupSteps != defaults.l4qWarmupSteps),
+                                                       ("l4q.format", l4qFormat != defaults.l4qFormat)])
         if let bits = l4qBits {
             guard [2, 3, 4, 8].contains(bits) else { throw ConfigError.badValue(key: "l4q.bits", detail: "is \(bits); the uniform storage takes 2, 3, 4 or 8") }
             if dropout > 0 { throw ConfigError.badValue(key: "lora.dropout", detail: "must be 0 with l4q.bits (L4Q trains through the quantizer without adapter dropout)") }

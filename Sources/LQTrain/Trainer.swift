@@ -3,6 +3,7 @@ import Foundation
 import LQDistributed
 import LQFormats
 import LQModel
+import LQQuant
 import LQTensor
 
 /// Where a distillation's teacher distribution comes from in a run.
@@ -81,6 +82,8 @@ public final class Trainer {
     var consecutiveSkips = 0
     /// Resident memory once the model, its training state and the data are ready (before any step).
     public private(set) var setupResidentBytes = 0
+    /// l4q.format gptq: what rounding the zero points to integers did to the model written.
+    public internal(set) var zeroPointRounding: ZeroPointRounding?
 
     public var onStep: (StepReport) -> Void = { _ in }
     public var onEvaluation: (_ step: Int, _ loss: TokenLoss) -> Void = { _, _ in }

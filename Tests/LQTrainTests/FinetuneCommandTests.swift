@@ -117,6 +117,45 @@ extension FinetuneCommandTests {
 }
 
 extension FinetuneCommandTests {
+    /// l4q.format gptq as a user runs it: the run ends with the zero points' summary line, the model
+    /// carries the quantization_config and quantize_config.json that `quantize --format gptq` writes
+    /// for the same settings, and eval, generate, inspect and dequantize read it; a misspelt format
+    /// exits 2 (a configuration error) naming the key before anything trains.
+    @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))
+    func l4qWritesAutoGPTQsLayoutThatEveryCommandReads() throws {
+        let ws = try Workspace()
+        let config = ws.root + "/l4q.yaml", model = ws.root + "/run/model"
+        try ws.yaml("l4q: {bits: 4, group_size: 16, format: gptq}").write(toFile: config, atomically: true, encoding: .utf8)
+        let t = try Self.run(["finetune", "--config", config, "--set", "lora.dropout=0", "--set", "train.max_steps=2"])
+        #expect(t.status == 0 && t.stdout.contains("quantized model written to \(model) (4-bit codes, integer zero points in AutoGPTQ's layout"), "\(t.stderr)")
+        #expect(t.stdout.contains("gptq layout: zero points rounded to integers") && t.stdout.contains("dequantized weights moved by RMS "), "\(t.stdout)")
+        #expect(t.stderr.contains("groups of 16; written in AutoGPTQ's layout (zero points rounded to integers)"), "\(t.stderr)")
+        let rtn = ws.root + "/rtn"
+        let q = try Self.run(["quantize", "--model", ws.root + "/model", "--out", rtn, "--method", "rtn", "--bits", "4", "--group-size", "16", "--asym", "--format", "gptq"])
+        #expect(q.status == 0, "\(q.stderr)")
+        func json(_ path: String) throws -> NSDictionary { try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! NSDictionary }
+        #expect(try json(model + "/quantize_config.json") == json(rtn + "/quantize_config.json"))
+        #expect(try json(model + "/config.json")["quantization_config"] as? NSDictionary == json(rtn + "/config.json")["quantization_config"] as? NSDictionary)
+        let quantization = try json(model + "/config.json")["quantization_config"] as? NSDictionary
+        #expect(quantization?["sym"] as? Bool == false && quantization?["quant_method"] as? String == "gptq")
+        try String(repeating: "The sky is blue. Bees make honey. A dog barks. ", count: 20).write(toFile: ws.root + "/eval.txt", atomically: true, encoding: .utf8)
+        let e = try Self.run(["eval", "--model", model, "--data", ws.root + "/eval.txt", "--ctx", "32", "--json"])
+        #expect(e.status == 0 && e.stdout.contains("\"perplexity\""), "\(e.stderr)")
+        let g = try Self.run(["generate", "--model", model, "--prompt", "The sky is", "--max-tokens", "4"])
+        #expect(g.status == 0, "\(g.stderr)")
+        let i = try BuiltCommand.run(["inspect", model])
+        #expect(i.status == 0 && i.stdout.contains("gptq"), "\(i.stdout) \(i.stderr)")
+        let d = try BuiltCommand.run(["dequantize", "--model", model, "--out", ws.root + "/dense"])
+        #expect(d.status == 0 && d.stdout.contains("dequantized 14 matrices"), "\(d.stdout) \(d.stderr)")
+        let bad = try Self.run(["finetune", "--config", config, "--set", "lora.dropout=0", "--set", "l4q.format=gptp", "--set", "output_dir=\(ws.root)/bad"])
+        #expect(bad.status == 2 && bad.stderr.contains("'l4q.format' must be one of gptq, lqlora (got gptp); did you mean 'gptq'?"), "\(bad.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: ws.root + "/bad"))
+        let schema = try Self.run(["finetune", "--schema"])
+        #expect(schema.stdout.contains("  format: lqlora") && schema.stdout.contains("gptq: AutoGPTQ's v1 layout"), "\(schema.stdout)")
+    }
+}
+
+extension FinetuneCommandTests {
     /// Q-GaLore's state (codes, projections and their schedules, 8-bit moments) resumes bit for
     /// bit: the same losses and the same model bytes as a run never interrupted.
     @Test(.enabled(if: binary != nil, "lqlora binary not built beside the tests"))

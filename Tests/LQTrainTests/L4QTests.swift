@@ -102,7 +102,7 @@ struct L4QTrainerTests {
         } throws: { "\($0)".hasPrefix("l4q.bits on \(directory): model.layers.0.self_attn.q_proj.weight is already quantized") }
     }
 
-    @Test func l4qKeysAreCheckedTogether() {
+    @Test func l4qKeysAreCheckedTogether() throws {
         let ws = try? Workspace()
         #expect(throws: ConfigError.badValue(key: "lora.dropout", detail: "must be 0 with l4q.bits (L4Q trains through the quantizer without adapter dropout)")) {
             try TrainConfig(yaml: ws!.yaml("l4q: {bits: 4}"))
@@ -110,6 +110,13 @@ struct L4QTrainerTests {
         #expect(throws: ConfigError.badValue(key: "l4q.group_size", detail: "applies only with l4q.bits set")) {
             try TrainConfig(yaml: ws!.yaml("l4q: {group_size: 64}"))
         }
+        #expect(throws: ConfigError.badValue(key: "l4q.format", detail: "must be one of gptq, lqlora (got gptp); did you mean 'gptq'?")) {
+            try TrainConfig(yaml: ws!.yaml("l4q: {bits: 4, format: gptp}"), overrides: ["lora.dropout=0"])
+        }
+        #expect(throws: ConfigError.badValue(key: "l4q.format", detail: "applies only with l4q.bits set")) {
+            try TrainConfig(yaml: ws!.yaml("l4q: {format: gptq}"))
+        }
+        #expect(try TrainConfig(yaml: ws!.yaml("l4q: {bits: 4}"), overrides: ["lora.dropout=0"]).l4qFormat == .lqlora)
         #expect(throws: ConfigError.badValue(key: "l4q.bits", detail: "is 5; the uniform storage takes 2, 3, 4 or 8")) {
             try TrainConfig(yaml: ws!.yaml("l4q: {bits: 5}"), overrides: ["lora.dropout=0"])
         }
