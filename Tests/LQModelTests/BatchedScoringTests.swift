@@ -51,13 +51,15 @@ struct BatchedScoringTests {
         #expect(got.isGreedy == want.isGreedy, "\(what): greedy")
     }
 
-    static func checkMixedGroups(_ model: some CausalLM, window: Int) throws {
+    /// `oracle`: the model each request runs alone on (default: the batched one).
+    static func checkMixedGroups(_ model: some CausalLM, window: Int, oracle: (any CausalLM)? = nil) throws {
         let groups = mixedGroups(vocab: model.vocabularySize, window: window)
         #expect(groups[4].context.count + groups[4].continuations[1].count > window + 1, "a request left-truncated")
         let batched = try model.logLikelihoods(groups, window: window)
+        let reference: any CausalLM = oracle ?? model
         for (g, group) in groups.enumerated() {
             for (k, c) in group.continuations.enumerated() {
-                expectEqual(batched[g][k], alone(model, context: group.context, continuation: c, window: window), "group \(g).\(k)")
+                expectEqual(batched[g][k], alone(reference, context: group.context, continuation: c, window: window), "group \(g).\(k)")
             }
         }
         #expect(batched[1][0] == batched[1][2], "a repeated request ties exactly")
@@ -67,11 +69,6 @@ struct BatchedScoringTests {
     func mixedLengthsEqualEachRequestAlone(name: String) throws {
         let model = try LlamaModel(directory: modelFixtures + "/llama/" + name)
         try Self.checkMixedGroups(model, window: 32)
-    }
-
-    /// Where caches cannot be forked (a forward pass on the GPU), every request runs whole, still batched.
-    @Test func withoutForkingEveryRequestRunsWholeAndEqual() throws {
-        try Self.checkMixedGroups(Unforked(try LlamaModel(directory: modelFixtures + "/llama/gqa_llama3")), window: 32)
     }
 
     @Test(.enabled(if: RealModel.enabled(RealModel.smolLM2), "SmolLM2 not fetched (scripts/fetch-smollm2.sh)"))
@@ -110,26 +107,5 @@ struct BatchedScoringTests {
     func smolLM2TasksEqualEachRequestAlone() throws {
         let dir = RealModel.smolLM2
         try Self.checkTasks(try LlamaModel(directory: dir), tokenizer: try loadTokenizer(directory: dir), fixture: "smollm2")
-    }
-}
-
-/// A model whose caches cannot be forked, as when its forward pass is on the GPU.
-private final class Unforked: CausalLM {
-    let base: LlamaModel
-    init(_ base: LlamaModel) { self.base = base }
-    var vocabularySize: Int { base.vocabularySize }
-    var maxPositions: Int { base.maxPositions }
-    var hiddenSize: Int { base.hiddenSize }
-    var eosTokenIDs: [Int] { base.eosTokenIDs }
-    var sources: [String] { base.sources }
-    var forksCaches: Bool { false }
-    func makeCache(batch: Int, capacity: Int) -> KVCache { base.makeCache(batch: batch, capacity: capacity) }
-    func hiddenStates(_ tokens: [[Int]], cache: KVCache?) -> Tensor { base.hiddenStates(tokens, cache: cache) }
-    func hiddenStates(_ tokens: [[Int]], cache: KVCache, continuingAfter starts: [Int]) -> Tensor {
-        preconditionFailure("a model that cannot fork its caches is never continued from different positions")
-    }
-    func logits(_ hidden: Tensor) -> Tensor { base.logits(hidden) }
-    func negativeLogLikelihoods(_ hidden: Tensor, rows: Range<Int>, targets: [Int]) -> [Double] {
-        base.negativeLogLikelihoods(hidden, rows: rows, targets: targets)
     }
 }
