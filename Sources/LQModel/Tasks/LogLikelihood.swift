@@ -43,16 +43,16 @@ public struct ScoringGroup: Sendable, Equatable {
 }
 
 extension CausalLM {
-    /// Every group's continuations scored within a window of `window` tokens, in a few batched
+    /// Every group's continuations scored within a window of `window` tokens, in at most three
     /// passes. A request's input is (context + continuation)'s last window + 1 tokens without the
     /// final one, as the harness truncates. Requests that fit the window whole share their
-    /// context's pass: the contexts run as one batch into a KV cache, and every continuation
-    /// continues its own copy of its context in a second batch. The rest (every request where the
-    /// cache cannot be forked) run whole, as a third, padded on the right, after their last real
-    /// token, where causal attention keeps the padding out of every real position. The results are
-    /// those of one request at a time, to float rounding. A request that occurs twice
-    /// is scored once: different rows of one product may round differently, and equal requests must
-    /// tie exactly (argmax takes the first of equals). Errors name the group.
+    /// context's pass: the contexts, packed, fill a KV cache, and every continuation continues its
+    /// own copy of its context in a second packed pass. The rest (every request where the cache
+    /// cannot be forked) run whole in a third, padded on the right, after their last real token,
+    /// where causal attention keeps the padding from every real position. The results are those of
+    /// one request at a time, to float rounding. A request that occurs twice is scored once:
+    /// different rows of one product may round differently, and equal requests must tie exactly
+    /// (argmax takes the first of equals). Errors name the group.
     public func logLikelihoods(_ groups: [ScoringGroup], window: Int) throws -> [[LogLikelihood]] {
         var requests: [Request] = [], known: [Request: Int] = [:], requestOf: [[Int]] = []
         for (g, group) in groups.enumerated() {
@@ -90,7 +90,6 @@ extension CausalLM {
         let contextRows = PassLayout(lengths: contexts.map(\.count), starts: contexts.map { _ in 0 }).offsets
         let contextPass = passes.count, restPass = passes.count + 1
         passes.append(hiddenStates(contexts, cache: cache, continuingAfter: contexts.map { _ in 0 }))
-        // The context's last position predicts the first token; the continuation's own positions the rest.
         let continued = shares.filter { requests[$0].continuation.count > 1 }
         if !continued.isEmpty {
             let rests = continued.map { Array(requests[$0].continuation.dropLast()) }, starts = continued.map { requests[$0].context.count }
@@ -100,6 +99,7 @@ extension CausalLM {
         }
         let restRows = Dictionary(uniqueKeysWithValues: zip(continued, PassLayout(lengths: continued.map { requests[$0].continuation.count - 1 },
                                                                                   starts: continued.map { _ in 0 }).offsets))
+        // The context's last position predicts the first token; the continuation's own positions the rest.
         for r in shares {
             let request = requests[r]
             let last = contextRows[slot[request.context]!] + request.context.count - 1
