@@ -83,8 +83,8 @@ struct Eval: ParsableCommand {
     @Option(parsing: .unconditional, help: "Evaluate only the first N characters (Unicode code points, as Python counts) of the text.")
     var maxChars: Int?
 
-    @Option(parsing: .unconditional, help: "Windows per forward pass.")
-    var batch = 1
+    @Option(parsing: .unconditional, help: "Windows per forward pass (default 1); with a multiple-choice --task, items scored together (default \(MultipleChoiceTask.itemsPerBatch); the results do not depend on it).")
+    var batch: Int?
 
     @Option(help: "transformers (sliding window), llamacpp (second half of disjoint chunks) or gptq (disjoint windows, default ctx 2048, the text joined as GPTQ's loaders join it).")
     var method = "transformers"
@@ -103,10 +103,11 @@ struct Eval: ParsableCommand {
     func validate() throws {
         if task != nil {
             let given: [(String, Bool)] = [("--stride", stride != nil), ("--max-tokens", maxTokens != nil), ("--max-chars", maxChars != nil),
-                                           ("--logits", logits != nil), ("--method", method != "transformers"), ("--batch", batch != 1)]
+                                           ("--logits", logits != nil), ("--method", method != "transformers")]
             if let (option, _) = given.first(where: \.1) { throw ValidationError("\(option) does not apply to --task (it scores records, not a text)") }
         }
         if task == EvaluationTask.faithfulnessName {
+            if batch != nil { throw ValidationError("--batch does not apply to --task \(EvaluationTask.faithfulnessName)") }
             if ctx != nil { throw ValidationError("--ctx does not apply to --task \(EvaluationTask.faithfulnessName) (it generates within the model's positions)") }
         } else if let option = faithfulness.given.first {
             throw ValidationError("\(option) applies to --task \(EvaluationTask.faithfulnessName) only")
@@ -118,7 +119,7 @@ struct Eval: ParsableCommand {
         guard ["transformers", "llamacpp", "gptq"].contains(method) else { throw ValidationError("--method must be transformers, llamacpp or gptq") }
         if corpus != nil && method != "gptq" { throw ValidationError("--corpus applies to --method gptq only") }
         if method == "gptq" && stride != nil { throw ValidationError("--stride does not apply to --method gptq (its windows are disjoint)") }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        if let batch, batch < 1 { throw ValidationError("--batch must be at least 1") }
     }
 
     func run() throws {
@@ -156,7 +157,7 @@ struct Eval: ParsableCommand {
             default: m = .huggingFace(context: ctx, stride: stride ?? ctx)
             }
             let progress = Progress(total: 1, label: "eval")
-            let result = try Perplexity.evaluate(model, tokens: tokens, method: m, batch: batch) { done, total, processed in
+            let result = try Perplexity.evaluate(model, tokens: tokens, method: m, batch: batch ?? 1) { done, total, processed in
                 progress.retotal(total)
                 progress.update(done, detail: String(format: "%.0f tokens/s", Double(processed) / max(Timing.now() - progress.startTime, 1e-9)))
             }
@@ -183,7 +184,8 @@ struct Eval: ParsableCommand {
         }
         let prefix = model.config.bosTokenID ?? model.config.eosTokenIDs.first ?? 0
         let progress = Progress(total: items.count, label: task.rawValue)
-        let (score, _) = try task.evaluate(items, model: model, tokenizer: tokenizer, prefixToken: prefix, window: window) { progress.update($0) }
+        let (score, _) = try task.evaluate(items, model: model, tokenizer: tokenizer, prefixToken: prefix, window: window,
+                                           batch: batch ?? MultipleChoiceTask.itemsPerBatch) { progress.update($0) }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

@@ -44,7 +44,7 @@ public enum GPTQCalibration {
                 let watched = pass.map { group in Projection.allCases.first(where: group.contains)! }
                 let hessian = HessianObserver(layer: l, projections: watched, columns: watched.map { layer[$0].inFeatures })
                 for (x, tokens) in zip(states, samples) {
-                    let kernels = HostBlockKernels(model: model, layer: l, batch: 1, length: tokens.count, observer: hessian)
+                    let kernels = HostBlockKernels(model: model, layer: l, layout: .uniform(batch: 1, length: tokens.count), observer: hessian)
                     kernels.stopAfterObserving = watched.last  // the rest of the block is not needed for this pass
                     _ = llamaBlock(kernels, x.copy())  // inference runs the residuals in place
                 }
@@ -64,7 +64,7 @@ public enum GPTQCalibration {
                 }
             }
             states = zip(states, samples).map { x, tokens in
-                llamaBlock(HostBlockKernels(model: model, layer: l, batch: 1, length: tokens.count), x)
+                llamaBlock(HostBlockKernels(model: model, layer: l, layout: .uniform(batch: 1, length: tokens.count)), x)
             }
         }
         for q in out {  // the model as its checkpoint will store it

@@ -31,7 +31,7 @@ final class HostBlockKernels: DecoderKernels {
     let model: LlamaModel
     let layerIndex: Int
     let layer: LlamaLayer
-    let batch: Int, length: Int, start: Int
+    let layout: PassLayout
     let cache: KVCache?
     let observer: (any ForwardObserver)?
     /// Non-nil when a backward pass will follow: the tape being filled.
@@ -42,19 +42,17 @@ final class HostBlockKernels: DecoderKernels {
     var stopAfterObserving: Projection?
     private var stopped = false
 
-    init(model: LlamaModel, layer l: Int, batch: Int, length: Int, start: Int = 0, cache: KVCache? = nil,
+    init(model: LlamaModel, layer l: Int, layout: PassLayout, cache: KVCache? = nil,
          observer: (any ForwardObserver)? = nil, recordingWith rng: SeededGenerator? = nil) {
         self.model = model
         layerIndex = l
         layer = model.layers[l]
-        self.batch = batch
-        self.length = length
-        self.start = start
+        self.layout = layout
         self.cache = cache
         self.observer = observer
         recording = rng.map { _ in TapeRecorder() }
         self.rng = rng ?? SeededGenerator(seed: 0)
-        model.rope.ensure(positions: start + length)
+        model.rope.ensure(positions: layout.positions)
     }
 
     /// The tape of a recorded pass, once llamaBlock has run.
@@ -92,20 +90,19 @@ final class HostBlockKernels: DecoderKernels {
     func rotate(queries q: Tensor, keys k: Tensor) {
         if stopped { return }
         let c = model.config
-        model.rope.apply(q, heads: c.headCount, headDim: c.headDim, batch: batch, length: length, start: start)
-        model.rope.apply(k, heads: c.kvHeadCount, headDim: c.headDim, batch: batch, length: length, start: start)
+        model.rope.apply(q, heads: c.headCount, headDim: c.headDim, layout: layout)
+        model.rope.apply(k, heads: c.kvHeadCount, headDim: c.headDim, layout: layout)
     }
 
     func attend(queries q: Tensor, keys k: Tensor, values v: Tensor) -> Tensor {
         if stopped { return q }
         if let r = recording { r.q = q; r.k = k; r.v = v }
-        let total = start + length
         // Keys and values for every position of each sequence: the cache's, or this call's.
         var keys: [Tensor] = [], values: [Tensor] = []
-        for b in 0..<batch {
-            let kb = k.rows((b * length)..<((b + 1) * length)), vb = v.rows((b * length)..<((b + 1) * length))
+        for b in 0..<layout.batch {
+            let kb = k.rows(layout.rows(of: b)), vb = v.rows(layout.rows(of: b)), start = layout.starts[b]
             if let cache {
-                precondition(total <= cache.capacity, "KV cache of \(cache.capacity) positions is full")
+                precondition(start + layout.lengths[b] <= cache.capacity, "KV cache of \(cache.capacity) positions is full")
                 let stored = cache.hostTensors()
                 let ck = stored.keys[b][layerIndex], cv = stored.values[b][layerIndex]
                 (ck.pointer + start * kb.shape[1]).update(from: kb.pointer, count: kb.count)
@@ -117,7 +114,7 @@ final class HostBlockKernels: DecoderKernels {
                 values.append(vb)
             }
         }
-        return model.causalAttention(q: q, keys: keys, values: values, batch: batch, length: length, start: start)
+        return model.causalAttention(q: q, keys: keys, values: values, layout: layout)
     }
 
     func residual(_ x: Tensor, plus y: Tensor) -> Tensor {

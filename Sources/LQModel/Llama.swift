@@ -65,24 +65,33 @@ public final class KVCache {
 
     func advance(by n: Int) { length += n }
 
+    /// After sequences continued from different positions: the cache covers the longest of them.
+    func extend(to positions: Int) { length = max(length, positions) }
+
     func record(_ tokens: [[Int]]) {
         if history.isEmpty { history = tokens } else { for b in tokens.indices { history[b] += tokens[b] } }
     }
 
     /// An independent copy holding the same positions on the host (a shared prompt scored with
     /// several continuations). A cache filled on the GPU cannot be forked.
-    public func fork() -> KVCache {
+    public func fork() -> KVCache { gather(Array(0..<batch), capacity: capacity) }
+
+    /// An independent cache of `capacity` positions whose sequence i holds what sequence
+    /// sources[i] of this one holds: each context copied once for every continuation that will
+    /// continue it (the choices of a batch of items). On the host only, as fork().
+    public func gather(_ sources: [Int], capacity: Int) -> KVCache {
         precondition(device == nil, "a KV cache on the GPU cannot be forked")
-        let copy = KVCache(config: config, batch: batch, capacity: capacity)
+        precondition(capacity >= length && sources.allSatisfy { (0..<batch).contains($0) }, "a gathered cache holds the positions of existing sequences")
+        let copy = KVCache(config: config, batch: sources.count, capacity: capacity)
         copy.length = length
-        copy.history = history
+        copy.history = history.isEmpty ? [] : sources.map { history[$0] }
         if let host {
             let width = config.kvHeadCount * config.headDim
             let made = copy.hostTensors()
-            for b in 0..<batch {
+            for (i, b) in sources.enumerated() {
                 for l in 0..<config.layerCount {
-                    made.keys[b][l].pointer.update(from: host.keys[b][l].pointer, count: length * width)
-                    made.values[b][l].pointer.update(from: host.values[b][l].pointer, count: length * width)
+                    made.keys[i][l].pointer.update(from: host.keys[b][l].pointer, count: length * width)
+                    made.values[i][l].pointer.update(from: host.values[b][l].pointer, count: length * width)
                 }
             }
         }
@@ -206,17 +215,17 @@ public final class LlamaModel: @unchecked Sendable {
         return out
     }
 
-    func hostHiddenStates(_ tokens: [[Int]], cache: KVCache?, observer: (any ForwardObserver)? = nil) -> Tensor {
-        let batch = tokens.count, length = tokens.first?.count ?? 0
-        precondition(tokens.allSatisfy { $0.count == length }, "sequences in a batch must have equal length")
-        let start = cache?.length ?? 0
+    /// `starts` nil: equal-length sequences, all after the cache's positions, as [batch·length]
+    /// rows; given: sequences of any lengths, each after its own number of cached positions, packed.
+    func hostHiddenStates(_ tokens: [[Int]], cache: KVCache?, starts: [Int]? = nil, observer: (any ForwardObserver)? = nil) -> Tensor {
+        let lengths = tokens.map(\.count)
+        precondition(starts != nil || Set(lengths).count <= 1, "sequences in a batch must have equal length")
+        let layout = PassLayout(lengths: lengths, starts: starts ?? Array(repeating: cache?.length ?? 0, count: tokens.count))
         var x = embedRows(tokens)
-        rope.ensure(positions: start + length)
         for l in layers.indices {
-            let kernels = HostBlockKernels(model: self, layer: l, batch: batch, length: length, start: start, cache: cache, observer: observer)
-            x = llamaBlock(kernels, x)
+            x = llamaBlock(HostBlockKernels(model: self, layer: l, layout: layout, cache: cache, observer: observer), x)
         }
-        cache?.advance(by: length)
+        cache?.extend(to: layout.positions)
         return rmsNorm(x, norm, eps: config.rmsNormEps)
     }
 
@@ -244,22 +253,25 @@ extension LlamaModel {
 let attentionQueryBlock = 64
 
 extension LlamaModel {
-    /// softmax(Q·Kᵀ/√d + causal mask)·V for every head: q [batch·length, heads·headDim]; keys and
-    /// values per sequence [≥ start+length, kvHeads·headDim]; row t of sequence b is position start + t.
-    func causalAttention(q: Tensor, keys: [Tensor], values: [Tensor], batch: Int, length: Int, start: Int) -> Tensor {
+    /// softmax(Q·Kᵀ/√d + causal mask)·V for every head: q [rows, heads·headDim] laid out by
+    /// `layout`; keys and values per sequence [≥ starts[b]+lengths[b], kvHeads·headDim]; row t of
+    /// sequence b is position starts[b] + t.
+    func causalAttention(q: Tensor, keys: [Tensor], values: [Tensor], layout: PassLayout) -> Tensor {
         let hd = config.headDim, nh = config.headCount, group = nh / config.kvHeadCount
-        let out = Tensor(zeros: [batch * length, nh * hd])
+        let out = Tensor(zeros: [layout.rows, nh * hd])
         let scale = 1 / Float(hd).squareRoot()
-        let qb = attentionQueryBlock
+        let qb = attentionQueryBlock, jobs = layout.batch * nh
+        let scoreCount = min(layout.lengths.max() ?? 0, qb) * layout.positions
         // Decoding (a single query row) is too little work per head to hand to other threads.
-        Parallel.forEach(batch * nh, minChunk: length == 1 ? batch * nh : 1) { range in
-            let scores = Tensor(uninitialized: [min(length, qb) * (start + length)])
+        Parallel.forEach(jobs, minChunk: layout.rows == layout.batch ? jobs : 1) { range in
+            let scores = Tensor(uninitialized: [scoreCount])
             for job in range {
                 let b = job / nh, head = job % nh, kvHead = head / group
+                let start = layout.starts[b], length = layout.lengths[b], first = layout.offsets[b]
                 let cols = (head * hd)..<((head + 1) * hd), kvCols = (kvHead * hd)..<((kvHead + 1) * hd)
                 for r0 in stride(from: 0, to: length, by: qb) {
                     let r1 = min(length, r0 + qb), visible = start + r1
-                    let rows = (b * length + r0)..<(b * length + r1)
+                    let rows = (first + r0)..<(first + r1)
                     let p = MatrixRef(base: scores.pointer, rows: r1 - r0, cols: visible, ld: visible)
                     attentionProbabilities(q.block(rows: rows, cols: cols), keys[b].block(rows: 0..<visible, cols: kvCols),
                                            into: p, firstPosition: start + r0, scale: scale)

@@ -142,7 +142,7 @@ extension LlamaModel {
         }
         var out = [Double](repeating: 0, count: rows.count)
         let vocab = config.vocabSize
-        let chunk = 128
+        let chunk = logitsRowsPerChunk
         var r = rows.lowerBound
         while r < rows.upperBound {
             let r1 = min(rows.upperBound, r + chunk)

@@ -54,14 +54,19 @@ final class RotaryTable: @unchecked Sendable {
     /// Rotates every head of x [batch·length, heads·headDim] in place; row t of sequence b is position start + t.
     /// `inverse` rotates the other way: the rotation's transpose, which is its backward pass.
     func apply(_ x: Tensor, heads: Int, headDim: Int, batch: Int, length: Int, start: Int, inverse: Bool = false) {
+        apply(x, heads: heads, headDim: headDim, layout: .uniform(batch: batch, length: length, start: start), inverse: inverse)
+    }
+
+    /// As above for sequences laid out by `layout`: row t of sequence b is position starts[b] + t.
+    func apply(_ x: Tensor, heads: Int, headDim: Int, layout: PassLayout, inverse: Bool = false) {
         let sign: Float = inverse ? -1 : 1
         let width = heads * headDim
         cos.withUnsafeBufferPointer { cp in
             sin.withUnsafeBufferPointer { sp in
-                for b in 0..<batch {
-                    for t in 0..<length {
-                        let row = x.pointer + (b * length + t) * width
-                        let c = cp.baseAddress! + (start + t) * half, s = sp.baseAddress! + (start + t) * half
+                for b in 0..<layout.batch {
+                    for t in 0..<layout.lengths[b] {
+                        let row = x.pointer + (layout.offsets[b] + t) * width, position = layout.starts[b] + t
+                        let c = cp.baseAddress! + position * half, s = sp.baseAddress! + position * half
                         for h in 0..<heads {
                             let v = row + h * headDim
                             for i in 0..<half {

@@ -155,14 +155,13 @@ extension LlamaModel {
         return headLoss(hidden, objective: objective, dHidden: nil, gradients: nil, rng: &rng)
     }
 
+    /// Embedding rows of the sequences one after another ([batch·length] for equal lengths).
     func embedRows(_ tokens: [[Int]]) -> Tensor {
-        let h = config.hiddenSize, length = tokens.first?.count ?? 0
-        let x = Tensor(zeros: [tokens.count * length, h])
-        for (b, seq) in tokens.enumerated() {
-            for (t, id) in seq.enumerated() {
-                precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
-                embed.weightRow(id, into: x.pointer + (b * length + t) * h)
-            }
+        let h = config.hiddenSize
+        let x = Tensor(zeros: [tokens.reduce(0) { $0 + $1.count }, h])
+        for (row, id) in tokens.joined().enumerated() {
+            precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
+            embed.weightRow(id, into: x.pointer + row * h)
         }
         return x
     }
@@ -206,7 +205,7 @@ extension LlamaModel {
 
     /// Block l's forward with its tape: the same llamaBlock inference runs, recording.
     func blockForward(_ l: Int, _ x0: Tensor, batch: Int, length: Int, rng: inout SeededGenerator) -> (Tensor, BlockTape) {
-        let kernels = HostBlockKernels(model: self, layer: l, batch: batch, length: length, recordingWith: rng)
+        let kernels = HostBlockKernels(model: self, layer: l, layout: .uniform(batch: batch, length: length), recordingWith: rng)
         let out = llamaBlock(kernels, x0)
         rng = kernels.rng
         return (out, kernels.tape())

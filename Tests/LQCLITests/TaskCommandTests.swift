@@ -18,6 +18,29 @@ struct TaskCommandTests {
         }
     }
 
+    /// --batch sets how many items share a pass, never the scores (arc_challenge holds exact ties).
+    @Test(builtBinary)
+    func batchDoesNotChangeTheScores() throws {
+        let expected = try CLI.jsonFile(Self.tasks + "/expected-mha.json")["tasks"] as! [String: [String: Any]]
+        for task in ["arc_challenge", "winogrande"] {
+            for batch in ["1", "3"] {
+                let out = try CLI.json(try CLI.succeed(["eval", "--model", CLI.model, "--task", task, "--data", Self.tasks + "/\(task).jsonl",
+                                                        "--batch", batch, "--json"]))
+                #expect(out["acc"] as? Double == expected[task]!["acc"] as? Double, "\(task), --batch \(batch): \(out)")
+                #expect((out["acc_norm"] as? Double) == (expected[task]!["acc_norm"] as? Double), "\(task), --batch \(batch): acc_norm")
+            }
+        }
+        let refused: [([String], String)] = [
+            (["--task", "piqa", "--data", Self.tasks + "/piqa.jsonl", "--batch", "0"], "--batch must be at least 1"),
+            (["--task", "cot-faithfulness", "--data", CLI.root + "/data/cot/gsm8k-sample.jsonl", "--batch", "2"],
+             "--batch does not apply to --task cot-faithfulness"),
+        ]
+        for (args, message) in refused {
+            let r = try CLI.run(["eval", "--model", CLI.model] + args)
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+    }
+
     @Test(builtBinary)
     func badTaskInputIsRefusedByName() throws {
         let dir = TemporaryDirectory()

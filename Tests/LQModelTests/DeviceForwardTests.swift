@@ -194,6 +194,16 @@ struct DeviceForwardTests {
         #expect(worst < 1e-6, "largest relative difference of a token's log-likelihood: \(worst)")
     }
 
+    /// Zero-shot scoring with the pass on the device, whose caches cannot be forked: every request
+    /// runs whole, padded in one batch, and equals the CPU's run of each request alone.
+    @Test func multipleChoiceOnTheDeviceEqualsEachRequestAloneOnTheCPU() throws {
+        let dir = LlamaTests.dir + "/gqa_llama3"
+        let model = try Self.onDevice(try LlamaModel(directory: dir))
+        #expect(!model.forksCaches)
+        try BatchedScoringTests.checkMixedGroups(model, window: 32, oracle: try LlamaModel(directory: dir))
+        #expect(model.deviceForward != nil, "the device pass fell back to the CPU")
+    }
+
     /// A GPU failure mid-way through decoding: the model says so once, refills its cache on the CPU
     /// from the tokens seen and goes on with the same logits.
     @Test func aFailingDeviceFallsBackToTheCPUWithoutLosingTheSequence() throws {

@@ -30,122 +30,145 @@ public enum HarnessScoring {
     }
 }
 
+/// Continuations scored against one context: the choices of an item that share it, or one of
+/// winogrande's options (there the context changes with the option and the continuation is shared).
+public struct ScoringGroup: Sendable, Equatable {
+    public let context: [Int]
+    public let continuations: [[Int]]
+
+    public init(context: [Int], continuations: [[Int]]) {
+        self.context = context
+        self.continuations = continuations
+    }
+}
+
 extension CausalLM {
-    /// Scores continuations that share one context, within a window of `window` tokens: the input
-    /// is (context + continuation)'s last window + 1 tokens without the final one, as the harness
-    /// truncates. When every request fits the window whole, the context runs once into a KV cache
-    /// that each continuation forks; otherwise each request runs on its own.
-    public func logLikelihoods(context: [Int], continuations: [[Int]], window: Int) throws -> [LogLikelihood] {
-        for (k, c) in continuations.enumerated() {
-            if c.isEmpty { throw TaskError.emptyContinuation(item: k) }
-            if c.count > window { throw TaskError.contextTooLong(item: k, tokens: c.count, window: window) }
-        }
-        let fits = continuations.allSatisfy { context.count + $0.count <= window + 1 } && !context.isEmpty
-        guard fits, forksCaches else {
-            return continuations.map { c in
-                let input = Array((context + c).suffix(window + 1).dropLast())
-                let hidden = hiddenStates([input], cache: nil)
-                return score(hidden, rows: (input.count - c.count)..<input.count, targets: c)
-            }
-        }
-        let cache = makeCache(batch: 1, capacity: context.count + (continuations.map(\.count).max() ?? 1))
-        let prompt = hiddenStates([context], cache: cache)
-        let last = prompt.rows((context.count - 1)..<context.count).copy()
-        return continuations.map { c in
-            // The context's last position predicts the first token; the continuation's own positions the rest.
-            let rest = c.count > 1 ? hiddenStates([Array(c.dropLast())], cache: cache.fork()) : nil
-            let hidden = Tensor(uninitialized: [c.count, hiddenSize])
-            hidden.pointer.update(from: last.pointer, count: hiddenSize)
-            if let rest { (hidden.pointer + hiddenSize).update(from: rest.pointer, count: rest.count) }
-            return score(hidden, rows: 0..<c.count, targets: c)
-        }
-    }
-
-    /// Σ log softmax(logits)[target] over `rows` of the hidden states, and whether each target is the argmax.
-    func score(_ hidden: Tensor, rows: Range<Int>, targets: [Int]) -> LogLikelihood {
-        let logits = self.logits(hidden.rows(rows).copy())
-        let vocab = vocabularySize
-        var sum = 0.0, greedy = true
-        for (i, t) in targets.enumerated() {
-            let row = logits.pointer + i * vocab
-            sum += Double(row[t]) - lq_logsumexp(row, Int64(vocab))
-            var best = 0
-            for j in 1..<vocab where row[j] > row[best] { best = j }
-            if best != t { greedy = false }
-        }
-        return LogLikelihood(value: sum, isGreedy: greedy)
-    }
-}
-
-/// A task's accuracy as the harness reports it: the mean of 0/1 per item and its standard error
-/// (sample standard deviation / √n).
-public struct TaskScore: Sendable, Codable, Equatable {
-    public let task: String
-    public let items: Int
-    public let acc: Double
-    public let accStderr: Double
-    public let accNorm: Double?
-    public let accNormStderr: Double?
-    public let seconds: Double
-    public let itemsPerSecond: Double
-
-    enum CodingKeys: String, CodingKey {
-        case task, items, acc, seconds
-        case accStderr = "acc_stderr", accNorm = "acc_norm", accNormStderr = "acc_norm_stderr", itemsPerSecond = "items_per_second"
-    }
-
-    /// The mean and its standard error of 0/1 outcomes.
-    static func meanAndStderr(_ x: [Double]) -> (Double, Double) {
-        let n = Double(x.count), mean = x.reduce(0, +) / n
-        guard x.count > 1 else { return (mean, .nan) }
-        let variance = x.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)
-        return (mean, (variance / n).squareRoot())
-    }
-}
-
-/// One item's outcome: the choices' log-likelihoods and what acc and acc_norm picked.
-public struct ItemScore: Sendable, Equatable {
-    public let logLikelihoods: [LogLikelihood]
-    public let prediction: Int
-    public let normalizedPrediction: Int
-    public let gold: Int
-}
-
-extension MultipleChoiceTask {
-    /// Scores every item: acc = argmax of the summed log-likelihoods, acc_norm = argmax of the sums
-    /// divided by each choice's length in characters (the first maximum on ties, as numpy's argmax).
-    public func evaluate(_ items: [MultipleChoiceItem], model: some CausalLM, tokenizer: any Tokenizer, prefixToken: Int, window: Int,
-                         progress: (Int) -> Void = { _ in }) throws -> (score: TaskScore, items: [ItemScore]) {
-        let start = Date()
-        var out: [ItemScore] = []
-        for (i, item) in items.enumerated() {
-            let encoded = try item.requests.map { try HarnessScoring.encode(context: $0.context, continuation: $0.continuation, tokenizer: tokenizer, prefixToken: prefixToken) }
-            var lls: [LogLikelihood] = []
-            // Requests sharing a context (all but winogrande's) are scored together.
-            var k = 0
-            while k < encoded.count {
-                var group = [encoded[k].continuation]
-                var j = k + 1
-                while j < encoded.count && encoded[j].context == encoded[k].context { group.append(encoded[j].continuation); j += 1 }
-                do { lls += try model.logLikelihoods(context: encoded[k].context, continuations: group, window: window) } catch let TaskError.contextTooLong(_, tokens, w) {
-                    throw TaskError.contextTooLong(item: i, tokens: tokens, window: w)
-                } catch TaskError.emptyContinuation {
-                    throw TaskError.emptyContinuation(item: i)
+    /// Every group's continuations scored within a window of `window` tokens, in at most three
+    /// passes. A request's input is (context + continuation)'s last window + 1 tokens without the
+    /// final one, as the harness truncates. Requests that fit the window whole share their
+    /// context's pass: the contexts, packed, fill a KV cache, and every continuation continues its
+    /// own copy of its context in a second packed pass. The rest (every request where the cache
+    /// cannot be forked) run whole in a third, padded on the right, after their last real token,
+    /// where causal attention keeps the padding from every real position. The results are those of
+    /// one request at a time, to float rounding. A request that occurs twice is scored once:
+    /// different rows of one product may round differently, and equal requests must tie exactly
+    /// (argmax takes the first of equals). Errors name the group.
+    public func logLikelihoods(_ groups: [ScoringGroup], window: Int) throws -> [[LogLikelihood]] {
+        var requests: [Request] = [], known: [Request: Int] = [:], requestOf: [[Int]] = []
+        for (g, group) in groups.enumerated() {
+            precondition(!group.context.isEmpty, "a request needs a context token to predict its first token")
+            requestOf.append([])
+            for c in group.continuations {
+                if c.isEmpty { throw TaskError.emptyContinuation(item: g) }
+                if c.count > window { throw TaskError.contextTooLong(item: g, tokens: c.count, window: window) }
+                let request = Request(context: group.context, continuation: c)
+                if known[request] == nil {
+                    known[request] = requests.count
+                    requests.append(request)
                 }
-                k = j
+                requestOf[g].append(known[request]!)
             }
-            let values = lls.map(\.value)
-            let pred = values.indices.max { values[$0] < values[$1] || (values[$0] == values[$1] && $0 > $1) }!
-            let normalized = zip(values, item.lengths).map { $0 / Double($1) }
-            let predNorm = normalized.indices.max { normalized[$0] < normalized[$1] || (normalized[$0] == normalized[$1] && $0 > $1) }!
-            out.append(ItemScore(logLikelihoods: lls, prediction: pred, normalizedPrediction: predNorm, gold: item.gold))
-            progress(i + 1)
         }
-        let (acc, accErr) = TaskScore.meanAndStderr(out.map { $0.prediction == $0.gold ? 1 : 0 })
-        let (norm, normErr) = TaskScore.meanAndStderr(out.map { $0.normalizedPrediction == $0.gold ? 1 : 0 })
-        let seconds = Date().timeIntervalSince(start)
-        return (TaskScore(task: rawValue, items: out.count, acc: acc, accStderr: accErr, accNorm: hasNormalizedAccuracy ? norm : nil,
-                          accNormStderr: hasNormalizedAccuracy ? normErr : nil, seconds: seconds,
-                          itemsPerSecond: Double(out.count) / max(seconds, 1e-9)), out)
+        let fits = requests.map { forksCaches && $0.context.count + $0.continuation.count <= window + 1 }
+        let shares = requests.indices.filter { fits[$0] }, alone = requests.indices.filter { !fits[$0] }
+        var passes: [Tensor] = [], predictions: [Prediction] = []
+        if !shares.isEmpty { scoreSharingContexts(shares, of: requests, passes: &passes, predictions: &predictions) }
+        if !alone.isEmpty { scoreWhole(alone, of: requests, window: window, passes: &passes, predictions: &predictions) }
+        let scored = score(predictions, in: passes, requests: requests.count)
+        return requestOf.map { $0.map { scored[$0] } }
     }
+
+    /// The contexts of `shares` once each, as one pass into a cache; then every continuation but
+    /// its last token, continuing a copy of its context, as a second. Both packed, without padding.
+    private func scoreSharingContexts(_ shares: [Int], of requests: [Request], passes: inout [Tensor], predictions: inout [Prediction]) {
+        var slot: [[Int]: Int] = [:], contexts: [[Int]] = []
+        for r in shares where slot[requests[r].context] == nil {
+            slot[requests[r].context] = contexts.count
+            contexts.append(requests[r].context)
+        }
+        let cache = makeCache(batch: contexts.count, capacity: contexts.map(\.count).max()!)
+        let contextRows = PassLayout(lengths: contexts.map(\.count), starts: contexts.map { _ in 0 }).offsets
+        let contextPass = passes.count, restPass = passes.count + 1
+        passes.append(hiddenStates(contexts, cache: cache, continuingAfter: contexts.map { _ in 0 }))
+        let continued = shares.filter { requests[$0].continuation.count > 1 }
+        if !continued.isEmpty {
+            let rests = continued.map { Array(requests[$0].continuation.dropLast()) }, starts = continued.map { requests[$0].context.count }
+            let capacity = max(cache.length, zip(starts, rests).map { $0 + $1.count }.max()!)
+            let copies = cache.gather(continued.map { slot[requests[$0].context]! }, capacity: capacity)
+            passes.append(hiddenStates(rests, cache: copies, continuingAfter: starts))
+        }
+        let restRows = Dictionary(uniqueKeysWithValues: zip(continued, PassLayout(lengths: continued.map { requests[$0].continuation.count - 1 },
+                                                                                  starts: continued.map { _ in 0 }).offsets))
+        // The context's last position predicts the first token; the continuation's own positions the rest.
+        for r in shares {
+            let request = requests[r]
+            let last = contextRows[slot[request.context]!] + request.context.count - 1
+            for (i, target) in request.continuation.enumerated() {
+                predictions.append(i == 0 ? Prediction(pass: contextPass, row: last, target: target, request: r)
+                                          : Prediction(pass: restPass, row: restRows[r]! + i - 1, target: target, request: r))
+            }
+        }
+    }
+
+    /// Each of `alone` as its own sequence without a cache (left-truncated to the window), as one batch.
+    private func scoreWhole(_ alone: [Int], of requests: [Request], window: Int, passes: inout [Tensor], predictions: inout [Prediction]) {
+        let inputs = alone.map { Array((requests[$0].context + requests[$0].continuation).suffix(window + 1).dropLast()) }
+        let length = inputs.map(\.count).max()!
+        passes.append(hiddenStates(padded(inputs, to: length), cache: nil))
+        for (b, (r, input)) in zip(alone, inputs).enumerated() {
+            let c = requests[r].continuation
+            for (i, target) in c.enumerated() {
+                predictions.append(Prediction(pass: passes.count - 1, row: b * length + input.count - c.count + i, target: target, request: r))
+            }
+        }
+    }
+
+    /// log p(target) and whether it is the argmax, for every prediction, summed per request in
+    /// token order; the logits of at most logitsRowsPerChunk rows exist at once.
+    private func score(_ predictions: [Prediction], in passes: [Tensor], requests: Int) -> [LogLikelihood] {
+        let h = hiddenSize, vocab = vocabularySize
+        var logp = [Double](repeating: 0, count: predictions.count), greedy = [Bool](repeating: false, count: predictions.count)
+        for c0 in stride(from: 0, to: predictions.count, by: logitsRowsPerChunk) {
+            let chunk = predictions[c0..<min(predictions.count, c0 + logitsRowsPerChunk)]
+            let hidden = Tensor(uninitialized: [chunk.count, h])
+            for (i, p) in chunk.enumerated() { (hidden.pointer + i * h).update(from: passes[p.pass].pointer + p.row * h, count: h) }
+            let logits = self.logits(hidden)
+            logp.withUnsafeMutableBufferPointer { lp in
+                greedy.withUnsafeMutableBufferPointer { gr in
+                    Parallel.forEach(chunk.count, minChunk: 8) { range in
+                        for i in range {
+                            let row = logits.pointer + i * vocab, target = chunk[c0 + i].target
+                            lp[c0 + i] = Double(row[target]) - lq_logsumexp(row, Int64(vocab))
+                            var best = 0
+                            for j in 1..<vocab where row[j] > row[best] { best = j }
+                            gr[c0 + i] = best == target
+                        }
+                    }
+                }
+            }
+        }
+        var sums = [Double](repeating: 0, count: requests), allGreedy = [Bool](repeating: true, count: requests)
+        for (p, (value, isBest)) in zip(predictions, zip(logp, greedy)) {
+            sums[p.request] += value
+            allGreedy[p.request] = allGreedy[p.request] && isBest
+        }
+        return zip(sums, allGreedy).map { LogLikelihood(value: $0, isGreedy: $1) }
+    }
+
+    /// Sequences of at most `length` tokens padded on the right to it; the padding id is any valid one.
+    private func padded(_ sequences: [[Int]], to length: Int) -> [[Int]] {
+        sequences.map { $0 + Array(repeating: 0, count: length - $0.count) }
+    }
+}
+
+/// One (context, continuation) request.
+private struct Request: Hashable {
+    let context: [Int], continuation: [Int]
+}
+
+/// A continuation token to score: which pass's hidden row predicts it.
+private struct Prediction {
+    let pass: Int, row: Int
+    let target: Int
+    let request: Int
 }
