@@ -139,7 +139,7 @@ struct Finetune: ParsableCommand {
         if let bits = c.l4qBits {
             lines.append("L4Q: LoRA through a learned \(bits)-bit quantizer, groups of \(c.l4qGroupSize == 0 ? "a whole row" : String(c.l4qGroupSize))"
                          + (c.l4qWarmupSteps > 0 ? ", quantizer off for the first \(c.l4qWarmupSteps) steps" : "")
-                         + (c.l4qFormat == .gptq ? "; written in AutoGPTQ's layout (zero points rounded to integers)" : ""))
+                         + (c.l4qFormat == .gptq ? "; integer zero points, written in AutoGPTQ's layout" : ""))
         }
         if let teacher = c.teacher {
             lines.append("distilling from \(teacher): loss = \(c.klWeight)·KL(teacher‖student)/sequence + \(c.ceWeight)·CE/token")
@@ -151,10 +151,11 @@ struct Finetune: ParsableCommand {
 }
 
 extension Finetune {
-    /// The one line l4q.format gptq ends with: how far rounding the zero points moved the weights.
+    /// The one line l4q.format gptq ends with: how far storing the zero points as integers moved the
+    /// weights from what lqlora's layout would store (0 when training kept them integers).
     static func summary(_ r: ZeroPointRounding) -> String {
         let clamped = r.clampedZeros == 0 ? "" : ", \(r.clampedZeros) of \(r.zeroPoints) clamped into \(r.allowed.lowerBound)...\(r.allowed.upperBound)"
-        return String(format: "gptq layout: zero points rounded to integers%@; dequantized weights moved by RMS %.3g, max %.3g (relative %.3g) from the lqlora layout's (fractional zero points)",
+        return String(format: "gptq layout: integer zero points%@; dequantized weights moved by RMS %.3g, max %.3g (relative %.3g) from the trained model as the lqlora layout stores it",
                       clamped, r.change.rms, r.change.maxAbs, r.change.relative)
     }
 

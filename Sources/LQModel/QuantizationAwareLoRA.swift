@@ -18,24 +18,51 @@ public protocol TrainableLinear: LinearOperator {
 /// and Q_n or Q_p outside, ∂W_q/∂b = 0 inside and 1 outside, with s and b's gradients scaled by LSQ's
 /// g = 1/√(group·Q_p). The result is one quantized matrix (`quantization()`), no adapter left.
 /// Memory: W0 stays in its stored form; W' and W_q exist for one layer at a time.
+///
+/// With `integerZeros` (a layout whose zero points are integers, l4q.format gptq: AutoGPTQ's v1
+/// stores 1...maxq) the offset is b̃ = −s·z̃ through an integer zero point, so that the layer
+/// computes exactly what that layout stores. The learned parameters are s and a real zero point z
+/// (in codes, not b; saved as l4q_zero), and with maxq = 2^bits − 1, ŝ = fp16(s) (the stored scale):
+///   u = W'/s,  z̃ = clamp(round(z), z_min, z_max),  k = clamp(round(u) + z̃, 0, maxq),
+///   W_q = ŝ·(k − z̃)   (= ŝ·round(u) while round(u) + z̃ is in 0...maxq)
+/// Codes are chosen with s as `quantize --method rtn` chooses them; the value uses ŝ, so the
+/// model written is this one bit for bit. Gradients pass straight through round and ŝ (∂ŝ/∂s = 1,
+/// ∂round(x)/∂x = 1, ∂z̃/∂z = 1 where z_min ≤ round(z) ≤ z_max and 0 where clamped), and s's
+/// carries the b̃ = −s·z̃ dependency (v = u + z̃ gives round(v) − v = round(u) − u):
+///   inside (0 ≤ round(u) + z̃ ≤ maxq): ∂W_q/∂W' = 1, ∂W_q/∂s = round(u) − u, ∂W_q/∂z = 0;
+///   outside (k = Q, 0 or maxq):        ∂W_q/∂W' = 0, ∂W_q/∂s = Q − z̃,      ∂W_q/∂z = −s·∂z̃/∂z;
+/// s and z's gradients scaled by the same g. They start from `quantize --method rtn --asym`'s
+/// min–max of each group (UniformQuantizer: the range includes 0), z clamped into the layout's
+/// range, so at B = 0 the layer is that round-to-nearest model.
 public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
     public let base: any LinearOperator
     public private(set) var a: Tensor, b: Tensor
-    /// [out, groups] each.
+    /// [out, groups] each: s, and b (LSQ+) or, with `integerZeros`, the real zero point z.
     public private(set) var step: Tensor, offset: Tensor
     public let scale: Float
     public let bits: Int, groupSize: Int
+    /// The zero points the target layout stores (nil: LSQ+'s real offset b, lqlora's fp16 zeros).
+    public let integerZeros: ClosedRange<Int>?
+    /// With `integerZeros`: the value uses fp16(s), the scale the layout stores (false: s itself,
+    /// where a test needs W_q smooth in s).
+    public let halfSteps: Bool
     /// False while warming up: the layer computes with W' unquantized (plain LoRA on W0).
     public var quantizing = true
 
     var qn: Float { -Float(1 << (bits - 1)) }
     var qp: Float { Float((1 << (bits - 1)) - 1) }
     var groups: Int { (inFeatures + groupSize - 1) / groupSize }
+    var maxq: Float { Float((1 << bits) - 1) }
 
     /// s and b from each group's min–max of W0 (B = 0 makes this the round-to-nearest model):
-    /// s = (max − min)/(2^bits − 1), b = min − s·Q_n; a constant group gets s = 1.
-    public init(base: any LinearOperator, a: Tensor, b: Tensor, scale: Float, bits: Int, groupSize: Int) {
+    /// s = (max − min)/(2^bits − 1), b = min − s·Q_n; a constant group gets s = 1. With
+    /// `integerZeros`: s and z as UniformQuantizer's asymmetric min–max gives them (RTN's), z clamped
+    /// into `integerZeros`.
+    public init(base: any LinearOperator, a: Tensor, b: Tensor, scale: Float, bits: Int, groupSize: Int,
+                integerZeros: ClosedRange<Int>? = nil, halfSteps: Bool = true) {
         precondition([2, 3, 4, 8].contains(bits), "L4Q takes 2, 3, 4 or 8 bits (the uniform storage's widths)")
+        precondition(integerZeros.map { $0.lowerBound >= 0 && $0.upperBound <= (1 << bits) - 1 } ?? true,
+                     "integer zero points \(integerZeros!) outside the \(bits)-bit codes")
         LoRALinear.checkShapes(a: a, b: b, base: base)
         self.base = base
         self.a = a
@@ -43,19 +70,50 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
         self.scale = scale
         self.bits = bits
         self.groupSize = min(groupSize, base.inFeatures)
+        self.integerZeros = integerZeros
+        self.halfSteps = halfSteps
         let out = base.outFeatures, cols = base.inFeatures, g = (cols + self.groupSize - 1) / self.groupSize
         step = Tensor(zeros: [out, g])
         offset = Tensor(zeros: [out, g])
         let row = Tensor(uninitialized: [cols]), levels = Float((1 << bits) - 1), qn = -Float(1 << (bits - 1))
+        let rtn = UniformQuantizer(bits: bits, symmetric: false)
         for i in 0..<out {
             base.weightRow(i, into: row.pointer)
             for k in 0..<g {
                 let span = (k * self.groupSize)..<min(cols, (k + 1) * self.groupSize)
                 var lo = Float.infinity, hi = -Float.infinity
                 for j in span { lo = min(lo, row.pointer[j]); hi = max(hi, row.pointer[j]) }
+                if let zeros = integerZeros {
+                    let (s, z) = rtn.parameters(min: lo, max: hi)
+                    step.pointer[i * g + k] = s
+                    offset.pointer[i * g + k] = min(max(z, Float(zeros.lowerBound)), Float(zeros.upperBound))
+                    continue
+                }
                 let s = hi > lo ? (hi - lo) / levels : 1
                 step.pointer[i * g + k] = s
                 offset.pointer[i * g + k] = lo - s * qn
+            }
+        }
+    }
+
+    /// With `integerZeros`, group `k` (of step and offset's [out, groups]): s, the value's ŝ, z̃,
+    /// and ∂z̃/∂z (1 where round(z) is storable, 0 where clamped).
+    @inline(__always)
+    func integerGrid(_ k: Int) -> (s: Float, value: Float, zero: Float, zeroPasses: Float) {
+        let zeros = integerZeros!, s = step.pointer[k], z = offset.pointer[k].rounded(.toNearestOrEven)
+        let lo = Float(zeros.lowerBound), hi = Float(zeros.upperBound)
+        return (s, halfSteps ? Float(Float16(s)) : s, min(max(z, lo), hi), z >= lo && z <= hi ? 1 : 0)
+    }
+
+    /// With `integerZeros`: W' quantized in place, one row (`out` [inFeatures], row `i`).
+    @inline(__always)
+    func quantizeIntegerRow(_ i: Int, _ out: UnsafeMutablePointer<Float>) {
+        let g = groups, top = maxq
+        for k in 0..<g {
+            let (s, value, zero, _) = integerGrid(i * g + k)
+            for j in (k * groupSize)..<min(inFeatures, (k + 1) * groupSize) {
+                let code = min(max((out[j] / s).rounded(.toNearestOrEven) + zero, 0), top)
+                out[j] = value * (code - zero)
             }
         }
     }
@@ -66,7 +124,7 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
     public var bias: Tensor? { base.bias }
 
     public var parameters: [(suffix: String, value: Tensor)] {
-        [("lora_A.weight", a), ("lora_B.weight", b), ("l4q_step", step), ("l4q_offset", offset)]
+        [("lora_A.weight", a), ("lora_B.weight", b), ("l4q_step", step), (integerZeros == nil ? "l4q_offset" : "l4q_zero", offset)]
     }
 
     public func rebind(_ values: [Tensor]) {
@@ -86,6 +144,12 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
         let w = adaptedWeight()
         guard quantizing else { return w }
         let cols = inFeatures, g = groups, lo = qn, hi = qp
+        if integerZeros != nil {
+            Parallel.forEach(outFeatures, minChunk: 16) { rows in
+                for i in rows { self.quantizeIntegerRow(i, w.pointer + i * cols) }
+            }
+            return w
+        }
         Parallel.forEach(outFeatures, minChunk: 16) { rows in
             for i in rows {
                 for j in 0..<cols {
@@ -116,6 +180,7 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
             for j in 0..<n { out[j] += c * a.pointer[k * n + j] }
         }
         guard quantizing else { return }
+        if integerZeros != nil { return quantizeIntegerRow(i, out) }
         for j in 0..<n {
             let s = step.pointer[i * g + j / groupSize], o = offset.pointer[i * g + j / groupSize]
             out[j] = s * min(max((out[j] - o) / s, qn), qp).rounded(.toNearestOrEven) + o
@@ -127,10 +192,34 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
         let gw = matmul(dy, transposeA: true, tape.input)  // ∂L/∂W_q = dyᵀ·x [out, in]
         let wq = Tensor(uninitialized: w.shape)
         let trained = gradients?.gradients(of: self)
-        let lo = qn, hi = qp, gradScale = 1 / (Float(groupSize) * qp).squareRoot()
+        let lo = qn, hi = qp, gradScale = 1 / (Float(groupSize) * qp).squareRoot(), top = maxq
         Parallel.forEach(outFeatures, minChunk: 16) { rows in
             for i in rows {
-                for k in 0..<g {
+                for k in 0..<g where self.integerZeros != nil {
+                    // The integer-zero grid (see the type's comment): u = W'/s, k = clamp(round(u) + z̃, 0, maxq).
+                    let (s, value, zero, zeroPasses) = self.quantizing ? self.integerGrid(i * g + k) : (1, 1, 0, 0)
+                    var ds: Float = 0, clamped: Float = 0
+                    for j in (k * self.groupSize)..<min(cols, (k + 1) * self.groupSize) {
+                        let e = i * cols + j, grad = gw.pointer[e]
+                        guard self.quantizing else { wq.pointer[e] = w.pointer[e]; continue }
+                        let u = w.pointer[e] / s, r = u.rounded(.toNearestOrEven), code = r + zero
+                        if code < 0 || code > top {
+                            let q: Float = code < 0 ? 0 : top
+                            wq.pointer[e] = value * (q - zero)
+                            ds += grad * (q - zero)
+                            clamped += grad
+                            gw.pointer[e] = 0  // no gradient reaches W' from a clamped value
+                        } else {
+                            wq.pointer[e] = value * (code - zero)
+                            ds += grad * (r - u)
+                        }
+                    }
+                    if let trained, self.quantizing {
+                        trained[2].pointer[i * g + k] += gradScale * ds
+                        trained[3].pointer[i * g + k] += gradScale * (-s * clamped) * zeroPasses
+                    }
+                }
+                for k in 0..<g where self.integerZeros == nil {
                     let s = self.step.pointer[i * g + k], o = self.offset.pointer[i * g + k]
                     var ds: Float = 0, db: Float = 0
                     for j in (k * self.groupSize)..<min(cols, (k + 1) * self.groupSize) {
@@ -166,12 +255,21 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
     /// The trained layer as integer codes in the uniform storage the GPTQ kernels run:
     /// code = round(clamp(v)) − Q_n ∈ [0, 2^bits − 1], W = scale·(code − zero) with scale = s and
     /// zero = −b/s − Q_n (a fractional zero point, which GPTQ's integer qzeros cannot hold).
+    /// With `integerZeros`: code = k, scale = s, zero = z̃ (an integer the layout stores), so that
+    /// with fp16 scales (`withHalfScales()`, as written) it is W_q exactly.
     public func quantization() -> UniformQuantization {
         let w = adaptedWeight(), rows = outFeatures, cols = inFeatures, g = groups
         var codes = [UInt8](repeating: 0, count: rows * cols)
         var scales = [Float](repeating: 0, count: g * rows), zeros = [Float](repeating: 0, count: g * rows)
         for i in 0..<rows {
-            for k in 0..<g {
+            for k in 0..<g where integerZeros != nil {
+                let (s, _, zero, _) = integerGrid(i * g + k)
+                (scales[k * rows + i], zeros[k * rows + i]) = (s, zero)
+                for j in (k * groupSize)..<min(cols, (k + 1) * groupSize) {
+                    codes[i * cols + j] = UInt8(min(max((w.pointer[i * cols + j] / s).rounded(.toNearestOrEven) + zero, 0), maxq))
+                }
+            }
+            for k in 0..<g where integerZeros == nil {
                 let s = step.pointer[i * g + k], o = offset.pointer[i * g + k]
                 scales[k * rows + i] = s
                 zeros[k * rows + i] = -o / s - qn
@@ -187,7 +285,8 @@ public final class QuantizationAwareLoRA: TrainableLinear, @unchecked Sendable {
 
     /// The trained layer as a checkpoint in `settings.layout` stores it: `quantization()` (lqlora's
     /// fp16 zero points), or (gptq) the nearest with integer zero points to that as lqlora would
-    /// read it back, with what the rounding did.
+    /// read it back, with what the rounding did: nothing (a change of 0) when the layer was trained
+    /// with `integerZeros` equal to `settings.storableZeros`.
     public func quantization(storedAs settings: GPTQFormat.Settings) -> (UniformQuantization, ZeroPointRounding?) {
         switch settings.layout {
         case .lqlora: return (quantization(), nil)

@@ -7,10 +7,19 @@ import LQTensor
 /// L4Q in the training loop (l4q.bits): every target projection of a dense base becomes a
 /// QuantizationAwareLoRA (A as PEFT initialises it, B zero: training starts at the min–max
 /// round-to-nearest model); the run ends with one uniform-integer model in output_dir/model.
+/// l4q.format gptq trains on that layout's integer zero points (QuantizationAwareLoRA's
+/// `integerZeros`), so the model written is the model trained.
 extension Trainer {
+    /// output_dir/model's layout for l4q.bits, l4q.group_size and l4q.format.
+    static func l4qLayout(_ config: TrainConfig) -> GPTQFormat.Settings {
+        GPTQFormat.Settings(bits: config.l4qBits!, groupSize: config.l4qGroupSize == 0 ? nil : config.l4qGroupSize, descAct: false,
+                            symmetric: false, layout: config.l4qFormat)
+    }
+
     /// Wraps the target projections; a base that is already quantized is refused by name.
     static func attachL4Q(to model: LlamaModel, config: TrainConfig, rng: inout SeededGenerator) throws -> AdapterParameters {
-        let bits = config.l4qBits!
+        let bits = config.l4qBits!, layout = l4qLayout(config)
+        let integerZeros = layout.layout == .gptq ? layout.storableZeros : nil
         let adapter = AdapterConfig(rank: config.rank, alpha: config.alpha, targetModules: config.targets, useRSLoRA: config.rsLoRA)
         for (i, layer) in model.layers.enumerated() {
             for (p, linear) in layer.linears where adapter.targets(p.module) {
@@ -26,7 +35,7 @@ extension Trainer {
                 let a = Tensor(zeros: [config.rank, linear.inFeatures])
                 for k in 0..<a.count { a.pointer[k] = (Float(rng.next() >> 40) * 0x1p-24 * 2 - 1) * bound }
                 layer[p] = QuantizationAwareLoRA(base: linear, a: a, b: Tensor(zeros: [linear.outFeatures, config.rank]), scale: adapter.scale,
-                                                 bits: bits, groupSize: group)
+                                                 bits: bits, groupSize: group, integerZeros: integerZeros)
             }
         }
         return AdapterParameters(model: model, config: adapter, dropout: 0)
@@ -46,16 +55,15 @@ extension Trainer {
 
     /// output_dir/model: the base's files with each trained projection as uniform codes and fp16
     /// scales, quant_report.json beside them; written under a temporary name and renamed. Zero points
-    /// in l4q.format's layout: fp16 fractional ones (lqlora), the trained model exactly; or AutoGPTQ's
-    /// integers (gptq), each the nearest to the fp16 one lqlora would store, with the weights'
-    /// change from that model in the report and `zeroPointRounding`.
+    /// in l4q.format's layout: fp16 fractional ones (lqlora), the trained model up to fp16; or AutoGPTQ's
+    /// integers (gptq), trained as such, with the weights' change from the model lqlora would store
+    /// (0: the rounding finds every zero point an integer already) in the report and `zeroPointRounding`.
     func writeQuantizedModel() throws -> String {
         let directory = config.outputDir + "/model", temp = directory + ".partial"
         let fm = FileManager.default
         try? fm.removeItem(atPath: temp)
         let checkpoint = try Checkpoint(path: config.model)
-        let group = config.l4qGroupSize == 0 ? nil : config.l4qGroupSize
-        let settings = GPTQFormat.Settings(bits: config.l4qBits!, groupSize: group, descAct: false, symmetric: false, layout: config.l4qFormat)
+        let settings = Self.l4qLayout(config), group = settings.groupSize
         var quantized: [String: UniformQuantization] = [:], rows: [[String: Any]] = []
         var parameters = 0, bits = 0.0, total = ZeroPointRounding(allowed: settings.storableZeros)
         for (site, layer) in quantizationAwareLayers {

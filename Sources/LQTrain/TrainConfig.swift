@@ -112,7 +112,7 @@ public struct TrainConfig: Equatable, Sendable {
         ConfigKey("l4q.bits", \.l4qBits, ConfigValue.int(2...8).optional, help: "L4Q: train LoRA through a learned uniform quantizer of 2, 3, 4 or 8 bits and write one quantized model (output_dir/model); null: plain LoRA"),
         ConfigKey("l4q.group_size", \.l4qGroupSize, .int(0...1_048_576), help: "L4Q: input columns per learned step and offset; 0: one per output row"),
         ConfigKey("l4q.warmup_steps", \.l4qWarmupSteps, .int(0...100_000_000), help: "L4Q: first steps train A, B against the unquantized W0 + s·B·A"),
-        ConfigKey("l4q.format", \.l4qFormat, .choice, help: "L4Q: output_dir/model's layout; lqlora: fp16 fractional zero points, the trained model exactly (lqlora loads it); gptq: AutoGPTQ's v1 layout (transformers loads it), zero points rounded to integers and the weights' change in quant_report.json"),
+        ConfigKey("l4q.format", \.l4qFormat, .choice, help: "L4Q: output_dir/model's layout; lqlora: fp16 fractional zero points, the trained model exactly (lqlora loads it); gptq: AutoGPTQ's v1 layout (transformers loads it), trained on its integer zero points so it too is the trained model exactly"),
         ConfigKey("qgalore.rank", \.qgalore.rank, .int(1...1_048_576), help: "galore, q-galore: rank of the gradient projection (below min(m, n) of every projection)"),
         ConfigKey("qgalore.update_proj_gap", \.qgalore.updateProjGap, .int(1...100_000_000), help: "galore, q-galore: steps between refreshes of a projection (an SVD of the gradient)"),
         ConfigKey("qgalore.scale", \.qgalore.scale, .number(0.0...1e6), help: "galore, q-galore: factor of the update projected back"),
