@@ -111,6 +111,8 @@ static inline float lane_total(float32x4_t lo, float32x4_t hi) {
         const int64_t bs = t->format.block_size, nb = cols / LQ_Q8_BLOCK, stride = lq_q8_row_bytes(cols);                 \
         const int8_t *xq = x->q + i0 * stride;                                                                            \
         const float *xd = x->d + i0 * nb;                                                                                 \
+        const int8_t *xq2 = x->q2 ? x->q2 + i0 * stride : NULL; /* the outliers' residual, if any */                       \
+        const float *xd2 = x->q2 ? x->d2 + i0 * nb : NULL;                                                                \
         lq_q8_row_walk walk = lq_q8_row_walk_start(r0 * cols, cols, bs);                                                       \
         for (int64_t r = r0; r < r1; r++) {                                                                               \
             const int64_t row = r * cols;                                                                                 \
@@ -135,6 +137,11 @@ static inline float lane_total(float32x4_t lo, float32x4_t hi) {
                     const int8_t *q = xq + i * stride + 64 * (j / 2) + 16 * half;                                         \
                     const int32x4_t sums = vaddq_s32(DOT(wa, vld1q_s8(q)), DOT(wb, vld1q_s8(q + 32)));                   \
                     acc[half][i] = vfmaq_f32(acc[half][i], vcvtq_f32_s32(sums), vmulq_n_f32(sw, xd[i * nb + j]));        \
+                    if (xd2 && xd2[i * nb + j] != 0.0f) { /* a flagged block: its residual's terms */                     \
+                        const int8_t *q2 = xq2 + i * stride + 64 * (j / 2) + 16 * half;                                   \
+                        const int32x4_t sums2 = vaddq_s32(DOT(wa, vld1q_s8(q2)), DOT(wb, vld1q_s8(q2 + 32)));            \
+                        acc[half][i] = vfmaq_f32(acc[half][i], vcvtq_f32_s32(sums2), vmulq_n_f32(sw, xd2[i * nb + j]));   \
+                    }                                                                                                     \
                 }                                                                                                         \
             }                                                                                                             \
             for (int i = 0; i < R; i++) y[(i0 + i) * ldy + r] = lane_total(acc[0][i], acc[1][i]) * dec->codebook->scale;  \
