@@ -135,16 +135,20 @@ void lq_q8_gemv_scalar(const lq_qtensor *t, const lq_q8_codebook *codebook, int6
         const int64_t row = r * cols;
         for (int64_t c = 0; c < cols; c++) w[c] = codebook->values[lq_get_code(t->codes, bits, row + c)];
         for (int64_t i = 0; i < x->count; i++) {
-            float acc[8] = {0};
+            float acc[8] = {0}, acc2[8] = {0};  // x's terms; the residual's, in its own lanes
+            int flagged = 0;
             for (int64_t j = 0; j < nb; j++) {
                 const int64_t n = cols - LQ_Q8_BLOCK * j < LQ_Q8_BLOCK ? cols - LQ_Q8_BLOCK * j : LQ_Q8_BLOCK;
                 const int64_t at = i * stride + 64 * (j / 2);
                 octet_terms(t, w, row, j, n, x->q + at, x->d[i * nb + j], acc);
-                // The residual's terms follow each octet's own, so an octet's lane sees
-                // first term(s), then second term(s): only where the block is flagged.
-                if (x->q2 && x->d2[i * nb + j] != 0.0f) octet_terms(t, w, row, j, n, x->q2 + at, x->d2[i * nb + j], acc);
+                if (x->q2 && x->d2[i * nb + j] != 0.0f) {
+                    octet_terms(t, w, row, j, n, x->q2 + at, x->d2[i * nb + j], acc2);
+                    flagged = 1;
+                }
             }
-            y[i * ldy + r] = lq_q8_lane_total(acc) * codebook->scale;
+            float total = lq_q8_lane_total(acc);
+            if (flagged) total = total + lq_q8_lane_total(acc2);
+            y[i * ldy + r] = total * codebook->scale;
         }
     }
     free(w);

@@ -21,11 +21,12 @@
 //   residual     optionally (lq_q8_rows.q2), the blocks that hold an outlier carry a second int8 copy:
 //                block j is flagged when d_j > τ · mean_k(d_k) over the row's blocks (so at most
 //                nb / τ of them), and its residual r = x − d_j · q (fp32) is quantized as above to
-//                (q2, d2_j); d2_j = 0 and q2 = 0 elsewhere. After an octet's first-term fma(s) its lane
-//                adds fma((float)isum2, s_b · d2_j, acc), isum2 = Σ C · q2, for the flagged blocks
-//                only (the SIMD paths add it for a pair, or a block, with a flagged block; for the
-//                unflagged block of a pair it is fma(0, 0, acc) = acc, so the result is the same).
-//                A row with no flagged block gives the plain Q8_0 result bit for bit.
+//                (q2, d2_j); d2_j = 0 and q2 = 0 elsewhere. A second set of 8 lanes acc2 takes
+//                fma((float)isum2, s_b · d2_j, acc2), isum2 = Σ C · q2, for the octets of the flagged
+//                blocks in block order (AVX2 runs them after the row's main loop, over the pairs that
+//                hold a flagged block, where the unflagged block of a pair adds fma(0, 0, acc2) = acc2),
+//                and a row with a flagged block gives y = (total(acc) + total(acc2)) · δ, total the
+//                order above. A row with none gives plain Q8_0's result bit for bit.
 // The SIMD paths take rows of whole 32-value blocks (cols % 32 == 0) and weight blocks of 16 values
 // or a multiple of 32 (the LQ-LoRA grid's 16/32/64, bitsandbytes' 64 and any multiple of 32), so no
 // octet straddles weight blocks; anything else goes through the scalar reference.
