@@ -160,12 +160,12 @@ LQ_AVX2 static inline float hsum(__m256 v) {
 }
 
 /// What the passes read of x besides its bytes: lq_q8_lane_scales and (vnni) octet_bias of all of
-/// x's rows, and with a residual (first ≠ NULL) the same of q2/d2 and each row's flagged pairs:
-/// pairs[first[i] .. first[i + 1]).
+/// x's rows, and with a residual (flags ≠ NULL) the same of q2/d2, lq_q8_pair_flags and whether
+/// each row has a flagged block.
 typedef struct {
     const float *lanes, *lanes2;
     const int32_t *bias, *bias2;
-    const int64_t *first, *pairs;
+    const uint8_t *flags, *row_flags;
 } q8_acts;
 
 /// The eight octet sums Σ C · q of one pair against one row's pair of int8 activations q: aa, ab
@@ -184,35 +184,6 @@ LQ_AVX2 static inline __attribute__((always_inline)) __m256i pair_sums(const int
     return _mm256_add_epi32(pa, pb);
 }
 
-/// The codes of pair p of the W row starting at weight `row` (a padded copy for a lone last block,
-/// `full` the row's whole pairs, or for NF3's last pair, in `padded`): what the main loop reads,
-/// for the residual's pass.
-LQ_AVX2 static inline const uint8_t *pair_codes(const decoder *dec, const int bits, int64_t row, int64_t p, int64_t full,
-                                                uint8_t padded[64]) {
-    const uint8_t *codes = dec->codes + (row + 64 * p) * bits / 8;
-    const int lone = p == full;
-    if (lone || (bits == 3 && (size_t)(codes - dec->codes) + 28 > dec->code_bytes)) {
-        memset(padded, 0, 64);
-        memcpy(padded, codes, (size_t)(lone ? pair_bytes(bits) / 2 : pair_bytes(bits)));
-        return padded;
-    }
-    return codes;
-}
-
-/// The weight scale of each lane of pair p, as the main loop's walk gives it: scales[k] is the
-/// row's k-th weight block, pos0 the row's offset in the first; shift = log2(bs) where bs is a power
-/// of two (no division in the common case), else −1.
-LQ_AVX2 static inline __m256 pair_weight_scales(const int mode, const float *scales, int64_t pos0, int64_t p, int64_t full,
-                                                int64_t bs, int shift) {
-    if (mode == LQ_Q8_SCALE_PER16)
-        return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(scales + 4 * p)), _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
-    const int64_t o0 = pos0 + 64 * p, o1 = o0 + 32;
-    const float s0 = scales[shift >= 0 ? o0 >> shift : o0 / bs];
-    if (mode == LQ_Q8_SCALE_PER64) return _mm256_set1_ps(s0);
-    const float s1 = p == full ? s0 : scales[shift >= 0 ? o1 >> shift : o1 / bs];
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_set1_ps(s0)), _mm_set1_ps(s1), 1);
-}
-
 /// Rows [r0, r1) of W against rows [i0, i0 + R) of x, with bits, the scale walk (mode), R and the
 /// dot product constant once inlined.
 LQ_AVX2 static inline __attribute__((always_inline)) void rows_pass(const lq_qtensor *t, const decoder *dec, const int bits,
@@ -221,23 +192,22 @@ LQ_AVX2 static inline __attribute__((always_inline)) void rows_pass(const lq_qte
                                                                      const q8_acts *acts, float *scales, float *y, int64_t ldy) {
     const int64_t bs = t->format.block_size, nb = cols / LQ_Q8_BLOCK, pairs = (nb + 1) / 2, full = nb / 2;
     const int64_t stride = lq_q8_row_bytes(cols), step = mode == LQ_Q8_SCALE_PER64 ? 64 : 32;
-    const int shift = (bs & (bs - 1)) == 0 ? __builtin_ctzll((unsigned long long)bs) : -1;
     const __m256i dup2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     const int8_t *xq = x->q + i0 * stride;
     const float *xl = acts->lanes + i0 * pairs * 8;
     const int32_t *xb = vnni ? acts->bias + i0 * pairs * 8 : NULL;
     // The residual: its bytes, lane scales, bias and which pairs have a flagged block.
-    const int8_t *xq2 = acts->first ? x->q2 + i0 * stride : NULL;
-    const float *xl2 = acts->first ? acts->lanes2 + i0 * pairs * 8 : NULL;
-    const int32_t *xb2 = acts->first && vnni ? acts->bias2 + i0 * pairs * 8 : NULL;
+    const uint8_t *xf = acts->flags ? acts->flags + i0 * pairs : NULL, *xr = acts->flags ? acts->row_flags + i0 : NULL;
+    const int8_t *xq2 = xf ? x->q2 + i0 * stride : NULL;
+    const float *xl2 = xf ? acts->lanes2 + i0 * pairs * 8 : NULL;
+    const int32_t *xb2 = xf && vnni ? acts->bias2 + i0 * pairs * 8 : NULL;
     lq_q8_row_walk walk = lq_q8_row_walk_start(r0 * cols, cols, bs);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t row = r * cols;
         int64_t pos, bi = 0;  // where the walk stands in the weight block scales[bi]
         lq_q8_row_scales(t, cols, &walk, &pos, scales, lq_block_scales_avx2);
-        const int64_t pos0 = pos;  // the row's offset in its first weight block (the residual's pass)
-        __m256 acc[LQ_Q8_PASS_ROWS];
-        for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_ps();
+        __m256 acc[LQ_Q8_PASS_ROWS], acc2[LQ_Q8_PASS_ROWS];  // x's terms; the residual's
+        for (int i = 0; i < R; i++) acc[i] = acc2[i] = _mm256_setzero_ps();
         for (int64_t p = 0; p < pairs; p++) {
             const int64_t w0 = row + 64 * p;  // the pair's first weight
             const uint8_t *codes = dec->codes + w0 * bits / 8;
@@ -273,26 +243,16 @@ LQ_AVX2 static inline __attribute__((always_inline)) void rows_pass(const lq_qte
                 // s_b · d_j per lane, as the scalar reference multiplies them.
                 const __m256 sd = _mm256_mul_ps(sw, _mm256_loadu_ps(xl + at));
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), sd, acc[i]);
+                if (xf && xf[i * pairs + p]) {  // a pair with a flagged block: the residual, in its own lanes
+                    // (the pair's unflagged block, if any, has d2 = 0 and q2 = 0: it adds 0)
+                    const __m256i sums2 = pair_sums(vnni, aa, ab, wa, wb, xq2 + i * stride + 64 * p, vnni ? xb2 + at : NULL);
+                    acc2[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums2), _mm256_mul_ps(sw, _mm256_loadu_ps(xl2 + at)), acc2[i]);
+                }
             }
         }
         for (int i = 0; i < R; i++) {
             float total = hsum(acc[i]);
-            const int64_t f0 = acts->first ? acts->first[i0 + i] : 0, f1 = acts->first ? acts->first[i0 + i + 1] : 0;
-            if (f1 > f0) {  // the residual, in its own lanes, over the row's flagged pairs only
-                __m256 acc2 = _mm256_setzero_ps();
-                for (int64_t f = f0; f < f1; f++) {
-                    const int64_t p = acts->pairs[f];
-                    __m256i wa, wb;
-                    uint8_t padded[64];
-                    decode_pair(dec, bits, vnni, pair_codes(dec, bits, row, p, full, padded), &wa, &wb);
-                    const __m256 sw = pair_weight_scales(mode, scales, pos0, p, full, bs, shift);
-                    const __m256i aa = vnni ? wa : _mm256_sign_epi8(wa, wa), ab = vnni ? wb : _mm256_sign_epi8(wb, wb);
-                    const int64_t at = (i * pairs + p) * 8;  // d2 = 0 lanes (an unflagged block of the pair) add 0
-                    const __m256i sums2 = pair_sums(vnni, aa, ab, wa, wb, xq2 + i * stride + 64 * p, vnni ? xb2 + at : NULL);
-                    acc2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums2), _mm256_mul_ps(sw, _mm256_loadu_ps(xl2 + at)), acc2);
-                }
-                total = total + hsum(acc2);
-            }
+            if (xr && xr[i]) total = total + hsum(acc2[i]);
             y[(i0 + i) * ldy + r] = total * dec->codebook->scale;
         }
     }
@@ -333,26 +293,18 @@ LQ_AVX2 void lq_q8_gemv_avx2(const lq_qtensor *t, const lq_q8_codebook *codebook
     const int vnni = use_vnni();
     float *lanes = lq_q8_lane_scales(x, x->d, cols);
     int32_t *bias = vnni ? octet_bias(x, x->q, cols) : NULL;
-    int64_t *first = NULL, *flagged = NULL;
+    uint8_t *flags = lq_q8_pair_flags(x, cols), *row_flags = NULL;
     float *lanes2 = NULL;
     int32_t *bias2 = NULL;
-    if (x->q2) {
-        uint8_t *flags = lq_q8_pair_flags(x, cols);
+    if (flags) {
         const int64_t pairs = (lq_q8_blocks(cols) + 1) / 2;
-        first = malloc(sizeof(int64_t) * (size_t)(x->count + 1));
-        flagged = malloc(sizeof(int64_t) * (size_t)(x->count * pairs + 1));
-        int64_t f = 0;
-        for (int64_t i = 0; i < x->count; i++) {
-            first[i] = f;
-            for (int64_t p = 0; p < pairs; p++)
-                if (flags[i * pairs + p]) flagged[f++] = p;
-        }
-        first[x->count] = f;
-        free(flags);
+        row_flags = calloc((size_t)x->count + 1, 1);
+        for (int64_t i = 0; i < x->count; i++)
+            for (int64_t p = 0; p < pairs; p++) row_flags[i] |= flags[i * pairs + p];
         lanes2 = lq_q8_lane_scales(x, x->d2, cols);
         bias2 = vnni ? octet_bias(x, x->q2, cols) : NULL;
     }
-    const q8_acts acts = {lanes, lanes2, bias, bias2, first, flagged};
+    const q8_acts acts = {lanes, lanes2, bias, bias2, flags, row_flags};
     for (int64_t i0 = 0; i0 < x->count;) {
         const int R = x->count - i0 >= 4 ? 4 : x->count - i0 >= 2 ? 2 : 1;
         run_pass(t, &dec, mode, R, vnni, cols, row_begin, row_end, x, i0, &acts, scales, y, ldy);
@@ -360,8 +312,8 @@ LQ_AVX2 void lq_q8_gemv_avx2(const lq_qtensor *t, const lq_q8_codebook *codebook
     }
     free(bias2);
     free(lanes2);
-    free(first);
-    free(flagged);
+    free(flags);
+    free(row_flags);
     free(bias);
     free(lanes);
     lq_q8_scales_free(&buffer);

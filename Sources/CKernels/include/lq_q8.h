@@ -23,8 +23,8 @@
 //                nb / τ of them), and its residual r = x − d_j · q (fp32) is quantized as above to
 //                (q2, d2_j); d2_j = 0 and q2 = 0 elsewhere. A second set of 8 lanes acc2 takes
 //                fma((float)isum2, s_b · d2_j, acc2), isum2 = Σ C · q2, for the octets of the flagged
-//                blocks in block order (AVX2 runs them after the row's main loop, over the pairs that
-//                hold a flagged block, where the unflagged block of a pair adds fma(0, 0, acc2) = acc2),
+//                blocks in block order (AVX2 adds them for the pairs that hold a flagged block, where
+//                the unflagged block of a pair adds fma(0, 0, acc2) = acc2),
 //                and a row with a flagged block gives y = (total(acc) + total(acc2)) · δ, total the
 //                order above. A row with none gives plain Q8_0's result bit for bit.
 // The SIMD paths take rows of whole 32-value blocks (cols % 32 == 0) and weight blocks of 16 values
