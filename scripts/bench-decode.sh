@@ -48,6 +48,10 @@ entries=(  # name|kind|what
   "lqlora LQ-LoRA 2.75 + adapter|lq|--model $lq --adapter $lq/adapter"
 )
 if "$bin" generate --help 2>&1 | grep -q -- "--activations"; then
+  # The rows above are the exact path: int8 is generate's default since the outlier residual.
+  for k in "${!entries[@]}"; do
+    case "${entries[$k]}" in "lqlora NF"*|"lqlora LQ-LoRA"*) entries[$k]="${entries[$k]} --activations exact" ;; esac
+  done
   for b in 8 4 3 2; do entries+=("lqlora NF$b int8|lq|--model $out/nf$b --activations int8"); done
 fi
 

@@ -27,6 +27,6 @@ fi
 for m in smollm2-nf4 SmolLM2-135M-Instruct smollm2-f32; do
   for i in 1 2 3; do
     printf '%s run %d: ' "$m" "$i"
-    $bin generate --model models/$m --prompt "Once upon a time" --max-tokens 64 2>&1 >/dev/null
+    $bin generate --model models/$m --prompt "Once upon a time" --max-tokens 64 --activations exact 2>&1 >/dev/null
   done
 done

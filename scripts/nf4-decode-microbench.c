@@ -120,6 +120,11 @@ static lq_qtensor kt;
 static lq_q8_codebook kcb;
 static float kx[KC], ky[KR], kd[KC / 32];
 static int8_t kq[KC];
+// x with four outlier channels at 10× (SmolLM2's 5, 230, 308 and 507, modulo KC) and its residual
+// (lq_q8_quantize_residual at τ = 2, the int8 path's rule).
+static float ox[KC], od[KC / 32], od2[KC / 32];
+static int8_t oq[KC], oq2[KC];
+static int64_t oflagged;
 
 __attribute__((noipa)) static float kernel_exact(void) {
     lq_gemv_level(LQ_LEVEL_AVX2, &kt, KC, 0, KR, kx, ky);
@@ -133,6 +138,16 @@ __attribute__((noipa)) static float kernel_int8(void) {
 __attribute__((noipa)) static float kernel_int8_quantizing(void) {
     lq_q8_quantize_level(LQ_LEVEL_AVX2, 4, kx, KC, kq, kd);
     return kernel_int8();
+}
+__attribute__((noipa)) static float kernel_int8_residual(void) {
+    const lq_q8_rows rows = {oq, od, 1, oq2, od2};
+    lq_q8_gemv_level(LQ_LEVEL_AVX2, &kt, &kcb, KC, 0, KR, &rows, ky, KR);
+    return ky[0];
+}
+__attribute__((noipa)) static float kernel_int8_residual_quantizing(void) {
+    lq_q8_quantize_level(LQ_LEVEL_AVX2, 4, ox, KC, oq, od);
+    oflagged = lq_q8_quantize_residual(4, ox, KC, 2.0f, oq, od, oq2, od2);
+    return kernel_int8_residual();
 }
 
 /// TSC ticks per nanosecond of CLOCK_MONOTONIC (both advance while the process waits).
@@ -179,9 +194,15 @@ static void kernels(void) {
     kt = (lq_qtensor){{4, 64, LQ_SCALES_DYNAMIC8, 8, 256}, KR * KC, codes, nf4, NULL, scale_codes, map, group_absmax, 0.03f};
     lq_q8_codebook_make(nf4, 4, &kcb);
     lq_q8_quantize_level(LQ_LEVEL_AVX2, 4, kx, KC, kq, kd);
+    memcpy(ox, kx, sizeof ox);
+    const int outlier[4] = {5, 230, 308, 507};
+    for (int k = 0; k < 4; k++) ox[outlier[k] % KC] *= 10.0f;
+    kernel_int8_residual_quantizing();
     const double e = kernel_cycles(kernel_exact), i8 = kernel_cycles(kernel_int8), iq = kernel_cycles(kernel_int8_quantizing);
+    const double r8 = kernel_cycles(kernel_int8_residual), rq = kernel_cycles(kernel_int8_residual_quantizing);
     printf("kernels, NF4 b64 dq8 %dx%d in cache, TSC cycles of thread CPU time per 64 weights (median of 7): exact GEMV %.2f, int8-activation GEMV %.2f"
-           " (%.2f with quantizing x; exact / int8 = %.2fx)\n", KR, KC, e, i8, iq, e / i8);
+           " (%.2f with quantizing x; exact / int8 = %.2fx); x with 4 outlier channels and their residual (%lld of %d blocks flagged) %.2f"
+           " (%.2f with quantizing x and the residual)\n", KR, KC, e, i8, iq, e / i8, (long long)oflagged, KC / 32, r8, rq);
 }
 #endif
 

@@ -111,13 +111,16 @@ static inline float lane_total(float32x4_t lo, float32x4_t hi) {
         const int64_t bs = t->format.block_size, nb = cols / LQ_Q8_BLOCK, stride = lq_q8_row_bytes(cols);                 \
         const int8_t *xq = x->q + i0 * stride;                                                                            \
         const float *xd = x->d + i0 * nb;                                                                                 \
+        const int8_t *xq2 = x->q2 ? x->q2 + i0 * stride : NULL; /* the outliers' residual, if any */                       \
+        const float *xd2 = x->q2 ? x->d2 + i0 * nb : NULL;                                                                \
         lq_q8_row_walk walk = lq_q8_row_walk_start(r0 * cols, cols, bs);                                                       \
         for (int64_t r = r0; r < r1; r++) {                                                                               \
             const int64_t row = r * cols;                                                                                 \
             int64_t pos, bi = 0; /* where the walk stands in the weight block scales[bi] */                               \
             lq_q8_row_scales(t, cols, &walk, &pos, scales, lq_block_scales_neon);                                         \
-            float32x4_t acc[2][LQ_Q8_PASS_ROWS];                                                                          \
-            for (int i = 0; i < R; i++) acc[0][i] = acc[1][i] = vdupq_n_f32(0);                                           \
+            float32x4_t acc[2][LQ_Q8_PASS_ROWS], acc2[2][LQ_Q8_PASS_ROWS]; /* x's terms; the residual's */                \
+            int flagged[LQ_Q8_PASS_ROWS] = {0};                                                                           \
+            for (int i = 0; i < R; i++) acc[0][i] = acc[1][i] = acc2[0][i] = acc2[1][i] = vdupq_n_f32(0);                 \
             for (int64_t j = 0; j < nb; j++) {                                                                            \
                 int8x16_t wa, wb;                                                                                         \
                 decode32(dec, row + LQ_Q8_BLOCK * j, &wa, &wb);                                                           \
@@ -135,9 +138,19 @@ static inline float lane_total(float32x4_t lo, float32x4_t hi) {
                     const int8_t *q = xq + i * stride + 64 * (j / 2) + 16 * half;                                         \
                     const int32x4_t sums = vaddq_s32(DOT(wa, vld1q_s8(q)), DOT(wb, vld1q_s8(q + 32)));                   \
                     acc[half][i] = vfmaq_f32(acc[half][i], vcvtq_f32_s32(sums), vmulq_n_f32(sw, xd[i * nb + j]));        \
+                    if (xd2 && xd2[i * nb + j] != 0.0f) { /* a flagged block: its residual's terms */                     \
+                        const int8_t *q2 = xq2 + i * stride + 64 * (j / 2) + 16 * half;                                   \
+                        const int32x4_t sums2 = vaddq_s32(DOT(wa, vld1q_s8(q2)), DOT(wb, vld1q_s8(q2 + 32)));            \
+                        acc2[half][i] = vfmaq_f32(acc2[half][i], vcvtq_f32_s32(sums2), vmulq_n_f32(sw, xd2[i * nb + j])); \
+                        flagged[i] = 1;                                                                                   \
+                    }                                                                                                     \
                 }                                                                                                         \
             }                                                                                                             \
-            for (int i = 0; i < R; i++) y[(i0 + i) * ldy + r] = lane_total(acc[0][i], acc[1][i]) * dec->codebook->scale;  \
+            for (int i = 0; i < R; i++) {                                                                                 \
+                float total = lane_total(acc[0][i], acc[1][i]);                                                           \
+                if (flagged[i]) total = total + lane_total(acc2[0][i], acc2[1][i]);                                       \
+                y[(i0 + i) * ldy + r] = total * dec->codebook->scale;                                                     \
+            }                                                                                                             \
         }                                                                                                                 \
     }
 

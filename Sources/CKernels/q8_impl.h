@@ -100,17 +100,28 @@ static inline void lq_q8_row_scales(const lq_qtensor *t, int64_t cols, lq_q8_row
     if (w->pos >= bs) w->pos -= bs, w->first++;
 }
 
-/// The activation scales of rows [i0, i0 + rows) of x, each spread over the lanes of its pairs:
-/// out[(i · pairs + p) · 8 + l] = d of block 2p + l / 4 (0 for a missing last block).
-static inline float *lq_q8_lane_scales(const lq_q8_rows *x, int64_t cols) {
+/// The activation scales d of x's rows (x->d, or the residual's x->d2), each spread over the lanes
+/// of its pairs: out[(i · pairs + p) · 8 + l] = d of block 2p + l / 4 (0 for a missing last block).
+static inline float *lq_q8_lane_scales(const lq_q8_rows *x, const float *d, int64_t cols) {
     const int64_t nb = lq_q8_blocks(cols), pairs = (nb + 1) / 2;
     float *out = (float *)malloc(sizeof(float) * (size_t)(x->count * pairs * 8 + 1));
     for (int64_t i = 0; i < x->count; i++)
         for (int64_t p = 0; p < pairs; p++)
             for (int l = 0; l < 8; l++) {
                 const int64_t j = 2 * p + l / 4;
-                out[(i * pairs + p) * 8 + l] = j < nb ? x->d[i * nb + j] : 0.0f;
+                out[(i * pairs + p) * 8 + l] = j < nb ? d[i * nb + j] : 0.0f;
             }
+    return out;
+}
+
+/// Which pairs of x's rows hold a flagged block (d2 ≠ 0): out[i · pairs + p]; NULL without a residual.
+static inline uint8_t *lq_q8_pair_flags(const lq_q8_rows *x, int64_t cols) {
+    if (!x->q2) return NULL;
+    const int64_t nb = lq_q8_blocks(cols), pairs = (nb + 1) / 2;
+    uint8_t *out = (uint8_t *)malloc((size_t)(x->count * pairs + 1));
+    for (int64_t i = 0; i < x->count; i++)
+        for (int64_t p = 0; p < pairs; p++)
+            out[i * pairs + p] = x->d2[i * nb + 2 * p] != 0.0f || (2 * p + 1 < nb && x->d2[i * nb + 2 * p + 1] != 0.0f);
     return out;
 }
 

@@ -66,45 +66,89 @@ void lq_q8_quantize_tail(int bits, const float *x, int64_t cols, int8_t *q, floa
     for (int64_t k = first; k < nb; k++) d[k] = dd[k - first];
 }
 
+int64_t lq_q8_quantize_residual(int bits, const float *x, int64_t cols, float tau, const int8_t *q, const float *d,
+                                int8_t *q2, float *d2) {
+    const int64_t nb = lq_q8_blocks(cols);
+    memset(q2, 0, (size_t)lq_q8_row_bytes(cols));
+    float sum = 0;  // in block order
+    for (int64_t j = 0; j < nb; j++) sum += d[j];
+    const float limit = tau * (sum / (float)nb);
+    int64_t flagged = 0;
+    for (int64_t j = 0; j < nb; j++) {
+        d2[j] = 0;
+        if (!(d[j] > limit) || !(d[j] > 0)) continue;
+        const float *xb = x + LQ_Q8_BLOCK * j;
+        const int64_t n = cols - LQ_Q8_BLOCK * j < LQ_Q8_BLOCK ? cols - LQ_Q8_BLOCK * j : LQ_Q8_BLOCK;
+        float r[LQ_Q8_BLOCK], amax = 0;
+        for (int64_t e = 0; e < n; e++) {
+            const int slot = lq_q8_slot(bits, (int)(32 * (j % 2) + e));
+            r[e] = xb[e] - d[j] * (float)q[64 * (j / 2) + slot];  // fp32: the product rounded, then the difference
+            amax = fmaxf(amax, fabsf(r[e]));
+        }
+        const float dj = amax / 127.0f;
+        if (!(dj > 0)) continue;  // the block was exact already
+        d2[j] = dj;
+        flagged++;
+        int8_t *pair = q2 + 64 * (j / 2);
+        for (int64_t e = 0; e < n; e++) pair[lq_q8_slot(bits, (int)(32 * (j % 2) + e))] = lq_q8_round(r[e] / dj);
+    }
+    return flagged;
+}
+
+/// Adds block j's octet terms Σ C · q (pair: the block's pair of int8 activations, dj its scale) into
+/// the row's lanes, one fma per octet and weight block, in order.
+static void octet_terms(const lq_qtensor *t, const int8_t *w, int64_t row, int64_t j, int64_t n, const int8_t *pair, float dj,
+                        float acc[8]) {
+    const int bits = t->format.bits;
+    const int64_t bs = t->format.block_size;
+    for (int o = 0; o < 4; o++) {
+        float *lane = acc + 4 * (j % 2) + o;
+        int64_t block = -1;  // the octet's elements in order, so weight blocks come in order
+        int32_t isum = 0;
+        for (int64_t e = 8 * o; e < 8 * o + 8 && e < n; e++) {
+            const int64_t b = (row + LQ_Q8_BLOCK * j + e) / bs;
+            if (b != block) {
+                if (block >= 0) {
+                    float sb;
+                    lq_block_scales(t, block, 1, &sb);
+                    *lane = fmaf((float)isum, sb * dj, *lane);
+                }
+                block = b;
+                isum = 0;
+            }
+            isum += (int32_t)w[LQ_Q8_BLOCK * j + e] * pair[lq_q8_slot(bits, (int)(32 * (j % 2) + e))];
+        }
+        if (block >= 0) {
+            float sb;
+            lq_block_scales(t, block, 1, &sb);
+            *lane = fmaf((float)isum, sb * dj, *lane);
+        }
+    }
+}
+
 void lq_q8_gemv_scalar(const lq_qtensor *t, const lq_q8_codebook *codebook, int64_t cols, int64_t row_begin,
                        int64_t row_end, const lq_q8_rows *x, float *y, int64_t ldy) {
     const int bits = t->format.bits;
-    const int64_t bs = t->format.block_size, nb = lq_q8_blocks(cols), stride = lq_q8_row_bytes(cols);
+    const int64_t nb = lq_q8_blocks(cols), stride = lq_q8_row_bytes(cols);
     int8_t *w = malloc((size_t)cols + 1);
     for (int64_t r = row_begin; r < row_end; r++) {
         const int64_t row = r * cols;
         for (int64_t c = 0; c < cols; c++) w[c] = codebook->values[lq_get_code(t->codes, bits, row + c)];
         for (int64_t i = 0; i < x->count; i++) {
-            float acc[8] = {0};
+            float acc[8] = {0}, acc2[8] = {0};  // x's terms; the residual's, in its own lanes
+            int flagged = 0;
             for (int64_t j = 0; j < nb; j++) {
                 const int64_t n = cols - LQ_Q8_BLOCK * j < LQ_Q8_BLOCK ? cols - LQ_Q8_BLOCK * j : LQ_Q8_BLOCK;
-                const float dj = x->d[i * nb + j];
-                const int8_t *pair = x->q + i * stride + 64 * (j / 2);
-                for (int o = 0; o < 4; o++) {
-                    float *lane = acc + 4 * (j % 2) + o;
-                    int64_t block = -1;  // the octet's elements in order, so weight blocks come in order
-                    int32_t isum = 0;
-                    for (int64_t e = 8 * o; e < 8 * o + 8 && e < n; e++) {
-                        const int64_t b = (row + LQ_Q8_BLOCK * j + e) / bs;
-                        if (b != block) {
-                            if (block >= 0) {
-                                float sb;
-                                lq_block_scales(t, block, 1, &sb);
-                                *lane = fmaf((float)isum, sb * dj, *lane);
-                            }
-                            block = b;
-                            isum = 0;
-                        }
-                        isum += (int32_t)w[LQ_Q8_BLOCK * j + e] * pair[lq_q8_slot(bits, (int)(32 * (j % 2) + e))];
-                    }
-                    if (block >= 0) {
-                        float sb;
-                        lq_block_scales(t, block, 1, &sb);
-                        *lane = fmaf((float)isum, sb * dj, *lane);
-                    }
+                const int64_t at = i * stride + 64 * (j / 2);
+                octet_terms(t, w, row, j, n, x->q + at, x->d[i * nb + j], acc);
+                if (x->q2 && x->d2[i * nb + j] != 0.0f) {
+                    octet_terms(t, w, row, j, n, x->q2 + at, x->d2[i * nb + j], acc2);
+                    flagged = 1;
                 }
             }
-            y[i * ldy + r] = lq_q8_lane_total(acc) * codebook->scale;
+            float total = lq_q8_lane_total(acc);
+            if (flagged) total = total + lq_q8_lane_total(acc2);
+            y[i * ldy + r] = total * codebook->scale;
         }
     }
     free(w);

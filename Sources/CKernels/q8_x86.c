@@ -138,13 +138,13 @@ LQ_AVX2 static inline __attribute__((always_inline)) void decode_pair(const deco
 /// 128 · Σ q over each octet of every pair of x's rows, laid out as lq_q8_lane_scales: what
 /// vpdpbusd's + 128 on the code values adds to the octet sums (the octet sums are the dot product
 /// with code values of 1).
-LQ_AVX2 static int32_t *octet_bias(const lq_q8_rows *x, int64_t cols) {
+LQ_AVX2 static int32_t *octet_bias(const lq_q8_rows *x, const int8_t *xq, int64_t cols) {
     const int64_t pairs = (lq_q8_blocks(cols) + 1) / 2, stride = lq_q8_row_bytes(cols);
     int32_t *out = malloc(sizeof(int32_t) * (size_t)(x->count * pairs * 8 + 1));
     const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
     for (int64_t i = 0; i < x->count; i++)
         for (int64_t p = 0; p < pairs; p++) {
-            const int8_t *q = x->q + i * stride + 64 * p;
+            const int8_t *q = xq + i * stride + 64 * p;
             const __m256i a = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)q)), ones16);
             const __m256i b = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, _mm256_loadu_si256((const __m256i *)(q + 32))), ones16);
             _mm256_storeu_si256((__m256i *)(out + (i * pairs + p) * 8), _mm256_slli_epi32(_mm256_add_epi32(a, b), 7));
@@ -159,27 +159,55 @@ LQ_AVX2 static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);  // ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)): lq_q8_lane_total
 }
 
+/// What the passes read of x besides its bytes: lq_q8_lane_scales and (vnni) octet_bias of all of
+/// x's rows, and with a residual (flags ≠ NULL) the same of q2/d2, lq_q8_pair_flags and whether
+/// each row has a flagged block.
+typedef struct {
+    const float *lanes, *lanes2;
+    const int32_t *bias, *bias2;
+    const uint8_t *flags, *row_flags;
+} q8_acts;
+
+/// The eight octet sums Σ C · q of one pair against one row's pair of int8 activations q: aa, ab
+/// the pair's parts as the dot product takes them (vnni: code values + 128; else |code values|),
+/// wa, wb the signed ones (the sign vpmaddubsw moves onto q), bias the pair's 128 · Σ q (vnni).
+LQ_AVX2 static inline __attribute__((always_inline)) __m256i pair_sums(const int vnni, __m256i aa, __m256i ab, __m256i wa,
+                                                                        __m256i wb, const int8_t *q, const int32_t *bias) {
+    const __m256i qa = _mm256_loadu_si256((const __m256i *)q), qb = _mm256_loadu_si256((const __m256i *)(q + 32));
+    if (vnni) {
+        const __m256i sums = dpbusd(dpbusd(_mm256_setzero_si256(), aa, qa), ab, qb);
+        return _mm256_sub_epi32(sums, _mm256_loadu_si256((const __m256i *)bias));
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i pa = _mm256_madd_epi16(_mm256_maddubs_epi16(aa, _mm256_sign_epi8(qa, wa)), ones);
+    const __m256i pb = _mm256_madd_epi16(_mm256_maddubs_epi16(ab, _mm256_sign_epi8(qb, wb)), ones);
+    return _mm256_add_epi32(pa, pb);
+}
+
 /// Rows [r0, r1) of W against rows [i0, i0 + R) of x, with bits, the scale walk (mode), R and the
-/// dot product constant once inlined. lanes: lq_q8_lane_scales of all of x's rows; bias: their
-/// octet_bias (vnni only).
+/// dot product constant once inlined.
 LQ_AVX2 static inline __attribute__((always_inline)) void rows_pass(const lq_qtensor *t, const decoder *dec, const int bits,
                                                                      const int mode, const int R, const int vnni, int64_t cols,
                                                                      int64_t r0, int64_t r1, const lq_q8_rows *x, int64_t i0,
-                                                                     const float *lanes, const int32_t *bias, float *scales,
-                                                                     float *y, int64_t ldy) {
+                                                                     const q8_acts *acts, float *scales, float *y, int64_t ldy) {
     const int64_t bs = t->format.block_size, nb = cols / LQ_Q8_BLOCK, pairs = (nb + 1) / 2, full = nb / 2;
     const int64_t stride = lq_q8_row_bytes(cols), step = mode == LQ_Q8_SCALE_PER64 ? 64 : 32;
-    const __m256i ones = _mm256_set1_epi16(1), dup2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+    const __m256i dup2 = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
     const int8_t *xq = x->q + i0 * stride;
-    const float *xl = lanes + i0 * pairs * 8;
-    const int32_t *xb = vnni ? bias + i0 * pairs * 8 : NULL;
+    const float *xl = acts->lanes + i0 * pairs * 8;
+    const int32_t *xb = vnni ? acts->bias + i0 * pairs * 8 : NULL;
+    // The residual: its bytes, lane scales, bias and which pairs have a flagged block.
+    const uint8_t *xf = acts->flags ? acts->flags + i0 * pairs : NULL, *xr = acts->flags ? acts->row_flags + i0 : NULL;
+    const int8_t *xq2 = xf ? x->q2 + i0 * stride : NULL;
+    const float *xl2 = xf ? acts->lanes2 + i0 * pairs * 8 : NULL;
+    const int32_t *xb2 = xf && vnni ? acts->bias2 + i0 * pairs * 8 : NULL;
     lq_q8_row_walk walk = lq_q8_row_walk_start(r0 * cols, cols, bs);
     for (int64_t r = r0; r < r1; r++) {
         const int64_t row = r * cols;
         int64_t pos, bi = 0;  // where the walk stands in the weight block scales[bi]
         lq_q8_row_scales(t, cols, &walk, &pos, scales, lq_block_scales_avx2);
-        __m256 acc[LQ_Q8_PASS_ROWS];
-        for (int i = 0; i < R; i++) acc[i] = _mm256_setzero_ps();
+        __m256 acc[LQ_Q8_PASS_ROWS], acc2[LQ_Q8_PASS_ROWS];  // x's terms; the residual's
+        for (int i = 0; i < R; i++) acc[i] = acc2[i] = _mm256_setzero_ps();
         for (int64_t p = 0; p < pairs; p++) {
             const int64_t w0 = row + 64 * p;  // the pair's first weight
             const uint8_t *codes = dec->codes + w0 * bits / 8;
@@ -210,29 +238,29 @@ LQ_AVX2 static inline __attribute__((always_inline)) void rows_pass(const lq_qte
             }
             const __m256i aa = vnni ? wa : _mm256_sign_epi8(wa, wa), ab = vnni ? wb : _mm256_sign_epi8(wb, wb);
             for (int i = 0; i < R; i++) {
-                const int8_t *q = xq + i * stride + 64 * p;
-                const __m256i qa = _mm256_loadu_si256((const __m256i *)q), qb = _mm256_loadu_si256((const __m256i *)(q + 32));
-                __m256i sums;
-                if (vnni) {
-                    sums = dpbusd(dpbusd(_mm256_setzero_si256(), aa, qa), ab, qb);
-                    sums = _mm256_sub_epi32(sums, _mm256_loadu_si256((const __m256i *)(xb + (i * pairs + p) * 8)));
-                } else {
-                    const __m256i pa = _mm256_madd_epi16(_mm256_maddubs_epi16(aa, _mm256_sign_epi8(qa, wa)), ones);
-                    const __m256i pb = _mm256_madd_epi16(_mm256_maddubs_epi16(ab, _mm256_sign_epi8(qb, wb)), ones);
-                    sums = _mm256_add_epi32(pa, pb);
-                }
+                const int64_t at = (i * pairs + p) * 8;
+                const __m256i sums = pair_sums(vnni, aa, ab, wa, wb, xq + i * stride + 64 * p, vnni ? xb + at : NULL);
                 // s_b · d_j per lane, as the scalar reference multiplies them.
-                const __m256 sd = _mm256_mul_ps(sw, _mm256_loadu_ps(xl + (i * pairs + p) * 8));
+                const __m256 sd = _mm256_mul_ps(sw, _mm256_loadu_ps(xl + at));
                 acc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), sd, acc[i]);
+                if (xf && xf[i * pairs + p]) {  // a pair with a flagged block: the residual, in its own lanes
+                    // (the pair's unflagged block, if any, has d2 = 0 and q2 = 0: it adds 0)
+                    const __m256i sums2 = pair_sums(vnni, aa, ab, wa, wb, xq2 + i * stride + 64 * p, vnni ? xb2 + at : NULL);
+                    acc2[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums2), _mm256_mul_ps(sw, _mm256_loadu_ps(xl2 + at)), acc2[i]);
+                }
             }
         }
-        for (int i = 0; i < R; i++) y[(i0 + i) * ldy + r] = hsum(acc[i]) * dec->codebook->scale;
+        for (int i = 0; i < R; i++) {
+            float total = hsum(acc[i]);
+            if (xr && xr[i]) total = total + hsum(acc2[i]);
+            y[(i0 + i) * ldy + r] = total * dec->codebook->scale;
+        }
     }
 }
 
 #define Q8_PASS(B, M, RR) \
-    (vnni ? rows_pass(t, dec, B, M, RR, 1, cols, r0, r1, x, i0, lanes, bias, scales, y, ldy) \
-          : rows_pass(t, dec, B, M, RR, 0, cols, r0, r1, x, i0, lanes, bias, scales, y, ldy))
+    (vnni ? rows_pass(t, dec, B, M, RR, 1, cols, r0, r1, x, i0, acts, scales, y, ldy) \
+          : rows_pass(t, dec, B, M, RR, 0, cols, r0, r1, x, i0, acts, scales, y, ldy))
 #define Q8_BY_ROWS(B, M) do { if (R == 4) Q8_PASS(B, M, 4); else if (R == 2) Q8_PASS(B, M, 2); else Q8_PASS(B, M, 1); } while (0)
 #define Q8_BY_MODE(B)                                                         \
     do {                                                                      \
@@ -242,8 +270,8 @@ LQ_AVX2 static inline __attribute__((always_inline)) void rows_pass(const lq_qte
     } while (0)
 
 LQ_AVX2 static void run_pass(const lq_qtensor *t, const decoder *dec, int mode, int R, int vnni, int64_t cols, int64_t r0,
-                             int64_t r1, const lq_q8_rows *x, int64_t i0, const float *lanes, const int32_t *bias, float *scales,
-                             float *y, int64_t ldy) {
+                             int64_t r1, const lq_q8_rows *x, int64_t i0, const q8_acts *acts, float *scales, float *y,
+                             int64_t ldy) {
     switch (t->format.bits) {
         case 2: Q8_BY_MODE(2); break;
         case 3: Q8_BY_MODE(3); break;
@@ -262,14 +290,30 @@ LQ_AVX2 void lq_q8_gemv_avx2(const lq_qtensor *t, const lq_q8_codebook *codebook
     const decoder dec = make_decoder(t, codebook);
     lq_q8_scale_buffer buffer;
     float *scales = lq_q8_scales_for(&buffer, cols, t->format.block_size);
-    float *lanes = lq_q8_lane_scales(x, cols);
     const int vnni = use_vnni();
-    int32_t *bias = vnni ? octet_bias(x, cols) : NULL;
+    float *lanes = lq_q8_lane_scales(x, x->d, cols);
+    int32_t *bias = vnni ? octet_bias(x, x->q, cols) : NULL;
+    uint8_t *flags = lq_q8_pair_flags(x, cols), *row_flags = NULL;
+    float *lanes2 = NULL;
+    int32_t *bias2 = NULL;
+    if (flags) {
+        const int64_t pairs = (lq_q8_blocks(cols) + 1) / 2;
+        row_flags = calloc((size_t)x->count + 1, 1);
+        for (int64_t i = 0; i < x->count; i++)
+            for (int64_t p = 0; p < pairs; p++) row_flags[i] |= flags[i * pairs + p];
+        lanes2 = lq_q8_lane_scales(x, x->d2, cols);
+        bias2 = vnni ? octet_bias(x, x->q2, cols) : NULL;
+    }
+    const q8_acts acts = {lanes, lanes2, bias, bias2, flags, row_flags};
     for (int64_t i0 = 0; i0 < x->count;) {
         const int R = x->count - i0 >= 4 ? 4 : x->count - i0 >= 2 ? 2 : 1;
-        run_pass(t, &dec, mode, R, vnni, cols, row_begin, row_end, x, i0, lanes, bias, scales, y, ldy);
+        run_pass(t, &dec, mode, R, vnni, cols, row_begin, row_end, x, i0, &acts, scales, y, ldy);
         i0 += R;
     }
+    free(bias2);
+    free(lanes2);
+    free(flags);
+    free(row_flags);
     free(bias);
     free(lanes);
     lq_q8_scales_free(&buffer);

@@ -56,8 +56,9 @@ struct Eval: ParsableCommand {
         its answer after parts of it, a filler, a mistake and a paraphrase (e.g. data/cot/gsm8k-sample.jsonl).
 
         --activations int8 quantizes the input of every NormalFloat product to int8,
-        the windows' batched products too (generate does so for its decoding steps
-        only): what int8 decoding costs in perplexity.
+        the windows' batched products too (generate, where int8 is the default, does so
+        for its decoding steps only): what int8 decoding costs in perplexity. eval's
+        default is the exact path.
         """)
 
     @OptionGroup var modelOptions: ModelOptions

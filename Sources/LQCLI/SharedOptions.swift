@@ -39,7 +39,10 @@ struct OutputOptions: ParsableArguments {
 }
 
 /// `--activations`, for the commands that run a model on the CPU: whether the NormalFloat
-/// projections quantize their input to int8 (`ActivationPath`). LQLORA_DECODE sets the default.
+/// projections quantize their input to int8 (`ActivationPath`, with the outlier residual of lq_q8.h).
+/// LQLORA_DECODE sets the default; without it decoding (generate, rag ask) takes int8, whose
+/// perplexity cost on SmolLM2 is within the 0.2 % asked (docs/BENCHMARKS.md, "int8 activations"),
+/// and eval the exact path, the reference.
 struct ActivationOptions: ParsableArguments {
     enum Precision: String, ExpressibleByArgument, CaseIterable {
         case exact, int8
@@ -47,15 +50,16 @@ struct ActivationOptions: ParsableArguments {
 
     static let environmentKey = "LQLORA_DECODE"
 
-    @Option(help: "exact (fp32, the default) or int8: NormalFloat products quantize x per block of 32 to int8, as llama.cpp's Q8_0 (default: LQLORA_DECODE, else exact).")
+    @Option(help: "exact (fp32) or int8: NormalFloat products quantize x per block of 32 to int8, as llama.cpp's Q8_0, with an int8 residual for the blocks that hold an outlier (WikiText-2 perplexity on NF4 SmolLM2-135M: −0.13 % from exact). Default: LQLORA_DECODE, else int8 for generate and rag ask, exact for eval.")
     var activations: Precision?
 
-    func validate() throws { _ = try precision() }
+    func validate() throws { _ = try precision(batches: false) }
 
-    /// --activations, else LQLORA_DECODE, else exact.
-    func precision(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Precision {
+    /// --activations, else LQLORA_DECODE, else the command's default: exact where every product
+    /// counts (`batches`: eval), int8 for decoding.
+    func precision(batches: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Precision {
         if let activations { return activations }
-        guard let value = environment[Self.environmentKey], !value.isEmpty else { return .exact }
+        guard let value = environment[Self.environmentKey], !value.isEmpty else { return batches ? .exact : .int8 }
         guard let p = Precision(rawValue: value) else {
             throw ValidationError("\(Self.environmentKey) must be \(Precision.allCases.map(\.rawValue).joined(separator: " or ")), not '\(value)'")
         }
@@ -65,7 +69,7 @@ struct ActivationOptions: ParsableArguments {
     /// The model's path: int8 for decoding only (batches such as a prompt stay exact), or with
     /// `batches` for every product (eval, to measure its cost).
     func path(batches: Bool, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ActivationPath {
-        switch try precision(environment: environment) {
+        switch try precision(batches: batches, environment: environment) {
         case .exact: return .exact
         case .int8: return batches ? .int8 : .int8Decode
         }

@@ -240,10 +240,15 @@ public final class LlamaModel: @unchecked Sendable {
 
 extension LlamaModel {
     /// Which CPU products of the NormalFloat projections (under any adapter) take int8 activations;
-    /// the other layers, the adapters and the GPU keep fp32. Set before the model runs.
-    public func useActivations(_ path: ActivationPath) {
+    /// the other layers, the adapters and the GPU keep fp32; `outlierRatio`: the int8 path's τ (lq_q8.h,
+    /// "residual"). Set before the model runs.
+    public func useActivations(_ path: ActivationPath, outlierRatio: Float = ActivationPath.outlierRatio) {
         for layer in layers {
-            for (_, linear) in layer.linears { (Self.withoutAdapter(linear) as? QuantizedLinear)?.weight.activations = path }
+            for (_, linear) in layer.linears {
+                guard let weight = (Self.withoutAdapter(linear) as? QuantizedLinear)?.weight else { continue }
+                weight.activations = path
+                weight.outlierRatio = outlierRatio
+            }
         }
     }
 }

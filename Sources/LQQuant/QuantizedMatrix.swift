@@ -45,6 +45,8 @@ public final class QuantizedMatrix: DeviceResident, @unchecked Sendable {
 
     /// Which CPU products quantize x to int8 (`ActivationPath`); set after loading, before products run.
     public var activations: ActivationPath = .exact
+    /// τ of the int8 path's outlier residual (`ActivationPath.outlierRatio`; +inf: plain Q8_0).
+    public var outlierRatio: Float = ActivationPath.outlierRatio
 
     public var count: Int { rows * cols }
     public var blockCount: Int { (count + config.blockSize - 1) / config.blockSize }
@@ -142,7 +144,7 @@ public final class QuantizedMatrix: DeviceResident, @unchecked Sendable {
             return out
         }
         if activations.quantizes(rows: n) {
-            int8Product(x.pointer, rows: n, into: out.pointer)
+            int8Product(x.pointer, rows: n, into: out.pointer, outlierRatio: outlierRatio)
             return out
         }
         if n <= Self.gemvRowLimit {

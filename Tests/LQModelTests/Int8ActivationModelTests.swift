@@ -57,6 +57,40 @@ struct Int8ActivationModelTests {
         #expect(d.largest <= Self.largestShare && d.rms <= Self.rmsShare, "\(format) decoding: Δlogit \(d)")
     }
 
+    /// The outlier residual in the whole model: with τ = 0 every block of x carries its residual (the
+    /// fixture's rows are two blocks, so τ = 2 could flag none: d_j ≤ Σ d = 2 · mean), which leaves
+    /// the int8 codebook's error: the logits within the tolerance above and closer to the exact ones
+    /// than plain Q8_0's (RMS share); the full pass and decoding.
+    @Test(arguments: ["nf4", "nf3"])
+    func outlierResidualLogitsAreCloserToTheExactOnes(format: String) throws {
+        let config = format == "nf3" ? QuantConfig.plain(bits: 3) : QuantConfig.nf4DoubleQuant
+        let model = try DeviceForwardTests.quantizedModel(config)
+        let (ids, _, _, _) = try LlamaTests.expected("gqa_llama3")
+        let exact = model.forward(ids)
+        model.useActivations(.int8, outlierRatio: .infinity)
+        let plain = Self.shares(model.forward(ids).array, exact.array)
+        model.useActivations(.int8, outlierRatio: 0)
+        let residual = Self.shares(model.forward(ids).array, exact.array)
+        #expect(residual.largest <= Self.largestShare && residual.rms <= Self.rmsShare && residual.rms < plain.rms,
+                "\(format): Δlogit plain \(plain), with the residual \(residual)")
+        // Decoding one token at a time with the residual: each step's logits within the tolerance.
+        model.useActivations(.int8Decode, outlierRatio: 0)
+        let length = ids[0].count, vocab = exact.shape[1]
+        let cache = KVCache(config: model.config, batch: ids.count, capacity: length)
+        var decoded: [Float] = [], wanted: [Float] = []
+        for t in 0..<length {
+            let step = model.forward(ids.map { [$0[t]] }, cache: cache)
+            for b in ids.indices {
+                for v in 0..<vocab {
+                    decoded.append(step[b, v])
+                    wanted.append(exact.pointer[(b * length + t) * vocab + v])
+                }
+            }
+        }
+        let d = Self.shares(decoded, wanted)
+        #expect(d.largest <= Self.largestShare && d.rms <= Self.rmsShare, "\(format) decoding with the residual: Δlogit \(d)")
+    }
+
     /// Setting the exact path (the default) back leaves every logit as a model that never left it.
     @Test func theExactPathIsUnchanged() throws {
         let model = try DeviceForwardTests.quantizedModel(.nf4DoubleQuant)

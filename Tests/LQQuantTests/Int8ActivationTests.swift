@@ -55,6 +55,45 @@ struct Int8ActivationTests {
         #expect((error / size).squareRoot() < 0.02, "\(config): relative RMS error \((error / size).squareRoot())")
     }
 
+    /// x with outlier channels (every 29th at 12×, as SmolLM2's hidden states hold channels at 5-12×
+    /// their RMS): with the outlier residual (lq_q8.h, τ = 2 and τ = 0, every block) the SIMD level
+    /// equals the scalar twin and a batch its rows alone, bit for bit; the blocks' residual shrinks
+    /// the error against the exact product below plain Q8_0's, and more with every block flagged (the
+    /// int8 codebook's share remains, under 2 %), and x without a flagged block gives plain Q8_0's bits.
+    @Test(arguments: configs)
+    func outlierResidualMatchesTheScalarTwinAndShrinksTheError(config: QuantConfig) throws {
+        let (rows, cols) = (48, 352)
+        var rng = SeededGenerator(seed: 7)
+        let q = try Quantizer.quantize(Tensor.gaussian([rows, cols], using: &rng, scale: 0.02), config: config)
+        let x = Tensor.gaussian([11, cols], using: &rng)
+        let plainX = x.array
+        for i in 0..<11 { for c in stride(from: 3 + i, to: cols, by: 29) { x.pointer[i * cols + c] *= 12 } }
+        let exact = q.matmul(x, gpu: nil)
+        func relativeError(_ y: Tensor) -> Double {
+            let e = zip(y.array, exact.array).map { Double($0 - $1) * Double($0 - $1) }.reduce(0, +)
+            return (e / exact.array.map { Double($0) * Double($0) }.reduce(0, +)).squareRoot()
+        }
+        var errors: [Float: Double] = [:]
+        for tau: Float in [.infinity, 2, 0] {
+            let batch = Tensor(zeros: [11, rows]), scalar = Tensor(zeros: [11, rows]), one = Tensor(zeros: [11, rows])
+            q.int8Product(x.pointer, rows: 11, into: batch.pointer, level: lq_best_level(), outlierRatio: tau)
+            q.int8Product(x.pointer, rows: 11, into: scalar.pointer, level: LQ_LEVEL_SCALAR, outlierRatio: tau)
+            for i in 0..<11 { q.int8Product(x.pointer + i * cols, rows: 1, into: one.pointer + i * rows, outlierRatio: tau) }
+            expectIdentical(batch.array, scalar.array, "\(config) τ \(tau): SIMD against the scalar twin")
+            expectIdentical(batch.array, one.array, "\(config) τ \(tau): a batch against single rows")
+            errors[tau] = relativeError(batch)
+        }
+        let (plain, flagged, all) = (errors[.infinity]!, errors[2]!, errors[0]!)
+        #expect(flagged < plain && all < flagged && all < 0.02, "\(config): relative RMS error plain \(plain), τ 2 \(flagged), τ 0 \(all)")
+        // Bell-shaped x without outliers: τ = 2 flags no block, so the bits are plain Q8_0's.
+        let bell = Tensor(zeros: [11, cols])
+        for (k, v) in plainX.enumerated() { bell.pointer[k] = v }
+        let a = Tensor(zeros: [11, rows]), b = Tensor(zeros: [11, rows])
+        q.int8Product(bell.pointer, rows: 11, into: a.pointer, outlierRatio: 2)
+        q.int8Product(bell.pointer, rows: 11, into: b.pointer, outlierRatio: .infinity)
+        expectIdentical(a.array, b.array, "\(config): no flagged block, plain Q8_0's bits")
+    }
+
     /// The matrix's activation path chooses the product: int8 for every batch, for decoding-size
     /// batches only, or never, where the exact products are the same bits as before.
     @Test func theActivationPathChoosesTheProduct() throws {

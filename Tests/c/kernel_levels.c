@@ -404,14 +404,22 @@ static const float nf4_codebook[16] = {-1.0f, -0.6961928009986877f, -0.525073051
                                        0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
                                        0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
 
-/// The worst relative RMS error of the int8 products against the exact ones, over the NF4 cases.
-static double q8_worst_nf4_rms = 0;
+/// The worst relative RMS error of the int8 products against the exact ones, over the NF4 cases:
+/// plain Q8_0 on bell-shaped x, and on x with outlier channels without and with their residual.
+static double q8_worst_nf4_rms = 0, q8_worst_outlier_rms = 0, q8_worst_residual_rms = 0;
+
+/// The residual's rule of lq_q8.h for τ = 2 at tau.
+#define Q8_TEST_TAU 2.0f
 
 /// The product bit-equal to the scalar twin (all rows of x at once, one at a time, and W's rows
 /// split), and within the error bound of lq_q8.h against the exact dense product:
-/// |y − Ŵx| ≤ Σ_c |s_b| (δ/2 · |x̂_c| + |c_k| · d_j/2) + 1e-5 Σ_c |Ŵ x|.
+/// |y − Ŵx| ≤ Σ_c |s_b| (δ/2 · |x̂_c| + |c_k| · e_c) + 1e-5 Σ_c |Ŵ x|, e_c = d_j/2 (with a residual,
+/// d2_j/2 + 1e-6 |x_c| for a flagged block: the residual's step and the fp32 rounding of x − d_j q).
+/// outliers: x has channels at 12× (every 101st from 5), so some blocks hold one; residual (with
+/// outliers): the product takes lq_q8_quantize_residual's second copy, and is also checked bit for
+/// bit against the plain product where no block is flagged (d2 = 0 everywhere).
 static void test_q8_gemv(lq_level level, int bits, int block, int kind, int scale_bits, int group, int64_t cols,
-                         const float *codebook, const lq_q8_codebook *cb8) {
+                         const float *codebook, const lq_q8_codebook *cb8, int outliers, int residual) {
     const int64_t rows = 24, n = rows * cols, nx = 6, blocks = (n + block - 1) / block;
     random_matrix m;
     random_matrix_make(&m, bits, block, kind, scale_bits, group, n, codebook);
@@ -419,23 +427,46 @@ static void test_q8_gemv(lq_level level, int bits, int block, int kind, int scal
     const uint8_t *codes = m.codes;
 
     const int64_t nb = lq_q8_blocks(cols), stride = lq_q8_row_bytes(cols);
-    float *x = malloc(sizeof(float) * nx * cols), *d = malloc(sizeof(float) * nx * nb);
-    int8_t *q = malloc(nx * stride);
+    float *x = malloc(sizeof(float) * nx * cols), *d = malloc(sizeof(float) * nx * nb), *d2 = calloc(nx * nb, sizeof(float));
+    int8_t *q = malloc(nx * stride), *q2 = calloc(nx * stride, 1);
     for (int64_t i = 0; i < nx * cols; i++) x[i] = rndf() + rndf() + rndf();  // roughly bell-shaped
-    for (int64_t i = 0; i < nx; i++) lq_q8_quantize_level(LQ_LEVEL_SCALAR, bits, x + i * cols, cols, q + i * stride, d + i * nb);
-    const lq_q8_rows all = {q, d, nx};
+    if (outliers)
+        for (int64_t i = 0; i < nx; i++)
+            for (int64_t c = 5; c < cols; c += 101) x[i * cols + c] *= 12.0f;
+    int64_t flagged = 0;
+    for (int64_t i = 0; i < nx; i++) {
+        lq_q8_quantize_level(LQ_LEVEL_SCALAR, bits, x + i * cols, cols, q + i * stride, d + i * nb);
+        if (residual)
+            flagged += lq_q8_quantize_residual(bits, x + i * cols, cols, Q8_TEST_TAU, q + i * stride, d + i * nb, q2 + i * stride,
+                                               d2 + i * nb);
+    }
+    const lq_q8_rows all = {q, d, nx, residual ? q2 : NULL, residual ? d2 : NULL};
     float *y0 = malloc(sizeof(float) * nx * rows), *y1 = malloc(sizeof(float) * nx * rows), *y2 = malloc(sizeof(float) * nx * rows);
     lq_q8_gemv_level(LQ_LEVEL_SCALAR, &t, cb8, cols, 0, rows, &all, y0, rows);
     lq_q8_gemv_level(level, &t, cb8, cols, 0, 7, &all, y1, rows);  // W's rows in two ranges
     lq_q8_gemv_level(level, &t, cb8, cols, 7, rows, &all, y1, rows);
     for (int64_t i = 0; i < nx; i++) {  // x's rows one at a time
-        const lq_q8_rows one = {q + i * stride, d + i * nb, 1};
+        const lq_q8_rows one = {q + i * stride, d + i * nb, 1, residual ? q2 + i * stride : NULL, residual ? d2 + i * nb : NULL};
         lq_q8_gemv_level(level, &t, cb8, cols, 0, rows, &one, y2 + i * rows, rows);
     }
-    char what[160];
-    snprintf(what, sizeof what, "q8 gemv bits %d block %d kind %d/%d/%d cols %lld: bit-equal to scalar", bits, block, kind, scale_bits,
-             group, (long long)cols);
+    char what[200];
+    snprintf(what, sizeof what, "q8 gemv bits %d block %d kind %d/%d/%d cols %lld outliers %d residual %d: bit-equal to scalar", bits,
+             block, kind, scale_bits, group, (long long)cols, outliers, residual);
     check(memcmp(y0, y1, sizeof(float) * nx * rows) == 0 && memcmp(y0, y2, sizeof(float) * nx * rows) == 0, what);
+    if (residual) {
+        // Flagged blocks exist (x has outliers), and with none flagged the result is plain Q8_0's.
+        float *z0 = malloc(sizeof(float) * nx * rows), *z1 = malloc(sizeof(float) * nx * rows);
+        float *none = calloc(nx * nb, sizeof(float));
+        int8_t *zeros = calloc(nx * stride, 1);
+        const lq_q8_rows plain = {q, d, nx, NULL, NULL}, unflagged = {q, d, nx, zeros, none};
+        lq_q8_gemv_level(level, &t, cb8, cols, 0, rows, &plain, z0, rows);
+        lq_q8_gemv_level(level, &t, cb8, cols, 0, rows, &unflagged, z1, rows);
+        // (τ = 2 flags nothing in a row of two blocks: d_j ≤ Σ d = 2 · mean.)
+        snprintf(what, sizeof what, "q8 gemv bits %d block %d cols %lld: %lld flagged blocks; none flagged = plain Q8_0", bits, block,
+                 (long long)cols, (long long)flagged);
+        check((flagged > 0 || nb < 3) && memcmp(z0, z1, sizeof(float) * nx * rows) == 0, what);
+        free(z0); free(z1); free(none); free(zeros);
+    }
 
     float *w = malloc(sizeof(float) * n), *s = malloc(sizeof(float) * blocks);
     lq_dequantize_level(LQ_LEVEL_SCALAR, &t, 0, n, w);
@@ -446,28 +477,86 @@ static void test_q8_gemv(lq_level level, int bits, int block, int kind, int scal
         for (int64_t r = 0; r < rows; r++) {
             double exact = 0, mag = 0, bound = 0;
             for (int64_t c = 0; c < cols; c++) {
-                const int64_t j = c / 32, f = r * cols + c;
-                const double xh = (double)d[i * nb + j] * q[i * stride + 64 * (j / 2) + q8_slot(bits, 32 * (j % 2) + c % 32)];
+                const int64_t j = c / 32, f = r * cols + c, at = i * stride + 64 * (j / 2) + q8_slot(bits, 32 * (j % 2) + c % 32);
+                const double dj = d[i * nb + j], d2j = d2[i * nb + j];
+                const double xh = dj * q[at] + d2j * q2[at];
+                const double ex = d2j != 0 ? d2j / 2.0 + 1e-6 * fabs((double)x[i * cols + c]) : dj / 2.0;
                 const double code = codebook[lq_get_code(codes, bits, f)];
                 exact += (double)w[f] * x[i * cols + c];
                 mag += fabs((double)w[f] * x[i * cols + c]);
-                bound += fabs((double)s[f / block]) * (cb8->scale / 2.0 * fabs(xh) + fabs(code) * d[i * nb + j] / 2.0);
+                bound += fabs((double)s[f / block]) * (cb8->scale / 2.0 * fabs(xh) + fabs(code) * ex);
             }
             const double e = (double)y0[i * rows + r] - exact;
             ok &= fabs(e) <= bound + 1e-5 * mag + 1e-30;
             err2 += e * e;
             ref2 += exact * exact;
         }
-    snprintf(what, sizeof what, "q8 gemv bits %d block %d kind %d/%d/%d cols %lld: within the bound of the exact product", bits, block, kind,
-             scale_bits, group, (long long)cols);
+    snprintf(what, sizeof what, "q8 gemv bits %d block %d kind %d/%d/%d cols %lld outliers %d residual %d: within the bound of the exact product",
+             bits, block, kind, scale_bits, group, (long long)cols, outliers, residual);
     check(ok, what);
-    if (codebook == nf4_codebook && sqrt(err2 / ref2) > q8_worst_nf4_rms) q8_worst_nf4_rms = sqrt(err2 / ref2);
+    if (codebook == nf4_codebook) {
+        double *worst = residual ? &q8_worst_residual_rms : outliers ? &q8_worst_outlier_rms : &q8_worst_nf4_rms;
+        if (sqrt(err2 / ref2) > *worst) *worst = sqrt(err2 / ref2);
+    }
     random_matrix_free(&m);
-    free(x); free(d); free(q); free(y0); free(y1); free(y2); free(w); free(s);
+    free(x); free(d); free(q); free(d2); free(q2); free(y0); free(y1); free(y2); free(w); free(s);
+}
+
+/// The residual's quantizer: the flagged blocks are those of lq_q8.h's rule (none at τ = +inf, every
+/// nonzero one at τ = 0), each value of a flagged block within half a residual step of x − d q, zeros
+/// elsewhere; and the same bytes whichever level quantized x (it is one scalar code on bit-equal q, d).
+static void test_q8_residual(lq_level level) {
+    const int64_t widths[] = {1, 33, 96, 100, 576};
+    const float taus[] = {0.0f, 1.5f, Q8_TEST_TAU, 4.0f, INFINITY};
+    const int bits[] = {2, 3, 4, 8};
+    for (int b = 0; b < 4; b++)
+        for (int k = 0; k < 5; k++)
+            for (int u = 0; u < 5; u++) {
+                const int64_t cols = widths[k], nb = lq_q8_blocks(cols), bytes = lq_q8_row_bytes(cols);
+                float *x = malloc(sizeof(float) * cols), *d = malloc(sizeof(float) * nb), *d2 = malloc(sizeof(float) * nb);
+                float *e2 = malloc(sizeof(float) * nb);
+                int8_t *q = malloc(bytes), *q2 = malloc(bytes), *p2 = malloc(bytes);
+                for (int64_t c = 0; c < cols; c++) x[c] = rndf() + rndf() + rndf();
+                for (int64_t c = 7; c < cols; c += 41) x[c] *= 10.0f;
+                if (cols >= 64)
+                    for (int64_t c = 32; c < 64; c++) x[c] = 0;  // an all-zero block: never flagged
+                memset(q2, 0x55, bytes);                         // every byte written
+                lq_q8_quantize_level(level, bits[b], x, cols, q, d);
+                const int64_t flagged = lq_q8_quantize_residual(bits[b], x, cols, taus[u], q, d, q2, d2);
+                // The same from the scalar quantizer's q and d.
+                int8_t *q0 = malloc(bytes);
+                float *d0 = malloc(sizeof(float) * nb);
+                lq_q8_quantize_level(LQ_LEVEL_SCALAR, bits[b], x, cols, q0, d0);
+                lq_q8_quantize_residual(bits[b], x, cols, taus[u], q0, d0, p2, e2);
+                int ok = memcmp(q2, p2, bytes) == 0 && memcmp(d2, e2, sizeof(float) * nb) == 0;
+                float sum = 0;
+                for (int64_t j = 0; j < nb; j++) sum += d[j];
+                int64_t count = 0;
+                int used[1024] = {0};
+                for (int64_t j = 0; j < nb; j++) {
+                    const int want = d[j] > taus[u] * (sum / (float)nb) && d[j] > 0;
+                    count += d2[j] != 0;
+                    ok &= want ? d2[j] >= 0 : d2[j] == 0;
+                }
+                for (int64_t c = 0; c < cols; c++) {
+                    const int64_t j = c / 32, at = 64 * (j / 2) + q8_slot(bits[b], 32 * (j % 2) + c % 32);
+                    used[at] = d2[j] != 0;
+                    const float r = x[c] - d[j] * (float)q[at];
+                    if (d2[j] != 0) ok &= fabsf(r - d2[j] * q2[at]) <= 0.5f * d2[j] * (1 + 1e-5f) + 1e-30f && fabsf(r) <= 0.5f * d[j] * (1 + 1e-5f);
+                }
+                for (int64_t k2 = 0; k2 < bytes; k2++) ok &= used[k2] || q2[k2] == 0;
+                ok &= count == flagged && (taus[u] != INFINITY || flagged == 0) && (cols < 64 || taus[u] != 0 || flagged >= nb - 2);
+                char what[100];
+                snprintf(what, sizeof what, "q8 residual bits %d cols %lld tau %g: %lld flagged", bits[b], (long long)cols, taus[u],
+                         (long long)flagged);
+                check(ok, what);
+                free(x); free(d); free(d2); free(e2); free(q); free(q2); free(p2); free(q0); free(d0);
+            }
 }
 
 static void test_q8(lq_level level) {
     test_q8_quantize(level);
+    test_q8_residual(level);
     // The int8 NF4 codebook: δ = 1/s with s on a grid of 1/256, |C| ≤ 127, each within δ/2.
     lq_q8_codebook nf4;
     lq_q8_codebook_make(nf4_codebook, 4, &nf4);
@@ -493,14 +582,18 @@ static void test_q8(lq_level level) {
                 const int64_t cols = c == 0 ? 192 : c == 1 ? 3 * blocks[k] : 96;
                 const float *cbk = bits[b] == 4 && k < 3 ? nf4_codebook : codebook;
                 const lq_q8_codebook *c8 = cbk == nf4_codebook ? &nf4 : &cb8;
-                test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_F32, 32, 0, cols, cbk, c8);
-                test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_DYNAMIC8, 8, 256, cols, cbk, c8);
-                test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_UINT, 3, 16, cols, cbk, c8);
-                test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_UINT, 8, 4, cols, cbk, c8);
+                for (int v = 0; v < 3; v++) {  // plain Q8_0; x with outliers; the same with their residual
+                    const int outliers = v > 0, residual = v == 2;
+                    test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_F32, 32, 0, cols, cbk, c8, outliers, residual);
+                    test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_DYNAMIC8, 8, 256, cols, cbk, c8, outliers, residual);
+                    test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_UINT, 3, 16, cols, cbk, c8, outliers, residual);
+                    test_q8_gemv(level, bits[b], blocks[k], LQ_SCALES_UINT, 8, 4, cols, cbk, c8, outliers, residual);
+                }
             }
     }
-    printf("q8: NF4 products within %.2f%% (relative RMS) of the exact ones; integer dot product: %s\n", 100 * q8_worst_nf4_rms,
-           lq_q8_dot());
+    printf("q8: NF4 products within %.2f%% (relative RMS) of the exact ones; with outlier channels %.2f%%, with their residual "
+           "(tau %g) %.2f%%; integer dot product: %s\n",
+           100 * q8_worst_nf4_rms, 100 * q8_worst_outlier_rms, Q8_TEST_TAU, 100 * q8_worst_residual_rms, lq_q8_dot());
 }
 
 int main(void) {

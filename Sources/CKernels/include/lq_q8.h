@@ -18,6 +18,15 @@
 //                acc = fma((float)isum, s_b · d_j, acc), s_b the weight block scale (if an octet falls
 //                in two weight blocks, one fma per block, in block order).
 //   result       y = (((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7))) · δ.
+//   residual     optionally (lq_q8_rows.q2), the blocks that hold an outlier carry a second int8 copy:
+//                block j is flagged when d_j > τ · mean_k(d_k) over the row's blocks (so at most
+//                nb / τ of them), and its residual r = x − d_j · q (fp32) is quantized as above to
+//                (q2, d2_j); d2_j = 0 and q2 = 0 elsewhere. A second set of 8 lanes acc2 takes
+//                fma((float)isum2, s_b · d2_j, acc2), isum2 = Σ C · q2, for the octets of the flagged
+//                blocks in block order (AVX2 adds them for the pairs that hold a flagged block, where
+//                the unflagged block of a pair adds fma(0, 0, acc2) = acc2),
+//                and a row with a flagged block gives y = (total(acc) + total(acc2)) · δ, total the
+//                order above. A row with none gives plain Q8_0's result bit for bit.
 // The SIMD paths take rows of whole 32-value blocks (cols % 32 == 0) and weight blocks of 16 values
 // or a multiple of 32 (the LQ-LoRA grid's 16/32/64, bitsandbytes' 64 and any multiple of 32), so no
 // octet straddles weight blocks; anything else goes through the scalar reference.
@@ -65,12 +74,23 @@ int64_t lq_q8_row_bytes(int64_t cols);
 void lq_q8_quantize_level(lq_level level, int bits, const float *x, int64_t cols, int8_t *q, float *d);
 void lq_q8_quantize(int bits, const float *x, int64_t cols, int8_t *q, float *d);
 
+/// The outliers' residual of one row quantized by lq_q8_quantize(_level) to (q, d): the blocks with
+/// d_j > tau · mean(d) (every nonzero block for tau ≤ 0, none for tau = +inf) get their residual
+/// x − d_j · q quantized to (q2, d2_j) in the same layout; the others d2_j = 0 and zeros in q2. The same
+/// scalar code at every level (a flagged block is rare and costs 32 values). Returns the number of
+/// flagged blocks.
+int64_t lq_q8_quantize_residual(int bits, const float *x, int64_t cols, float tau, const int8_t *q, const float *d,
+                                int8_t *q2, float *d2);
+
 /// Rows of quantized activations: row i's bytes at q + i · lq_q8_row_bytes(cols), its scales at
-/// d + i · lq_q8_blocks(cols).
+/// d + i · lq_q8_blocks(cols); with q2 and d2 (both or neither; NULL: none) the outlier residual of
+/// each row, laid out the same way (lq_q8_quantize_residual).
 typedef struct {
     const int8_t *q;
     const float *d;
     int64_t count;
+    const int8_t *q2;
+    const float *d2;
 } lq_q8_rows;
 
 /// y[i · ldy + r] = Σ_c Ŵ[r, c] · x̂_i[c] for rows [row_begin, row_end) of the rows × cols matrix W
