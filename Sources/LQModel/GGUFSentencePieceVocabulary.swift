@@ -57,7 +57,7 @@ enum SentencePieceVocabulary {
         var byID: [Int: String] = [:]
         for (t, id) in vocab { if let id = (id as? NSNumber)?.intValue { byID[id] = t } }
         let base = byID.count
-        guard byID.keys.allSatisfy({ $0 < base }) else {
+        guard byID.keys.allSatisfy({ (0..<base).contains($0) }) else {
             throw GGUFExportError.unsupportedTokenizer(path: path, what: "model.vocab's ids are not 0..<\(base)")
         }
         var addedIDs: [(id: Int, content: String)] = []

@@ -194,6 +194,25 @@ struct GGUFExportTests {
         }
     }
 
+    /// Without tokenizer.model, a vocabulary whose ids are not 0..<count (here one negative) is named.
+    @Test func sentencePieceVocabularyWithAGapIsNamed() throws {
+        let (root, model, _) = try Self.makeModel(fixture: "model-spm", name: "tiny-Llama-spm", vocab: 514)
+        defer { root.cleanUp() }
+        try FileManager.default.removeItem(atPath: model + "/tokenizer.model")
+        let path = model + "/tokenizer.json"
+        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        var bpe = json["model"] as! [String: Any]
+        var vocab = bpe["vocab"] as! [String: Any]
+        vocab["\u{2581}t"] = -5
+        bpe["vocab"] = vocab
+        json["model"] = bpe
+        try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        #expect(throws: GGUFExportError.unsupportedTokenizer(path: path, what: "model.vocab's ids are not 0..<512")) {
+            try GGUFExport.model(model, type: .f32, to: root.file("x.gguf"))
+        }
+        #expect(!FileManager.default.fileExists(atPath: root.file("x.gguf")))
+    }
+
     /// A tokenizer.model SentencePiece cannot read is named.
     @Test func unreadableSentencePieceModelIsNamed() throws {
         let (root, model, _) = try Self.makeModel(fixture: "model-spm", name: "tiny-Llama-spm", vocab: 514)
